@@ -1,0 +1,48 @@
+//! The core of deploy-rs: the domain model, the traits every backend implements, and
+//! (as the suite grows) the rollout engine that drives them.
+//!
+//! This crate does no I/O of its own and depends on no backend library, so that code
+//! which only describes deployments, or tests them, compiles nothing heavy. Backends
+//! live in their own crates: `deploy-k8s`, `deploy-docker`, `deploy-security`,
+//! `deploy-cache`.
+//!
+//! ```
+//! use deploy_core::model::{AppSpec, Environment, EnvironmentProfile, ImageRef, Name, Port, Probe};
+//!
+//! let spec = AppSpec::new(
+//!     Name::new("checkout").unwrap(),
+//!     Name::new("shop").unwrap(),
+//!     ImageRef::parse("registry.example.com/shop/checkout:1.4.2").unwrap(),
+//! )
+//! .port(Port::tcp("http", 8080).unwrap())
+//! .readiness(Probe::http("/ready", 8080));
+//! let spec = EnvironmentProfile::preset(Environment::Production).apply_to(spec);
+//! assert!(spec.validate().is_ok());
+//! assert_eq!(spec.replicas, 3);
+//! ```
+//!
+//! The traits, each object safe and used as `Arc<dyn Trait>`:
+//! [`platform::Platform`], [`traffic::TrafficRouter`], [`health::HealthCheck`],
+//! [`metrics::MetricsProvider`], [`state::StateStore`], [`history::HistoryStore`],
+//! [`build::ImageBuilder`], [`registry::ImageRegistry`],
+//! [`scan::VulnerabilityScanner`], [`secret::SecretManager`], [`cache::Cache`] and
+//! [`notify::Notifier`]. Every error type implements [`error::Classify`], which tells
+//! a caller whether a retry makes sense.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod build;
+pub mod cache;
+pub mod error;
+pub mod health;
+pub mod history;
+pub mod metrics;
+pub mod model;
+pub mod notify;
+pub mod platform;
+pub mod registry;
+pub mod scan;
+pub mod secret;
+pub mod state;
+pub mod traffic;
+
+pub use async_trait::async_trait;

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the whole test suite of deploy-rs.
+#
+# The integration tests use real systems: a Docker engine (must be running), and
+# redis-server, prometheus (with promtool), docker-registry and busybox-static from
+# Debian's packages. This script installs the packages that are missing; each test
+# starts the services it needs on free loopback ports and stops them when it ends.
+# A missing service makes its tests fail with a message naming it; none is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(redis-server redis-tools prometheus docker-registry busybox-static)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing test services: ${missing[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian installs these as system services; the tests start their own instances.
+for svc in redis-server prometheus docker-registry; do
+    command -v service >/dev/null 2>&1 && service "$svc" stop >/dev/null 2>&1 || true
+done
+
+export DEPLOY_RS_REQUIRE_SERVICES=1
+cargo test --workspace --all-features "$@"

@@ -53,7 +53,9 @@ impl TrafficRouter for TestRouter {
         }
         self.unready(app, split.iter().map(|(t, _)| t), seq);
         let mut world = self.shared.lock();
-        if let Some(previous) = world.weights.insert(app.clone(), split.clone()) {
+        if let Some(previous) = world.weights.insert(app.clone(), split.clone())
+            && previous != *split
+        {
             world.stale_weights.insert(app.clone(), previous);
         }
         Ok(())

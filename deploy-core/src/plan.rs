@@ -162,7 +162,9 @@ impl fmt::Display for Step {
             Self::SetWeight(w) => write!(f, "set canary weight to {w}"),
             Self::SetCanaryScale(CanaryScale::Replicas(n)) => write!(f, "scale canary to {n} replica{}", plural(*n)),
             Self::SetCanaryScale(CanaryScale::Weight(w)) => write!(f, "scale canary to {w} of the replicas"),
-            Self::SetCanaryScale(CanaryScale::MatchTrafficWeight) => f.write_str("scale canary with its traffic weight"),
+            Self::SetCanaryScale(CanaryScale::MatchTrafficWeight) => {
+                f.write_str("scale canary with its traffic weight")
+            }
             Self::HeaderRoute(route) => write!(f, "route {route}"),
             Self::Pause(PauseKind::Duration(d)) => write!(f, "pause for {d}"),
             Self::Pause(PauseKind::UntilPromoted) => f.write_str("pause until promoted"),
@@ -268,7 +270,8 @@ impl Plan {
     /// ```
     pub fn validate(&self, router: Option<RouterCapabilities>) -> Result<(), ValidationErrors> {
         let mut errors = ValidationErrors::new();
-        let mut bad = |field: String, value: String, reason: &str| errors.push(ValidationError::new(field, value, reason));
+        let mut bad =
+            |field: String, value: String, reason: &str| errors.push(ValidationError::new(field, value, reason));
         if self.replicas == 0 {
             bad("plan replicas".into(), "0".into(), "must be at least 1");
         }
@@ -287,7 +290,11 @@ impl Plan {
         let switches = !in_place && self.final_track == self.new_track;
         let promotes = self.steps.iter().filter(|s| matches!(s, Step::Promote)).count();
         if !in_place && promotes != 1 {
-            bad("plan steps".into(), format!("{promotes} promote steps"), "a plan with a new track must promote exactly once");
+            bad(
+                "plan steps".into(),
+                format!("{promotes} promote steps"),
+                "a plan with a new track must promote exactly once",
+            );
         }
         if switches && router.is_none() {
             bad(
@@ -316,9 +323,14 @@ impl Plan {
                     if *replicas == 0 {
                         bad("0".into(), "must update to at least one replica");
                     }
-                    let zero = |v: &IntOrPercent| matches!(v, IntOrPercent::Int(0)) || *v == IntOrPercent::Percent(Percent::ZERO);
+                    let zero = |v: &IntOrPercent| {
+                        matches!(v, IntOrPercent::Int(0)) || *v == IntOrPercent::Percent(Percent::ZERO)
+                    };
                     if zero(max_surge) && zero(max_unavailable) {
-                        bad(format!("{max_surge}/{max_unavailable}"), "max surge and max unavailable must not both be 0");
+                        bad(
+                            format!("{max_surge}/{max_unavailable}"),
+                            "max surge and max unavailable must not both be 0",
+                        );
                     }
                 }
                 Step::WaitReady { track } => {
@@ -443,7 +455,11 @@ mod tests {
         assert!(err.to_string().contains("needs a traffic router"), "{err}");
 
         let rolling = Plan::new(StrategyKind::Rolling, 3, Track::Stable, Track::Stable, Track::Stable).step(
-            Step::RollingUpdate { replicas: 3, max_surge: IntOrPercent::Int(0), max_unavailable: IntOrPercent::Percent(p(0)) },
+            Step::RollingUpdate {
+                replicas: 3,
+                max_surge: IntOrPercent::Int(0),
+                max_unavailable: IntOrPercent::Percent(p(0)),
+            },
         );
         let err = rolling.validate(None).unwrap_err();
         assert!(err.to_string().contains("must not both be 0"), "{err}");

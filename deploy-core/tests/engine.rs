@@ -1,5 +1,6 @@
 //! The engine's behaviour on the test kit: outcomes, events, records, controls,
 //! locks and validation.
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly on broken fixtures")]
 
 mod common;
 
@@ -31,7 +32,10 @@ async fn two_rollouts_of_one_app_exactly_one_proceeds() {
         (Ok(h), Err(e)) | (Err(e), Ok(h)) => (h, e),
         (a, b) => panic!("exactly one must start: {a:?} {b:?}"),
     };
-    assert!(matches!(&loser, RolloutError::Locked { holder, .. } if holder == "engine-a" || holder == "engine-b"), "{loser}");
+    assert!(
+        matches!(&loser, RolloutError::Locked { holder, .. } if holder == "engine-a" || holder == "engine-b"),
+        "{loser}"
+    );
     assert!(loser.is_conflict());
     // The loser touched nothing: one deployment in the history, one rollout's saves.
     let report = winner.wait().await.unwrap();
@@ -55,7 +59,14 @@ async fn a_healthy_canary_is_promoted_and_explains_itself() {
         .collect();
     assert_eq!(
         weights,
-        ["stable=90% canary=10%", "stable=75% canary=25%", "stable=50% canary=50%", "stable=25% canary=75%", "canary=100%", "stable=100%"]
+        [
+            "stable=90% canary=10%",
+            "stable=75% canary=25%",
+            "stable=50% canary=50%",
+            "stable=25% canary=75%",
+            "canary=100%",
+            "stable=100%"
+        ]
     );
     let measurements = events.iter().filter(|e| matches!(e, RolloutEvent::Measurement { .. })).count();
     assert_eq!(measurements, 5 * 2 * 2, "5 analyses x 2 rounds x (metric + health check)");
@@ -64,7 +75,11 @@ async fn a_healthy_canary_is_promoted_and_explains_itself() {
     assert_eq!(report.record.steps.len(), f.plan.steps.len());
     assert!(report.record.steps.iter().all(|s| s.outcome == StepOutcome::Succeeded));
     let analysis = &report.record.steps[4];
-    assert!(analysis.details.iter().any(|d| d.contains("error-rate: successful value 0.001")), "{:?}", analysis.details);
+    assert!(
+        analysis.details.iter().any(|d| d.contains("error-rate: successful value 0.001")),
+        "{:?}",
+        analysis.details
+    );
     // Every weight change was read back from the router.
     let reads = f.kit.calls().iter().filter(|c| c.method == Method::Weights).count();
     assert_eq!(reads, weights.len());
@@ -97,10 +112,7 @@ async fn without_a_weighted_router_weights_are_replica_ratios() {
     let scales: Vec<String> =
         f.kit.calls().into_iter().filter(|c| c.method == Method::Scale).map(|c| c.detail).collect();
     // 4 replicas: 25 % = 1 canary + 3 stable, 50 % = 2 + 2, 100 % = 4 + 0, then promotion.
-    assert_eq!(
-        scales,
-        ["canary x1", "stable x3", "canary x2", "stable x2", "canary x4", "stable x0", "canary x0"]
-    );
+    assert_eq!(scales, ["canary x1", "stable x3", "canary x2", "stable x2", "canary x4", "stable x0", "canary x0"]);
     assert!(f.kit.calls().iter().all(|c| c.method != Method::SetWeights));
 }
 
@@ -149,7 +161,8 @@ async fn promote_ends_a_pause_and_abort_rolls_back() {
     let f = Fixture::new(Strat::Canary);
     let plan = Canary::with_steps(vec![Step::SetWeight(pct(20)), Step::Pause(PauseKind::UntilPromoted)])
         .plan(&PlanInput::new(common::REPLICAS));
-    let request = deploy_core::engine::RolloutRequest::new(f.spec.clone(), f.v2.clone(), plan.clone()).from(f.v1.clone());
+    let request =
+        deploy_core::engine::RolloutRequest::new(f.spec.clone(), f.v2.clone(), plan.clone()).from(f.v1.clone());
     let mut handle = f.engine.start(request.clone()).await.unwrap();
     while let Some(e) = handle.next_event().await {
         if matches!(e, RolloutEvent::Paused { .. }) {
@@ -225,9 +238,9 @@ async fn plans_the_router_cannot_carry_out_are_rejected_before_anything_runs() {
 
 #[tokio::test(start_paused = true)]
 async fn a_custom_judge_plugs_in_without_engine_changes() {
-    use std::sync::Arc;
     use deploy_core::analysis::{Judge, JudgeInput, JudgeSpec, MeasurementOutcome, MetricCheck, Verdict};
     use deploy_core::metrics::MetricsError;
+    use std::sync::Arc;
 
     /// Canary versus baseline: the canary may not be more than `ratio` times worse.
     struct Compare {
@@ -242,27 +255,33 @@ async fn a_custom_judge_plugs_in_without_engine_changes() {
             let canary = input.metrics.query(input.candidate).await?.as_single();
             let base = input.metrics.query(input.baseline).await?.as_single();
             Ok(match (canary, base) {
-                (Some(c), Some(b)) if c <= b * self.ratio => Verdict::new(MeasurementOutcome::Successful, Some(c), "ok"),
+                (Some(c), Some(b)) if c <= b * self.ratio => {
+                    Verdict::new(MeasurementOutcome::Successful, Some(c), "ok")
+                }
                 (Some(c), Some(b)) => Verdict::new(MeasurementOutcome::Failed, Some(c), format!("{c} vs baseline {b}")),
                 _ => Verdict::no_data("no data"),
             })
         }
     }
     let f = Fixture::new(Strat::Canary);
-    let engine = deploy_core::engine::RolloutEngine::builder(f.kit.platform(), f.kit.state_store(), f.kit.history_store())
-        .router(f.kit.router())
-        .metrics(f.kit.metrics())
-        .judge(
-            "compare",
-            Arc::new(|p: &serde_json::Value| -> Result<Arc<dyn Judge>, String> {
-                let ratio = p.get("ratio").and_then(serde_json::Value::as_f64).ok_or("ratio is required")?;
-                Ok(Arc::new(Compare { ratio }))
-            }),
-        )
-        .config(common::config("engine-c"))
-        .build();
-    let analysis = deploy_core::analysis::AnalysisSpec::new("vs-baseline")
-        .metric(MetricCheck::new("latency", "q", JudgeSpec::custom("compare", serde_json::json!({"ratio": 1.5}))));
+    let engine =
+        deploy_core::engine::RolloutEngine::builder(f.kit.platform(), f.kit.state_store(), f.kit.history_store())
+            .router(f.kit.router())
+            .metrics(f.kit.metrics())
+            .judge(
+                "compare",
+                Arc::new(|p: &serde_json::Value| -> Result<Arc<dyn Judge>, String> {
+                    let ratio = p.get("ratio").and_then(serde_json::Value::as_f64).ok_or("ratio is required")?;
+                    Ok(Arc::new(Compare { ratio }))
+                }),
+            )
+            .config(common::config("engine-c"))
+            .build();
+    let analysis = deploy_core::analysis::AnalysisSpec::new("vs-baseline").metric(MetricCheck::new(
+        "latency",
+        "q",
+        JudgeSpec::custom("compare", serde_json::json!({"ratio": 1.5})),
+    ));
     let plan = Canary::progressive([pct(50)], &analysis).plan(&PlanInput::new(2));
     f.kit.metric_values().set("latency", Track::Stable, 100.0);
     f.kit.metric_values().set("latency", Track::Canary, 400.0);

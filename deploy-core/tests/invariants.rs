@@ -6,6 +6,7 @@
 //! 3. a rollout resumed after a crash ends as one that never crashed;
 //! 4. the state store is never torn: revisions only grow, every saved document
 //!    reads back.
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly on broken fixtures")]
 
 mod common;
 
@@ -133,7 +134,8 @@ async fn check_invariants(f: &Fixture, report: &RolloutReport, label: &str) -> S
     assert!(!full.is_empty(), "{label}: no ready track with all replicas: {world}");
     if let Some(weights) = &world.weights {
         for (track, _) in weights.iter() {
-            let view = world.tracks.get(&track).unwrap_or_else(|| panic!("{label}: traffic to absent {track}: {world}"));
+            let view =
+                world.tracks.get(&track).unwrap_or_else(|| panic!("{label}: traffic to absent {track}: {world}"));
             assert_eq!(&view.version, kept, "{label}: {world}");
             assert_eq!(view.state, TrackState::Ready, "{label}: {world}");
         }

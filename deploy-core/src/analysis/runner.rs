@@ -3,7 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{AnalysisOutcome, AnalysisReport, AnalysisSpec, CheckKind, JudgeInput, JudgeRegistry, Judge, Measurement, MeasurementOutcome};
+use super::{
+    AnalysisOutcome, AnalysisReport, AnalysisSpec, CheckKind, Judge, JudgeInput, JudgeRegistry, Measurement,
+    MeasurementOutcome,
+};
 use crate::health::{HealthCheck, HealthTarget};
 use crate::metrics::{MetricQuery, MetricsProvider};
 use crate::model::{AppId, Track, ValidationError, ValidationErrors, Version};
@@ -139,13 +142,22 @@ impl AnalysisRunner {
                 let baseline =
                     MetricQuery::new(&check.name, &check.query, self.target.app.clone(), self.target.baseline, window);
                 let (outcome, value, detail) = match &self.metrics {
-                    Some(metrics) => match judge.judge(&JudgeInput::new(metrics.as_ref(), &query, &baseline, round)).await {
-                        Ok(v) => (v.outcome, v.value, v.detail),
-                        Err(e) => (MeasurementOutcome::Error, None, format!("query failed: {e}")),
-                    },
+                    Some(metrics) => {
+                        match judge.judge(&JudgeInput::new(metrics.as_ref(), &query, &baseline, round)).await {
+                            Ok(v) => (v.outcome, v.value, v.detail),
+                            Err(e) => (MeasurementOutcome::Error, None, format!("query failed: {e}")),
+                        }
+                    }
                     None => (MeasurementOutcome::Error, None, "no metrics provider".to_owned()),
                 };
-                taken.push(Measurement { check: check.name.clone(), kind: CheckKind::Metric, round, outcome, value, detail });
+                taken.push(Measurement {
+                    check: check.name.clone(),
+                    kind: CheckKind::Metric,
+                    round,
+                    outcome,
+                    value,
+                    detail,
+                });
             }
             let target = HealthTarget::new(self.target.app.clone(), self.target.candidate, self.target.release.clone());
             for check in &self.health {
@@ -180,11 +192,26 @@ impl AnalysisRunner {
             let verdict = taken.iter().zip(&tallies).find_map(|(m, t)| {
                 let decided = Some((m.check.clone(), m.kind));
                 if t.failed > spec.failure_limit {
-                    Some((AnalysisOutcome::Failed, decided, format!("{} failed {} times (limit {}): {}", m.check, t.failed, spec.failure_limit, m.detail)))
+                    Some((
+                        AnalysisOutcome::Failed,
+                        decided,
+                        format!("{} failed {} times (limit {}): {}", m.check, t.failed, spec.failure_limit, m.detail),
+                    ))
                 } else if t.consecutive_errors > spec.consecutive_error_limit {
-                    Some((AnalysisOutcome::Error, decided, format!("{} could not be measured {} times in a row (limit {}): {}", m.check, t.consecutive_errors, spec.consecutive_error_limit, m.detail)))
+                    Some((
+                        AnalysisOutcome::Error,
+                        decided,
+                        format!(
+                            "{} could not be measured {} times in a row (limit {}): {}",
+                            m.check, t.consecutive_errors, spec.consecutive_error_limit, m.detail
+                        ),
+                    ))
                 } else if t.inconclusive > spec.inconclusive_limit {
-                    Some((AnalysisOutcome::Inconclusive, decided, format!("{} had no data {} times (limit {})", m.check, t.inconclusive, spec.inconclusive_limit)))
+                    Some((
+                        AnalysisOutcome::Inconclusive,
+                        decided,
+                        format!("{} had no data {} times (limit {})", m.check, t.inconclusive, spec.inconclusive_limit),
+                    ))
                 } else {
                     None
                 }
@@ -197,11 +224,23 @@ impl AnalysisRunner {
                 && tallies.iter().all(|t| t.successful >= limit)
             {
                 let reason = format!("every check succeeded {limit} times");
-                return AnalysisReport { name: spec.name.clone(), outcome: AnalysisOutcome::Successful, decided_by: None, reason, measurements };
+                return AnalysisReport {
+                    name: spec.name.clone(),
+                    outcome: AnalysisOutcome::Successful,
+                    decided_by: None,
+                    reason,
+                    measurements,
+                };
             }
         }
         let reason = format!("{} measurements within limits", spec.count);
-        AnalysisReport { name: spec.name.clone(), outcome: AnalysisOutcome::Successful, decided_by: None, reason, measurements }
+        AnalysisReport {
+            name: spec.name.clone(),
+            outcome: AnalysisOutcome::Successful,
+            decided_by: None,
+            reason,
+            measurements,
+        }
     }
 }
 

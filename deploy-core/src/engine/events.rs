@@ -135,7 +135,9 @@ impl fmt::Display for RolloutEvent {
             Self::Measurement { analysis, measurement: m } => {
                 write!(f, "{analysis} #{} {}: {} ({})", m.round + 1, m.check, m.outcome, m.detail)
             }
-            Self::AnalysisFinished { analysis, outcome, reason } => write!(f, "analysis {analysis} {outcome}: {reason}"),
+            Self::AnalysisFinished { analysis, outcome, reason } => {
+                write!(f, "analysis {analysis} {outcome}: {reason}")
+            }
             Self::Paused { kind: PauseKind::Duration(d), .. } => write!(f, "paused for {d}"),
             Self::Paused { .. } => f.write_str("paused until promoted"),
             Self::Promoted { .. } => f.write_str("promoted by the caller"),

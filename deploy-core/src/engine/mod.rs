@@ -487,7 +487,8 @@ impl RolloutEngine {
                 )
             {
                 // Spec problems were already reported by the plan's validation.
-                errors.extend(e.into_iter().filter(|e| !e.field.starts_with("analysis") || e.reason.contains("engine")));
+                errors
+                    .extend(e.into_iter().filter(|e| !e.field.starts_with("analysis") || e.reason.contains("engine")));
             }
         }
         errors.into_result(())
@@ -526,7 +527,9 @@ impl RolloutEngine {
             state.plan = Some(request.plan.clone());
             state.spec = Some(request.spec.clone());
             let revision = inner.state.save(&app, &state, None).await.map_err(|e| match e {
-                StateError::Conflict { .. } => RolloutError::Unfinished { app: app.clone(), deployment: state.record.id.clone() },
+                StateError::Conflict { .. } => {
+                    RolloutError::Unfinished { app: app.clone(), deployment: state.record.id.clone() }
+                }
                 other => RolloutError::State(other),
             })?;
             inner.history.record(&state.record).await.map_err(RolloutError::History)?;
@@ -621,4 +624,3 @@ impl RolloutEngine {
         RolloutHandle { deployment, app, events: event_rx, controls: control_tx, task }
     }
 }
-

@@ -48,7 +48,9 @@ impl LeaseKeeper {
                 self.next = Instant::now() + self.ttl / 3;
                 Ok(())
             }
-            Err(StateError::LockLost { holder, .. }) => Err(RolloutError::LockLost { app: self.lease.app.clone(), holder }),
+            Err(StateError::LockLost { holder, .. }) => {
+                Err(RolloutError::LockLost { app: self.lease.app.clone(), holder })
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "could not renew the rollout lock; trying again soon");
                 self.next = Instant::now() + self.ttl / 10;
@@ -230,7 +232,18 @@ impl Run {
         events: mpsc::UnboundedSender<RolloutEvent>,
     ) -> Self {
         let app = state.record.app.clone();
-        Self { engine, state, plan, spec, app, revision, events, promote: Arc::new(Notify::new()), notes: Vec::new(), step: None }
+        Self {
+            engine,
+            state,
+            plan,
+            spec,
+            app,
+            revision,
+            events,
+            promote: Arc::new(Notify::new()),
+            notes: Vec::new(),
+            step: None,
+        }
     }
 
     fn emit(&self, event: RolloutEvent) {
@@ -317,9 +330,13 @@ impl Run {
         let platform = Arc::clone(&self.engine.platform);
         let policy = self.engine.config.retry;
         let what = format!("apply {} to {track} with {replicas} replicas", release.version);
-        let result = retry(&policy, &what, |e: &PlatformError| e.is_retryable(), &mut |m| note_to(&self.events, &mut self.notes, m), || {
-            platform.apply(spec, track, release, replicas)
-        })
+        let result = retry(
+            &policy,
+            &what,
+            |e: &PlatformError| e.is_retryable(),
+            &mut |m| note_to(&self.events, &mut self.notes, m),
+            || platform.apply(spec, track, release, replicas),
+        )
         .await;
         result.map_err(|e| self.platform_failure(&what, &e))?;
         self.emit(RolloutEvent::Scaled { track, replicas });
@@ -330,9 +347,13 @@ impl Run {
         let platform = Arc::clone(&self.engine.platform);
         let (policy, app) = (self.engine.config.retry, self.app.clone());
         let what = format!("scale {track} to {replicas}");
-        let result = retry(&policy, &what, |e: &PlatformError| e.is_retryable(), &mut |m| note_to(&self.events, &mut self.notes, m), || {
-            platform.scale(&app, track, replicas)
-        })
+        let result = retry(
+            &policy,
+            &what,
+            |e: &PlatformError| e.is_retryable(),
+            &mut |m| note_to(&self.events, &mut self.notes, m),
+            || platform.scale(&app, track, replicas),
+        )
         .await;
         result.map_err(|e| self.platform_failure(&what, &e))?;
         self.emit(RolloutEvent::Scaled { track, replicas });
@@ -341,7 +362,8 @@ impl Run {
 
     async fn wait_ready(&mut self, track: Track) -> Result<(), StepError> {
         let platform = Arc::clone(&self.engine.platform);
-        let (policy, app, deadline) = (self.engine.config.retry, self.app.clone(), self.engine.config.readiness_deadline);
+        let (policy, app, deadline) =
+            (self.engine.config.retry, self.app.clone(), self.engine.config.readiness_deadline);
         let what = format!("wait for {track} to be ready");
         // A passed deadline or a doomed track is final; only transient errors are retried.
         let retryable = |e: &PlatformError| e.is_retryable() && !matches!(e, PlatformError::Timeout { .. });
@@ -356,9 +378,13 @@ impl Run {
         let platform = Arc::clone(&self.engine.platform);
         let (policy, app) = (self.engine.config.retry, self.app.clone());
         let what = format!("read the status of {track}");
-        let result = retry(&policy, &what, |e: &PlatformError| e.is_retryable(), &mut |m| note_to(&self.events, &mut self.notes, m), || {
-            platform.status(&app, track)
-        })
+        let result = retry(
+            &policy,
+            &what,
+            |e: &PlatformError| e.is_retryable(),
+            &mut |m| note_to(&self.events, &mut self.notes, m),
+            || platform.status(&app, track),
+        )
         .await;
         result.map_err(|e| self.platform_failure(&what, &e))
     }
@@ -367,9 +393,13 @@ impl Run {
         let platform = Arc::clone(&self.engine.platform);
         let (policy, app) = (self.engine.config.retry, self.app.clone());
         let what = format!("remove {track}");
-        let result = retry(&policy, &what, |e: &PlatformError| e.is_retryable(), &mut |m| note_to(&self.events, &mut self.notes, m), || {
-            platform.remove(&app, track)
-        })
+        let result = retry(
+            &policy,
+            &what,
+            |e: &PlatformError| e.is_retryable(),
+            &mut |m| note_to(&self.events, &mut self.notes, m),
+            || platform.remove(&app, track),
+        )
         .await;
         result.map_err(|e| self.platform_failure(&what, &e))?;
         self.note(format!("removed {track}"));
@@ -382,8 +412,12 @@ impl Run {
         let status = self.status(track).await?;
         match status.state {
             TrackState::Ready => Ok(()),
-            TrackState::Absent => Err(self.failed(CauseKind::Platform, format!("{track} does not exist; no traffic is sent to it"))),
-            TrackState::Failed(reason) => Err(self.failed(CauseKind::Doomed, format!("{track} cannot become ready: {reason}"))),
+            TrackState::Absent => {
+                Err(self.failed(CauseKind::Platform, format!("{track} does not exist; no traffic is sent to it")))
+            }
+            TrackState::Failed(reason) => {
+                Err(self.failed(CauseKind::Doomed, format!("{track} cannot become ready: {reason}")))
+            }
             _ => {
                 self.note(format!("{track} is not ready yet; waiting before routing traffic to it"));
                 self.wait_ready(track).await
@@ -401,14 +435,22 @@ impl Run {
         let (policy, app) = (self.engine.config.retry, self.app.clone());
         for _ in 0..policy.attempts.max(1) {
             let what = format!("set traffic {split}");
-            let set = retry(&policy, &what, |e: &RouterError| e.is_retryable(), &mut |m| note_to(&self.events, &mut self.notes, m), || {
-                router.set_weights(&app, &split)
-            })
+            let set = retry(
+                &policy,
+                &what,
+                |e: &RouterError| e.is_retryable(),
+                &mut |m| note_to(&self.events, &mut self.notes, m),
+                || router.set_weights(&app, &split),
+            )
             .await;
             set.map_err(|e| self.router_failure(&what, &e))?;
-            let read = retry(&policy, "read traffic back", |e: &RouterError| e.is_retryable(), &mut |m| note_to(&self.events, &mut self.notes, m), || {
-                router.weights(&app)
-            })
+            let read = retry(
+                &policy,
+                "read traffic back",
+                |e: &RouterError| e.is_retryable(),
+                &mut |m| note_to(&self.events, &mut self.notes, m),
+                || router.weights(&app),
+            )
             .await;
             let actual = read.map_err(|e| self.router_failure("read traffic back", &e))?;
             if actual == split {
@@ -425,9 +467,13 @@ impl Run {
     async fn clear_header_routes(&mut self) -> Result<(), StepError> {
         let Some(router) = self.engine.router.clone() else { return Ok(()) };
         let (policy, app) = (self.engine.config.retry, self.app.clone());
-        let result = retry(&policy, "clear header routes", |e: &RouterError| e.is_retryable(), &mut |m| note_to(&self.events, &mut self.notes, m), || {
-            router.clear_header_routes(&app)
-        })
+        let result = retry(
+            &policy,
+            "clear header routes",
+            |e: &RouterError| e.is_retryable(),
+            &mut |m| note_to(&self.events, &mut self.notes, m),
+            || router.clear_header_routes(&app),
+        )
         .await;
         result.map_err(|e| self.router_failure("clear header routes", &e))?;
         if !self.state.header_routes.is_empty() {
@@ -501,9 +547,13 @@ impl Run {
         };
         let (policy, app) = (self.engine.config.retry, self.app.clone());
         let what = format!("route {route}");
-        let result = retry(&policy, &what, |e: &RouterError| e.is_retryable(), &mut |m| note_to(&self.events, &mut self.notes, m), || {
-            router.set_header_route(&app, route)
-        })
+        let result = retry(
+            &policy,
+            &what,
+            |e: &RouterError| e.is_retryable(),
+            &mut |m| note_to(&self.events, &mut self.notes, m),
+            || router.set_header_route(&app, route),
+        )
         .await;
         result.map_err(|e| self.router_failure(&what, &e))?;
         self.state.header_routes.push(route.clone());
@@ -535,8 +585,12 @@ impl Run {
     }
 
     async fn analyze(&mut self, spec: &AnalysisSpec) -> Result<(), StepError> {
-        let target =
-            AnalysisTarget::new(self.app.clone(), self.plan.new_track, self.plan.old_track, self.state.record.to.version.clone());
+        let target = AnalysisTarget::new(
+            self.app.clone(),
+            self.plan.new_track,
+            self.plan.old_track,
+            self.state.record.to.version.clone(),
+        );
         let engine = Arc::clone(&self.engine);
         let runner = AnalysisRunner::new(spec.clone(), target, engine.metrics.clone(), &engine.judges, &engine.health)
             .map_err(|e| self.failed(CauseKind::AnalysisError, e.to_string()))?;
@@ -549,7 +603,14 @@ impl Run {
             .await;
         for m in &report.measurements {
             let value = m.value.map(|v| format!(" value {v}")).unwrap_or_default();
-            self.notes.push(format!("{} #{} {}: {}{value} ({})", report.name, m.round + 1, m.check, m.outcome, m.detail));
+            self.notes.push(format!(
+                "{} #{} {}: {}{value} ({})",
+                report.name,
+                m.round + 1,
+                m.check,
+                m.outcome,
+                m.detail
+            ));
         }
         self.emit(RolloutEvent::AnalysisFinished {
             analysis: report.name.clone(),
@@ -570,7 +631,8 @@ impl Run {
     }
 
     async fn promote_release(&mut self) -> Result<(), StepError> {
-        let (old, new, fin, total) = (self.plan.old_track, self.plan.new_track, self.plan.final_track, self.plan.replicas);
+        let (old, new, fin, total) =
+            (self.plan.old_track, self.plan.new_track, self.plan.final_track, self.plan.replicas);
         let to = self.state.record.to.clone();
         let spec = self.spec.clone();
         if fin != new {
@@ -614,10 +676,11 @@ impl Run {
         let policy = self.engine.config.retry;
         let retryable = |e: &StateError| e.is_retryable() && !matches!(e, StateError::Conflict { .. });
         let (app, state, revision) = (&self.app, &self.state, &self.revision);
-        let result = retry(&policy, "save progress", retryable, &mut |m| note_to(&self.events, &mut self.notes, m), || {
-            store.save(app, state, revision.as_ref())
-        })
-        .await;
+        let result =
+            retry(&policy, "save progress", retryable, &mut |m| note_to(&self.events, &mut self.notes, m), || {
+                store.save(app, state, revision.as_ref())
+            })
+            .await;
         match result {
             Ok(revision) => {
                 self.revision = Some(revision);
@@ -638,7 +701,9 @@ impl Run {
         match self.save().await {
             Ok(()) | Err(StepError::Aborted) => {}
             Err(StepError::Fatal(e)) => return Err(e),
-            Err(StepError::Failed(e)) => self.note(format!("could not save the rollback phase ({e}); rolling back anyway")),
+            Err(StepError::Failed(e)) => {
+                self.note(format!("could not save the rollback phase ({e}); rolling back anyway"))
+            }
         }
         let started = Timestamp::now();
         let config = &self.engine.config;
@@ -680,8 +745,9 @@ impl Run {
         let from = self.state.record.from.clone();
         if let Some(from) = &from {
             let status = self.status(old).await?;
-            let intact =
-                status.release.as_ref() == Some(&from.version) && status.desired >= total && status.state == TrackState::Ready;
+            let intact = status.release.as_ref() == Some(&from.version)
+                && status.desired >= total
+                && status.state == TrackState::Ready;
             if intact {
                 self.note(format!("{old} still runs {} and is ready", from.version));
             } else {
@@ -723,9 +789,13 @@ impl Run {
         let policy = self.engine.config.retry;
         let record = self.state.record.clone();
         let mut ignored = Vec::new();
-        let recorded = retry(&policy, "record the deployment", |e: &crate::history::HistoryError| e.is_retryable(), &mut |m| note_to(&self.events, &mut ignored, m), || {
-            history.record(&record)
-        })
+        let recorded = retry(
+            &policy,
+            "record the deployment",
+            |e: &crate::history::HistoryError| e.is_retryable(),
+            &mut |m| note_to(&self.events, &mut ignored, m),
+            || history.record(&record),
+        )
         .await;
         if let Err(e) = recorded {
             tracing::error!(error = %e, "could not record the finished deployment");
@@ -734,9 +804,13 @@ impl Run {
         if let Some(revision) = self.revision.clone() {
             let store = Arc::clone(&self.engine.state);
             let app = self.app.clone();
-            let cleared = retry(&policy, "clear progress", |e: &StateError| e.is_retryable() && !matches!(e, StateError::Conflict { .. }), &mut |m| note_to(&self.events, &mut ignored, m), || {
-                store.clear(&app, &revision)
-            })
+            let cleared = retry(
+                &policy,
+                "clear progress",
+                |e: &StateError| e.is_retryable() && !matches!(e, StateError::Conflict { .. }),
+                &mut |m| note_to(&self.events, &mut ignored, m),
+                || store.clear(&app, &revision),
+            )
             .await;
             if let Err(e) = cleared {
                 return Err(RolloutError::State(e));

@@ -215,7 +215,11 @@ mod tests {
     fn first_canary_replicas_follow_the_first_weight_rounded_up() {
         for (total, weight, expected) in [(10, 10, 1), (10, 25, 3), (3, 50, 2), (1, 1, 1), (20, 5, 1), (7, 100, 7)] {
             let plan = Canary::with_steps(vec![Step::SetWeight(p(weight))]).plan(&PlanInput::new(total));
-            assert_eq!(plan.steps[0], Step::DeployTrack { track: Track::Canary, replicas: expected }, "{total} {weight}");
+            assert_eq!(
+                plan.steps[0],
+                Step::DeployTrack { track: Track::Canary, replicas: expected },
+                "{total} {weight}"
+            );
         }
         let scaled = Canary::with_steps(vec![Step::SetCanaryScale(CanaryScale::Replicas(2)), Step::SetWeight(p(5))]);
         assert_eq!(scaled.plan(&PlanInput::new(10)).steps[0], Step::DeployTrack { track: Track::Canary, replicas: 2 });
@@ -223,8 +227,11 @@ mod tests {
 
     #[test]
     fn flagger_shorthand() {
-        let f = FlaggerAnalysis::new(p(10), p(30), "30s".parse().unwrap(), 3)
-            .metric(MetricCheck::new("request-duration", "q", JudgeSpec::max(500.0)));
+        let f = FlaggerAnalysis::new(p(10), p(30), "30s".parse().unwrap(), 3).metric(MetricCheck::new(
+            "request-duration",
+            "q",
+            JudgeSpec::max(500.0),
+        ));
         let plan = Canary::flagger(&f).plan(&PlanInput::new(10));
         let analyses: Vec<&AnalysisSpec> =
             plan.steps.iter().filter_map(|s| if let Step::Analyze(a) = s { Some(a) } else { None }).collect();

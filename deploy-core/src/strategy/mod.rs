@@ -73,7 +73,7 @@ pub enum StrategySpec {
     /// A rolling update.
     Rolling(RollingUpdate),
     /// Blue-green.
-    BlueGreen(BlueGreen),
+    BlueGreen(Box<BlueGreen>),
     /// Canary.
     Canary(Canary),
 }

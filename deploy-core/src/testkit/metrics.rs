@@ -95,11 +95,9 @@ impl MetricsProvider for TestMetrics {
             Some(MetricScript::PerCall(values)) => {
                 Ok(values.get(call).or_else(|| values.last()).cloned().unwrap_or(MetricValue::Empty))
             }
-            Some(MetricScript::Timeline(points)) => Ok(points
-                .iter()
-                .rev()
-                .find(|(at, _)| *at <= elapsed)
-                .map_or(MetricValue::Empty, |(_, v)| v.clone())),
+            Some(MetricScript::Timeline(points)) => {
+                Ok(points.iter().rev().find(|(at, _)| *at <= elapsed).map_or(MetricValue::Empty, |(_, v)| v.clone()))
+            }
             Some(MetricScript::Fail(kind)) => Err(MetricsError::backend("query", *kind, "injected by the test kit")),
         }
     }

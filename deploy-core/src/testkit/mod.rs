@@ -412,7 +412,8 @@ impl TestKit {
     pub fn seed(&self, spec: &AppSpec, track: Track, release: &Release) {
         let app = spec.id();
         let mut world = self.shared.lock();
-        let sim = SimTrack { release: release.clone(), replicas: spec.replicas, ready_at: Some(Instant::now()), stuck: None };
+        let sim =
+            SimTrack { release: release.clone(), replicas: spec.replicas, ready_at: Some(Instant::now()), stuck: None };
         world.tracks.insert((app.clone(), track), sim);
         world.weights.insert(app, TrafficSplit::all(track));
     }
@@ -444,7 +445,7 @@ impl TestKit {
         world.never_ready.insert(version.clone());
         let World { tracks, .. } = &mut *world;
         for t in tracks.values_mut() {
-            if &t.release.version == version && !t.ready_at.is_some_and(|at| at <= now) {
+            if &t.release.version == version && t.ready_at.is_none_or(|at| at > now) {
                 t.stuck = Some(Stuck::NeverReady);
             }
         }
@@ -458,7 +459,7 @@ impl TestKit {
         world.doomed.insert(version.clone(), reason.into());
         let World { tracks, .. } = &mut *world;
         for t in tracks.values_mut() {
-            if &t.release.version == version && !t.ready_at.is_some_and(|at| at <= now) {
+            if &t.release.version == version && t.ready_at.is_none_or(|at| at > now) {
                 t.stuck = Some(Stuck::Doomed);
             }
         }
@@ -516,7 +517,14 @@ impl TestKit {
             .iter()
             .filter(|((a, _), _)| a == app)
             .map(|((_, track), t)| {
-                (*track, TrackView { version: t.release.version.clone(), replicas: t.replicas, state: world.state_of(t, now) })
+                (
+                    *track,
+                    TrackView {
+                        version: t.release.version.clone(),
+                        replicas: t.replicas,
+                        state: world.state_of(t, now),
+                    },
+                )
             })
             .collect();
         Snapshot {
@@ -533,7 +541,8 @@ pub fn sample_app(replicas: u32) -> (AppSpec, Release, Release) {
     let name = |s: &str| Name::new(s).unwrap_or_else(|_| unreachable!("literal names are valid"));
     let image = |s: &str| ImageRef::parse(s).unwrap_or_else(|_| unreachable!("literal images are valid"));
     let version = |s: &str| Version::new(s).unwrap_or_else(|_| unreachable!("literal versions are valid"));
-    let spec = AppSpec::new(name("checkout"), name("shop"), image("registry.local/shop/checkout:1.0.0")).replicas(replicas);
+    let spec =
+        AppSpec::new(name("checkout"), name("shop"), image("registry.local/shop/checkout:1.0.0")).replicas(replicas);
     let v1 = Release::new(version("1.0.0"), image("registry.local/shop/checkout:1.0.0"));
     let v2 = Release::new(version("2.0.0"), image("registry.local/shop/checkout:2.0.0"));
     (spec, v1, v2)

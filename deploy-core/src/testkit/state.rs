@@ -79,7 +79,12 @@ impl StateStore for TestStateStore {
         doc.map(|(revision, json)| Self::parse(app, revision, &json)).transpose()
     }
 
-    async fn save(&self, app: &AppId, state: &RolloutState, expected: Option<&Revision>) -> Result<Revision, StateError> {
+    async fn save(
+        &self,
+        app: &AppId,
+        state: &RolloutState,
+        expected: Option<&Revision>,
+    ) -> Result<Revision, StateError> {
         let json = serde_json::to_string(state)
             .map_err(|e| StateError::Corrupt { app: app.clone(), reason: e.to_string() })?;
         let crash = {
@@ -114,7 +119,9 @@ impl StateStore for TestStateStore {
                 store.docs.remove(app);
                 Ok(())
             }
-            Some(actual) => Err(StateError::Conflict { app: app.clone(), expected: Some(expected.clone()), actual: Some(actual) }),
+            Some(actual) => {
+                Err(StateError::Conflict { app: app.clone(), expected: Some(expected.clone()), actual: Some(actual) })
+            }
         }
     }
 
@@ -125,7 +132,11 @@ impl StateStore for TestStateStore {
             && lease.holder != holder
             && *expires > now
         {
-            return Err(StateError::LockHeld { app: app.clone(), holder: lease.holder.clone(), expires_at: lease.expires_at });
+            return Err(StateError::LockHeld {
+                app: app.clone(),
+                holder: lease.holder.clone(),
+                expires_at: lease.expires_at,
+            });
         }
         let lease = LockLease::new(app.clone(), holder, self.clock.timestamp(now), ttl);
         store.locks.insert(app.clone(), (now + ttl, lease.clone()));

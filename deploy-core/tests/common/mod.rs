@@ -25,7 +25,8 @@ pub enum Strat {
 }
 
 impl Strat {
-    pub const ALL: [Strat; 5] = [Strat::Rolling, Strat::BlueGreen, Strat::Canary, Strat::CanaryReplicaRatio, Strat::Flagger];
+    pub const ALL: [Strat; 5] =
+        [Strat::Rolling, Strat::BlueGreen, Strat::Canary, Strat::CanaryReplicaRatio, Strat::Flagger];
 
     /// The router the engine gets, if any.
     pub fn router(self) -> Option<RouterCapabilities> {
@@ -49,7 +50,11 @@ pub fn pct(v: u8) -> Percent {
 /// measurement tolerated.
 pub fn analysis(name: &str) -> AnalysisSpec {
     AnalysisSpec::new(name)
-        .metric(MetricCheck::new("error-rate", "sum(rate(errors{track=\"{{track}}\"}[{{interval}}]))", JudgeSpec::max(0.01)))
+        .metric(MetricCheck::new(
+            "error-rate",
+            "sum(rate(errors{track=\"{{track}}\"}[{{interval}}]))",
+            JudgeSpec::max(0.01),
+        ))
         .health_check("smoke")
         .interval(secs(30))
         .count(2)

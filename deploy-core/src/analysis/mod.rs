@@ -440,7 +440,7 @@ mod tests {
             .metric(MetricCheck::new("nan", "q", JudgeSpec::max(f64::NAN)));
         let errors = spec.validate("step 2 analysis").unwrap_err();
         let text = errors.to_string();
-        assert_eq!(errors.len(), 6, "{text}");
+        assert_eq!(errors.len(), 7, "{text}");
         for needle in ["name", "count", "metric name", "query", "min must not be above max", "a min, a max", "finite"] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }

@@ -56,7 +56,7 @@ pub struct EngineConfig {
     /// The longest one step may take beyond the waits its plan asks for (a pause's
     /// or an analysis' own duration); past it the step fails and the rollout rolls back.
     pub step_deadline: Duration,
-    /// The deadline given to [`Platform::wait_ready`](crate::platform::Platform::wait_ready).
+    /// The deadline given to [`Platform::wait_ready`].
     pub readiness_deadline: Duration,
     /// Retries of retryable platform, router and store errors.
     pub retry: RetryPolicy,

@@ -1,4 +1,4 @@
-//! Caches for deploy-rs: [`MokaCache`] in memory, [`RedisCache`] on one Redis node or
+//! Caches for deploy-rs: [`MokaCache`] in memory, `RedisCache` (feature `redis`) on one Redis node or
 //! a Redis Cluster, [`TieredCache`] with memory in front of a shared cache, and
 //! [`TypedCache`] for serde values with single-flight loading.
 //!
@@ -9,7 +9,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `moka` | yes | [`MokaCache`], [`TieredCache`] |
-//! | `redis` | no | [`RedisCache`] (single node with reconnection, or cluster) |
+//! | `redis` | no | `RedisCache` (single node with reconnection, or cluster) |
 //!
 //! [`TypedCache`] and the [`Codec`] trait are always there.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -20,6 +20,7 @@ mod moka_cache;
 #[cfg(feature = "redis")]
 mod redis_cache;
 mod single_flight;
+#[cfg(any(feature = "moka", feature = "redis"))]
 mod stats;
 #[cfg(feature = "moka")]
 mod tiered;

@@ -76,7 +76,7 @@ pub struct TierStats {
 }
 
 /// Memory (L1, [`MokaCache`]) in front of a shared cache (L2, usually a
-/// [`RedisCache`](crate::RedisCache)).
+/// `RedisCache`).
 ///
 /// - Read-through: a read looks in memory, then in L2, and keeps what L2 had in memory.
 /// - Write-through: a write goes to L2, then to memory.
@@ -279,13 +279,13 @@ impl Cache for TieredCache {
     }
 
     async fn set_many(&self, entries: &[(&str, Bytes)], ttl: Option<Duration>) -> Result<(), CacheError> {
-        if let Err(error) = self.shared.set_many(entries, ttl).await {
-            if let Err(error) = self.l2_failed(entries.first().map(|(key, _)| *key).unwrap_or_default(), error) {
-                for (key, _) in entries {
-                    self.memory.remove(key).await;
-                }
-                return Err(error);
+        if let Err(error) = self.shared.set_many(entries, ttl).await
+            && let Err(error) = self.l2_failed(entries.first().map(|(key, _)| *key).unwrap_or_default(), error)
+        {
+            for (key, _) in entries {
+                self.memory.remove(key).await;
             }
+            return Err(error);
         }
         for (key, value) in entries {
             // L2 has it (or failed and the policy says carry on); a value too large for

@@ -1,4 +1,5 @@
 //! Integration tests against real Redis servers started by the tests themselves.
+#![expect(clippy::unwrap_used, reason = "test helpers outside #[test] functions stop the test on a broken setup")]
 
 mod cluster;
 mod single;

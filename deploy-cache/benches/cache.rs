@@ -183,13 +183,20 @@ fn redis_pipelined(c: &mut Criterion) {
     }
     group.finish();
 
-    // Summary: the same workload timed over REQUESTS requests, next to redis-benchmark.
+    // Summary: the same workload timed over REQUESTS requests, next to redis-benchmark,
+    // alternating three times and keeping each side's best run, so that a burst of
+    // load from other processes on this machine does not decide the ratio.
     let rounds = REQUESTS / (CLIENTS * PIPELINE);
     let ops = (rounds * CLIENTS * PIPELINE) as f64;
-    let ours_set = ops / rt.block_on(pipelined_round(&cache, true, rounds)).as_secs_f64();
-    let ours_get = ops / rt.block_on(pipelined_round(&cache, false, rounds)).as_secs_f64();
-    let (theirs_set, theirs_get) = redis_benchmark(server.port);
-    println!("\nredis pipelined throughput, payload {PAYLOAD} B, {CLIENTS} clients, pipeline {PIPELINE}:");
+    let (mut ours_set, mut ours_get, mut theirs_set, mut theirs_get) = (0f64, 0f64, 0f64, 0f64);
+    for _ in 0..3 {
+        ours_set = ours_set.max(ops / rt.block_on(pipelined_round(&cache, true, rounds)).as_secs_f64());
+        ours_get = ours_get.max(ops / rt.block_on(pipelined_round(&cache, false, rounds)).as_secs_f64());
+        let (set, get) = redis_benchmark(server.port);
+        theirs_set = theirs_set.max(set);
+        theirs_get = theirs_get.max(get);
+    }
+    println!("\nredis pipelined throughput, payload {PAYLOAD} B, {CLIENTS} clients, pipeline {PIPELINE}, best of 3:");
     println!(
         "  SET: deploy-cache set_many {ours_set:>10.0} req/s | redis-benchmark -P {PIPELINE} {theirs_set:>10.0} req/s | ratio {:.2}",
         ours_set / theirs_set
@@ -198,6 +205,7 @@ fn redis_pipelined(c: &mut Criterion) {
         "  GET: deploy-cache get_many {ours_get:>10.0} req/s | redis-benchmark -P {PIPELINE} {theirs_get:>10.0} req/s | ratio {:.2}",
         ours_get / theirs_get
     );
+    println!("  (get_many sends one MGET per 16 keys; redis-benchmark sends 16 pipelined GETs)");
 }
 
 /// Requests per second of SET and GET from `redis-benchmark -P 16` on `port`.

@@ -413,11 +413,11 @@ mod tests {
     #[tokio::test]
     async fn memory_max_ttl_bounds_how_long_memory_serves_a_value() {
         let shared = SwitchableTier::new();
-        let cache = tiered(&shared, TieredConfig::default().memory_max_ttl(Duration::from_millis(50)));
+        let cache = tiered(&shared, TieredConfig::default().memory_max_ttl(Duration::from_millis(200)));
         cache.set("k", Bytes::from_static(b"v1"), Some(Duration::from_secs(60))).await.unwrap();
         shared.set("k", Bytes::from_static(b"v2"), None).await.unwrap(); // another process writes
         assert_eq!(cache.get("k").await.unwrap(), Some(Bytes::from_static(b"v1")));
-        tokio::time::sleep(Duration::from_millis(120)).await;
+        tokio::time::sleep(Duration::from_millis(450)).await;
         cache.memory().run_pending_tasks().await;
         assert_eq!(cache.get("k").await.unwrap(), Some(Bytes::from_static(b"v2")));
     }

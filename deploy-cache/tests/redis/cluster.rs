@@ -33,9 +33,9 @@ async fn cluster_spreads_keys_over_nodes_and_batches_across_slots() {
     assert_eq!(per_node.iter().sum::<u64>(), 300, "{per_node:?}");
     assert!(per_node.iter().all(|&n| n > 0), "every primary holds keys: {per_node:?}");
 
-    cache.set("single", Bytes::from_static(b"s"), Some(Duration::from_millis(100))).await.unwrap();
+    cache.set("single", Bytes::from_static(b"s"), Some(Duration::from_millis(300))).await.unwrap();
     assert_eq!(cache.get("single").await.unwrap(), Some(Bytes::from_static(b"s")));
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(cache.get("single").await.unwrap(), None, "TTL applies on the cluster");
     assert!(cache.delete("key-7").await.unwrap());
     assert_eq!(cache.get("key-7").await.unwrap(), None);

@@ -39,14 +39,14 @@ async fn values_round_trip_under_the_key_prefix() {
 #[tokio::test]
 async fn entries_expire_after_their_ttl_or_the_default() {
     let server = RedisServer::start();
-    let cache = RedisCache::connect(config(&server).default_ttl(Duration::from_millis(150))).await.unwrap();
-    cache.set("own", Bytes::from_static(b"1"), Some(Duration::from_millis(100))).await.unwrap();
+    let cache = RedisCache::connect(config(&server).default_ttl(Duration::from_millis(300))).await.unwrap();
+    cache.set("own", Bytes::from_static(b"1"), Some(Duration::from_millis(250))).await.unwrap();
     cache.set("default", Bytes::from_static(b"2"), None).await.unwrap();
     cache.set("long", Bytes::from_static(b"3"), Some(Duration::from_secs(60))).await.unwrap();
     let pttl: i64 = redis_cli(&["-p", &server.port().to_string(), "PTTL", "long"]).trim().parse().unwrap();
     assert!(pttl > 59_000 && pttl <= 60_000, "PTTL {pttl}");
     assert!(cache.get("own").await.unwrap().is_some());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(cache.get("own").await.unwrap(), None);
     assert_eq!(cache.get("default").await.unwrap(), None);
     assert_eq!(cache.get("long").await.unwrap(), Some(Bytes::from_static(b"3")));

@@ -123,3 +123,111 @@ pub async fn undo(cluster: &Cluster, namespace: &str, name: &str, to_revision: O
     }
     Err(KubeError::Timeout { what, after: std::time::Duration::ZERO, last: "five conflicting writes in a row".into() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::mock::*;
+    use deploy_core::error::Classify;
+    use serde_json::{Value, json};
+
+    const UID: &str = "0b4a3c1e-5f6d-4a7b-8c9d-0e1f2a3b4c5d";
+
+    fn replica_set(revision: i64, image: &str, cause: Option<&str>) -> Value {
+        let mut annotations = json!({"deployment.kubernetes.io/revision": revision.to_string()});
+        if let Some(c) = cause {
+            annotations["kubernetes.io/change-cause"] = json!(c);
+        }
+        json!({"metadata": {"name": format!("web-canary-{revision}abc"), "namespace": "shop", "annotations": annotations,
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web-canary", "uid": UID, "controller": true, "blockOwnerDeletion": true}]},
+            "spec": {"replicas": 0, "selector": {"matchLabels": {"app.kubernetes.io/name": "web", "deploy-rs.io/track": "canary"}},
+                "template": {"metadata": {"labels": {"app.kubernetes.io/name": "web", "deploy-rs.io/track": "canary",
+                    "pod-template-hash": format!("{revision}abc")}},
+                    "spec": {"containers": [{"name": "web", "image": image}]}}}})
+    }
+
+    fn script() -> Vec<Expect> {
+        let mut orphan = replica_set(9, "evil:1", None);
+        orphan["metadata"]["ownerReferences"][0]["uid"] = json!("someone-else");
+        vec![
+            Expect::get("/apis/apps/v1/namespaces/shop/deployments/web-canary").ok(
+                crate::rollout_status::tests::deployment_json(
+                    "web-canary",
+                    4,
+                    4,
+                    3,
+                    (3, 3, 3, 3),
+                    "NewReplicaSetAvailable",
+                ),
+            ),
+            Expect::get("/apis/apps/v1/namespaces/shop/replicasets")
+                .query("labelSelector", "app.kubernetes.io/name=web,deploy-rs.io/track=canary")
+                .ok(list(
+                    "ReplicaSetList",
+                    "apps/v1",
+                    "60",
+                    vec![
+                        replica_set(3, "registry.example.com/shop/web:1.4.2", Some("ship 1.4.2")),
+                        replica_set(1, "registry.example.com/shop/web:1.4.0", Some("ship 1.4.0")),
+                        replica_set(2, "registry.example.com/shop/web:1.4.1", None),
+                        orphan,
+                    ],
+                )),
+        ]
+    }
+
+    #[tokio::test]
+    async fn history_lists_owned_revisions_with_images_and_causes() {
+        let (client, mock) = start(script());
+        let cluster = Cluster::new(client);
+        let revisions = within(history(&cluster, "shop", "web-canary")).await.unwrap();
+        let summary: Vec<_> =
+            revisions.iter().map(|r| (r.revision, r.images[0].as_str(), r.change_cause.as_deref())).collect();
+        assert_eq!(
+            summary,
+            vec![
+                (1, "registry.example.com/shop/web:1.4.0", Some("ship 1.4.0")),
+                (2, "registry.example.com/shop/web:1.4.1", None),
+                (3, "registry.example.com/shop/web:1.4.2", Some("ship 1.4.2")),
+            ]
+        );
+        drop(cluster);
+        mock.finish().await;
+    }
+
+    #[tokio::test]
+    async fn undo_copies_the_previous_template_back_and_retries_a_conflict() {
+        let check = |b: &Value| {
+            let t = &b["spec"]["template"];
+            assert_eq!(t["spec"]["containers"][0]["image"], "registry.example.com/shop/web:1.4.1");
+            assert!(t["metadata"]["labels"]["pod-template-hash"].is_null(), "hash label dropped");
+            assert!(b["metadata"]["annotations"]["kubernetes.io/change-cause"].is_null(), "revision 2 had no cause");
+            assert_eq!(b["metadata"]["resourceVersion"], "104");
+        };
+        let mut s = script();
+        s.push(Expect::put("/apis/apps/v1/namespaces/shop/deployments/web-canary").body(check).status(
+            409,
+            "Conflict",
+            "the object has been modified",
+        ));
+        s.extend(script());
+        s.push(Expect::put("/apis/apps/v1/namespaces/shop/deployments/web-canary").body(check).ok(
+            crate::rollout_status::tests::deployment_json(
+                "web-canary",
+                5,
+                4,
+                3,
+                (3, 3, 3, 3),
+                "NewReplicaSetAvailable",
+            ),
+        ));
+        s.extend(script());
+        let (client, mock) = start(s);
+        let cluster = Cluster::new(client);
+        assert_eq!(within(undo(&cluster, "shop", "web-canary", None)).await.unwrap(), 2);
+        let err = within(undo(&cluster, "shop", "web-canary", Some(7))).await.unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        drop(cluster);
+        mock.finish().await;
+    }
+}

@@ -373,3 +373,171 @@ impl HistoryStore for KubeHistoryStore {
         Ok(records)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{self, mock::*};
+    use deploy_core::error::Classify;
+    use deploy_core::model::{Environment, TrafficSplit};
+    use serde_json::{Value, json};
+
+    const CMS: &str = "/api/v1/namespaces/shop/configmaps";
+    const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/shop/leases";
+
+    fn record() -> DeploymentRecord {
+        DeploymentRecord::new(fixtures::app_id(), Environment::Production, None, fixtures::release("1.4.2"), "canary")
+    }
+
+    fn state() -> RolloutState {
+        RolloutState::new(record(), TrafficSplit::all(deploy_core::model::Track::Stable))
+    }
+
+    fn state_cm(rv: &str, text: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "deploy-rs-state-web", "namespace": "shop", "resourceVersion": rv},
+            "data": {"state.json": text}})
+    }
+
+    #[tokio::test]
+    async fn progress_is_saved_with_compare_and_swap() {
+        let original = state();
+        let saved = serde_json::to_string(&original).unwrap();
+        let (client, mock) = start(vec![
+            Expect::post(CMS)
+                .body(|b| {
+                    assert_eq!(b["metadata"]["name"], "deploy-rs-state-web");
+                    assert!(b["metadata"]["resourceVersion"].is_null(), "create must not carry a version");
+                    let inner: RolloutState = serde_json::from_str(b["data"]["state.json"].as_str().unwrap()).unwrap();
+                    assert_eq!(inner.next_step, 0);
+                })
+                .reply(201, state_cm("501", &saved)),
+            Expect::put(&format!("{CMS}/deploy-rs-state-web"))
+                .body(|b| assert_eq!(b["metadata"]["resourceVersion"], "501"))
+                .status(
+                    409,
+                    "Conflict",
+                    "Operation cannot be fulfilled on configmaps \"deploy-rs-state-web\": the object has been modified",
+                ),
+            Expect::get(&format!("{CMS}/deploy-rs-state-web")).ok(state_cm("502", &saved)),
+            Expect::post(CMS).status(409, "AlreadyExists", "configmaps \"deploy-rs-state-web\" already exists"),
+            Expect::get(&format!("{CMS}/deploy-rs-state-web")).ok(state_cm("502", &saved)),
+            Expect::get(&format!("{CMS}/deploy-rs-state-web")).ok(state_cm("502", &saved)),
+            Expect::delete(&format!("{CMS}/deploy-rs-state-web"))
+                .body(|b| assert_eq!(b["preconditions"]["resourceVersion"], "502"))
+                .ok(json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})),
+            Expect::delete(&format!("{CMS}/deploy-rs-state-web")).status(
+                404,
+                "NotFound",
+                "configmaps \"deploy-rs-state-web\" not found",
+            ),
+            Expect::get(&format!("{CMS}/deploy-rs-state-web")).ok(state_cm("503", "{not json")),
+        ]);
+        let store = KubeStateStore::new(Cluster::new(client));
+        let app = fixtures::app_id();
+        let rev = within(store.save(&app, &original, None)).await.unwrap();
+        assert_eq!(rev, Revision::new("501"));
+        match within(store.save(&app, &original, Some(&rev))).await.unwrap_err() {
+            StateError::Conflict { expected, actual, .. } => {
+                assert_eq!(expected, Some(Revision::new("501")));
+                assert_eq!(actual, Some(Revision::new("502")));
+            }
+            other => panic!("expected Conflict, got {other}"),
+        }
+        let err = within(store.save(&app, &original, None)).await.unwrap_err();
+        assert!(err.is_conflict(), "must-not-exist loses to an existing document: {err}");
+        let loaded = within(store.load(&app)).await.unwrap().unwrap();
+        assert_eq!(loaded.revision, Revision::new("502"));
+        assert_eq!(loaded.value, original);
+        within(store.clear(&app, &Revision::new("502"))).await.unwrap();
+        within(store.clear(&app, &Revision::new("502"))).await.unwrap();
+        assert!(matches!(within(store.load(&app)).await, Err(StateError::Corrupt { .. })));
+        drop(store);
+        mock.finish().await;
+    }
+
+    fn lease_json(holder: &str, renewed: Timestamp, seconds: i64, rv: &str) -> Value {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "deploy-rs-lock-web", "namespace": "shop", "resourceVersion": rv},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": seconds,
+                     "acquireTime": renewed.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+                     "renewTime": renewed.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()}})
+    }
+
+    #[tokio::test]
+    async fn lock_is_a_lease_taken_over_only_after_it_expires() {
+        let now = Timestamp::now();
+        let long_ago = now.checked_sub(jiff::SignedDuration::from_secs(600)).unwrap();
+        let path = format!("{LEASES}/deploy-rs-lock-web");
+        let (client, mock) = start(vec![
+            Expect::get(&path).status(404, "NotFound", "leases.coordination.k8s.io \"deploy-rs-lock-web\" not found"),
+            Expect::post(LEASES)
+                .body(|b| {
+                    assert_eq!(b["spec"]["holderIdentity"], "ci-1");
+                    assert_eq!(b["spec"]["leaseDurationSeconds"], 30);
+                })
+                .reply(201, lease_json("ci-1", now, 30, "1")),
+            Expect::get(&path).ok(lease_json("ci-1", now, 30, "1")),
+            Expect::get(&path).ok(lease_json("ci-1", long_ago, 30, "1")),
+            Expect::put(&path)
+                .body(|b| {
+                    assert_eq!(b["metadata"]["resourceVersion"], "1", "take-over guarded by the version read");
+                    assert_eq!(b["spec"]["holderIdentity"], "ci-2");
+                })
+                .ok(lease_json("ci-2", now, 30, "2")),
+            Expect::get(&path).ok(lease_json("ci-3", now, 30, "3")),
+            Expect::get(&path).ok(lease_json("ci-3", now, 30, "3")),
+        ]);
+        let store = KubeStateStore::new(Cluster::new(client));
+        let app = fixtures::app_id();
+        let lease = within(store.acquire_lock(&app, "ci-1", Duration::from_secs(30))).await.unwrap();
+        assert_eq!(lease.holder, "ci-1");
+        match within(store.acquire_lock(&app, "ci-2", Duration::from_secs(30))).await.unwrap_err() {
+            StateError::LockHeld { holder, .. } => assert_eq!(holder, "ci-1"),
+            other => panic!("expected LockHeld, got {other}"),
+        }
+        let taken = within(store.acquire_lock(&app, "ci-2", Duration::from_secs(30))).await.unwrap();
+        assert_eq!(taken.holder, "ci-2");
+        match within(store.renew_lock(&taken, Duration::from_secs(30))).await.unwrap_err() {
+            StateError::LockLost { holder, .. } => assert_eq!(holder, "ci-3"),
+            other => panic!("expected LockLost, got {other}"),
+        }
+        within(store.release_lock(&taken)).await.unwrap();
+        drop(store);
+        let seen = mock.finish().await;
+        assert!(!seen.iter().any(|r| r.method == http::Method::DELETE), "a lock someone else holds is never deleted");
+    }
+
+    #[tokio::test]
+    async fn history_records_are_applied_and_listed_oldest_first() {
+        let mut older = record();
+        older.created_at = Timestamp::from_second(1_750_000_000).unwrap();
+        let newer = record();
+        let cm = |r: &DeploymentRecord| {
+            json!({"metadata": {"name": format!("deploy-rs-record-{}", r.id.as_str().to_ascii_lowercase()), "namespace": "deploy-rs"},
+            "data": {"record.json": serde_json::to_string(r).unwrap()}})
+        };
+        let id = newer.id.clone();
+        let (client, mock) = start(vec![
+            Expect::patch(&format!(
+                "/api/v1/namespaces/deploy-rs/configmaps/deploy-rs-record-{}",
+                id.as_str().to_ascii_lowercase()
+            ))
+            .query("fieldManager", "deploy-rs")
+            .body(|b| {
+                assert_eq!(b["metadata"]["labels"]["deploy-rs.io/record"], "true");
+                assert_eq!(b["metadata"]["labels"]["deploy-rs.io/environment"], "production");
+            })
+            .ok(cm(&newer)),
+            Expect::get("/api/v1/namespaces/deploy-rs/configmaps")
+                .query("labelSelector", "deploy-rs.io/record=true,app.kubernetes.io/name=web")
+                .ok(list("ConfigMapList", "v1", "9", vec![cm(&newer), cm(&older)])),
+        ]);
+        let store = KubeHistoryStore::new(Cluster::new(client), "deploy-rs");
+        within(store.record(&newer)).await.unwrap();
+        let listed = within(store.list(&HistoryQuery::default().app(fixtures::app_id()).limit(5))).await.unwrap();
+        assert_eq!(listed, vec![older, newer]);
+        drop(store);
+        mock.finish().await;
+    }
+}

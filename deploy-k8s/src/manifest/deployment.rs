@@ -346,7 +346,8 @@ pub(crate) fn resources(requests: &ResourceList, limits: &ResourceList) -> Optio
         non_empty(map)
     }
     let (requests, limits) = (list(requests), list(limits));
-    (requests.is_some() || limits.is_some()).then(|| ResourceRequirements { requests, limits, claims: None })
+    let any = requests.is_some() || limits.is_some();
+    any.then_some(ResourceRequirements { requests, limits, claims: None })
 }
 
 fn probe(probe: &Probe) -> KubeProbe {
@@ -396,7 +397,7 @@ fn container_security(spec: &AppSpec, secure: bool) -> SecurityContext {
         allow_privilege_escalation: s.allow_privilege_escalation.or(secure.then_some(false)),
         read_only_root_filesystem: s.read_only_root_filesystem.or(secure.then_some(true)),
         privileged: s.privileged.or(secure.then_some(false)),
-        capabilities: (!drop.is_empty()).then(|| Capabilities { drop: Some(drop), add: None }),
+        capabilities: (!drop.is_empty()).then_some(Capabilities { drop: Some(drop), add: None }),
         ..SecurityContext::default()
     }
 }

@@ -90,3 +90,6 @@ where
 
 /// How many times routers retry a write that lost a race.
 pub(crate) const CONFLICT_RETRIES: u32 = 5;
+
+#[cfg(test)]
+mod tests;

@@ -60,8 +60,7 @@ impl TrafficRouter for ReplicaRatioRouter {
     #[instrument(skip_all, fields(deploy.app = %app, split = %split), err)]
     async fn set_weights(&self, app: &AppId, split: &TrafficSplit) -> Result<(), RouterError> {
         let api: Api<Deployment> = Api::namespaced(self.cluster.client().clone(), app.namespace.as_str());
-        // Grow the tracks that gain first, then shrink the others, so capacity
-        // never dips below the total.
+        // Scale the tracks that receive traffic first, then the others to zero.
         let mut plan: Vec<(Track, u32)> = self.replicas_for(split).into_iter().collect();
         plan.sort_by_key(|(track, _)| split.weight(*track).value() == 0);
         for (track, replicas) in plan {

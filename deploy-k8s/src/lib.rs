@@ -29,3 +29,5 @@ pub use platform::{KubePlatform, PlatformOptions};
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod flow_tests;

@@ -86,7 +86,8 @@ async fn owned_replica_sets(cluster: &Cluster, namespace: &str, name: &str) -> R
 #[instrument(skip_all, fields(namespace, name, to_revision), err)]
 pub async fn undo(cluster: &Cluster, namespace: &str, name: &str, to_revision: Option<i64>) -> Result<i64> {
     let what = format!("deployment {namespace}/{name}");
-    for _attempt in 0..5 {
+    let mut attempt = 0;
+    loop {
         let (mut deployment, owned) = owned_replica_sets(cluster, namespace, name).await?;
         let current = revision(&deployment.metadata);
         let target = match to_revision {
@@ -117,12 +118,14 @@ pub async fn undo(cluster: &Cluster, namespace: &str, name: &str, to_revision: O
         let api: Api<Deployment> = Api::namespaced(cluster.client().clone(), namespace);
         match api.replace(name, &PostParams::default(), &deployment).await {
             Ok(_) => return Ok(target_revision),
-            Err(e) if is_conflict(&e) => continue,
+            Err(e) if is_conflict(&e) && attempt < UNDO_CONFLICT_RETRIES => attempt += 1,
             Err(e) => return Err(KubeError::api(format!("roll back {what}"), e)),
         }
     }
-    Err(KubeError::Timeout { what, after: std::time::Duration::ZERO, last: "five conflicting writes in a row".into() })
 }
+
+/// How often `undo` re-reads and retries after a 409.
+const UNDO_CONFLICT_RETRIES: u32 = 5;
 
 #[cfg(test)]
 mod tests {

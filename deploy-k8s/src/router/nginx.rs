@@ -105,10 +105,12 @@ impl TrafficRouter for NginxCanaryRouter {
     }
 
     async fn clear_header_routes(&self, app: &AppId) -> Result<(), RouterError> {
-        self.annotate(
-            app,
-            serde_json::json!({CANARY_BY_HEADER: null, CANARY_BY_HEADER_VALUE: null, CANARY_BY_HEADER_PATTERN: null}),
-        )
-        .await
+        let cleared =
+            serde_json::json!({CANARY_BY_HEADER: null, CANARY_BY_HEADER_VALUE: null, CANARY_BY_HEADER_PATTERN: null});
+        match self.annotate(app, cleared).await {
+            // No canary Ingress, no header route: clearing succeeds.
+            Err(RouterError::NotFound { .. }) => Ok(()),
+            other => other,
+        }
     }
 }

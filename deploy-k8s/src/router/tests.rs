@@ -252,6 +252,9 @@ async fn nginx_router_annotates_the_canary_ingress() {
                 assert!(a["nginx.ingress.kubernetes.io/canary-by-header-value"].is_null());
             })
             .ok(canary_ingress(json!({}))),
+        Expect::patch(path)
+            .body(|b| assert!(b["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-by-header"].is_null()))
+            .status(404, "NotFound", "ingresses.networking.k8s.io \"web-canary\" not found"),
     ]);
     let router = NginxCanaryRouter::new(Cluster::new(client));
     let app = fixtures::app_id();
@@ -264,6 +267,7 @@ async fn nginx_router_annotates_the_canary_ingress() {
     assert!(matches!(within(router.set_header_route(&app, &to_stable)).await, Err(RouterError::Unsupported { .. })));
     let regex = HeaderRoute::new("x-canary", HeaderMatch::Regex("^(yes|1)$".into()), Track::Canary);
     within(router.set_header_route(&app, &regex)).await.unwrap();
+    within(router.clear_header_routes(&app)).await.unwrap();
     drop(router);
     mock.finish().await;
 }

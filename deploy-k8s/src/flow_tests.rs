@@ -124,3 +124,149 @@ async fn one_istio_canary_step_is_wait_then_cas_write_then_read_back() {
     // apply 1 + wait 4 + read-modify-write 2 + read-back 1.
     assert_eq!(seen.len(), 8, "{seen:#?}");
 }
+
+mod over_fake_cluster {
+    use std::time::Duration;
+
+    use deploy_core::error::Classify;
+    use deploy_core::model::{Track, TrafficSplit};
+    use deploy_core::platform::{Platform, PlatformError};
+    use deploy_core::state::{RolloutState, StateStore};
+    use deploy_core::traffic::TrafficRouter;
+    use http::Method;
+
+    use crate::cluster::Cluster;
+    use crate::fixtures::{self, fake_api};
+    use crate::manifest::{ServiceOptions, service};
+    use crate::platform::KubePlatform;
+    use crate::router::ServiceSelectorRouter;
+    use crate::state::KubeStateStore;
+
+    const SERVICE: &str = "/api/v1/namespaces/shop/services/web";
+
+    fn setup() -> (fake_api::FakeApi, KubePlatform, ServiceSelectorRouter, KubeStateStore) {
+        let (client, fake) = fake_api::start();
+        let svc = service(&fixtures::spec(), &ServiceOptions::default().track(Track::Blue));
+        fake.seed(SERVICE, serde_json::to_value(svc).unwrap());
+        let cluster = Cluster::new(client);
+        (
+            fake,
+            KubePlatform::new(cluster.clone()),
+            ServiceSelectorRouter::new(cluster.clone()),
+            KubeStateStore::new(cluster),
+        )
+    }
+
+    /// Invariant 1 from the requests: every Service write selected a track whose
+    /// Deployment was ready when the write arrived.
+    fn assert_switches_only_to_ready_tracks(log: &[fake_api::Logged]) {
+        for r in log.iter().filter(|r| r.path == SERVICE && r.method == Method::PATCH) {
+            let track = r.body.as_ref().unwrap()["spec"]["selector"]["deploy-rs.io/track"].as_str().unwrap();
+            assert!(r.ready.contains(&format!("web-{track}")), "switched to {track} while ready = {:?}", r.ready);
+        }
+    }
+
+    #[tokio::test]
+    async fn blue_green_with_state_and_lock_keeps_traffic_on_ready_tracks() {
+        let (fake, platform, router, store) = setup();
+        let app = fixtures::app_id();
+        let spec = fixtures::spec();
+        fake_api::within(async {
+            platform.apply(&spec, Track::Blue, &fixtures::release("1.4.1"), 2).await.unwrap();
+            platform.wait_ready(&app, Track::Blue, Duration::from_secs(5)).await.unwrap();
+            let before = fake.log().len();
+            let lease = store.acquire_lock(&app, "test", Duration::from_secs(30)).await.unwrap();
+            let record = deploy_core::model::DeploymentRecord::new(
+                app.clone(),
+                deploy_core::model::Environment::Production,
+                None,
+                fixtures::release("1.4.2"),
+                "blue-green",
+            );
+            let mut state = RolloutState::new(record, TrafficSplit::all(Track::Blue));
+            let rev = store.save(&app, &state, None).await.unwrap();
+            platform.apply(&spec, Track::Green, &fixtures::release("1.4.2"), 2).await.unwrap();
+            platform.wait_ready(&app, Track::Green, Duration::from_secs(5)).await.unwrap();
+            router.set_weights(&app, &TrafficSplit::all(Track::Green)).await.unwrap();
+            assert_eq!(router.weights(&app).await.unwrap(), TrafficSplit::all(Track::Green));
+            state.next_step = 1;
+            state.traffic = TrafficSplit::all(Track::Green);
+            let rev = store.save(&app, &state, Some(&rev)).await.unwrap();
+            platform.remove(&app, Track::Blue).await.unwrap();
+            store.clear(&app, &rev).await.unwrap();
+            store.release_lock(&lease).await.unwrap();
+            let rollout = &fake.log()[before..];
+            let shown: Vec<_> = rollout.iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+            // lock 2 (read, create) + save 1 + apply 1 + wait's two lists (Deployment,
+            // pods) + switch 1 + read-back 1 + save 1 + remove 1 + clear 1 + release 2
+            // (read, delete) ...
+            assert_eq!(rollout.iter().filter(|r| !r.is_watch()).count(), 13, "{shown:#?}");
+            // ... and the watches that delivered readiness: the Deployment's, and the
+            // pods' if it was opened before the Deployment became ready.
+            let watches = rollout.iter().filter(|r| r.is_watch()).count();
+            assert!((1..=2).contains(&watches), "{shown:#?}");
+            assert!(
+                rollout.iter().any(|r| r.is_watch() && r.path.ends_with("/deployments")),
+                "ready came from a watch"
+            );
+        })
+        .await;
+        let log = fake.log();
+        assert_switches_only_to_ready_tracks(&log);
+        assert!(fake.object("/apis/apps/v1/namespaces/shop/deployments/web-blue").is_none());
+        assert_eq!(fake.object(SERVICE).unwrap()["spec"]["selector"]["deploy-rs.io/track"], "green");
+    }
+
+    #[tokio::test]
+    async fn a_green_that_never_gets_ready_is_doomed_and_traffic_stays_on_blue() {
+        let (fake, platform, router, _) = setup();
+        fake.never_ready("web-green");
+        let app = fixtures::app_id();
+        let spec = fixtures::spec();
+        fake_api::within(async {
+            platform.apply(&spec, Track::Blue, &fixtures::release("1.4.1"), 2).await.unwrap();
+            platform.wait_ready(&app, Track::Blue, Duration::from_secs(5)).await.unwrap();
+            platform.apply(&spec, Track::Green, &fixtures::release("1.4.2"), 2).await.unwrap();
+            let err = platform.wait_ready(&app, Track::Green, Duration::from_secs(60)).await.unwrap_err();
+            assert!(
+                matches!(&err, PlatformError::Doomed { reason, .. } if reason.contains("CrashLoopBackOff")),
+                "{err}"
+            );
+            // Roll back: remove what was new; blue keeps serving.
+            platform.remove(&app, Track::Green).await.unwrap();
+            assert_eq!(router.weights(&app).await.unwrap(), TrafficSplit::all(Track::Blue));
+        })
+        .await;
+        let log = fake.log();
+        assert!(!log.iter().any(|r| r.path == SERVICE && r.method == Method::PATCH), "no switch happened");
+        assert!(fake.object("/apis/apps/v1/namespaces/shop/deployments/web-green").is_none());
+        assert!(
+            fake.object("/api/v1/namespaces/shop/pods/web-green-6d9f7c8b5-x2x9k").is_none(),
+            "its pods went with it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_500_during_the_switch_is_retryable_and_a_409_on_apply_is_retried() {
+        let (fake, platform, router, _) = setup();
+        let app = fixtures::app_id();
+        fake.fail(Method::PATCH, "/apis/apps/v1/namespaces/shop/deployments/web-green", 409, 2);
+        fake.fail(Method::PATCH, SERVICE, 500, 1);
+        fake_api::within(async {
+            platform.apply(&fixtures::spec(), Track::Green, &fixtures::release("1.4.2"), 1).await.unwrap();
+            platform.wait_ready(&app, Track::Green, Duration::from_secs(5)).await.unwrap();
+            let err = router.set_weights(&app, &TrafficSplit::all(Track::Green)).await.unwrap_err();
+            assert!(err.is_retryable(), "{err}");
+            assert_eq!(
+                router.weights(&app).await.unwrap(),
+                TrafficSplit::all(Track::Blue),
+                "a failed switch changed nothing"
+            );
+            router.set_weights(&app, &TrafficSplit::all(Track::Green)).await.unwrap();
+        })
+        .await;
+        let applies = fake.log().iter().filter(|r| r.path.ends_with("/web-green") && r.method == Method::PATCH).count();
+        assert_eq!(applies, 3, "two conflicts, then the write");
+        assert_switches_only_to_ready_tracks(&fake.log());
+    }
+}

@@ -3,6 +3,7 @@
 //! `cargo test -p deploy-k8s --test e2e -- --ignored --test-threads=1`.
 //! See docs/kubernetes.md. Each test works in its own namespace and deletes it at
 //! the end.
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail the test on any error")]
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -265,8 +265,13 @@ mod over_fake_cluster {
             router.set_weights(&app, &TrafficSplit::all(Track::Green)).await.unwrap();
         })
         .await;
-        let applies = fake.log().iter().filter(|r| r.path.ends_with("/web-green") && r.method == Method::PATCH).count();
-        assert_eq!(applies, 3, "two conflicts, then the write");
+        let applies: Vec<u16> = fake
+            .log()
+            .iter()
+            .filter(|r| r.path.ends_with("/web-green") && r.method == Method::PATCH)
+            .map(|r| r.code)
+            .collect();
+        assert_eq!(applies, [409, 409, 201], "two conflicts, then the write");
         assert_switches_only_to_ready_tracks(&fake.log());
     }
 }

@@ -220,7 +220,7 @@ mod over_fake_cluster {
     #[tokio::test]
     async fn a_green_that_never_gets_ready_is_doomed_and_traffic_stays_on_blue() {
         let (fake, platform, router, _) = setup();
-        fake.never_ready("web-green");
+        fake.never_ready("1.4.2");
         let app = fixtures::app_id();
         let spec = fixtures::spec();
         fake_api::within(async {
@@ -240,10 +240,7 @@ mod over_fake_cluster {
         let log = fake.log();
         assert!(!log.iter().any(|r| r.path == SERVICE && r.method == Method::PATCH), "no switch happened");
         assert!(fake.object("/apis/apps/v1/namespaces/shop/deployments/web-green").is_none());
-        assert!(
-            fake.object("/api/v1/namespaces/shop/pods/web-green-6d9f7c8b5-x2x9k").is_none(),
-            "its pods went with it"
-        );
+        assert!(fake.object("/api/v1/namespaces/shop/pods/web-green-142-x2x9k").is_none(), "its pods went with it");
     }
 
     #[tokio::test]

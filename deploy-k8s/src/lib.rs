@@ -28,6 +28,8 @@ pub use error::{KubeError, Result};
 pub use platform::{KubePlatform, PlatformOptions};
 
 #[cfg(test)]
+mod engine_tests;
+#[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]
 mod flow_tests;

@@ -308,6 +308,30 @@ async fn conflicts_on_update_and_a_500_during_the_switch_are_retried() {
 }
 
 #[tokio::test]
+async fn dropped_watches_are_re_established_and_the_rollout_completes() {
+    for setup in [Setup::Rolling, Setup::BlueGreen, Setup::CanaryIstio] {
+        let w = world(setup, &[50], |fake| fake.drop_watches(3));
+        let report = run(&w).await;
+        assert_eq!(report.status, DeploymentStatus::Succeeded, "{setup:?}: {:?}", report.cause);
+        assert_traffic_only_to_ready(&w.fake);
+        let watches: Vec<_> = w
+            .fake
+            .log()
+            .into_iter()
+            .filter(|r| r.is_watch() && r.path == DEPLOYMENTS)
+            .map(|r| {
+                format!(
+                    "{:?}",
+                    r.query.iter().filter(|(k, _)| k == "fieldSelector" || k == "resourceVersion").collect::<Vec<_>>()
+                )
+            })
+            .collect();
+        let repeated = watches.windows(2).any(|pair| pair[0] == pair[1]);
+        assert!(repeated, "{setup:?}: a dropped watch was re-established from the same resourceVersion: {watches:#?}");
+    }
+}
+
+#[tokio::test]
 async fn request_budget_of_a_blue_green_rollout_and_of_one_canary_step() {
     let count = |w: &World| w.fake.log().iter().filter(|r| !r.is_watch()).count();
     let bg = world(Setup::BlueGreen, &[], |_| {});

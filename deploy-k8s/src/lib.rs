@@ -9,8 +9,16 @@
 //!   scale, CRDs, hook Jobs.
 //! - [`preflight`]: pre-deployment checks that return a report.
 //! - [`rollout_status`]: `kubectl rollout status` as a pure function.
+//! - [`platform::KubePlatform`]: deploy-core's `Platform`, one Deployment per track,
+//!   readiness from watches.
+//! - [`router`]: deploy-core's `TrafficRouter` over a Service selector, replica
+//!   ratio, Istio, Gateway API and NGINX canary Ingress.
+//! - [`state`]: deploy-core's `StateStore` (ConfigMap with `resourceVersion` CAS,
+//!   Lease lock) and `HistoryStore`.
+//! - [`revisions`]: `kubectl rollout history` / `undo`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod cluster;
 pub mod error;
 pub mod labels;
 pub mod manifest;
@@ -20,8 +28,6 @@ pub mod revisions;
 pub mod rollout_status;
 pub mod router;
 pub mod state;
-
-pub mod cluster;
 
 pub use cluster::Cluster;
 pub use error::{KubeError, Result};

@@ -35,6 +35,7 @@ pub mod cache;
 pub mod error;
 pub mod health;
 pub mod history;
+pub mod lb;
 pub mod metrics;
 pub mod model;
 pub mod notify;

@@ -148,15 +148,13 @@ impl Outages {
         let mut closes_leading = None;
         if let Some(open) = self.open_since_ms {
             if later_starts_failing {
-                match later.leading_restored_ms {
-                    // `later` counted its first outage from its own first failure; it
-                    // began at `open`.
-                    Some(restored) => {
-                        delta.0 += i128::from(later_first_ms - open);
-                        closes_leading = Some(restored);
-                        self.open_since_ms = later.open_since_ms;
-                    }
-                    None => {} // still failing: the outage stays open since `open`.
+                // `later` counted its first outage from its own first failure; it
+                // began at `open`. When `later` never recovers, the outage simply
+                // stays open since `open`.
+                if let Some(restored) = later.leading_restored_ms {
+                    delta.0 += i128::from(later_first_ms - open);
+                    closes_leading = Some(restored);
+                    self.open_since_ms = later.open_since_ms;
                 }
             } else {
                 delta = (i128::from(later_first_ms - open), 1);

@@ -40,6 +40,7 @@ pub mod lb;
 pub mod metrics;
 pub mod model;
 pub mod notify;
+pub mod pipeline;
 pub mod platform;
 pub mod registry;
 pub mod scan;

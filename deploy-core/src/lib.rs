@@ -39,6 +39,7 @@ pub mod history;
 pub mod lb;
 pub mod metrics;
 pub mod model;
+pub mod monitoring;
 pub mod notify;
 pub mod pipeline;
 pub mod platform;

@@ -32,6 +32,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod config;
 pub mod dora;
 pub mod error;
 pub mod health;

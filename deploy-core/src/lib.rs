@@ -32,6 +32,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod checklist;
 pub mod config;
 pub mod dora;
 pub mod error;
@@ -44,6 +45,7 @@ pub mod monitoring;
 pub mod notify;
 pub mod pipeline;
 pub mod platform;
+pub mod recommend;
 pub mod registry;
 pub mod scan;
 pub mod secret;

@@ -51,5 +51,8 @@ pub mod scan;
 pub mod secret;
 pub mod state;
 pub mod traffic;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod webhook;
 
 pub use async_trait::async_trait;

@@ -5,12 +5,18 @@
 //!   seed's approach, which filters the healthy backends into a new list and then
 //!   picks from it on every request.
 //! - `dora/1m`: DORA metrics over one million deployment records.
+//!
+//! Times are the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall
+//! time: the machines this runs on are shared, and time spent preempted by other
+//! processes would otherwise swamp the nanosecond figures and their ratios.
 #![expect(clippy::unwrap_used, reason = "benchmark set-up")]
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use cpu_time::ThreadTime;
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_main};
 use deploy_core::dora::{DoraAccumulator, DoraWindow};
 use deploy_core::lb::{
@@ -21,6 +27,41 @@ use deploy_core::model::{AppId, DeploymentRecord, DeploymentStatus, Environment,
 use rand::Rng;
 
 const SIZES: [usize; 3] = [10, 1_000, 10_000];
+
+/// Criterion's measurement of the current thread's CPU time.
+struct ThreadCpu;
+
+static WALL: WallTime = WallTime;
+
+impl Measurement for ThreadCpu {
+    type Intermediate = ThreadTime;
+    type Value = Duration;
+
+    fn start(&self) -> ThreadTime {
+        ThreadTime::now()
+    }
+
+    fn end(&self, start: ThreadTime) -> Duration {
+        start.elapsed()
+    }
+
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        // Nanoseconds, formatted as durations like wall time.
+        WALL.formatter()
+    }
+}
 
 fn backends(n: usize) -> Vec<Backend> {
     (0..n)
@@ -47,7 +88,7 @@ fn healthy(list: &[NaiveBackend]) -> Vec<&NaiveBackend> {
     list.iter().filter(|b| b.healthy).collect()
 }
 
-fn lb_benches(c: &mut Criterion) {
+fn lb_benches(c: &mut Criterion<ThreadCpu>) {
     let mut g = c.benchmark_group("lb");
     for n in SIZES {
         let rr = RoundRobin::new(backends(n));
@@ -184,7 +225,7 @@ fn records(count: usize) -> Vec<DeploymentRecord> {
         .collect()
 }
 
-fn dora_benches(c: &mut Criterion) {
+fn dora_benches(c: &mut Criterion<ThreadCpu>) {
     let records = records(1_000_000);
     let mut g = c.benchmark_group("dora");
     g.sample_size(10);
@@ -199,8 +240,11 @@ fn dora_benches(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default().measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_secs(1))
+fn config() -> Criterion<ThreadCpu> {
+    Criterion::default()
+        .with_measurement(ThreadCpu)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_secs(1))
 }
 
 // In a private module, because criterion_group! generates undocumented pub functions.

@@ -116,6 +116,32 @@ impl ScanPolicy {
 /// break the [`ScanPolicy`]. A scan that does not complete fails the stage: it never
 /// counts as a clean report. The image is the one given, or the `image` artifact.
 /// Produces `vulnerabilities_<severity>` counts.
+///
+/// ```
+/// use std::sync::Arc;
+/// use deploy_core::async_trait;
+/// use deploy_core::model::ImageRef;
+/// use deploy_core::pipeline::{ScanPolicy, SecurityScanStage, Stage, StageContext, StageError};
+/// use deploy_core::scan::*;
+///
+/// struct OneHigh;
+/// #[async_trait]
+/// impl VulnerabilityScanner for OneHigh {
+///     async fn scan(&self, image: &ImageRef) -> Result<ScanReport, ScanError> {
+///         let mut r = ScanReport::new(image.to_string(), "example");
+///         r.vulnerabilities.push(Vulnerability::new("CVE-1", "openssl", "3.0.1", Severity::High));
+///         Ok(r)
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let ctx = StageContext::new("main").artifact("image", "web:1");
+/// let strict = SecurityScanStage::new(Arc::new(OneHigh), ScanPolicy::default().max(Severity::High, 0));
+/// assert!(matches!(strict.run(&ctx).await, Err(StageError::Gate { .. })));
+/// let lenient = SecurityScanStage::new(Arc::new(OneHigh), ScanPolicy::default());
+/// assert_eq!(lenient.run(&ctx).await.unwrap().artifacts["vulnerabilities_high"], "1");
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct SecurityScanStage {
     scanner: Arc<dyn VulnerabilityScanner>,
@@ -309,6 +335,38 @@ impl Stage for PushStage {
 /// rollout engine: the caller wires one in by implementing this trait (for example
 /// by starting a rollout of the `image` artifact and waiting for it). The context
 /// carries the artifacts of the stages before.
+///
+/// ```
+/// use std::sync::Arc;
+/// use deploy_core::async_trait;
+/// use deploy_core::error::BoxError;
+/// use deploy_core::pipeline::*;
+///
+/// struct Rollout; // would hold the engine and the app's spec
+///
+/// #[async_trait]
+/// impl Deployer for Rollout {
+///     async fn deploy(&self, ctx: &StageContext) -> Result<StageOutput, BoxError> {
+///         let image = ctx.require("image")?;
+///         Ok(StageOutput::default().artifact("deployed", image))
+///     }
+///     async fn rollback(&self, _ctx: &StageContext) -> Result<StageOutput, BoxError> {
+///         Ok(StageOutput::default())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let rollout = Arc::new(Rollout);
+/// let pipeline = Pipeline::builder()
+///     .stage(FnStage::new("tag", StageKind::Custom, |_| async { Ok(StageOutput::default().artifact("image", "web:2")) }))
+///     .stage(DeployStage::new(rollout.clone()))
+///     .rollback(RollbackStage::new(rollout))
+///     .build();
+/// let run = pipeline.run(RunOptions::new("main")).await;
+/// assert_eq!(run.stages[1].artifacts["deployed"], "web:2");
+/// # }
+/// ```
 #[async_trait]
 pub trait Deployer: Send + Sync {
     /// Deploys; an `Err` fails the deploy stage and triggers the rollback stage.

@@ -35,15 +35,22 @@
 pub mod analysis;
 pub mod build;
 pub mod cache;
+pub mod checklist;
+pub mod config;
+pub mod dora;
 pub mod engine;
 pub mod error;
 pub mod health;
 pub mod history;
+pub mod lb;
 pub mod metrics;
 pub mod model;
+pub mod monitoring;
 pub mod notify;
+pub mod pipeline;
 pub mod plan;
 pub mod platform;
+pub mod recommend;
 pub mod registry;
 pub mod scan;
 pub mod secret;
@@ -53,5 +60,8 @@ pub mod strategy;
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 pub mod traffic;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod webhook;
 
 pub use async_trait::async_trait;

@@ -1,0 +1,109 @@
+//! The webhook notifier against a real HTTP server on loopback.
+#![cfg(feature = "http")]
+#![expect(clippy::unwrap_used, reason = "the test server's helpers panic on any I/O failure, failing the test")]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::thread;
+
+use deploy_core::error::Classify;
+use deploy_core::model::{AppId, Environment, Name};
+use deploy_core::notify::{Notification, NotificationKind, Notifier, NotifyError};
+use deploy_core::webhook::WebhookNotifier;
+
+/// What the server saw of one request.
+struct Seen {
+    request_line: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// Serves one request on a free loopback port, answering `status` and `body`.
+fn serve_once(status: &'static str, reply: &'static str) -> (String, mpsc::Receiver<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/T0/B0/tok3n", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line).unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (k, v) = line.split_once(':').unwrap();
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+        let len: usize =
+            headers.iter().find(|(k, _)| k == "content-length").map(|(_, v)| v.parse().unwrap()).unwrap_or(0);
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).unwrap();
+        let mut stream = stream;
+        write!(stream, "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}", reply.len())
+            .unwrap();
+        stream.flush().unwrap();
+        tx.send(Seen { request_line: request_line.trim_end().to_owned(), headers, body }).unwrap();
+    });
+    (url, rx)
+}
+
+fn notification() -> Notification {
+    Notification::new(NotificationKind::PipelineFailed, "pipeline pl-1 failed", "stage deploy failed: timeout")
+        .app(AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap()))
+        .environment(Environment::Production)
+        .field("pipeline", "pl-1")
+}
+
+#[tokio::test]
+async fn posts_the_notification_as_json() {
+    let (url, seen) = serve_once("204 No Content", "");
+    let hook = WebhookNotifier::new(&url).unwrap().header("Authorization", "Bearer s3cr3t");
+    assert!(!format!("{hook:?}").contains("tok3n") && !format!("{hook:?}").contains("s3cr3t"), "{hook:?}");
+    hook.notify(&notification()).await.unwrap();
+
+    let seen = seen.recv().unwrap();
+    assert_eq!(seen.request_line, "POST /hooks/T0/B0/tok3n HTTP/1.1");
+    let header = |name: &str| seen.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    assert_eq!(header("content-type"), Some("application/json"));
+    assert_eq!(header("authorization"), Some("Bearer s3cr3t"));
+    let body: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+    assert_eq!(body["kind"], "pipeline_failed");
+    assert_eq!(body["title"], "pipeline pl-1 failed");
+    assert_eq!(body["environment"], "production");
+    assert_eq!(body["app"]["name"], "web");
+    assert_eq!(body["fields"]["pipeline"], "pl-1");
+    // The body is the notification's own serde form.
+    let back: Notification = serde_json::from_value(body).unwrap();
+    assert_eq!(back.message, "stage deploy failed: timeout");
+}
+
+#[tokio::test]
+async fn rejections_and_unreachable_receivers_are_classified() {
+    let (url, _seen) = serve_once("503 Service Unavailable", "maintenance");
+    let err = WebhookNotifier::new(&url).unwrap().notify(&notification()).await.unwrap_err();
+    assert!(matches!(&err, NotifyError::Rejected { status: 503, body } if body == "maintenance"), "{err:?}");
+    assert!(err.is_retryable());
+
+    let (url, _seen) = serve_once("400 Bad Request", "bad payload");
+    let err = WebhookNotifier::new(&url).unwrap().notify(&notification()).await.unwrap_err();
+    assert!(!err.is_retryable());
+
+    // A port nobody listens on: bind, note the port, close.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let err = WebhookNotifier::new(&format!("http://127.0.0.1:{port}/hooks/secret-token"))
+        .unwrap()
+        .notify(&notification())
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("secret-token"), "{err:?}");
+
+    assert!(WebhookNotifier::new("ftp://example.com/x").is_err());
+    assert!(WebhookNotifier::new("not a url").is_err());
+}

@@ -39,11 +39,17 @@ pub mod engine;
 pub mod error;
 pub mod health;
 pub mod history;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http_check;
 pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod plan;
 pub mod platform;
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub mod prometheus;
 pub mod registry;
 pub mod scan;
 pub mod secret;

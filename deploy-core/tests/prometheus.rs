@@ -1,0 +1,1 @@
+//! Placeholder while the integration test is written.

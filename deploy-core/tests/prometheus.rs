@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use deploy_core::analysis::{AnalysisSpec, Direction, JudgeSpec, MeasurementOutcome, MetricCheck};
 use deploy_core::engine::{CauseKind, EngineConfig, RolloutEngine, RolloutEvent, RolloutRequest};
 use deploy_core::metrics::{MetricQuery, MetricsProvider};
-use deploy_core::model::{AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Percent, Release, Track, TrafficSplit, Version};
+use deploy_core::model::{
+    AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Percent, Release, Track, TrafficSplit, Version,
+};
 use deploy_core::prometheus::templates::BuiltinMetrics;
 use deploy_core::prometheus::{PrometheusConfig, PrometheusProvider};
 use deploy_core::strategy::{Canary, PlanInput, Strategy};
@@ -30,7 +32,8 @@ const NAMESPACE: &str = "shop";
 const REQUESTS_PER_SCRAPE: u64 = 1000;
 /// Latency buckets (upper bounds in seconds) and how many of each scrape's requests
 /// fall at or below each: p99 lies in (0.1, 0.25], about 200 ms.
-const BUCKETS: [(&str, u64); 6] = [("0.05", 900), ("0.1", 980), ("0.25", 995), ("0.5", 1000), ("1", 1000), ("+Inf", 1000)];
+const BUCKETS: [(&str, u64); 6] =
+    [("0.05", 900), ("0.1", 980), ("0.25", 995), ("0.5", 1000), ("1", 1000), ("+Inf", 1000)];
 
 /// Counters of one (app, track).
 #[derive(Default, Clone, Copy)]
@@ -107,7 +110,8 @@ fn exposition(state: &BTreeMap<(&str, &str), Series>) -> String {
     for ((app, track), s) in state {
         let labels = format!(r#"namespace="{NAMESPACE}",app="{app}",track="{track}""#);
         for (le, count) in BUCKETS {
-            writeln!(out, r#"http_request_duration_seconds_bucket{{{labels},le="{le}"}} {}"#, s.scrapes * count).unwrap();
+            writeln!(out, r#"http_request_duration_seconds_bucket{{{labels},le="{le}"}} {}"#, s.scrapes * count)
+                .unwrap();
         }
         writeln!(out, "http_request_duration_seconds_sum{{{labels}}} {}", s.scrapes * 60).unwrap();
         writeln!(out, "http_request_duration_seconds_count{{{labels}}} {}", s.scrapes * REQUESTS_PER_SCRAPE).unwrap();
@@ -217,7 +221,11 @@ fn analysis() -> AnalysisSpec {
     AnalysisSpec::new("canary")
         .metric(builtins.success_rate())
         .metric(builtins.duration())
-        .metric(MetricCheck::new("success-vs-baseline", success.clone(), JudgeSpec::difference(Direction::Decrease, 2.0)))
+        .metric(MetricCheck::new(
+            "success-vs-baseline",
+            success.clone(),
+            JudgeSpec::difference(Direction::Decrease, 2.0),
+        ))
         .metric(MetricCheck::new(
             "success-mann-whitney",
             success,
@@ -282,7 +290,10 @@ async fn roll_out(
     (kit, spec, report, events)
 }
 
-fn measurements<'a>(events: &'a [RolloutEvent], check: &'a str) -> impl Iterator<Item = &'a deploy_core::analysis::Measurement> {
+fn measurements<'a>(
+    events: &'a [RolloutEvent],
+    check: &'a str,
+) -> impl Iterator<Item = &'a deploy_core::analysis::Measurement> {
     events.iter().filter_map(move |e| match e {
         RolloutEvent::Measurement { measurement, .. } if measurement.check == check => Some(measurement),
         _ => None,

@@ -141,7 +141,8 @@ impl MannWhitneyClassifier {
     pub fn classify(&self, candidate: &[f64], baseline: &[f64]) -> MetricClassification {
         let candidate: Vec<f64> = candidate.iter().copied().filter(|v| !v.is_nan()).collect();
         let baseline: Vec<f64> = baseline.iter().copied().filter(|v| !v.is_nan()).collect();
-        let empty = MetricClassification { classification: Classification::NoData, test: None, shift: None, ratio: None };
+        let empty =
+            MetricClassification { classification: Classification::NoData, test: None, shift: None, ratio: None };
         if candidate.is_empty() || baseline.is_empty() {
             return empty;
         }
@@ -404,7 +405,8 @@ impl CanaryScorer {
                 reason: "no metric had data".to_owned(),
             };
         }
-        let weighted: f64 = self.group_weights.iter().filter(|(g, _)| tallies.contains_key(g.as_str())).map(|(_, w)| w).sum();
+        let weighted: f64 =
+            self.group_weights.iter().filter(|(g, _)| tallies.contains_key(g.as_str())).map(|(_, w)| w).sum();
         let unweighted = tallies.keys().filter(|g| !self.group_weights.contains_key(**g)).count();
         let share = if unweighted > 0 {
             (100.0 - weighted) / f64::from(u32::try_from(unweighted).unwrap_or(u32::MAX))

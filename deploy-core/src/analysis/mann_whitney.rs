@@ -79,11 +79,7 @@ impl fmt::Display for MannWhitney {
             PValueMethod::Exact => "exact",
             PValueMethod::Normal => "normal approximation",
         };
-        write!(
-            f,
-            "U = {}, p = {:.4} ({method}, n = {} vs {})",
-            self.u, self.p_value, self.sizes.0, self.sizes.1
-        )
+        write!(f, "U = {}, p = {:.4} ({method}, n = {} vs {})", self.u, self.p_value, self.sizes.0, self.sizes.1)
     }
 }
 
@@ -400,7 +396,10 @@ mod tests {
     fn empty_samples_and_nan_are_clear_errors() {
         assert_eq!(mann_whitney_u(&[1.0], &[]).unwrap_err(), SampleError::Empty { which: "baseline" });
         let e = mann_whitney_u(&[], &[]).unwrap_err();
-        assert_eq!(e.to_string(), "the candidate sample is empty: a Mann-Whitney test needs at least one value in each sample");
+        assert_eq!(
+            e.to_string(),
+            "the candidate sample is empty: a Mann-Whitney test needs at least one value in each sample"
+        );
         assert_eq!(mann_whitney_u(&[f64::NAN], &[1.0]).unwrap_err(), SampleError::NotANumber { which: "candidate" });
         assert!(shift_estimate(&[], &[1.0], 0.9).is_err());
         assert!(matches!(shift_estimate(&[1.0], &[1.0], 1.0), Err(SampleError::Confidence(_))));

@@ -2,10 +2,11 @@
 //! [`AnalysisRunner`] that measures at an interval.
 //!
 //! The semantics are Argo Rollouts': every metric (and health check) is measured
-//! `count` times, `interval` apart; the analysis fails as soon as more than
+//! `count` times, `interval` apart (a measurement that could not be taken does not
+//! count and is taken again); the analysis fails as soon as more than
 //! `failure_limit` measurements of one metric failed, more than
 //! `consecutive_error_limit` measurements in a row could not be taken, or more than
-//! `inconclusive_limit` had no data. "No data" is its own outcome with its own
+//! `inconclusive_limit` had no data, and the worst of these decides. "No data" is its own outcome with its own
 //! limit: a quiet canary is neither rolled back for silence nor promoted on it.
 //!
 //! ```
@@ -160,8 +161,10 @@ impl AnalysisSpec {
         self
     }
 
-    /// The longest the analysis can take: the initial delay plus `count - 1`
-    /// intervals (the first measurement is taken at once).
+    /// The longest the analysis takes when every measurement can be taken: the
+    /// initial delay plus `count - 1` intervals (the first measurement is taken at
+    /// once). Measurements that err are taken again at the next interval, as in Argo
+    /// Rollouts, and add one interval each.
     pub fn max_duration(&self) -> std::time::Duration {
         self.initial_delay.as_duration() + self.interval.as_duration().saturating_mul(self.count.saturating_sub(1))
     }

@@ -136,7 +136,11 @@ impl HttpCheckConfig {
     }
 
     fn accepts(&self, status: u16) -> bool {
-        if self.expected_status.is_empty() { (200..300).contains(&status) } else { self.expected_status.contains(&status) }
+        if self.expected_status.is_empty() {
+            (200..300).contains(&status)
+        } else {
+            self.expected_status.contains(&status)
+        }
     }
 
     fn expected(&self) -> String {
@@ -404,11 +408,7 @@ fn transport_failure(e: &reqwest::Error) -> AttemptFailure {
         reason.push_str(&s.to_string());
         source = s.source();
     }
-    if e.is_connect() {
-        AttemptFailure::Connect { reason }
-    } else {
-        AttemptFailure::Request { reason }
-    }
+    if e.is_connect() { AttemptFailure::Connect { reason } } else { AttemptFailure::Request { reason } }
 }
 
 #[async_trait]
@@ -449,9 +449,12 @@ mod tests {
 
     #[tokio::test]
     async fn two_503s_then_200_is_healthy_on_the_third_attempt() {
-        let server =
-            ScriptedServer::start(vec![Reply::text(503, "warming up"), Reply::text(503, "warming up"), Reply::text(200, "ok")])
-                .await;
+        let server = ScriptedServer::start(vec![
+            Reply::text(503, "warming up"),
+            Reply::text(503, "warming up"),
+            Reply::text(200, "ok"),
+        ])
+        .await;
         let check = HttpHealthCheck::new(
             "http",
             quick(server.url("/{{track}}/healthz")).attempts(5).expect_status([200]).body_contains("ok"),
@@ -501,7 +504,11 @@ mod tests {
                 .all(|a| a.failure == Some(AttemptFailure::Timeout { after: Duration::from_millis(150) })),
             "{report:?}"
         );
-        assert!(report.outcome().detail.starts_with("attempt 2: no answer within 150ms"), "{}", report.outcome().detail);
+        assert!(
+            report.outcome().detail.starts_with("attempt 2: no answer within 150ms"),
+            "{}",
+            report.outcome().detail
+        );
     }
 
     #[tokio::test]
@@ -559,7 +566,8 @@ mod tests {
             let err = HttpHealthCheck::new("http", config).unwrap_err();
             assert!(matches!(err, HealthError::Misconfigured { .. }), "{err}");
         }
-        let ok = HttpHealthCheck::new("http", HttpCheckConfig::new("https://{{app}}.{{namespace}}/v/{{version}}")).unwrap();
+        let ok =
+            HttpHealthCheck::new("http", HttpCheckConfig::new("https://{{app}}.{{namespace}}/v/{{version}}")).unwrap();
         assert_eq!(ok.config().render(&target(Track::Blue)), "https://checkout.shop/v/2.0.0");
     }
 }

@@ -193,7 +193,9 @@ impl PrometheusProvider {
     /// A provider; fails on a URL that is not `http`/`https`, a URL with
     /// credentials in it, or a zero timeout.
     pub fn new(config: PrometheusConfig) -> Result<Self, MetricsError> {
-        let invalid = |reason: String| MetricsError::backend("configure prometheus", ErrorKind::InvalidInput, PrometheusError::Config(reason));
+        let invalid = |reason: String| {
+            MetricsError::backend("configure prometheus", ErrorKind::InvalidInput, PrometheusError::Config(reason))
+        };
         let mut base = reqwest::Url::parse(&config.url).map_err(|e| invalid(format!("url is not valid: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(invalid(format!("url scheme {} is not http or https", base.scheme())));
@@ -208,9 +210,9 @@ impl PrometheusProvider {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let client = reqwest::Client::builder()
-            .build()
-            .map_err(|e| MetricsError::backend("build the http client", ErrorKind::Other, PrometheusError::Transport(e)))?;
+        let client = reqwest::Client::builder().build().map_err(|e| {
+            MetricsError::backend("build the http client", ErrorKind::Other, PrometheusError::Transport(e))
+        })?;
         Ok(Self { base, config, client })
     }
 
@@ -221,18 +223,21 @@ impl PrometheusProvider {
 
     async fn get(&self, endpoint: &str, params: &[(&str, String)], query: &str) -> Result<Data, MetricsError> {
         let operation = format!("query prometheus {endpoint}");
-        let url = self
-            .base
-            .join(endpoint)
-            .map_err(|e| MetricsError::backend(&operation, ErrorKind::InvalidInput, PrometheusError::Config(e.to_string())))?;
-        let mut request = self.client.get(url.clone()).query(params).query(&[("timeout", seconds(self.config.timeout))]);
+        let url = self.base.join(endpoint).map_err(|e| {
+            MetricsError::backend(&operation, ErrorKind::InvalidInput, PrometheusError::Config(e.to_string()))
+        })?;
+        let mut request =
+            self.client.get(url.clone()).query(params).query(&[("timeout", seconds(self.config.timeout))]);
         request = match &self.config.auth {
             PrometheusAuth::None => request,
-            PrometheusAuth::Basic { username, password } => request.basic_auth(username, Some(password.expose_secret())),
+            PrometheusAuth::Basic { username, password } => {
+                request.basic_auth(username, Some(password.expose_secret()))
+            }
             PrometheusAuth::Bearer(token) => request.bearer_auth(token.expose_secret()),
         };
         let timeout = self.config.timeout;
-        let timed_out = || MetricsError::backend(&operation, ErrorKind::Timeout, PrometheusError::Timeout { after: timeout });
+        let timed_out =
+            || MetricsError::backend(&operation, ErrorKind::Timeout, PrometheusError::Timeout { after: timeout });
         let exchange = async {
             let response = request.send().await?;
             let status = response.status().as_u16();
@@ -243,7 +248,11 @@ impl PrometheusProvider {
             Err(_) => return Err(timed_out()),
             Ok(Err(e)) if e.is_timeout() => return Err(timed_out()),
             Ok(Err(e)) => {
-                let kind = if e.is_connect() || e.is_request() || e.is_body() { ErrorKind::Unavailable } else { ErrorKind::Other };
+                let kind = if e.is_connect() || e.is_request() || e.is_body() {
+                    ErrorKind::Unavailable
+                } else {
+                    ErrorKind::Other
+                };
                 return Err(MetricsError::backend(&operation, kind, PrometheusError::Transport(e.without_url())));
             }
             Ok(Ok(answer)) => answer,
@@ -262,14 +271,21 @@ impl PrometheusProvider {
                 }
             };
             let url = url.as_str().to_owned();
-            return Err(MetricsError::backend(&operation, kind, PrometheusError::Http { status, url, body: snippet(&body) }));
+            return Err(MetricsError::backend(
+                &operation,
+                kind,
+                PrometheusError::Http { status, url, body: snippet(&body) },
+            ));
         };
         if envelope.status != "success" {
             let error_type = envelope.error_type.unwrap_or_else(|| "unknown".to_owned());
             let message = envelope.error.unwrap_or_default();
             let kind = match (error_type.as_str(), status) {
                 ("bad_data" | "execution", _) => {
-                    return Err(MetricsError::BadQuery { query: query.to_owned(), reason: format!("{error_type}: {message}") });
+                    return Err(MetricsError::BadQuery {
+                        query: query.to_owned(),
+                        reason: format!("{error_type}: {message}"),
+                    });
                 }
                 ("timeout", _) => ErrorKind::Timeout,
                 ("canceled" | "internal" | "unavailable", _) | (_, 500..=599) => ErrorKind::Unavailable,
@@ -279,7 +295,10 @@ impl PrometheusProvider {
             };
             return Err(MetricsError::backend(&operation, kind, PrometheusError::Api { status, error_type, message }));
         }
-        envelope.data.ok_or_else(|| MetricsError::Malformed { query: query.to_owned(), reason: "a success without data".to_owned() })
+        envelope.data.ok_or_else(|| MetricsError::Malformed {
+            query: query.to_owned(),
+            reason: "a success without data".to_owned(),
+        })
     }
 }
 
@@ -305,9 +324,17 @@ impl MetricsProvider for PrometheusProvider {
     }
 
     #[tracing::instrument(skip_all, fields(metric = %query.name, deploy.app = %query.app, deploy.track = %query.track), err)]
-    async fn query_range(&self, query: &MetricQuery, range: Duration, step: Duration) -> Result<Vec<f64>, MetricsError> {
+    async fn query_range(
+        &self,
+        query: &MetricQuery,
+        range: Duration,
+        step: Duration,
+    ) -> Result<Vec<f64>, MetricsError> {
         if step.is_zero() {
-            return Err(MetricsError::BadQuery { query: query.render(), reason: "the step must be positive".to_owned() });
+            return Err(MetricsError::BadQuery {
+                query: query.render(),
+                reason: "the step must be positive".to_owned(),
+            });
         }
         let rendered = query.render();
         let end = now_unix();
@@ -354,12 +381,17 @@ mod tests {
         )])
         .await;
         let p = provider(server.url("/prom"));
-        let v = p.query(&query(r#"sum(x{app="{{app}}",namespace="{{namespace}}",track="{{track}}"}[{{interval}}])"#)).await.unwrap();
+        let v = p
+            .query(&query(r#"sum(x{app="{{app}}",namespace="{{namespace}}",track="{{track}}"}[{{interval}}])"#))
+            .await
+            .unwrap();
         assert_eq!(v.as_single(), Some(99.5));
         let seen = server.requests();
         assert!(seen[0].line.starts_with("GET /prom/api/v1/query?"), "{}", seen[0].line);
         let params = params(&seen[0].line);
-        assert!(params.contains(&("query".into(), r#"sum(x{app="checkout",namespace="shop",track="canary"}[30s])"#.into())));
+        assert!(
+            params.contains(&("query".into(), r#"sum(x{app="checkout",namespace="shop",track="canary"}[30s])"#.into()))
+        );
         assert!(params.contains(&("timeout".into(), "0.500".into())));
     }
 
@@ -382,10 +414,26 @@ mod tests {
     #[tokio::test]
     async fn errors_are_typed_and_classified() {
         let cases = [
-            (Reply::json(400, r#"{"status":"error","errorType":"bad_data","error":"parse error at char 4"}"#), ErrorKind::InvalidInput, "parse error"),
-            (Reply::json(422, r#"{"status":"error","errorType":"execution","error":"many-to-many matching"}"#), ErrorKind::InvalidInput, "many-to-many"),
-            (Reply::json(503, r#"{"status":"error","errorType":"timeout","error":"query timed out"}"#), ErrorKind::Timeout, "timed out"),
-            (Reply::json(500, r#"{"status":"error","errorType":"internal","error":"boom"}"#), ErrorKind::Unavailable, "boom"),
+            (
+                Reply::json(400, r#"{"status":"error","errorType":"bad_data","error":"parse error at char 4"}"#),
+                ErrorKind::InvalidInput,
+                "parse error",
+            ),
+            (
+                Reply::json(422, r#"{"status":"error","errorType":"execution","error":"many-to-many matching"}"#),
+                ErrorKind::InvalidInput,
+                "many-to-many",
+            ),
+            (
+                Reply::json(503, r#"{"status":"error","errorType":"timeout","error":"query timed out"}"#),
+                ErrorKind::Timeout,
+                "timed out",
+            ),
+            (
+                Reply::json(500, r#"{"status":"error","errorType":"internal","error":"boom"}"#),
+                ErrorKind::Unavailable,
+                "boom",
+            ),
             (Reply::text(502, "<html>bad gateway</html>"), ErrorKind::Unavailable, "bad gateway"),
             (Reply::text(401, "unauthorized"), ErrorKind::Unauthorized, "401"),
             (Reply::text(200, "not json"), ErrorKind::InvalidInput, "not the prometheus api"),
@@ -394,7 +442,8 @@ mod tests {
             let server = ScriptedServer::start(vec![reply]).await;
             let err = provider(server.url("")).query(&query("q")).await.unwrap_err();
             assert_eq!(err.kind(), kind, "{err}");
-            let text = format!("{err}: {}", std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default());
+            let text =
+                format!("{err}: {}", std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default());
             assert!(text.contains(needle), "{needle} not in {text}");
             assert_eq!(err.is_retryable(), matches!(kind, ErrorKind::Timeout | ErrorKind::Unavailable));
         }
@@ -419,14 +468,19 @@ mod tests {
         )
         .unwrap();
         basic.query(&query("q")).await.unwrap();
-        let bearer = PrometheusProvider::new(PrometheusConfig::new(server.url("")).auth(PrometheusAuth::bearer("t0ken"))).unwrap();
+        let bearer =
+            PrometheusProvider::new(PrometheusConfig::new(server.url("")).auth(PrometheusAuth::bearer("t0ken")))
+                .unwrap();
         bearer.query(&query("q")).await.unwrap();
         let seen = server.requests();
         // base64("reader:open sesame")
         assert_eq!(seen[0].header("authorization"), Some("Basic cmVhZGVyOm9wZW4gc2VzYW1l"));
         assert_eq!(seen[1].header("authorization"), Some("Bearer t0ken"));
         for printed in [format!("{basic:?}"), format!("{bearer:?}")] {
-            assert!(!printed.contains("open sesame") && !printed.contains("t0ken") && printed.contains("redacted"), "{printed}");
+            assert!(
+                !printed.contains("open sesame") && !printed.contains("t0ken") && printed.contains("redacted"),
+                "{printed}"
+            );
         }
         let err = PrometheusProvider::new(PrometheusConfig::new("http://u:p@host:9090")).unwrap_err();
         assert!(err.to_string().contains("configure prometheus"), "{err}");

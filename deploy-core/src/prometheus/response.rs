@@ -152,7 +152,8 @@ mod tests {
                 {"metric":{"a":"1"},"values":[[1,"1"]]},{"metric":{"a":"2"},"values":[[1,"2"]]}]}}"#,
         );
         assert!(v.into_series().unwrap_err().contains("2 series"));
-        let v = data(r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"x"]]}]}}"#);
+        let v =
+            data(r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"x"]]}]}}"#);
         assert!(v.into_series().unwrap_err().contains("not a number"));
     }
 }

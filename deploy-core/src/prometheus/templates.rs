@@ -176,6 +176,9 @@ mod tests {
         assert_eq!(checks[0].judge, JudgeSpec::min(99.9));
         assert_eq!(checks[1].judge, JudgeSpec::max(250.0));
         assert!(render(&checks[0].query).contains(r#"requests{service="checkout-canary",code=~"5.*"}[60s]"#));
-        assert!(render(&checks[1].query).starts_with("histogram_quantile(0.95, sum by (le) (rate(latency_bucket{service=\"checkout-canary\"}"));
+        assert!(
+            render(&checks[1].query)
+                .starts_with("histogram_quantile(0.95, sum by (le) (rate(latency_bucket{service=\"checkout-canary\"}")
+        );
     }
 }

@@ -400,7 +400,7 @@ impl JudgeSpec {
                 if !(*confidence > 0.0 && *confidence < 1.0) {
                     return Err("confidence must lie strictly between 0 and 1".into());
                 }
-                if !(tolerance.is_finite() && *tolerance >= 0.0) || !(effect_size.is_finite() && *effect_size >= 1.0) {
+                if !(tolerance.is_finite() && *tolerance >= 0.0 && effect_size.is_finite() && *effect_size >= 1.0) {
                     return Err("tolerance must be at least 0 and effect size at least 1".into());
                 }
                 if step.is_zero() || lookback.as_duration() < step.as_duration() {

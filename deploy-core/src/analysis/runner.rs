@@ -187,7 +187,7 @@ impl AnalysisRunner {
                     Measurement { check, kind: CheckKind::HealthCheck, round, outcome, value: None, detail },
                 ));
             }
-            let mut verdict: Option<(AnalysisOutcome, Option<(String, CheckKind)>, String)> = None;
+            let mut verdict: Option<Decision> = None;
             for (index, m) in &taken {
                 let tally = &mut tallies[*index];
                 tally.record(m.outcome);
@@ -229,6 +229,9 @@ impl AnalysisRunner {
         }
     }
 }
+
+/// How an analysis ended early: the outcome, the deciding check, the reason.
+type Decision = (AnalysisOutcome, Option<(String, CheckKind)>, String);
 
 /// How bad an outcome is, as Argo Rollouts ranks them: failed is worse than error,
 /// error worse than inconclusive.

@@ -279,6 +279,10 @@ impl HttpCheckReport {
 /// `http`/`https` URL. Attempts run until one passes, `attempts` are used up, or the
 /// next wait would pass the overall deadline; each attempt's timeout is cut to the
 /// time left before the deadline.
+///
+/// Timeouts and waits use `tokio::time`: under a paused test clock, time jumps ahead
+/// while a real request is in flight, so test against real servers with a running
+/// clock and short durations.
 pub struct HttpHealthCheck {
     name: String,
     config: HttpCheckConfig,

@@ -167,7 +167,8 @@ pub enum PrometheusError {
 /// server errors (5xx, `internal`, `unavailable`), Prometheus' own `timeout`, and
 /// timeouts and connection failures of the request are
 /// [`MetricsError::Backend`] with a retryable kind; 401 and 403 are
-/// [`ErrorKind::Unauthorized`].
+/// [`ErrorKind::Unauthorized`]. The timeout runs on `tokio::time` (see
+/// [`HttpHealthCheck`](crate::http_check::HttpHealthCheck) on paused test clocks).
 pub struct PrometheusProvider {
     base: reqwest::Url,
     config: PrometheusConfig,

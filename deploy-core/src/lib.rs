@@ -42,6 +42,9 @@ pub mod engine;
 pub mod error;
 pub mod health;
 pub mod history;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http_check;
 pub mod lb;
 pub mod metrics;
 pub mod model;
@@ -51,6 +54,9 @@ pub mod pipeline;
 pub mod plan;
 pub mod platform;
 pub mod recommend;
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub mod prometheus;
 pub mod registry;
 pub mod scan;
 pub mod secret;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{JudgeSpec, MeasurementOutcome};
+use super::kayenta::{MannWhitneyClassifier, MannWhitneyJudge};
+use super::{CompareJudge, JudgeSpec, MeasurementOutcome};
 use crate::metrics::{MetricQuery, MetricsError, MetricsProvider};
 
 /// What a judge sees for one measurement.
@@ -155,9 +156,9 @@ where
     }
 }
 
-/// The judges the engine knows by name, for [`JudgeSpec::Custom`]. New judges
-/// (Mann-Whitney, canary versus baseline) are registered here; the engine itself
-/// does not change.
+/// The judges the engine knows by name, for [`JudgeSpec::Custom`]; the built-in
+/// judges (threshold, canary versus baseline, Mann-Whitney) need no registration.
+/// New judges are registered here; the engine itself does not change.
 #[derive(Clone, Default)]
 pub struct JudgeRegistry {
     factories: BTreeMap<String, Arc<dyn JudgeFactory>>,
@@ -170,7 +171,7 @@ impl fmt::Debug for JudgeRegistry {
 }
 
 impl JudgeRegistry {
-    /// A registry with only the built-in threshold judge.
+    /// A registry with only the built-in judges.
     pub fn new() -> Self {
         Self::default()
     }
@@ -189,6 +190,16 @@ impl JudgeRegistry {
     pub fn resolve(&self, spec: &JudgeSpec) -> Result<Arc<dyn Judge>, String> {
         match spec {
             JudgeSpec::Threshold { min, max } => Ok(Arc::new(ThresholdJudge::new(*min, *max))),
+            JudgeSpec::Compare { direction, max_ratio, max_difference } => {
+                Ok(Arc::new(CompareJudge::new(*direction, *max_ratio, *max_difference)))
+            }
+            JudgeSpec::MannWhitney { direction, lookback, step, confidence, tolerance, effect_size } => {
+                let classifier = MannWhitneyClassifier::new(*direction)
+                    .confidence(*confidence)
+                    .tolerance(*tolerance)
+                    .effect_size(*effect_size);
+                Ok(Arc::new(MannWhitneyJudge::new(classifier, *lookback, *step)))
+            }
             JudgeSpec::Custom { name, params } => match self.factories.get(name) {
                 Some(factory) => factory.build(params).map_err(|e| format!("judge {name}: {e}")),
                 None => Err(format!("no judge named {name:?} is registered with the engine")),

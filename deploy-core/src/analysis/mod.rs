@@ -2,10 +2,11 @@
 //! [`AnalysisRunner`] that measures at an interval.
 //!
 //! The semantics are Argo Rollouts': every metric (and health check) is measured
-//! `count` times, `interval` apart; the analysis fails as soon as more than
+//! `count` times, `interval` apart (a measurement that could not be taken does not
+//! count and is taken again); the analysis fails as soon as more than
 //! `failure_limit` measurements of one metric failed, more than
 //! `consecutive_error_limit` measurements in a row could not be taken, or more than
-//! `inconclusive_limit` had no data. "No data" is its own outcome with its own
+//! `inconclusive_limit` had no data, and the worst of these decides. "No data" is its own outcome with its own
 //! limit: a quiet canary is neither rolled back for silence nor promoted on it.
 //!
 //! ```
@@ -19,7 +20,10 @@
 //! assert_eq!(spec.to_string(), "error-rate: error-rate ≤ 0.01, every 30s × 5 (failure limit 0, inconclusive limit 0)");
 //! ```
 
+mod compare;
 mod judge;
+pub mod kayenta;
+pub mod mann_whitney;
 mod runner;
 
 use std::fmt;
@@ -28,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{HumanDuration, Track, ValidationError, ValidationErrors};
 
+pub use compare::CompareJudge;
 pub use judge::{Judge, JudgeFactory, JudgeInput, JudgeRegistry, ThresholdJudge, Verdict};
 pub use runner::{AnalysisRunner, AnalysisTarget};
 
@@ -156,8 +161,10 @@ impl AnalysisSpec {
         self
     }
 
-    /// The longest the analysis can take: the initial delay plus `count - 1`
-    /// intervals (the first measurement is taken at once).
+    /// The longest the analysis takes when every measurement can be taken: the
+    /// initial delay plus `count - 1` intervals (the first measurement is taken at
+    /// once). Measurements that err are taken again at the next interval, as in Argo
+    /// Rollouts, and add one interval each.
     pub fn max_duration(&self) -> std::time::Duration {
         self.initial_delay.as_duration() + self.interval.as_duration().saturating_mul(self.count.saturating_sub(1))
     }
@@ -271,6 +278,40 @@ pub enum JudgeSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max: Option<f64>,
     },
+    /// The candidate's value against the baseline's ([`CompareJudge`]): a deviation
+    /// in `direction` passes while it is within `max_ratio` or `max_difference`.
+    Compare {
+        /// Which deviation counts against the candidate.
+        #[serde(default)]
+        direction: Direction,
+        /// The allowed ratio to the baseline, at least 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_ratio: Option<f64>,
+        /// The allowed difference from the baseline, at least 0.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_difference: Option<f64>,
+    },
+    /// Kayenta's Mann-Whitney classification of the candidate's samples against the
+    /// baseline's over the last `lookback`, one sample every `step`
+    /// ([`kayenta::MannWhitneyJudge`]).
+    MannWhitney {
+        /// Which deviation counts against the candidate.
+        #[serde(default)]
+        direction: Direction,
+        /// How far back the samples reach.
+        lookback: HumanDuration,
+        /// The time between two samples.
+        step: HumanDuration,
+        /// The confidence level of the shift's interval, in (0, 1); Kayenta's 0.98.
+        #[serde(default = "default_confidence")]
+        confidence: f64,
+        /// The share of the shift that its interval must clear; Kayenta's 0.25.
+        #[serde(default = "default_tolerance")]
+        tolerance: f64,
+        /// The smallest ratio of means that counts as a deviation; 1 for any.
+        #[serde(default = "default_effect_size")]
+        effect_size: f64,
+    },
     /// A judge registered with the engine under `name`.
     Custom {
         /// The registered name.
@@ -290,6 +331,37 @@ impl JudgeSpec {
     /// Values must be at most `max` (an error rate, a latency).
     pub fn max(max: f64) -> Self {
         Self::Threshold { min: None, max: Some(max) }
+    }
+
+    /// The candidate may exceed (or, by `direction`, fall below) the baseline by at
+    /// most `max_ratio` times.
+    pub fn ratio(direction: Direction, max_ratio: f64) -> Self {
+        Self::Compare { direction, max_ratio: Some(max_ratio), max_difference: None }
+    }
+
+    /// The candidate may deviate from the baseline in `direction` by at most
+    /// `max_difference`.
+    pub fn difference(direction: Direction, max_difference: f64) -> Self {
+        Self::Compare { direction, max_ratio: None, max_difference: Some(max_difference) }
+    }
+
+    /// A Mann-Whitney judge with Kayenta's defaults (confidence 0.98, tolerance 0.25,
+    /// any effect size).
+    ///
+    /// ```
+    /// use deploy_core::analysis::{Direction, JudgeSpec};
+    /// let spec = JudgeSpec::mann_whitney(Direction::Increase, "10m".parse().unwrap(), "30s".parse().unwrap());
+    /// assert_eq!(spec.to_string(), "not higher than baseline (Mann-Whitney over 10m every 30s, 98% confidence)");
+    /// ```
+    pub fn mann_whitney(direction: Direction, lookback: HumanDuration, step: HumanDuration) -> Self {
+        Self::MannWhitney {
+            direction,
+            lookback,
+            step,
+            confidence: default_confidence(),
+            tolerance: default_tolerance(),
+            effect_size: default_effect_size(),
+        }
     }
 
     /// A registered judge with parameters.
@@ -312,6 +384,30 @@ impl JudgeSpec {
                 }
                 Ok(())
             }
+            Self::Compare { max_ratio: None, max_difference: None, .. } => {
+                Err("a comparison needs a max ratio, a max difference or both".into())
+            }
+            Self::Compare { max_ratio, max_difference, .. } => {
+                if max_ratio.is_some_and(|r| !(r.is_finite() && r >= 1.0)) {
+                    return Err("max ratio must be a finite number of at least 1".into());
+                }
+                if max_difference.is_some_and(|d| !(d.is_finite() && d >= 0.0)) {
+                    return Err("max difference must be a finite number of at least 0".into());
+                }
+                Ok(())
+            }
+            Self::MannWhitney { lookback, step, confidence, tolerance, effect_size, .. } => {
+                if !(*confidence > 0.0 && *confidence < 1.0) {
+                    return Err("confidence must lie strictly between 0 and 1".into());
+                }
+                if !(tolerance.is_finite() && *tolerance >= 0.0 && effect_size.is_finite() && *effect_size >= 1.0) {
+                    return Err("tolerance must be at least 0 and effect size at least 1".into());
+                }
+                if step.is_zero() || lookback.as_duration() < step.as_duration() {
+                    return Err("step must be positive and lookback at least one step".into());
+                }
+                Ok(())
+            }
             Self::Custom { name, .. } if name.trim().is_empty() => Err("a custom judge needs a name".into()),
             Self::Custom { .. } => Ok(()),
         }
@@ -325,7 +421,63 @@ impl fmt::Display for JudgeSpec {
             Self::Threshold { min: Some(lo), max: None } => write!(f, "≥ {lo}"),
             Self::Threshold { min: None, max: Some(hi) } => write!(f, "≤ {hi}"),
             Self::Threshold { min: None, max: None } => f.write_str("unbounded"),
+            Self::Compare { direction, max_ratio, max_difference } => {
+                write!(f, "{} baseline", direction.phrase())?;
+                let mut allowances = Vec::new();
+                if let Some(r) = max_ratio {
+                    allowances.push(format!("× {r}"));
+                }
+                if let Some(d) = max_difference {
+                    allowances.push(format!("± {d}"));
+                }
+                if !allowances.is_empty() {
+                    write!(f, " (within {})", allowances.join(" or "))?;
+                }
+                Ok(())
+            }
+            Self::MannWhitney { direction, lookback, step, confidence, .. } => write!(
+                f,
+                "{} baseline (Mann-Whitney over {lookback} every {step}, {}% confidence)",
+                direction.phrase(),
+                confidence * 100.0
+            ),
             Self::Custom { name, .. } => write!(f, "judged by {name}"),
+        }
+    }
+}
+
+fn default_confidence() -> f64 {
+    0.98
+}
+
+fn default_tolerance() -> f64 {
+    0.25
+}
+
+fn default_effect_size() -> f64 {
+    1.0
+}
+
+/// Which deviation of the candidate from the baseline counts against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Direction {
+    /// Higher is worse (error rates, latencies).
+    #[default]
+    Increase,
+    /// Lower is worse (success rates, throughput).
+    Decrease,
+    /// Any deviation is bad.
+    Either,
+}
+
+impl Direction {
+    fn phrase(self) -> &'static str {
+        match self {
+            Self::Increase => "not higher than",
+            Self::Decrease => "not lower than",
+            Self::Either => "close to",
         }
     }
 }

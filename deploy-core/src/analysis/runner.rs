@@ -126,6 +126,13 @@ impl AnalysisRunner {
 
     /// Runs the analysis, calling `on_measurement` for each measurement as it is
     /// taken, and returns the report with every measurement.
+    ///
+    /// As in Argo Rollouts, a measurement that could not be taken (an error) does
+    /// not count towards `count`: the check is measured again at the next interval,
+    /// until `count` measurements were taken or more than
+    /// `consecutive_error_limit` errors came in a row. Each check stops once its
+    /// `count` is reached. When several checks pass a limit in the same round, the
+    /// worst outcome decides (failed, then error, then inconclusive).
     pub async fn run(&self, mut on_measurement: impl FnMut(&Measurement) + Send) -> AnalysisReport {
         let spec = &self.spec;
         let checks = self.judges.len() + self.health.len();
@@ -133,10 +140,20 @@ impl AnalysisRunner {
         let mut measurements = Vec::new();
         let start = tokio::time::Instant::now() + spec.initial_delay.as_duration();
         let window = if spec.interval.is_zero() { Duration::from_secs(60) } else { spec.interval.as_duration() };
-        for round in 0..spec.count {
+        // Errors add rounds, but a run of more than `consecutive_error_limit` of
+        // them ends the analysis, so this bound is never the reason to stop.
+        let max_rounds = spec
+            .count
+            .saturating_mul(spec.consecutive_error_limit.saturating_add(1))
+            .saturating_add(spec.consecutive_error_limit.saturating_add(1));
+        let mut round = 0;
+        while round < max_rounds && tallies.iter().any(|t| t.counted() < spec.count) {
             tokio::time::sleep_until(start + spec.interval.as_duration().saturating_mul(round)).await;
-            let mut taken = Vec::with_capacity(checks);
-            for (check, judge) in spec.metrics.iter().zip(&self.judges) {
+            let mut taken: Vec<(usize, Measurement)> = Vec::with_capacity(checks);
+            for (index, (check, judge)) in spec.metrics.iter().zip(&self.judges).enumerate() {
+                if tallies[index].counted() >= spec.count {
+                    continue;
+                }
                 let track = check.track.unwrap_or(self.target.candidate);
                 let query = MetricQuery::new(&check.name, &check.query, self.target.app.clone(), track, window);
                 let baseline =
@@ -150,73 +167,37 @@ impl AnalysisRunner {
                     }
                     None => (MeasurementOutcome::Error, None, "no metrics provider".to_owned()),
                 };
-                taken.push(Measurement {
-                    check: check.name.clone(),
-                    kind: CheckKind::Metric,
-                    round,
-                    outcome,
-                    value,
-                    detail,
-                });
+                let check = check.name.clone();
+                taken.push((index, Measurement { check, kind: CheckKind::Metric, round, outcome, value, detail }));
             }
             let target = HealthTarget::new(self.target.app.clone(), self.target.candidate, self.target.release.clone());
-            for check in &self.health {
+            for (offset, check) in self.health.iter().enumerate() {
+                let index = self.judges.len() + offset;
+                if tallies[index].counted() >= spec.count {
+                    continue;
+                }
                 let (outcome, detail) = match check.check(&target).await {
                     Ok(o) if o.healthy => (MeasurementOutcome::Successful, o.detail),
                     Ok(o) => (MeasurementOutcome::Failed, o.detail),
                     Err(e) => (MeasurementOutcome::Error, format!("check could not run: {e}")),
                 };
-                taken.push(Measurement {
-                    check: check.name().to_owned(),
-                    kind: CheckKind::HealthCheck,
-                    round,
-                    outcome,
-                    value: None,
-                    detail,
-                });
+                let check = check.name().to_owned();
+                taken.push((
+                    index,
+                    Measurement { check, kind: CheckKind::HealthCheck, round, outcome, value: None, detail },
+                ));
             }
-            for (m, tally) in taken.iter().zip(tallies.iter_mut()) {
-                match m.outcome {
-                    MeasurementOutcome::Successful => tally.successful += 1,
-                    MeasurementOutcome::Failed => tally.failed += 1,
-                    MeasurementOutcome::Inconclusive => tally.inconclusive += 1,
-                    MeasurementOutcome::Error => {}
-                }
-                if m.outcome == MeasurementOutcome::Error {
-                    tally.consecutive_errors += 1;
-                } else {
-                    tally.consecutive_errors = 0;
-                }
+            let mut verdict: Option<Decision> = None;
+            for (index, m) in &taken {
+                let tally = &mut tallies[*index];
+                tally.record(m.outcome);
                 on_measurement(m);
-            }
-            let verdict = taken.iter().zip(&tallies).find_map(|(m, t)| {
-                let decided = Some((m.check.clone(), m.kind));
-                if t.failed > spec.failure_limit {
-                    Some((
-                        AnalysisOutcome::Failed,
-                        decided,
-                        format!("{} failed {} times (limit {}): {}", m.check, t.failed, spec.failure_limit, m.detail),
-                    ))
-                } else if t.consecutive_errors > spec.consecutive_error_limit {
-                    Some((
-                        AnalysisOutcome::Error,
-                        decided,
-                        format!(
-                            "{} could not be measured {} times in a row (limit {}): {}",
-                            m.check, t.consecutive_errors, spec.consecutive_error_limit, m.detail
-                        ),
-                    ))
-                } else if t.inconclusive > spec.inconclusive_limit {
-                    Some((
-                        AnalysisOutcome::Inconclusive,
-                        decided,
-                        format!("{} had no data {} times (limit {})", m.check, t.inconclusive, spec.inconclusive_limit),
-                    ))
-                } else {
-                    None
+                let Some((outcome, reason)) = tally.breach(spec, m) else { continue };
+                if verdict.as_ref().is_none_or(|(worst, _, _)| severity(outcome) > severity(*worst)) {
+                    verdict = Some((outcome, Some((m.check.clone(), m.kind)), reason));
                 }
-            });
-            measurements.extend(taken);
+            }
+            measurements.extend(taken.into_iter().map(|(_, m)| m));
             if let Some((outcome, decided_by, reason)) = verdict {
                 return AnalysisReport { name: spec.name.clone(), outcome, decided_by, reason, measurements };
             }
@@ -232,14 +213,79 @@ impl AnalysisRunner {
                     measurements,
                 };
             }
+            round += 1;
         }
-        let reason = format!("{} measurements within limits", spec.count);
+        let errors = measurements.iter().filter(|m| m.outcome == MeasurementOutcome::Error).count();
+        let mut reason = format!("{} measurements of every check within limits", spec.count);
+        if errors > 0 {
+            reason.push_str(&format!(" ({errors} errors measured again)"));
+        }
         AnalysisReport {
             name: spec.name.clone(),
             outcome: AnalysisOutcome::Successful,
             decided_by: None,
             reason,
             measurements,
+        }
+    }
+}
+
+/// How an analysis ended early: the outcome, the deciding check, the reason.
+type Decision = (AnalysisOutcome, Option<(String, CheckKind)>, String);
+
+/// How bad an outcome is, as Argo Rollouts ranks them: failed is worse than error,
+/// error worse than inconclusive.
+fn severity(outcome: AnalysisOutcome) -> u8 {
+    match outcome {
+        AnalysisOutcome::Failed => 3,
+        AnalysisOutcome::Error => 2,
+        AnalysisOutcome::Inconclusive => 1,
+        _ => 0,
+    }
+}
+
+impl Tally {
+    /// Measurements that count towards `count`: all but errors.
+    fn counted(&self) -> u32 {
+        self.successful + self.failed + self.inconclusive
+    }
+
+    fn record(&mut self, outcome: MeasurementOutcome) {
+        match outcome {
+            MeasurementOutcome::Successful => self.successful += 1,
+            MeasurementOutcome::Failed => self.failed += 1,
+            MeasurementOutcome::Inconclusive => self.inconclusive += 1,
+            MeasurementOutcome::Error => {}
+        }
+        if outcome == MeasurementOutcome::Error {
+            self.consecutive_errors += 1;
+        } else {
+            self.consecutive_errors = 0;
+        }
+    }
+
+    /// The limit this check has just passed, if any, with the reason.
+    fn breach(&self, spec: &AnalysisSpec, m: &Measurement) -> Option<(AnalysisOutcome, String)> {
+        if self.consecutive_errors > spec.consecutive_error_limit {
+            Some((
+                AnalysisOutcome::Error,
+                format!(
+                    "{} could not be measured {} times in a row (limit {}): {}",
+                    m.check, self.consecutive_errors, spec.consecutive_error_limit, m.detail
+                ),
+            ))
+        } else if self.inconclusive > spec.inconclusive_limit {
+            Some((
+                AnalysisOutcome::Inconclusive,
+                format!("{} had no data {} times (limit {})", m.check, self.inconclusive, spec.inconclusive_limit),
+            ))
+        } else if self.failed > spec.failure_limit {
+            Some((
+                AnalysisOutcome::Failed,
+                format!("{} failed {} times (limit {}): {}", m.check, self.failed, spec.failure_limit, m.detail),
+            ))
+        } else {
+            None
         }
     }
 }
@@ -325,11 +371,55 @@ mod tests {
         // Errors reset when a measurement succeeds; only a run of them counts.
         let errs = vec![Err(ErrorKind::Unavailable), Err(ErrorKind::Unavailable), Ok(MetricValue::Scalar(0.1))];
         let (r, _) = runner(spec(4).consecutive_error_limit(2), errs);
-        assert_eq!(r.run(|_| {}).await.outcome, AnalysisOutcome::Successful);
+        let report = r.run(|_| {}).await;
+        assert_eq!(report.outcome, AnalysisOutcome::Successful);
+        assert_eq!(report.measurements.len(), 6, "two errors measured again, then four counted");
         let (r, _) = runner(spec(10).consecutive_error_limit(2), vec![Err(ErrorKind::Unavailable)]);
         let report = r.run(|_| {}).await;
         assert_eq!(report.outcome, AnalysisOutcome::Error);
         assert_eq!(report.measurements.len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn errors_do_not_count_towards_count_as_in_argo() {
+        let script = vec![Ok(MetricValue::Scalar(0.1)), Err(ErrorKind::Timeout), Ok(MetricValue::Scalar(0.2))];
+        let (r, provider) = runner(spec(3), script);
+        let t0 = tokio::time::Instant::now();
+        let mut seen = Vec::new();
+        let report = r.run(|m| seen.push((m.round, m.outcome))).await;
+        assert_eq!(report.outcome, AnalysisOutcome::Successful);
+        assert_eq!(
+            seen,
+            [
+                (0, MeasurementOutcome::Successful),
+                (1, MeasurementOutcome::Error),
+                (2, MeasurementOutcome::Successful),
+                (3, MeasurementOutcome::Successful)
+            ],
+            "every measurement is reported, the error included"
+        );
+        assert_eq!(report.measurements.len(), 4);
+        assert!(report.reason.contains("1 errors measured again"), "{}", report.reason);
+        let offsets: Vec<u64> = provider.calls.lock().unwrap().iter().map(|t| (*t - t0).as_secs()).collect();
+        assert_eq!(offsets, [0, 30, 60, 90]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_worst_outcome_of_a_round_decides() {
+        // Check "b" (compared with the baseline) has no candidate data; check "a" fails
+        // in the same round. Argo ranks failed above inconclusive, whatever the order.
+        let s = AnalysisSpec::new("a")
+            .metric(MetricCheck::new("b", "q", JudgeSpec::ratio(crate::analysis::Direction::Increase, 1.5)))
+            .metric(MetricCheck::new("a", "q", JudgeSpec::max(1.0)))
+            .count(3)
+            .interval(HumanDuration::new(Duration::from_secs(30)));
+        let script = vec![Ok(MetricValue::Empty), Ok(MetricValue::Scalar(1.0)), Ok(MetricValue::Scalar(2.0))];
+        let (r, _) = runner(s, script);
+        let report = r.run(|_| {}).await;
+        assert_eq!(report.outcome, AnalysisOutcome::Failed, "{}", report.reason);
+        assert_eq!(report.decided_by, Some(("a".to_owned(), CheckKind::Metric)));
+        let outcomes: Vec<MeasurementOutcome> = report.measurements.iter().map(|m| m.outcome).collect();
+        assert_eq!(outcomes, [MeasurementOutcome::Inconclusive, MeasurementOutcome::Failed]);
     }
 
     #[tokio::test(start_paused = true)]

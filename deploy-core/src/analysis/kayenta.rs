@@ -1,0 +1,526 @@
+//! Canary judging the way Netflix's Kayenta does it: each metric's candidate and
+//! baseline samples are compared with a Mann-Whitney test and classified Pass, High,
+//! Low or NoData ([`MannWhitneyClassifier`], [`MannWhitneyJudge`]); the share of
+//! passing metrics is a score from 0 to 100 that is Pass, Marginal or Fail against
+//! two thresholds ([`CanaryScorer`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::mann_whitney::{MannWhitney, ShiftEstimate, mann_whitney_u, shift_estimate};
+use super::{AnalysisReport, CheckKind, Direction, Judge, JudgeInput, MeasurementOutcome, Verdict};
+use crate::metrics::MetricsError;
+use crate::model::HumanDuration;
+
+/// A metric's class, as Kayenta names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Classification {
+    /// The candidate behaves like the baseline (or differs in the harmless direction).
+    Pass,
+    /// The candidate is higher than the baseline, beyond tolerance.
+    High,
+    /// The candidate is lower than the baseline, beyond tolerance.
+    Low,
+    /// One of the samples had no values.
+    NoData,
+}
+
+impl fmt::Display for Classification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Pass => "pass",
+            Self::High => "high",
+            Self::Low => "low",
+            Self::NoData => "no data",
+        })
+    }
+}
+
+/// A classification with the statistics behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MetricClassification {
+    /// The class.
+    pub classification: Classification,
+    /// The Mann-Whitney test, when both samples had values and differed.
+    pub test: Option<MannWhitney>,
+    /// The shift from baseline to candidate with its interval, likewise.
+    pub shift: Option<ShiftEstimate>,
+    /// Mean of the candidate over mean of the baseline (Kayenta's "ratio"), when
+    /// both samples had values and the baseline's mean is not zero.
+    pub ratio: Option<f64>,
+}
+
+impl fmt::Display for MetricClassification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.classification)?;
+        if let Some(test) = &self.test {
+            write!(f, ": {test}")?;
+        }
+        if let Some(shift) = &self.shift {
+            write!(
+                f,
+                ", shift {:.4} in [{:.4}, {:.4}] at {}%",
+                shift.estimate,
+                shift.lower,
+                shift.upper,
+                shift.confidence * 100.0
+            )?;
+        }
+        if let Some(ratio) = self.ratio {
+            write!(f, ", mean ratio {ratio:.3}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Kayenta's Mann-Whitney classifier (`NetflixACAJudge`): the candidate is High when
+/// the whole confidence interval of its shift against the baseline lies above
+/// `tolerance × |shift estimate|` (Low when below minus that), the deviation is in a
+/// direction that counts against it, and the candidate's mean is at least
+/// `effect_size` times the baseline's (at most 1 / `effect_size` for Low).
+/// Kayenta's defaults: confidence 0.98, tolerance 0.25, any effect size (1.0).
+///
+/// ```
+/// use deploy_core::analysis::{Direction, kayenta::{Classification, MannWhitneyClassifier}};
+/// let classifier = MannWhitneyClassifier::new(Direction::Increase);
+/// let baseline = [100.0, 102.0, 98.0, 101.0, 99.0, 100.5, 99.5, 101.5];
+/// let slower = [150.0, 152.0, 149.0, 151.0, 148.0, 150.5, 149.5, 151.5];
+/// assert_eq!(classifier.classify(&slower, &baseline).classification, Classification::High);
+/// let faster = [50.0, 52.0, 49.0, 51.0, 48.0, 50.5, 49.5, 51.5];
+/// assert_eq!(classifier.classify(&faster, &baseline).classification, Classification::Pass);
+/// assert_eq!(classifier.classify(&[], &baseline).classification, Classification::NoData);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct MannWhitneyClassifier {
+    /// Which deviation counts against the candidate.
+    pub direction: Direction,
+    /// The confidence level of the shift's interval, in (0, 1).
+    pub confidence: f64,
+    /// The share of the shift estimate that the interval must clear.
+    pub tolerance: f64,
+    /// The smallest ratio of means (≥ 1) that counts as a deviation.
+    pub effect_size: f64,
+}
+
+impl MannWhitneyClassifier {
+    /// Kayenta's defaults for `direction`.
+    pub fn new(direction: Direction) -> Self {
+        Self { direction, confidence: 0.98, tolerance: 0.25, effect_size: 1.0 }
+    }
+
+    /// Sets the confidence level.
+    #[must_use]
+    pub fn confidence(mut self, confidence: f64) -> Self {
+        self.confidence = confidence;
+        self
+    }
+
+    /// Sets the tolerance.
+    #[must_use]
+    pub fn tolerance(mut self, tolerance: f64) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// Sets the effect size.
+    #[must_use]
+    pub fn effect_size(mut self, effect_size: f64) -> Self {
+        self.effect_size = effect_size;
+        self
+    }
+
+    /// Classifies `candidate` against `baseline`; NaN values are dropped first, and
+    /// an empty sample is [`Classification::NoData`].
+    pub fn classify(&self, candidate: &[f64], baseline: &[f64]) -> MetricClassification {
+        let candidate: Vec<f64> = candidate.iter().copied().filter(|v| !v.is_nan()).collect();
+        let baseline: Vec<f64> = baseline.iter().copied().filter(|v| !v.is_nan()).collect();
+        let empty =
+            MetricClassification { classification: Classification::NoData, test: None, shift: None, ratio: None };
+        if candidate.is_empty() || baseline.is_empty() {
+            return empty;
+        }
+        let mean = |s: &[f64]| s.iter().sum::<f64>() / f64::from(u32::try_from(s.len()).unwrap_or(u32::MAX));
+        let base_mean = mean(&baseline);
+        let ratio = (base_mean != 0.0).then(|| mean(&candidate) / base_mean);
+        if candidate == baseline {
+            return MetricClassification { classification: Classification::Pass, ratio, ..empty };
+        }
+        let (Ok(test), Ok(shift)) =
+            (mann_whitney_u(&candidate, &baseline), shift_estimate(&candidate, &baseline, self.confidence))
+        else {
+            return empty;
+        };
+        let bound = self.tolerance * shift.estimate.abs();
+        let effect = self.effect_size.max(1.0);
+        let high = matches!(self.direction, Direction::Increase | Direction::Either)
+            && shift.lower > bound
+            && ratio.is_none_or(|r| r >= effect);
+        let low = matches!(self.direction, Direction::Decrease | Direction::Either)
+            && shift.upper < -bound
+            && ratio.is_none_or(|r| r <= 1.0 / effect);
+        let classification = if high {
+            Classification::High
+        } else if low {
+            Classification::Low
+        } else {
+            Classification::Pass
+        };
+        MetricClassification { classification, test: Some(test), shift: Some(shift), ratio }
+    }
+}
+
+/// A [`Judge`] that classifies a metric with [`MannWhitneyClassifier`] over the
+/// values of the last `lookback`, sampled every `step`, of the candidate's and the
+/// baseline's track ([`MetricsProvider::query_range`]).
+///
+/// Pass is a successful measurement, High or Low a failed one, NoData an
+/// inconclusive one. The verdict's value is the p-value.
+///
+/// [`MetricsProvider::query_range`]: crate::metrics::MetricsProvider::query_range
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct MannWhitneyJudge {
+    /// The classifier.
+    pub classifier: MannWhitneyClassifier,
+    /// How far back the samples reach.
+    pub lookback: HumanDuration,
+    /// The time between two samples.
+    pub step: HumanDuration,
+}
+
+impl MannWhitneyJudge {
+    /// A judge.
+    pub fn new(classifier: MannWhitneyClassifier, lookback: HumanDuration, step: HumanDuration) -> Self {
+        Self { classifier, lookback, step }
+    }
+
+    /// The verdict on samples already fetched.
+    ///
+    /// ```
+    /// use deploy_core::analysis::{Direction, MeasurementOutcome};
+    /// use deploy_core::analysis::kayenta::{MannWhitneyClassifier, MannWhitneyJudge};
+    /// let judge = MannWhitneyJudge::new(MannWhitneyClassifier::new(Direction::Increase), "5m".parse().unwrap(), "15s".parse().unwrap());
+    /// let v = judge.judge_samples(&[0.10, 0.11, 0.12, 0.10, 0.13], &[0.01, 0.012, 0.011, 0.009, 0.010]);
+    /// assert_eq!(v.outcome, MeasurementOutcome::Failed);
+    /// assert!(v.detail.starts_with("high: U = 25"), "{}", v.detail);
+    /// ```
+    pub fn judge_samples(&self, candidate: &[f64], baseline: &[f64]) -> Verdict {
+        let c = self.classifier.classify(candidate, baseline);
+        let outcome = match c.classification {
+            Classification::Pass => MeasurementOutcome::Successful,
+            Classification::High | Classification::Low => MeasurementOutcome::Failed,
+            Classification::NoData => MeasurementOutcome::Inconclusive,
+        };
+        let detail = if c.classification == Classification::NoData {
+            format!("no data: {} candidate and {} baseline values", candidate.len(), baseline.len())
+        } else {
+            c.to_string()
+        };
+        Verdict::new(outcome, c.test.as_ref().map(|t| t.p_value), detail)
+    }
+}
+
+#[async_trait]
+impl Judge for MannWhitneyJudge {
+    fn name(&self) -> &str {
+        "mann-whitney"
+    }
+
+    async fn judge(&self, input: &JudgeInput<'_>) -> Result<Verdict, MetricsError> {
+        let (range, step) = (self.lookback.as_duration(), self.step.as_duration());
+        let candidate = input.metrics.query_range(input.candidate, range, step).await?;
+        let baseline = input.metrics.query_range(input.baseline, range, step).await?;
+        Ok(self.judge_samples(&candidate, &baseline))
+    }
+}
+
+/// Kayenta's score thresholds: a score of at least `pass` passes, at least
+/// `marginal` is marginal, anything lower fails.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ScoreThresholds {
+    /// The lowest passing score, 0 to 100.
+    pub pass: f64,
+    /// The lowest marginal score, 0 to `pass`.
+    pub marginal: f64,
+}
+
+impl Default for ScoreThresholds {
+    /// Pass from 95, marginal from 75 (the values Spinnaker suggests).
+    fn default() -> Self {
+        Self { pass: 95.0, marginal: 75.0 }
+    }
+}
+
+impl ScoreThresholds {
+    /// Thresholds.
+    pub fn new(pass: f64, marginal: f64) -> Self {
+        Self { pass, marginal }
+    }
+}
+
+/// The verdict on a score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ScoreVerdict {
+    /// At least the pass threshold.
+    Pass,
+    /// Between the marginal and the pass threshold.
+    Marginal,
+    /// Below the marginal threshold, or a critical metric did not pass.
+    Fail,
+    /// No metric had data.
+    NoData,
+}
+
+impl ScoreVerdict {
+    /// The measurement outcome this verdict amounts to, as Argo Rollouts maps
+    /// Kayenta's: pass is successful, marginal inconclusive, fail failed, no data
+    /// inconclusive.
+    pub fn outcome(self) -> MeasurementOutcome {
+        match self {
+            Self::Pass => MeasurementOutcome::Successful,
+            Self::Fail => MeasurementOutcome::Failed,
+            Self::Marginal | Self::NoData => MeasurementOutcome::Inconclusive,
+        }
+    }
+}
+
+/// One classified metric for [`CanaryScorer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ScoredMetric {
+    /// The metric's name.
+    pub name: String,
+    /// Its group (Kayenta scores groups, then weighs them); `""` for none.
+    pub group: String,
+    /// Its class.
+    pub classification: Classification,
+    /// Whether a non-passing class fails the whole canary regardless of the score.
+    pub critical: bool,
+}
+
+impl ScoredMetric {
+    /// A non-critical metric without a group.
+    pub fn new(name: impl Into<String>, classification: Classification) -> Self {
+        Self { name: name.into(), group: String::new(), classification, critical: false }
+    }
+
+    /// Puts the metric in `group`.
+    #[must_use]
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+
+    /// Makes the metric critical.
+    #[must_use]
+    pub fn critical(mut self) -> Self {
+        self.critical = true;
+        self
+    }
+}
+
+/// A canary's score and its verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CanaryScore {
+    /// 0 to 100.
+    pub score: f64,
+    /// The verdict on the score.
+    pub verdict: ScoreVerdict,
+    /// Each group's score (passing share of its metrics with data, × 100).
+    pub groups: BTreeMap<String, f64>,
+    /// Why the verdict is what it is.
+    pub reason: String,
+}
+
+/// Kayenta's `WeightedSumScorer` and `ThresholdScoreClassifier`: a group's score is
+/// the share of its metrics with data that passed, × 100; the canary's score is the
+/// groups' scores weighed by `group_weights` (percentages; groups without a weight
+/// share what is left equally), and a critical metric that did not pass scores 0.
+///
+/// ```
+/// use deploy_core::analysis::kayenta::{CanaryScorer, Classification::*, ScoredMetric, ScoreVerdict};
+/// let scorer = CanaryScorer::default();
+/// let metrics: Vec<ScoredMetric> = [Pass, Pass, Pass, High]
+///     .into_iter().enumerate().map(|(i, c)| ScoredMetric::new(format!("m{i}"), c)).collect();
+/// let score = scorer.score(&metrics);
+/// assert_eq!((score.score, score.verdict), (75.0, ScoreVerdict::Marginal));
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
+pub struct CanaryScorer {
+    /// Percent weight per group.
+    pub group_weights: BTreeMap<String, f64>,
+    /// The thresholds of the verdict.
+    pub thresholds: ScoreThresholds,
+}
+
+impl CanaryScorer {
+    /// A scorer with no group weights.
+    pub fn new(thresholds: ScoreThresholds) -> Self {
+        Self { group_weights: BTreeMap::new(), thresholds }
+    }
+
+    /// Weighs `group` with `percent`.
+    #[must_use]
+    pub fn group_weight(mut self, group: impl Into<String>, percent: f64) -> Self {
+        self.group_weights.insert(group.into(), percent);
+        self
+    }
+
+    /// Scores `metrics`.
+    pub fn score(&self, metrics: &[ScoredMetric]) -> CanaryScore {
+        let mut tallies: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
+        for m in metrics {
+            let entry = tallies.entry(m.group.as_str()).or_default();
+            match m.classification {
+                Classification::Pass => {
+                    entry.0 += 1;
+                    entry.1 += 1;
+                }
+                Classification::High | Classification::Low => entry.1 += 1,
+                Classification::NoData => {}
+            }
+        }
+        let groups: BTreeMap<String, f64> = tallies
+            .iter()
+            .filter(|(_, (_, with_data))| *with_data > 0)
+            .map(|(g, (pass, with_data))| ((*g).to_owned(), f64::from(*pass) / f64::from(*with_data) * 100.0))
+            .collect();
+        if groups.is_empty() {
+            return CanaryScore {
+                score: 0.0,
+                verdict: ScoreVerdict::NoData,
+                groups,
+                reason: "no metric had data".to_owned(),
+            };
+        }
+        let weighted: f64 =
+            self.group_weights.iter().filter(|(g, _)| tallies.contains_key(g.as_str())).map(|(_, w)| w).sum();
+        let unweighted = tallies.keys().filter(|g| !self.group_weights.contains_key(**g)).count();
+        let share = if unweighted > 0 {
+            (100.0 - weighted) / f64::from(u32::try_from(unweighted).unwrap_or(u32::MAX))
+        } else {
+            0.0
+        };
+        let score: f64 =
+            groups.iter().map(|(g, s)| s * self.group_weights.get(g).copied().unwrap_or(share) / 100.0).sum();
+        let critical: Vec<&str> = metrics
+            .iter()
+            .filter(|m| m.critical && m.classification != Classification::Pass)
+            .map(|m| m.name.as_str())
+            .collect();
+        if !critical.is_empty() {
+            return CanaryScore {
+                score: 0.0,
+                verdict: ScoreVerdict::Fail,
+                groups,
+                reason: format!("critical metric {} did not pass", critical.join(", ")),
+            };
+        }
+        let t = self.thresholds;
+        let (verdict, reason) = if score >= t.pass {
+            (ScoreVerdict::Pass, format!("score {score:.1} ≥ pass threshold {}", t.pass))
+        } else if score >= t.marginal {
+            (ScoreVerdict::Marginal, format!("score {score:.1} ≥ marginal threshold {} but < {}", t.marginal, t.pass))
+        } else {
+            (ScoreVerdict::Fail, format!("score {score:.1} < marginal threshold {}", t.marginal))
+        };
+        CanaryScore { score, verdict, groups, reason }
+    }
+
+    /// Scores round `round` of an analysis: each metric measurement that succeeded
+    /// passes, one that failed counts as a deviation, one without data (or that
+    /// could not be taken) as no data; health checks are left out.
+    pub fn score_round(&self, report: &AnalysisReport, round: u32) -> CanaryScore {
+        let metrics: Vec<ScoredMetric> = report
+            .measurements
+            .iter()
+            .filter(|m| m.round == round && m.kind == CheckKind::Metric)
+            .map(|m| {
+                let class = match m.outcome {
+                    MeasurementOutcome::Successful => Classification::Pass,
+                    MeasurementOutcome::Failed => Classification::High,
+                    _ => Classification::NoData,
+                };
+                ScoredMetric::new(m.check.clone(), class)
+            })
+            .collect();
+        self.score(&metrics)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Classification::{High, Low, NoData, Pass};
+    use super::*;
+
+    fn jitter(base: f64, n: usize) -> Vec<f64> {
+        // A deterministic, noisy-looking sample around `base` (±2 %), no ties.
+        (0..n).map(|i| base * (1.0 + 0.02 * ((i as f64 * 2.399).sin()))).collect()
+    }
+
+    #[test]
+    fn classifies_by_direction() {
+        let baseline = jitter(100.0, 30);
+        let higher = jitter(130.0, 30);
+        let lower = jitter(70.0, 30);
+        let c = |d| MannWhitneyClassifier::new(d);
+        assert_eq!(c(Direction::Increase).classify(&higher, &baseline).classification, High);
+        assert_eq!(c(Direction::Increase).classify(&lower, &baseline).classification, Pass);
+        assert_eq!(c(Direction::Decrease).classify(&lower, &baseline).classification, Low);
+        assert_eq!(c(Direction::Either).classify(&lower, &baseline).classification, Low);
+        assert_eq!(c(Direction::Either).classify(&higher, &baseline).classification, High);
+        // The same distribution, shuffled: pass.
+        let mut same = baseline.clone();
+        same.reverse();
+        let r = c(Direction::Either).classify(&same, &baseline);
+        assert_eq!(r.classification, Pass, "{r}");
+        assert!(r.test.unwrap().p_value > 0.5);
+        // Identical samples pass without a test; an effect size can excuse a small shift.
+        assert_eq!(c(Direction::Either).classify(&baseline, &baseline).test, None);
+        let slightly = jitter(103.0, 30);
+        assert_eq!(c(Direction::Increase).classify(&slightly, &baseline).classification, High);
+        let lenient = c(Direction::Increase).effect_size(1.1);
+        assert_eq!(lenient.classify(&slightly, &baseline).classification, Pass);
+        // NaN values are dropped; nothing left is no data.
+        assert_eq!(c(Direction::Either).classify(&[f64::NAN], &baseline).classification, NoData);
+    }
+
+    #[test]
+    fn scores_as_kayenta_does() {
+        let scorer = CanaryScorer::new(ScoreThresholds::new(90.0, 50.0));
+        let m = |name: &str, c| ScoredMetric::new(name, c);
+        let all_pass = scorer.score(&[m("a", Pass), m("b", Pass), m("c", NoData)]);
+        assert_eq!((all_pass.score, all_pass.verdict), (100.0, ScoreVerdict::Pass), "no data is left out");
+        let half = scorer.score(&[m("a", Pass), m("b", Low)]);
+        assert_eq!((half.score, half.verdict), (50.0, ScoreVerdict::Marginal));
+        let bad = scorer.score(&[m("a", Pass), m("b", Low), m("c", High)]);
+        assert_eq!(bad.verdict, ScoreVerdict::Fail);
+        assert_eq!(scorer.score(&[m("a", NoData)]).verdict, ScoreVerdict::NoData);
+        let critical = scorer.score(&[m("a", Pass), m("b", Pass), m("c", High).critical()]);
+        assert_eq!((critical.score, critical.verdict), (0.0, ScoreVerdict::Fail));
+        assert!(critical.reason.contains("critical metric c"));
+        // Groups: latency weighs 70 %, errors get the remaining 30 %.
+        let grouped = CanaryScorer::new(ScoreThresholds::new(90.0, 50.0)).group_weight("latency", 70.0);
+        let s = grouped.score(&[
+            m("p50", Pass).group("latency"),
+            m("p99", High).group("latency"),
+            m("5xx", Pass).group("errors"),
+        ]);
+        assert_eq!(s.groups["latency"], 50.0);
+        assert!((s.score - (50.0 * 0.7 + 100.0 * 0.3)).abs() < 1e-9, "{s:?}");
+        assert_eq!(s.verdict, ScoreVerdict::Marginal);
+        assert_eq!(ScoreVerdict::Marginal.outcome(), MeasurementOutcome::Inconclusive);
+    }
+}

@@ -12,6 +12,34 @@
 //! | `redis` | no | `RedisCache` (single node with reconnection, or cluster) |
 //!
 //! [`TypedCache`] and the [`Codec`] trait are always there.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use deploy_cache::{MokaCache, MokaConfig, TypedCache};
+//! use deploy_core::cache::Cache;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let memory = Arc::new(MokaCache::new(MokaConfig::default().default_ttl(Duration::from_secs(60))));
+//! let digests: TypedCache<String> = TypedCache::new(memory.clone());
+//! // The loader runs once; later callers get the cached value.
+//! for _ in 0..3 {
+//!     let digest = digests
+//!         .get_or_insert_with("shop/checkout:1.4.2", None, || async {
+//!             Ok::<_, std::io::Error>("sha256:ab12".to_owned()) // ask the registry
+//!         })
+//!         .await?;
+//!     assert_eq!(digest, "sha256:ab12");
+//! }
+//! let stats = memory.stats();
+//! assert_eq!((stats.misses, stats.hits), (1, 2));
+//! # Ok(()) }
+//! ```
+//!
+//! With the `redis` feature, put the memory cache in front of Redis:
+//! `TieredCache::new(memory, Arc::new(RedisCache::connect(config).await?), TieredConfig::default())`
+//! (see the README and the `tiered_cache` example).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod codec;

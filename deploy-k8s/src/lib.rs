@@ -16,6 +16,57 @@
 //! - [`state`]: deploy-core's `StateStore` (ConfigMap with `resourceVersion` CAS,
 //!   Lease lock) and `HistoryStore`.
 //! - [`revisions`]: `kubectl rollout history` / `undo`.
+//!
+//! Manifests need no cluster: every builder is a pure function of the spec.
+//!
+//! ```
+//! use deploy_core::model::{AppSpec, ImageRef, Name, Port, Release, Track, Version};
+//! use deploy_k8s::manifest::{DeploymentOptions, ManifestSet, ServiceOptions, deployment, service};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let image = ImageRef::parse("registry.example.com/shop/checkout:1.4.2")?;
+//! let spec = AppSpec::new(Name::new("checkout")?, Name::new("shop")?, image.clone())
+//!     .port(Port::tcp("http", 8080)?)
+//!     .replicas(3);
+//! let release = Release::new(Version::new("1.4.2")?, image);
+//! let mut set = ManifestSet::new();
+//! set.push(&service(&spec, &ServiceOptions::default()))?;
+//! set.push(&deployment(&spec, &DeploymentOptions::default().track(Track::Stable).release(release)))?;
+//! let yaml = set.to_yaml()?;
+//! assert!(yaml.contains("kind: Deployment") && yaml.contains("kind: Service"));
+//! assert!(yaml.contains("image: registry.example.com/shop/checkout:1.4.2"));
+//! # Ok(()) }
+//! ```
+//!
+//! On a cluster, the platform, a router and the stores go to deploy-core's rollout
+//! engine (`kube::Client::try_default` reads `KUBECONFIG`, or the service account
+//! when running in a pod; the RBAC it needs is in `docs/kubernetes.md`):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use deploy_core::engine::{RolloutEngine, RolloutRequest};
+//! use deploy_core::model::{AppSpec, ImageRef, Name, Release, Version};
+//! use deploy_core::strategy::{BlueGreen, PlanInput, Strategy};
+//! use deploy_k8s::router::ServiceSelectorRouter;
+//! use deploy_k8s::state::{KubeHistoryStore, KubeStateStore};
+//! use deploy_k8s::{Cluster, KubePlatform};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let cluster = Cluster::new(kube::Client::try_default().await?);
+//! let engine = RolloutEngine::builder(
+//!     Arc::new(KubePlatform::new(cluster.clone())),
+//!     Arc::new(KubeStateStore::new(cluster.clone())),
+//!     Arc::new(KubeHistoryStore::new(cluster.clone(), "deploy-rs")),
+//! )
+//! .router(Arc::new(ServiceSelectorRouter::new(cluster)))
+//! .build();
+//! let image = ImageRef::parse("registry.example.com/shop/checkout:1.4.3")?;
+//! let spec = AppSpec::new(Name::new("checkout")?, Name::new("shop")?, image.clone());
+//! let plan = BlueGreen::default().plan(&PlanInput::new(spec.replicas));
+//! let report = engine.run(RolloutRequest::new(spec, Release::new(Version::new("1.4.3")?, image), plan)).await?;
+//! println!("{}: {}", report.record.id, report.status);
+//! # Ok(()) }
+//! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cluster;

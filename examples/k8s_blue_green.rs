@@ -50,7 +50,10 @@ fn manifests(spec: &AppSpec, from: &Release, to: &Release, live: Track) -> Resul
     let mut set = ManifestSet::new();
     set.push(&service(spec, &ServiceOptions::default().track(live)))?;
     set.push(&service(spec, &preview(idle)))?;
-    set.push(&deployment(spec, &DeploymentOptions::default().track(live).release(from.clone()).replicas(spec.replicas)))?;
+    set.push(&deployment(
+        spec,
+        &DeploymentOptions::default().track(live).release(from.clone()).replicas(spec.replicas),
+    ))?;
     set.push(&deployment(spec, &DeploymentOptions::default().track(idle).release(to.clone()).replicas(spec.replicas)))?;
     Ok(set)
 }
@@ -119,7 +122,11 @@ async fn run(args: Args) -> Result<(), Error> {
     }
     let report = handle.wait().await?;
     println!("{}: {}", report.record.id, report.status);
-    if report.status == DeploymentStatus::Succeeded { Ok(()) } else { Err(format!("the rollout ended {}", report.status).into()) }
+    if report.status == DeploymentStatus::Succeeded {
+        Ok(())
+    } else {
+        Err(format!("the rollout ended {}", report.status).into())
+    }
 }
 
 #[tokio::main]

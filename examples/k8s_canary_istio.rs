@@ -71,13 +71,17 @@ fn manifests(spec: &AppSpec, from: &Release, to: &Release) -> Result<ManifestSet
 
 async fn prepare(cluster: &Cluster, platform: &KubePlatform, spec: &AppSpec, from: &Release) -> Result<(), Error> {
     let app = spec.id();
-    cluster.ensure_namespace(app.namespace.as_str(), BTreeMap::from([("istio-injection".into(), "enabled".into())])).await?;
+    cluster
+        .ensure_namespace(app.namespace.as_str(), BTreeMap::from([("istio-injection".into(), "enabled".into())]))
+        .await?;
     cluster.apply(&service(spec, &ServiceOptions::default())).await?;
     cluster.apply(&destination_rule(&app, &[Track::Stable, Track::Canary], None)).await?;
     let status = platform.status(&app, Track::Stable).await?;
     if status.state == TrackState::Absent {
         println!("nothing runs on the stable track yet: deploying {} there first", from.version);
-        cluster.apply(&virtual_service(&app, &VirtualServiceOptions::default().split(TrafficSplit::all(Track::Stable)))).await?;
+        cluster
+            .apply(&virtual_service(&app, &VirtualServiceOptions::default().split(TrafficSplit::all(Track::Stable))))
+            .await?;
         platform.apply(spec, Track::Stable, from, spec.replicas).await?;
         platform.wait_ready(&app, Track::Stable, Duration::from_secs(300)).await?;
     }
@@ -90,7 +94,13 @@ async fn run(args: Args) -> Result<(), Error> {
     let plan = plan(spec.replicas)?;
     if args.dry_run {
         plan.validate(Some(deploy_core::traffic::RouterCapabilities::weights_only().with_header_routes()))?;
-        println!("# plan: canary of {} from {} to {}\n# {}", spec.id(), from.version, to.version, plan.to_string().trim_end().replace('\n', "\n# "));
+        println!(
+            "# plan: canary of {} from {} to {}\n# {}",
+            spec.id(),
+            from.version,
+            to.version,
+            plan.to_string().trim_end().replace('\n', "\n# ")
+        );
         println!("{}", manifests(&spec, &from, &to)?.to_yaml()?);
         return Ok(());
     }
@@ -110,7 +120,11 @@ async fn run(args: Args) -> Result<(), Error> {
     engine.validate(&request)?;
     let report = print_rollout(engine.start(request).await?).await?;
     println!("{}: {}", report.record.id, report.status);
-    if report.status == DeploymentStatus::Succeeded { Ok(()) } else { Err(format!("the rollout ended {}", report.status).into()) }
+    if report.status == DeploymentStatus::Succeeded {
+        Ok(())
+    } else {
+        Err(format!("the rollout ended {}", report.status).into())
+    }
 }
 
 #[tokio::main]

@@ -64,7 +64,9 @@ impl Deployer for CanaryDeployer {
             return Err(format!("rollout {} of {} ended {}: {cause}", record.id, to.version, report.status).into());
         }
         *self.serving.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = to.clone();
-        Ok(StageOutput::default().artifact("deployment", record.id.to_string()).artifact("deployed", to.version.to_string()))
+        Ok(StageOutput::default()
+            .artifact("deployment", record.id.to_string())
+            .artifact("deployed", to.version.to_string()))
     }
 
     async fn rollback(&self, _ctx: &StageContext) -> Result<StageOutput, BoxError> {

@@ -58,18 +58,15 @@ impl RolloutBars {
             }
             RolloutEvent::WeightChanged { split } => {
                 // The new release is on the canary track, or on stable once promoted.
-                let on_new = if self.promoting.get() {
-                    split.weight(Track::Stable)
-                } else {
-                    split.weight(Track::Canary)
-                };
+                let on_new =
+                    if self.promoting.get() { split.weight(Track::Stable) } else { split.weight(Track::Canary) };
                 self.traffic.set_position(u64::from(u8::from(on_new)));
                 self.traffic.set_message(split.to_string());
                 Some(event.to_string())
             }
-            RolloutEvent::AnalysisFinished { .. } | RolloutEvent::RollbackStarted { .. } | RolloutEvent::Started { .. } => {
-                Some(event.to_string())
-            }
+            RolloutEvent::AnalysisFinished { .. }
+            | RolloutEvent::RollbackStarted { .. }
+            | RolloutEvent::Started { .. } => Some(event.to_string()),
             RolloutEvent::Finished { status, .. } => {
                 let message = status.to_string();
                 if *status == DeploymentStatus::Succeeded {

@@ -97,14 +97,17 @@ async fn connect(url: &str) -> Result<RedisCache, Error> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(format!("redis-server at {url} did not accept connections: {}", last.map_or_else(String::new, |e| e.to_string())).into())
+    Err(format!(
+        "redis-server at {url} did not accept connections: {}",
+        last.map_or_else(String::new, |e| e.to_string())
+    )
+    .into())
 }
 
 fn tiered(redis: RedisCache) -> Arc<TieredCache> {
     let memory = MokaCache::new(MokaConfig::default().default_ttl(Duration::from_secs(30)));
-    let config = TieredConfig::default()
-        .memory_max_ttl(Duration::from_secs(10))
-        .on_l2_error(L2FailurePolicy::ServeFromMemory);
+    let config =
+        TieredConfig::default().memory_max_ttl(Duration::from_secs(10)).on_l2_error(L2FailurePolicy::ServeFromMemory);
     Arc::new(TieredCache::new(memory, Arc::new(redis), config))
 }
 
@@ -126,13 +129,20 @@ async fn run() -> Result<(), Error> {
                 .get_or_insert_with(key, Some(Duration::from_secs(600)), || async move {
                     registry_calls.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(50)).await; // the registry is slow
-                    Ok::<_, std::io::Error>(ImageInfo { digest: format!("sha256:{}", "ab".repeat(32)), size_bytes: 4 << 20 })
+                    Ok::<_, std::io::Error>(ImageInfo {
+                        digest: format!("sha256:{}", "ab".repeat(32)),
+                        size_bytes: 4 << 20,
+                    })
                 })
                 .await
         }
     });
     let answers = futures::future::try_join_all(callers).await?;
-    println!("8 callers in process A got {} answers; the registry was asked {} time(s)", answers.len(), registry_calls.load(Ordering::SeqCst));
+    println!(
+        "8 callers in process A got {} answers; the registry was asked {} time(s)",
+        answers.len(),
+        registry_calls.load(Ordering::SeqCst)
+    );
 
     let from_b = images_b.get(key).await?;
     let again_b = images_b.get(key).await?;

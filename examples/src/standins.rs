@@ -51,7 +51,11 @@ impl ImageBuilder for InstantBuilder {
             .iter()
             .enumerate()
             .map(|(i, instruction)| {
-                Ok(BuildEvent::Step { index: i as u32 + 1, total: Some(total as u32), instruction: instruction.clone() })
+                Ok(BuildEvent::Step {
+                    index: i as u32 + 1,
+                    total: Some(total as u32),
+                    instruction: instruction.clone(),
+                })
             })
             .collect();
         let tags = request.tags.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
@@ -86,7 +90,12 @@ impl VulnerabilityScanner for ScriptedScanner {
         let findings = self.findings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut report = ScanReport::new(image.to_string(), "scripted");
         for (i, severity) in findings.get(&image.to_string()).into_iter().flatten().enumerate() {
-            report.vulnerabilities.push(Vulnerability::new(format!("CVE-2026-{:04}", i + 1), "libexample", "1.0.0", *severity));
+            report.vulnerabilities.push(Vulnerability::new(
+                format!("CVE-2026-{:04}", i + 1),
+                "libexample",
+                "1.0.0",
+                *severity,
+            ));
         }
         Ok(report)
     }

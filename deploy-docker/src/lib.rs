@@ -20,7 +20,9 @@ pub mod connect;
 pub mod context;
 pub mod dockerignore;
 pub mod error;
+pub mod registry;
 
 
 pub use builder::{BuilderConfig, DockerImageBuilder};
 pub use error::DockerError;
+pub use registry::DockerRegistry;

@@ -17,12 +17,19 @@
 pub mod build_log;
 pub mod builder;
 pub mod connect;
+pub mod containers;
 pub mod context;
 pub mod dockerignore;
 pub mod error;
+pub mod labels;
+pub mod networks;
+pub mod platform;
 pub mod registry;
+pub mod router;
 
 
 pub use builder::{BuilderConfig, DockerImageBuilder};
 pub use error::DockerError;
+pub use platform::DockerPlatform;
 pub use registry::DockerRegistry;
+pub use router::NetworkAliasRouter;

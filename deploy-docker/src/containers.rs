@@ -361,6 +361,8 @@ pub struct ContainerState {
     pub exit_code: i64,
     /// How often the engine restarted it.
     pub restart_count: u32,
+    /// When its process last started.
+    pub started_at: Option<jiff::Timestamp>,
     /// The engine's error, such as a missing executable.
     pub error: Option<String>,
     /// The health check's verdict.
@@ -551,6 +553,7 @@ impl Containers {
             exited: matches!(status, Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD)),
             exit_code: state.exit_code.unwrap_or(0),
             restart_count: inspect.restart_count.and_then(|c| u32::try_from(c).ok()).unwrap_or(0),
+            started_at: state.started_at.as_deref().and_then(|t| t.parse().ok()),
             error: state.error.filter(|e| !e.is_empty()),
             health,
             template: inspect.config.as_ref().and_then(template_from),

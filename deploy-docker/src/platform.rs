@@ -62,6 +62,10 @@ pub struct PlatformConfig {
     pub restart: RestartPolicy,
     /// A container restarted this often is in a crash loop: its track failed.
     pub crash_loop_restarts: u32,
+    /// How long a container without a health check must run before it counts as
+    /// ready (Kubernetes' `minReadySeconds`): a process that crashes at once must
+    /// not look ready between two restarts.
+    pub min_ready: Duration,
     /// How often state is polled while waiting.
     pub poll_interval: Duration,
     /// How long an in-place rolling replacement inside [`Platform::apply`] may take.
@@ -77,6 +81,7 @@ impl Default for PlatformConfig {
             probe_commands: ProbeCommands::default(),
             restart: RestartPolicy::UnlessStopped,
             crash_loop_restarts: 3,
+            min_ready: Duration::from_secs(2),
             poll_interval: Duration::from_millis(250),
             rollout_timeout: Duration::from_secs(300),
         }
@@ -116,6 +121,13 @@ impl PlatformConfig {
     #[must_use]
     pub fn crash_loop_restarts(mut self, restarts: u32) -> Self {
         self.crash_loop_restarts = restarts;
+        self
+    }
+
+    /// Sets how long a container without a health check must run to be ready.
+    #[must_use]
+    pub fn min_ready(mut self, min_ready: Duration) -> Self {
+        self.min_ready = min_ready;
         self
     }
 
@@ -286,7 +298,12 @@ impl DockerPlatform {
             return Readiness::Pending;
         }
         match &state.health {
-            Health::Healthy | Health::None => Readiness::Ready,
+            Health::Healthy => Readiness::Ready,
+            Health::None => {
+                let ran_for = state.started_at.map(|t| jiff::Timestamp::now().duration_since(t));
+                let min_ready = jiff::SignedDuration::try_from(self.config.min_ready).unwrap_or(jiff::SignedDuration::MAX);
+                if ran_for.is_some_and(|d| d >= min_ready) { Readiness::Ready } else { Readiness::Pending }
+            }
             Health::Starting => Readiness::Pending,
             Health::Unhealthy { output } => {
                 Readiness::Doomed(format!("container {} is unhealthy: {}", state.name, first_line(output)))

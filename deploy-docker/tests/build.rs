@@ -14,7 +14,7 @@ async fn build_streams_progress_and_analyses_the_image_and_the_cache() {
     let docker = docker().await;
     let cleanup = Cleanup::new("build");
     let dir = tempfile::tempdir().unwrap();
-    busybox_context(dir.path(), true);
+    busybox_context(dir.path(), true, &cleanup.id);
     std::fs::create_dir(dir.path().join("ignored")).unwrap();
     std::fs::write(dir.path().join("ignored/big.bin"), vec![7u8; 1 << 20]).unwrap();
     std::fs::write(dir.path().join(".dockerignore"), "ignored\n").unwrap();
@@ -84,8 +84,8 @@ async fn build_args_and_target_stage_are_honoured() {
     std::fs::copy(common::BUSYBOX, dir.path().join("busybox")).unwrap();
     std::fs::write(
         dir.path().join("build.Dockerfile"),
-        "FROM scratch AS base\nCOPY busybox /bin/busybox\nARG FLAVOUR=plain\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo $FLAVOUR > /flavour\"]\n\
-         FROM base AS runtime\nRUN [\"/bin/busybox\", \"touch\", \"/runtime-only\"]\n",
+        format!("FROM scratch AS base\nLABEL deploy-rs.test={}\nCOPY busybox /bin/busybox\nARG FLAVOUR=plain\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo $FLAVOUR > /flavour\"]\n\
+         FROM base AS runtime\nRUN [\"/bin/busybox\", \"touch\", \"/runtime-only\"]\n", cleanup.id),
     )
     .unwrap();
     let (key, value) = cleanup.label();
@@ -115,7 +115,7 @@ async fn a_failing_run_step_carries_its_log_tail() {
     std::fs::copy(common::BUSYBOX, dir.path().join("busybox")).unwrap();
     std::fs::write(
         dir.path().join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo compiling; echo 'error: missing semicolon' >&2; exit 3\"]\n",
+        format!("FROM scratch\nLABEL deploy-rs.test={}\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo compiling; echo 'error: missing semicolon' >&2; exit 3\"]\n", cleanup.id),
     )
     .unwrap();
     let (key, value) = cleanup.label();

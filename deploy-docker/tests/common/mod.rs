@@ -123,8 +123,10 @@ pub fn require_binary(path: &str, package: &str) {
 }
 
 /// A build context for a busybox httpd image FROM scratch. `healthy` decides whether
-/// `/health` exists; the image serves its version at `/version`.
-pub fn busybox_context(dir: &Path, healthy: bool) -> PathBuf {
+/// `/health` exists; the image serves its version at `/version`. `marker` makes the
+/// layers unique to one test, so that a concurrent test's clean-up never removes
+/// a cached layer this test's build stands on.
+pub fn busybox_context(dir: &Path, healthy: bool, marker: &str) -> PathBuf {
     require_binary(BUSYBOX, "busybox-static");
     std::fs::copy(BUSYBOX, dir.join("busybox")).unwrap();
     let health = if healthy { "echo ok > /www/health && " } else { "" };
@@ -132,6 +134,7 @@ pub fn busybox_context(dir: &Path, healthy: bool) -> PathBuf {
         dir.join("Dockerfile"),
         format!(
             "FROM scratch\n\
+             LABEL deploy-rs.test={marker}\n\
              COPY busybox /bin/busybox\n\
              RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
              ARG VERSION=0\n\
@@ -147,7 +150,7 @@ pub fn busybox_context(dir: &Path, healthy: bool) -> PathBuf {
 /// Builds a busybox httpd image tagged `tag`, labelled for clean-up.
 pub async fn build_busybox(docker: &Docker, cleanup: &Cleanup, tag: &str, version: &str, healthy: bool) -> String {
     let dir = tempfile::tempdir().unwrap();
-    busybox_context(dir.path(), healthy);
+    busybox_context(dir.path(), healthy, &cleanup.id);
     let (key, value) = cleanup.label();
     let request = BuildRequest::new(dir.path())
         .tag(ImageRef::parse(tag).unwrap())

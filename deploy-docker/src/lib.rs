@@ -19,6 +19,7 @@ pub mod builder;
 pub mod connect;
 pub mod containers;
 pub mod context;
+pub mod dockerfile;
 pub mod dockerignore;
 pub mod error;
 pub mod labels;

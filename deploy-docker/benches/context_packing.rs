@@ -1,5 +1,7 @@
 //! Build-context packing throughput: `pack_context` (with a `.dockerignore`)
 //! against the `tar` command on the same tree, in the same run.
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "benchmark set-up on a temporary tree")]
+#![expect(missing_docs, reason = "criterion_group! generates an undocumented function")]
 
 use std::hint::black_box;
 use std::path::Path;

@@ -9,9 +9,28 @@
 //! | [`DockerRegistry`] | [`deploy_core::registry::ImageRegistry`] |
 //! | [`DockerPlatform`] | [`deploy_core::platform::Platform`] |
 //! | [`NetworkAliasRouter`] | [`deploy_core::traffic::TrafficRouter`] |
+//! | [`dockerfile`] | Dockerfile generation with presets, and a linter |
+//! | [`containers`], [`networks`] | containers, networks, logs, clean-up by label |
 //!
 //! Everything talks to a real engine through a [`bollard::Docker`] made by
 //! [`connect::connect`], which negotiates the API version (a 20.10 engine speaks 1.41).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use deploy_core::platform::Platform;
+//! use deploy_core::traffic::TrafficRouter;
+//! use deploy_docker::platform::PlatformConfig;
+//! use deploy_docker::{DockerPlatform, NetworkAliasRouter};
+//!
+//! let docker = deploy_docker::connect::connect(&Default::default()).await?;
+//! let config = PlatformConfig::default().network("shop").serving_network("shop-edge");
+//! let platform: Arc<dyn Platform> = Arc::new(DockerPlatform::new(docker.clone(), config));
+//! let router: Arc<dyn TrafficRouter> = Arc::new(NetworkAliasRouter::new(docker, "shop-edge"));
+//! # let _ = (platform, router); Ok(()) }
+//! ```
+//!
+//! [bollard]: https://docs.rs/bollard
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod build_log;

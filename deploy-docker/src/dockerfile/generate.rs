@@ -37,6 +37,21 @@ pub struct RuntimeUser {
     pub create: Option<String>,
 }
 
+impl RuntimeUser {
+    /// A user the image already has, or a numeric id that needs no entry in
+    /// `/etc/passwd`.
+    pub fn new(name: impl Into<String>, uid: u32) -> Self {
+        Self { name: name.into(), uid, create: None }
+    }
+
+    /// Sets the command that creates the user.
+    #[must_use]
+    pub fn create_with(mut self, command: impl Into<String>) -> Self {
+        self.create = Some(command.into());
+        self
+    }
+}
+
 /// A `HEALTHCHECK` instruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -1,5 +1,7 @@
-//! The core of deploy-rs: the domain model, the traits every backend implements, and
-//! (as the suite grows) the rollout engine that drives them.
+//! The core of deploy-rs: the domain model, the traits every backend implements,
+//! and the rollout engine that drives them: [`strategy`] makes a [`plan::Plan`],
+//! [`engine::RolloutEngine`] executes it, [`analysis`] judges each step, and the
+//! `testkit` feature provides in-memory backends with fault injection.
 //!
 //! This crate does no I/O of its own and depends on no backend library, so that code
 //! which only describes deployments, or tests them, compiles nothing heavy. Backends
@@ -30,19 +32,26 @@
 //! a caller whether a retry makes sense.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod analysis;
 pub mod build;
 pub mod cache;
+pub mod engine;
 pub mod error;
 pub mod health;
 pub mod history;
 pub mod metrics;
 pub mod model;
 pub mod notify;
+pub mod plan;
 pub mod platform;
 pub mod registry;
 pub mod scan;
 pub mod secret;
 pub mod state;
+pub mod strategy;
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub mod testkit;
 pub mod traffic;
 
 pub use async_trait::async_trait;

@@ -7,14 +7,19 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::FailureCause;
 use crate::error::{BoxError, Classify, ErrorKind, backend_error};
-use crate::model::{AppId, DeploymentRecord, TrafficSplit};
+use crate::model::{AppId, AppSpec, DeploymentRecord, Percent, TrafficSplit};
+use crate::plan::{CanaryScale, Plan};
+use crate::traffic::HeaderRoute;
 
 /// The progress of a rollout, saved after every step so that another process can
 /// resume it or roll it back after a crash.
 ///
-/// Stores treat it as an opaque serde document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Stores treat it as an opaque serde document. The fields after `traffic` are
+/// what the rollout engine needs to resume; they default to empty so documents
+/// written without them still load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct RolloutState {
     /// The deployment being carried out, with its steps so far.
@@ -23,13 +28,53 @@ pub struct RolloutState {
     pub next_step: usize,
     /// The traffic split last set and verified.
     pub traffic: TrafficSplit,
+    /// The plan being executed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+    /// The application spec being rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<AppSpec>,
+    /// Whether the rollout is going forward or rolling back.
+    #[serde(default)]
+    pub phase: RolloutPhase,
+    /// The canary's traffic weight last set.
+    #[serde(default)]
+    pub canary_weight: Percent,
+    /// An explicit canary scale in force, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_scale: Option<CanaryScale>,
+    /// Header routes set so far.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub header_routes: Vec<HeaderRoute>,
 }
 
 impl RolloutState {
     /// The state of a rollout about to run its first step.
     pub fn new(record: DeploymentRecord, traffic: TrafficSplit) -> Self {
-        Self { record, next_step: 0, traffic }
+        Self {
+            record,
+            next_step: 0,
+            traffic,
+            plan: None,
+            spec: None,
+            phase: RolloutPhase::Running,
+            canary_weight: Percent::ZERO,
+            canary_scale: None,
+            header_routes: Vec::new(),
+        }
     }
+}
+
+/// Whether a saved rollout was going forward or rolling back when it was saved.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "phase", content = "cause")]
+#[non_exhaustive]
+pub enum RolloutPhase {
+    /// Running its plan.
+    #[default]
+    Running,
+    /// Restoring the previous release because of the cause.
+    RollingBack(FailureCause),
 }
 
 /// An opaque version of a stored document, for compare-and-swap (a Kubernetes

@@ -1,0 +1,178 @@
+//! [`RedisConfig`]: where Redis is, how keys are named, and how long to wait.
+
+use std::time::Duration;
+
+/// Which Redis deployment a [`RedisCache`](crate::RedisCache) talks to.
+///
+/// URLs are `redis://[user:password@]host:port[/db]`; the password never appears in
+/// `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedisTopology {
+    /// One server, through a connection manager that reconnects when the connection
+    /// drops (a restarted server is picked up without a new client).
+    Single {
+        /// The server's URL.
+        url: String,
+    },
+    /// A Redis Cluster: the client discovers the slot map from these seed nodes and
+    /// follows `MOVED` / `ASK` redirections.
+    Cluster {
+        /// URLs of one or more of the cluster's nodes.
+        nodes: Vec<String>,
+    },
+}
+
+impl std::fmt::Debug for RedisTopology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Single { url } => f.debug_struct("Single").field("url", &redact_url(url)).finish(),
+            Self::Cluster { nodes } => f
+                .debug_struct("Cluster")
+                .field("nodes", &nodes.iter().map(|url| redact_url(url)).collect::<Vec<_>>())
+                .finish(),
+        }
+    }
+}
+
+/// `url` with any `user:password@` replaced, so that it can be logged.
+pub(crate) fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://[redacted]@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Configuration of a [`RedisCache`](crate::RedisCache).
+///
+/// ```
+/// use std::time::Duration;
+/// use deploy_cache::RedisConfig;
+///
+/// let config = RedisConfig::single("redis://:s3cret@127.0.0.1:6379")
+///     .key_prefix("deploy:")
+///     .default_ttl(Duration::from_secs(300));
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// Where Redis is. Default: one server at `redis://127.0.0.1:6379`.
+    pub topology: RedisTopology,
+    /// Put in front of every key, so that several applications can share a Redis
+    /// (`"deploy:"` turns `release:checkout` into `deploy:release:checkout`).
+    /// Default: empty.
+    pub key_prefix: String,
+    /// Lifetime of values stored without a TTL of their own; `None` keeps them
+    /// until Redis evicts them. Default: `None`.
+    pub default_ttl: Option<Duration>,
+    /// How long one connection attempt may take. Default: 1 s.
+    pub connection_timeout: Duration,
+    /// How long one command may wait for its answer; past it the call fails with a
+    /// retryable timeout. Default: 1 s.
+    pub response_timeout: Duration,
+    /// How many times a dropped connection is re-established (with exponential
+    /// backoff) before calls fail; the next call starts over. Default: 2.
+    pub reconnect_retries: u32,
+    /// Values larger than this are refused with `CacheError::TooLarge` before they
+    /// are sent. Default: 512 MiB, Redis's own limit for a string.
+    pub max_value_size: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self::single("redis://127.0.0.1:6379")
+    }
+}
+
+impl RedisConfig {
+    /// One Redis server at `url`.
+    pub fn single(url: impl Into<String>) -> Self {
+        Self::with_topology(RedisTopology::Single { url: url.into() })
+    }
+
+    /// A Redis Cluster reached through these seed nodes.
+    pub fn cluster<I, S>(nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::with_topology(RedisTopology::Cluster { nodes: nodes.into_iter().map(Into::into).collect() })
+    }
+
+    fn with_topology(topology: RedisTopology) -> Self {
+        Self {
+            topology,
+            key_prefix: String::new(),
+            default_ttl: None,
+            connection_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            reconnect_retries: 2,
+            max_value_size: 512 * 1024 * 1024,
+        }
+    }
+
+    /// Sets [`RedisConfig::key_prefix`].
+    #[must_use]
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`RedisConfig::default_ttl`].
+    #[must_use]
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = Some(ttl);
+        self
+    }
+
+    /// Sets [`RedisConfig::connection_timeout`].
+    #[must_use]
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// Sets [`RedisConfig::response_timeout`].
+    #[must_use]
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Sets [`RedisConfig::reconnect_retries`].
+    #[must_use]
+    pub fn reconnect_retries(mut self, retries: u32) -> Self {
+        self.reconnect_retries = retries;
+        self
+    }
+
+    /// Sets [`RedisConfig::max_value_size`].
+    #[must_use]
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.max_value_size = bytes;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_debug() {
+        let config = RedisConfig::cluster(["redis://admin:hunter2@10.0.0.1:7000", "redis://10.0.0.2:7000"]);
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redis://[redacted]@10.0.0.1:7000"), "{shown}");
+        assert!(shown.contains("redis://10.0.0.2:7000"), "{shown}");
+    }
+
+    #[test]
+    fn redaction_leaves_urls_without_credentials_alone() {
+        assert_eq!(redact_url("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
+        assert_eq!(redact_url("redis://:pw@h:1"), "redis://[redacted]@h:1");
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests against real Redis servers started by the tests themselves.
+#![expect(clippy::unwrap_used, reason = "test helpers outside #[test] functions stop the test on a broken setup")]
+
+mod cluster;
+mod single;
+mod support;
+mod tiered;

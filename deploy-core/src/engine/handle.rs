@@ -1,0 +1,78 @@
+//! The caller's side of a running rollout.
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{RolloutError, RolloutEvent, RolloutReport};
+use crate::model::{AppId, DeploymentId};
+
+/// What the caller can ask of a running rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Control {
+    Abort,
+    Promote,
+}
+
+/// A rollout running in its own task: its events, its controls and its result.
+///
+/// Dropping the handle does not stop the rollout; it runs to its end and the
+/// result is in the history store.
+#[derive(Debug)]
+pub struct RolloutHandle {
+    pub(crate) deployment: DeploymentId,
+    pub(crate) app: AppId,
+    pub(crate) events: mpsc::UnboundedReceiver<RolloutEvent>,
+    pub(crate) controls: mpsc::UnboundedSender<Control>,
+    pub(crate) task: JoinHandle<Result<RolloutReport, RolloutError>>,
+}
+
+impl RolloutHandle {
+    /// The deployment's id.
+    pub fn deployment(&self) -> &DeploymentId {
+        &self.deployment
+    }
+
+    /// The application.
+    pub fn app(&self) -> &AppId {
+        &self.app
+    }
+
+    /// The next event; `None` once the rollout has ended and every event was read.
+    pub async fn next_event(&mut self) -> Option<RolloutEvent> {
+        self.events.recv().await
+    }
+
+    /// An event already emitted, without waiting.
+    pub fn try_next_event(&mut self) -> Option<RolloutEvent> {
+        self.events.try_recv().ok()
+    }
+
+    /// Stops the rollout at its current step and rolls back (skipping any analysis
+    /// and pause left); the report says `RolledBack` with the cause `aborted`.
+    /// Does nothing once the rollout is rolling back or finished.
+    pub fn abort(&self) {
+        let _ = self.controls.send(Control::Abort);
+    }
+
+    /// Ends the current pause; when no pause is running, the next pause ends at
+    /// once. Analysis is never skipped.
+    pub fn promote(&self) {
+        let _ = self.controls.send(Control::Promote);
+    }
+
+    /// Waits for the rollout to end. Events not read are dropped.
+    pub async fn wait(self) -> Result<RolloutReport, RolloutError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(RolloutError::Stopped { reason: e.to_string() }),
+        }
+    }
+
+    /// Stops the rollout's task at its next wait without any clean-up, as if its
+    /// process died: the lock stays until its lease lapses and the saved state lets
+    /// [`RolloutEngine::resume`](super::RolloutEngine::resume) finish the job.
+    /// For tests of crash recovery and for hard shutdowns.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,483 @@
+//! Plans: what a strategy decided to do, as plain data the engine executes.
+//!
+//! A plan can be printed (`--dry-run`), serialized, diffed and tested. It names
+//! three tracks: where the previous release runs (`old_track`), where the new
+//! release is tried (`new_track`) and where the new release runs once promoted
+//! (`final_track`). A rolling update uses `stable` for all three; a canary tries on
+//! `canary` and ends on `stable`; blue-green tries on the idle colour and ends there.
+//!
+//! ```
+//! use deploy_core::plan::{Plan, Step, StrategyKind, PauseKind};
+//! use deploy_core::model::{Percent, Track};
+//! let plan = Plan::new(StrategyKind::Canary, 4, Track::Stable, Track::Canary, Track::Stable)
+//!     .step(Step::DeployTrack { track: Track::Canary, replicas: 1 })
+//!     .step(Step::WaitReady { track: Track::Canary })
+//!     .step(Step::SetWeight(Percent::new(25).unwrap()))
+//!     .step(Step::Pause(PauseKind::UntilPromoted))
+//!     .step(Step::Promote);
+//! assert!(plan.validate(None).is_ok()); // no router: the weight is reached by replica ratio
+//! assert!(plan.to_string().contains("3. set canary weight to 25%"));
+//! ```
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::AnalysisSpec;
+use crate::model::{HumanDuration, IntOrPercent, Percent, Track, ValidationError, ValidationErrors};
+use crate::traffic::{HeaderRoute, RouterCapabilities};
+
+/// The family of strategy that produced a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum StrategyKind {
+    /// The platform's native rolling update.
+    Rolling,
+    /// Two full copies; traffic switches at once.
+    BlueGreen,
+    /// A small share of traffic first, then more.
+    Canary,
+}
+
+impl StrategyKind {
+    /// The name in records and spans (`rolling`, `blue-green`, `canary`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rolling => "rolling",
+            Self::BlueGreen => "blue-green",
+            Self::Canary => "canary",
+        }
+    }
+}
+
+impl fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How long a pause lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PauseKind {
+    /// A fixed time; a promotion ends it early.
+    Duration(HumanDuration),
+    /// Until the caller promotes the rollout.
+    UntilPromoted,
+}
+
+/// How many replicas the canary runs, independent of its traffic weight (Argo
+/// Rollouts' `setCanaryScale`); needs a router with weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CanaryScale {
+    /// Exactly this many replicas.
+    Replicas(u32),
+    /// This share of the plan's replicas, rounded up.
+    Weight(Percent),
+    /// Back to the default: replicas follow the traffic weight.
+    MatchTrafficWeight,
+}
+
+/// One thing the engine does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Step {
+    /// Creates or updates `track` to run the new release with `replicas` replicas.
+    DeployTrack {
+        /// The track.
+        track: Track,
+        /// Its replicas.
+        replicas: u32,
+    },
+    /// Updates the stable track in place with the platform's native rolling update.
+    RollingUpdate {
+        /// Desired replicas.
+        replicas: u32,
+        /// Pods allowed above `replicas` during the update.
+        max_surge: IntOrPercent,
+        /// Pods of `replicas` allowed to be unavailable during the update.
+        max_unavailable: IntOrPercent,
+    },
+    /// Waits until `track` is ready (the engine's readiness deadline applies).
+    WaitReady {
+        /// The track.
+        track: Track,
+    },
+    /// Sends this share of traffic to the new track: by router weights when the
+    /// router has them, otherwise by replica ratio.
+    SetWeight(Percent),
+    /// Sets the canary's replicas apart from its weight.
+    SetCanaryScale(CanaryScale),
+    /// Routes requests whose header matches to a track.
+    HeaderRoute(HeaderRoute),
+    /// Waits for a time or for the caller.
+    Pause(PauseKind),
+    /// Runs an analysis; a failed or inconclusive one rolls back.
+    Analyze(AnalysisSpec),
+    /// Makes the new release the one that serves: it runs on the final track with
+    /// all replicas and receives all traffic; header routes are removed.
+    Promote,
+    /// After a delay, removes the tracks that no longer serve (the old colour, the canary).
+    ScaleDownAfter(HumanDuration),
+}
+
+impl Step {
+    /// A short name of the step's kind, for spans and tables.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::DeployTrack { .. } => "deploy-track",
+            Self::RollingUpdate { .. } => "rolling-update",
+            Self::WaitReady { .. } => "wait-ready",
+            Self::SetWeight(_) => "set-weight",
+            Self::SetCanaryScale(_) => "set-canary-scale",
+            Self::HeaderRoute(_) => "header-route",
+            Self::Pause(_) => "pause",
+            Self::Analyze(_) => "analyze",
+            Self::Promote => "promote",
+            Self::ScaleDownAfter(_) => "scale-down",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::DeployTrack { track, replicas } => {
+                write!(f, "deploy the new release to {track} with {replicas} replica{}", plural(*replicas))
+            }
+            Self::RollingUpdate { replicas, max_surge, max_unavailable } => {
+                let (surge, unavailable) = resolve_rolling(*replicas, *max_surge, *max_unavailable);
+                write!(
+                    f,
+                    "rolling update of stable to {replicas} replica{} (max surge {max_surge} = {surge}, max unavailable {max_unavailable} = {unavailable})",
+                    plural(*replicas)
+                )
+            }
+            Self::WaitReady { track } => write!(f, "wait until {track} is ready"),
+            Self::SetWeight(w) => write!(f, "set canary weight to {w}"),
+            Self::SetCanaryScale(CanaryScale::Replicas(n)) => write!(f, "scale canary to {n} replica{}", plural(*n)),
+            Self::SetCanaryScale(CanaryScale::Weight(w)) => write!(f, "scale canary to {w} of the replicas"),
+            Self::SetCanaryScale(CanaryScale::MatchTrafficWeight) => {
+                f.write_str("scale canary with its traffic weight")
+            }
+            Self::HeaderRoute(route) => write!(f, "route {route}"),
+            Self::Pause(PauseKind::Duration(d)) => write!(f, "pause for {d}"),
+            Self::Pause(PauseKind::UntilPromoted) => f.write_str("pause until promoted"),
+            Self::Analyze(spec) => write!(f, "analyze {spec}"),
+            Self::Promote => f.write_str("promote the new release"),
+            Self::ScaleDownAfter(d) => write!(f, "scale down what no longer serves after {d}"),
+        }
+    }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Kubernetes' resolution of `maxSurge` (rounded up) and `maxUnavailable` (rounded
+/// down), where both zero means one unavailable.
+///
+/// ```
+/// use deploy_core::model::{IntOrPercent, Percent};
+/// use deploy_core::plan::resolve_rolling;
+/// let pct = |v| IntOrPercent::Percent(Percent::new(v).unwrap());
+/// assert_eq!(resolve_rolling(10, pct(25), pct(25)), (3, 2));
+/// assert_eq!(resolve_rolling(3, pct(10), pct(10)), (1, 0));
+/// assert_eq!(resolve_rolling(1, pct(0), pct(0)), (0, 1));
+/// ```
+pub fn resolve_rolling(replicas: u32, max_surge: IntOrPercent, max_unavailable: IntOrPercent) -> (u32, u32) {
+    crate::model::RollingUpdateParams::new(max_surge, max_unavailable).resolve(replicas)
+}
+
+/// The canary replicas that carry `weight` of `total`: rounded up, so any weight
+/// above zero has at least one replica.
+///
+/// ```
+/// use deploy_core::model::Percent;
+/// use deploy_core::plan::canary_replicas;
+/// assert_eq!(canary_replicas(10, Percent::new(25).unwrap()), 3);
+/// assert_eq!(canary_replicas(3, Percent::new(10).unwrap()), 1);
+/// assert_eq!(canary_replicas(3, Percent::ZERO), 0);
+/// ```
+pub fn canary_replicas(total: u32, weight: Percent) -> u32 {
+    let scaled = u64::from(total) * u64::from(weight.value());
+    u32::try_from(scaled.div_ceil(100)).unwrap_or(u32::MAX)
+}
+
+/// A strategy's decision: which tracks play which role and the steps to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Plan {
+    /// The strategy that made it.
+    pub strategy: StrategyKind,
+    /// The replicas the application runs with when the plan is done.
+    pub replicas: u32,
+    /// Where the previous release runs and serves now.
+    pub old_track: Track,
+    /// Where the new release is tried.
+    pub new_track: Track,
+    /// Where the new release runs once promoted.
+    pub final_track: Track,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// An empty plan; add steps with [`Plan::step`].
+    pub fn new(strategy: StrategyKind, replicas: u32, old_track: Track, new_track: Track, final_track: Track) -> Self {
+        Self { strategy, replicas, old_track, new_track, final_track, steps: Vec::new() }
+    }
+
+    /// Appends a step.
+    #[must_use]
+    pub fn step(mut self, step: Step) -> Self {
+        self.steps.push(step);
+        self
+    }
+
+    /// The tracks the plan touches, old track first.
+    pub fn tracks(&self) -> Vec<Track> {
+        let mut tracks = vec![self.old_track];
+        for t in [self.new_track, self.final_track] {
+            if !tracks.contains(&t) {
+                tracks.push(t);
+            }
+        }
+        tracks
+    }
+
+    /// Every problem with the plan, checked against what the router can do
+    /// (`None`: there is no router). A plan that needs a capability the router lacks
+    /// (header routes, an explicit canary scale, a traffic switch) is rejected here
+    /// rather than ignored mid-rollout. Weights without a weighted router are
+    /// reached by replica ratio and are accepted.
+    ///
+    /// ```
+    /// use deploy_core::plan::{Plan, Step, StrategyKind, PauseKind};
+    /// use deploy_core::model::{HumanDuration, Track};
+    /// use deploy_core::traffic::{HeaderMatch, HeaderRoute, RouterCapabilities};
+    /// let plan = Plan::new(StrategyKind::Canary, 0, Track::Stable, Track::Canary, Track::Stable)
+    ///     .step(Step::HeaderRoute(HeaderRoute::new("x-canary", HeaderMatch::Exact("1".into()), Track::Canary)))
+    ///     .step(Step::Pause(PauseKind::Duration(HumanDuration::ZERO)));
+    /// let errors = plan.validate(Some(RouterCapabilities::weights_only())).unwrap_err();
+    /// // replicas, header route unsupported, zero pause, no promote: all at once
+    /// assert_eq!(errors.len(), 4, "{errors}");
+    /// ```
+    pub fn validate(&self, router: Option<RouterCapabilities>) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        let mut bad =
+            |field: String, value: String, reason: &str| errors.push(ValidationError::new(field, value, reason));
+        if self.replicas == 0 {
+            bad("plan replicas".into(), "0".into(), "must be at least 1");
+        }
+        if self.steps.is_empty() {
+            bad("plan steps".into(), String::new(), "must not be empty");
+        }
+        let in_place = self.old_track == self.new_track;
+        if in_place && (self.new_track != self.final_track) {
+            bad(
+                "plan tracks".into(),
+                format!("{} -> {} -> {}", self.old_track, self.new_track, self.final_track),
+                "an in-place update must end on the track it updates",
+            );
+        }
+        let canary = !in_place && self.final_track == self.old_track;
+        let switches = !in_place && self.final_track == self.new_track;
+        let promotes = self.steps.iter().filter(|s| matches!(s, Step::Promote)).count();
+        if !in_place && promotes != 1 {
+            bad(
+                "plan steps".into(),
+                format!("{promotes} promote steps"),
+                "a plan with a new track must promote exactly once",
+            );
+        }
+        if switches && router.is_none() {
+            bad(
+                "plan router".into(),
+                self.strategy.to_string(),
+                "switching all traffic to the new track needs a traffic router",
+            );
+        }
+        let mut promoted = false;
+        for (i, step) in self.steps.iter().enumerate() {
+            let field = format!("step {} ({})", i + 1, step.kind());
+            let mut bad = |value: String, reason: &str| errors.push(ValidationError::new(field.clone(), value, reason));
+            match step {
+                Step::DeployTrack { track, replicas } => {
+                    if *replicas == 0 {
+                        bad("0".into(), "must deploy at least one replica");
+                    }
+                    if *track != self.new_track {
+                        bad(track.to_string(), "only the new track is deployed to before promotion");
+                    }
+                }
+                Step::RollingUpdate { replicas, max_surge, max_unavailable } => {
+                    if !in_place || self.old_track != Track::Stable {
+                        bad(self.new_track.to_string(), "a rolling update only updates the stable track in place");
+                    }
+                    if *replicas == 0 {
+                        bad("0".into(), "must update to at least one replica");
+                    }
+                    let zero = |v: &IntOrPercent| {
+                        matches!(v, IntOrPercent::Int(0)) || *v == IntOrPercent::Percent(Percent::ZERO)
+                    };
+                    if zero(max_surge) && zero(max_unavailable) {
+                        bad(
+                            format!("{max_surge}/{max_unavailable}"),
+                            "max surge and max unavailable must not both be 0",
+                        );
+                    }
+                }
+                Step::WaitReady { track } => {
+                    if !self.tracks().contains(track) {
+                        bad(track.to_string(), "is not one of the plan's tracks");
+                    }
+                }
+                Step::SetWeight(_) => {
+                    if !canary {
+                        bad(self.strategy.to_string(), "weights are only set by canary plans");
+                    }
+                    if promoted {
+                        bad(self.strategy.to_string(), "weights cannot change after promotion");
+                    }
+                }
+                Step::SetCanaryScale(scale) => {
+                    if !router.is_some_and(|r| r.weights) {
+                        bad(format!("{scale:?}"), "needs a traffic router with weights");
+                    }
+                    if !canary {
+                        bad(self.strategy.to_string(), "only canary plans scale a canary");
+                    }
+                }
+                Step::HeaderRoute(route) => {
+                    if !router.is_some_and(|r| r.header_routes) {
+                        bad(route.to_string(), "the traffic router cannot route by header");
+                    }
+                    if route.header.trim().is_empty() {
+                        bad(route.to_string(), "the header name must not be empty");
+                    }
+                    if route.track != self.new_track {
+                        bad(route.to_string(), "header routes may only point at the new track");
+                    }
+                    if promoted {
+                        bad(route.to_string(), "header routes cannot be added after promotion");
+                    }
+                }
+                Step::Pause(PauseKind::Duration(d)) if d.is_zero() => bad(d.to_string(), "a pause must be positive"),
+                Step::Pause(_) => {}
+                Step::Analyze(spec) => {
+                    let mut inner = ValidationErrors::new();
+                    spec.collect_problems(&format!("{field} analysis"), &mut inner);
+                    errors.extend(inner);
+                }
+                Step::Promote => promoted = true,
+                Step::ScaleDownAfter(_) => {
+                    if !promoted {
+                        bad(self.strategy.to_string(), "scaling down must come after the promotion");
+                    }
+                }
+            }
+        }
+        errors.into_result(())
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} plan, {} replica{}: ", self.strategy, self.replicas, plural(self.replicas))?;
+        if self.old_track == self.new_track {
+            writeln!(f, "update {} in place", self.old_track)?;
+        } else {
+            writeln!(
+                f,
+                "previous release on {}, new release tried on {}, promoted to {}",
+                self.old_track, self.new_track, self.final_track
+            )?;
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            writeln!(f, "  {:>2}. {step}", i + 1)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::{JudgeSpec, MetricCheck};
+    use crate::traffic::HeaderMatch;
+
+    fn p(v: u8) -> Percent {
+        Percent::new(v).unwrap()
+    }
+
+    #[test]
+    fn validation_lists_every_problem_of_a_broken_canary() {
+        let bad_analysis = AnalysisSpec::new("a").count(0).metric(MetricCheck::new("m", "", JudgeSpec::max(1.0)));
+        let plan = Plan::new(StrategyKind::Canary, 5, Track::Stable, Track::Canary, Track::Stable)
+            .step(Step::DeployTrack { track: Track::Canary, replicas: 0 })
+            .step(Step::SetCanaryScale(CanaryScale::Replicas(2)))
+            .step(Step::HeaderRoute(HeaderRoute::new("x", HeaderMatch::Exact("1".into()), Track::Stable)))
+            .step(Step::Analyze(bad_analysis))
+            .step(Step::ScaleDownAfter(HumanDuration::ZERO))
+            .step(Step::Pause(PauseKind::Duration(HumanDuration::ZERO)));
+        let errors = plan.validate(Some(RouterCapabilities::switch_only())).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "plan steps",
+                "step 1 (deploy-track)",
+                "step 2 (set-canary-scale)",
+                "step 3 (header-route)",
+                "step 3 (header-route)",
+                "step 4 (analyze) analysis count",
+                "step 4 (analyze) analysis metric m query",
+                "step 5 (scale-down)",
+                "step 6 (pause)",
+            ],
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn blue_green_needs_a_router_and_rolling_needs_surge_or_unavailability() {
+        let bg = Plan::new(StrategyKind::BlueGreen, 2, Track::Blue, Track::Green, Track::Green)
+            .step(Step::DeployTrack { track: Track::Green, replicas: 2 })
+            .step(Step::Promote);
+        assert!(bg.validate(Some(RouterCapabilities::switch_only())).is_ok());
+        let err = bg.validate(None).unwrap_err();
+        assert!(err.to_string().contains("needs a traffic router"), "{err}");
+
+        let rolling = Plan::new(StrategyKind::Rolling, 3, Track::Stable, Track::Stable, Track::Stable).step(
+            Step::RollingUpdate {
+                replicas: 3,
+                max_surge: IntOrPercent::Int(0),
+                max_unavailable: IntOrPercent::Percent(p(0)),
+            },
+        );
+        let err = rolling.validate(None).unwrap_err();
+        assert!(err.to_string().contains("must not both be 0"), "{err}");
+    }
+
+    #[test]
+    fn plans_round_trip_and_print() {
+        let plan = Plan::new(StrategyKind::Canary, 4, Track::Stable, Track::Canary, Track::Stable)
+            .step(Step::DeployTrack { track: Track::Canary, replicas: 1 })
+            .step(Step::SetWeight(p(10)))
+            .step(Step::Pause(PauseKind::Duration("30s".parse().unwrap())))
+            .step(Step::Promote)
+            .step(Step::ScaleDownAfter("30s".parse().unwrap()));
+        let json = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+        let text = plan.to_string();
+        assert!(text.starts_with("canary plan, 4 replicas: previous release on stable"), "{text}");
+        assert!(text.contains("   3. pause for 30s\n"), "{text}");
+        assert!(text.contains("   5. scale down what no longer serves after 30s\n"), "{text}");
+    }
+}

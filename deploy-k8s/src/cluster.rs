@@ -1,0 +1,659 @@
+//! Cluster operations through `kube`: server-side apply with a field manager,
+//! namespaces, ConfigMaps and Secrets, pod logs, scale, CRDs, and hook Jobs.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
+use kube::api::{Api, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::instrument;
+
+use crate::error::{KubeError, Result, is_not_found};
+
+/// The field manager deploy-rs applies as, unless told otherwise.
+pub const FIELD_MANAGER: &str = "deploy-rs";
+
+/// A handle on one cluster: a `kube::Client` and the field manager that owns the
+/// fields this crate applies. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    client: Client,
+    field_manager: String,
+    force: bool,
+}
+
+impl Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("field_manager", &self.field_manager).finish_non_exhaustive()
+    }
+}
+
+/// Which logs of a pod to read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct LogOptions {
+    /// The container; required when the pod has more than one.
+    pub container: Option<String>,
+    /// Only the last lines.
+    pub tail_lines: Option<i64>,
+    /// The previous, crashed instance of the container.
+    pub previous: bool,
+}
+
+impl LogOptions {
+    /// The last `lines` lines.
+    #[must_use]
+    pub fn tail(mut self, lines: i64) -> Self {
+        self.tail_lines = Some(lines);
+        self
+    }
+
+    /// Of `container`.
+    #[must_use]
+    pub fn container(mut self, container: impl Into<String>) -> Self {
+        self.container = Some(container.into());
+        self
+    }
+
+    /// Of the previous instance.
+    #[must_use]
+    pub fn previous(mut self) -> Self {
+        self.previous = true;
+        self
+    }
+}
+
+/// How a hook Job is run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HookOptions {
+    /// How long the Job may take before the hook fails with a timeout.
+    pub deadline: Duration,
+    /// Log lines of a failed pod returned with the failure.
+    pub log_lines: i64,
+}
+
+impl Default for HookOptions {
+    fn default() -> Self {
+        Self { deadline: Duration::from_secs(600), log_lines: 50 }
+    }
+}
+
+impl HookOptions {
+    /// Sets the deadline.
+    #[must_use]
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+}
+
+impl Cluster {
+    /// A cluster reached through `client`, applying as [`FIELD_MANAGER`] and taking
+    /// over conflicting fields (`force`), as controllers do.
+    pub fn new(client: Client) -> Self {
+        Self { client, field_manager: FIELD_MANAGER.to_owned(), force: true }
+    }
+
+    /// Applies as another field manager.
+    #[must_use]
+    pub fn field_manager(mut self, manager: impl Into<String>) -> Self {
+        self.field_manager = manager.into();
+        self
+    }
+
+    /// Whether server-side apply takes over fields another manager owns; when
+    /// `false`, such a conflict is a 409 error.
+    #[must_use]
+    pub fn force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn apply_params(&self) -> PatchParams {
+        let params = PatchParams::apply(&self.field_manager);
+        if self.force { params.force() } else { params }
+    }
+
+    /// Server-side applies a namespaced object (its metadata names the namespace)
+    /// and returns what the server stored.
+    #[instrument(skip_all, fields(kind = %K::kind(&()), name = ?object.meta().name), err)]
+    pub async fn apply<K>(&self, object: &K) -> Result<K>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Serialize + DeserializeOwned + Clone + Debug,
+    {
+        let (namespace, name) = names(object)?;
+        let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
+        api.patch(&name, &self.apply_params(), &Patch::Apply(object))
+            .await
+            .map_err(|e| KubeError::api(format!("apply {} {namespace}/{name}", K::kind(&())), e))
+    }
+
+    /// Server-side applies a cluster-scoped object (Namespace, CRD).
+    #[instrument(skip_all, fields(kind = %K::kind(&()), name = ?object.meta().name), err)]
+    pub async fn apply_cluster_scoped<K>(&self, object: &K) -> Result<K>
+    where
+        K: Resource<DynamicType = (), Scope = ClusterResourceScope> + Serialize + DeserializeOwned + Clone + Debug,
+    {
+        let name = object.meta().name.clone().ok_or_else(|| incomplete::<K>("metadata.name"))?;
+        let api: Api<K> = Api::all(self.client.clone());
+        api.patch(&name, &self.apply_params(), &Patch::Apply(object))
+            .await
+            .map_err(|e| KubeError::api(format!("apply {} {name}", K::kind(&())), e))
+    }
+
+    /// Creates or updates the namespace `name` with `labels`.
+    pub async fn ensure_namespace(&self, name: &str, labels: BTreeMap<String, String>) -> Result<Namespace> {
+        self.apply_cluster_scoped(&crate::manifest::namespace(name, labels)).await
+    }
+
+    /// The namespace `name`, if it exists.
+    pub async fn namespace(&self, name: &str) -> Result<Option<Namespace>> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        api.get_opt(name).await.map_err(|e| KubeError::api(format!("read namespace {name}"), e))
+    }
+
+    /// Creates a ConfigMap; fails with a conflict ([`Classify::is_conflict`]) if it
+    /// exists.
+    ///
+    /// [`Classify::is_conflict`]: deploy_core::error::Classify::is_conflict
+    pub async fn create_config_map(&self, config_map: &ConfigMap) -> Result<ConfigMap> {
+        let (namespace, name) = names(config_map)?;
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &namespace);
+        api.create(&PostParams::default(), config_map)
+            .await
+            .map_err(|e| KubeError::api(format!("create configmap {namespace}/{name}"), e))
+    }
+
+    /// Merges `data` into the ConfigMap's data (JSON merge patch): listed keys are
+    /// set, other keys kept. Fails with not-found if the ConfigMap does not exist.
+    pub async fn merge_config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+        data: &BTreeMap<String, String>,
+    ) -> Result<ConfigMap> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        let patch = serde_json::json!({ "data": data });
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| KubeError::api(format!("update configmap {namespace}/{name}"), e))
+    }
+
+    /// The ConfigMap, if it exists.
+    pub async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name).await.map_err(|e| KubeError::api(format!("read configmap {namespace}/{name}"), e))
+    }
+
+    /// Creates a Secret; fails with a conflict if it exists.
+    pub async fn create_secret(&self, secret: &Secret) -> Result<Secret> {
+        let (namespace, name) = names(secret)?;
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+        api.create(&PostParams::default(), secret)
+            .await
+            .map_err(|e| KubeError::api(format!("create secret {namespace}/{name}"), e))
+    }
+
+    /// Merges `data` into the Secret's data; other keys are kept.
+    pub async fn merge_secret(&self, namespace: &str, name: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<Secret> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let data: BTreeMap<&String, k8s_openapi::ByteString> =
+            data.iter().map(|(k, v)| (k, k8s_openapi::ByteString(v.clone()))).collect();
+        let patch = serde_json::json!({ "data": data });
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| KubeError::api(format!("update secret {namespace}/{name}"), e))
+    }
+
+    /// The Secret, if it exists.
+    pub async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name).await.map_err(|e| KubeError::api(format!("read secret {namespace}/{name}"), e))
+    }
+
+    /// A pod's logs.
+    pub async fn pod_logs(&self, namespace: &str, pod: &str, options: &LogOptions) -> Result<String> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = LogParams {
+            container: options.container.clone(),
+            tail_lines: options.tail_lines,
+            previous: options.previous,
+            ..LogParams::default()
+        };
+        api.logs(pod, &params).await.map_err(|e| KubeError::api(format!("read logs of pod {namespace}/{pod}"), e))
+    }
+
+    /// Sets a Deployment's replicas through its scale subresource.
+    #[instrument(skip_all, fields(namespace, deployment, replicas), err)]
+    pub async fn scale(&self, namespace: &str, deployment: &str, replicas: u32) -> Result<()> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let patch = serde_json::json!({ "spec": { "replicas": replicas } });
+        api.patch_scale(deployment, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(drop)
+            .map_err(|e| KubeError::api(format!("scale deployment {namespace}/{deployment}"), e))
+    }
+
+    /// Applies a CRD and waits (watching) until the API server reports it
+    /// `Established`, at most `deadline`.
+    #[instrument(skip_all, fields(crd = ?crd.metadata.name), err)]
+    pub async fn apply_crd(
+        &self,
+        crd: &CustomResourceDefinition,
+        deadline: Duration,
+    ) -> Result<CustomResourceDefinition> {
+        let applied = self.apply_cluster_scoped(crd).await?;
+        let name = applied.metadata.name.clone().unwrap_or_default();
+        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let what = format!("customresourcedefinition {name}");
+        match tokio::time::timeout(deadline, await_condition(api, &name, conditions::is_crd_established())).await {
+            Err(_) => Err(KubeError::Timeout { what, after: deadline, last: "not established".to_owned() }),
+            Ok(Err(e)) => Err(wait_error(what, e)),
+            Ok(Ok(Some(crd))) => Ok(crd),
+            Ok(Ok(None)) => Err(KubeError::NotFound { what }),
+        }
+    }
+
+    /// Runs a hook Job (a database backup before a rollout, a migration after it):
+    /// creates it and waits, watching, until it completes or fails. A failed Job
+    /// returns [`KubeError::JobFailed`] with the last log lines of a failed pod.
+    #[instrument(skip_all, fields(job = ?job.metadata.name), err)]
+    pub async fn run_hook(&self, job: &Job, options: &HookOptions) -> Result<Job> {
+        let (namespace, name) = names(job)?;
+        let api: Api<Job> = Api::namespaced(self.client.clone(), &namespace);
+        api.create(&PostParams::default(), job)
+            .await
+            .map_err(|e| KubeError::api(format!("create job {namespace}/{name}"), e))?;
+        let what = format!("job {namespace}/{name}");
+        let done = await_condition(api, &name, |job: Option<&Job>| job_finished(job).is_some());
+        let job = match tokio::time::timeout(options.deadline, done).await {
+            Err(_) => {
+                return Err(KubeError::Timeout { what, after: options.deadline, last: "still running".to_owned() });
+            }
+            Ok(Err(e)) => return Err(wait_error(what, e)),
+            Ok(Ok(None)) => return Err(KubeError::NotFound { what }),
+            Ok(Ok(Some(job))) => job,
+        };
+        match job_finished(Some(&job)) {
+            Some(JobOutcome::Failed(reason)) => {
+                let logs = self.failed_pod_logs(&namespace, &name, options.log_lines).await;
+                Err(KubeError::JobFailed { job: name, reason, logs })
+            }
+            _ => Ok(job),
+        }
+    }
+
+    /// The tail of the log of a failed pod of `job`; `None` when none can be read
+    /// (the failure is still reported, with no logs).
+    async fn failed_pod_logs(&self, namespace: &str, job: &str, lines: i64) -> Option<String> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let list = pods.list(&ListParams::default().labels(&format!("job-name={job}"))).await.ok()?;
+        let pod = list
+            .items
+            .iter()
+            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"))
+            .or(list.items.first())?;
+        let pod_name = pod.metadata.name.clone()?;
+        self.pod_logs(namespace, &pod_name, &LogOptions::default().tail(lines)).await.ok()
+    }
+}
+
+/// How a Job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum JobOutcome {
+    Complete,
+    Failed(String),
+}
+
+/// The Job's end, from its `Complete` / `Failed` conditions; `None` while running.
+pub(crate) fn job_finished(job: Option<&Job>) -> Option<JobOutcome> {
+    let conditions = job?.status.as_ref()?.conditions.as_ref()?;
+    for c in conditions {
+        if c.status == "True" {
+            match c.type_.as_str() {
+                "Complete" => return Some(JobOutcome::Complete),
+                "Failed" => {
+                    let reason = c.message.clone().or_else(|| c.reason.clone()).unwrap_or_else(|| "failed".to_owned());
+                    return Some(JobOutcome::Failed(reason));
+                }
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+fn wait_error(what: String, error: kube::runtime::wait::Error) -> KubeError {
+    let kube::runtime::wait::Error::ProbeFailed(source) = error;
+    KubeError::Watch { what, source }
+}
+
+fn incomplete<K: Resource<DynamicType = ()>>(field: &str) -> KubeError {
+    KubeError::Incomplete { what: K::kind(&()).to_string(), field: field.to_owned() }
+}
+
+/// The namespace and name of a namespaced object, both required.
+pub(crate) fn names<K: Resource<DynamicType = ()>>(object: &K) -> Result<(String, String)> {
+    let meta = object.meta();
+    let namespace = meta.namespace.clone().ok_or_else(|| incomplete::<K>("metadata.namespace"))?;
+    let name = meta.name.clone().ok_or_else(|| incomplete::<K>("metadata.name"))?;
+    Ok((namespace, name))
+}
+
+/// Reads an object, `None` on 404.
+pub(crate) async fn get_opt<K>(api: &Api<K>, name: &str, operation: &str) -> Result<Option<K>>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    match api.get(name).await {
+        Ok(object) => Ok(Some(object)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(KubeError::api(operation, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{self, mock::*};
+    use crate::manifest::{DeploymentOptions, deployment};
+    use deploy_core::error::{Classify, ErrorKind};
+    use serde_json::json;
+
+    const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/shop/deployments";
+
+    fn stored(mut object: serde_json::Value, resource_version: &str) -> serde_json::Value {
+        object["metadata"]["resourceVersion"] = json!(resource_version);
+        object["metadata"]["uid"] = json!("6f1c7b9e-3a5d-4d8e-9b1a-2f4e6c8d0a1b");
+        object
+    }
+
+    #[tokio::test]
+    async fn apply_is_server_side_with_the_field_manager() {
+        let d = deployment(&fixtures::spec(), &DeploymentOptions::default().release(fixtures::release("1.4.2")));
+        let answer = stored(serde_json::to_value(&d).unwrap(), "4711");
+        let (client, mock) = start(vec![
+            Expect::patch(&format!("{DEPLOYMENTS}/web"))
+                .query("fieldManager", "deploy-rs")
+                .query("force", "true")
+                .body(|b| {
+                    assert_eq!(b["kind"], "Deployment");
+                    assert_eq!(b["apiVersion"], "apps/v1");
+                    assert_eq!(
+                        b["spec"]["template"]["spec"]["containers"][0]["image"],
+                        "registry.example.com/shop/web:1.4.2"
+                    );
+                })
+                .ok(answer),
+        ]);
+        let cluster = Cluster::new(client);
+        let applied = within(cluster.apply(&d)).await.unwrap();
+        assert_eq!(applied.metadata.resource_version.as_deref(), Some("4711"));
+        assert_eq!(applied.spec, d.spec);
+        drop(cluster);
+        mock.finish().await;
+    }
+
+    #[tokio::test]
+    async fn apply_errors_are_typed_by_status() {
+        let d = deployment(&fixtures::spec(), &DeploymentOptions::default());
+        let (client, mock) = start(vec![
+            Expect::patch(&format!("{DEPLOYMENTS}/web")).query("force", "true").status(
+                500,
+                "InternalError",
+                "etcdserver: request timed out",
+            ),
+            Expect::patch(&format!("{DEPLOYMENTS}/web")).query("fieldManager", "ci").status(
+                409,
+                "Conflict",
+                "Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas",
+            ),
+        ]);
+        let cluster = Cluster::new(client);
+        let err = within(cluster.apply(&d)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert!(err.is_retryable());
+        assert!(err.to_string().contains("apply Deployment shop/web"), "{err}");
+        let strict = cluster.clone().field_manager("ci").force(false);
+        let err = within(strict.apply(&d)).await.unwrap_err();
+        assert!(err.is_conflict(), "{err}");
+        drop((cluster, strict));
+        let seen = mock.finish().await;
+        assert_eq!(seen[1].query("force"), None, "no force when switched off");
+    }
+
+    #[tokio::test]
+    async fn namespaces_are_applied_and_read() {
+        let (client, mock) = start(vec![
+            Expect::patch("/api/v1/namespaces/shop")
+                .query("fieldManager", "deploy-rs")
+                .body(|b| assert_eq!(b["metadata"]["labels"]["environment"], "production"))
+                .ok(json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": "shop", "labels": {"environment": "production", "kubernetes.io/metadata.name": "shop"}},
+                    "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})),
+            Expect::get("/api/v1/namespaces/shop").ok(json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "shop"}, "status": {"phase": "Active"}})),
+            Expect::get("/api/v1/namespaces/gone").status(404, "NotFound", "namespaces \"gone\" not found"),
+        ]);
+        let cluster = Cluster::new(client);
+        let ns =
+            within(cluster.ensure_namespace("shop", BTreeMap::from([("environment".into(), "production".into())])))
+                .await
+                .unwrap();
+        assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Active"));
+        assert!(within(cluster.namespace("shop")).await.unwrap().is_some());
+        assert!(within(cluster.namespace("gone")).await.unwrap().is_none());
+        drop(cluster);
+        mock.finish().await;
+    }
+
+    #[tokio::test]
+    async fn config_maps_and_secrets_create_merge_and_read() {
+        let cm = crate::manifest::config_map("shop", "web", BTreeMap::from([("LOG_LEVEL".into(), "info".into())]));
+        let (client, mock) = start(vec![
+            Expect::post("/api/v1/namespaces/shop/configmaps")
+                .body(|b| assert_eq!(b["data"]["LOG_LEVEL"], "info"))
+                .reply(201, stored(serde_json::to_value(&cm).unwrap(), "10")),
+            Expect::post("/api/v1/namespaces/shop/configmaps")
+                .status(409, "AlreadyExists", "configmaps \"web\" already exists"),
+            Expect::patch("/api/v1/namespaces/shop/configmaps/web")
+                .body(|b| assert_eq!(b, &json!({"data": {"LOG_LEVEL": "debug"}})))
+                .ok(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "11"},
+                    "data": {"LOG_LEVEL": "debug", "PORT": "8080"}})),
+            Expect::patch("/api/v1/namespaces/shop/configmaps/missing").status(404, "NotFound", "configmaps \"missing\" not found"),
+            Expect::get("/api/v1/namespaces/shop/configmaps/web")
+                .ok(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web", "namespace": "shop"}, "data": {"A": "1"}})),
+            Expect::patch("/api/v1/namespaces/shop/secrets/db")
+                .body(|b| assert_eq!(b, &json!({"data": {"password": "aHVudGVyMg=="}})))
+                .ok(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
+                    "type": "Opaque", "data": {"password": "aHVudGVyMg==", "user": "YXBw"}})),
+            Expect::get("/api/v1/namespaces/shop/secrets/db").status(500, "InternalError", "etcd unavailable"),
+        ]);
+        let cluster = Cluster::new(client);
+        let created = within(cluster.create_config_map(&cm)).await.unwrap();
+        assert_eq!(created.metadata.resource_version.as_deref(), Some("10"));
+        let err = within(cluster.create_config_map(&cm)).await.unwrap_err();
+        assert!(err.is_conflict(), "{err}");
+        let merged =
+            within(cluster.merge_config_map("shop", "web", &BTreeMap::from([("LOG_LEVEL".into(), "debug".into())])))
+                .await
+                .unwrap();
+        assert_eq!(merged.data.unwrap()["PORT"], "8080", "other keys kept");
+        let err = within(cluster.merge_config_map("shop", "missing", &BTreeMap::new())).await.unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        assert_eq!(within(cluster.config_map("shop", "web")).await.unwrap().unwrap().data.unwrap()["A"], "1");
+        let secret =
+            within(cluster.merge_secret("shop", "db", &BTreeMap::from([("password".into(), b"hunter2".to_vec())])))
+                .await
+                .unwrap();
+        assert_eq!(secret.data.unwrap()["user"].0, b"app");
+        let err = within(cluster.secret("shop", "db")).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        drop(cluster);
+        mock.finish().await;
+    }
+
+    #[tokio::test]
+    async fn logs_and_scale_use_their_subresources() {
+        let (client, mock) = start(vec![
+            Expect::get("/api/v1/namespaces/shop/pods/web-7d4b9c-x2x9k/log")
+                .query("tailLines", "20")
+                .query("container", "web")
+                .query("previous", "true")
+                .text("panic: config key DB_URL missing\n"),
+            Expect::patch(&format!("{DEPLOYMENTS}/web-canary/scale"))
+                .body(|b| assert_eq!(b, &json!({"spec": {"replicas": 5}})))
+                .ok(json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": {"name": "web-canary", "namespace": "shop"},
+                    "spec": {"replicas": 5}, "status": {"replicas": 2, "selector": "app.kubernetes.io/name=web"}})),
+            Expect::patch(&format!("{DEPLOYMENTS}/nope/scale")).status(404, "NotFound", "deployments.apps \"nope\" not found"),
+        ]);
+        let cluster = Cluster::new(client);
+        let logs = within(cluster.pod_logs(
+            "shop",
+            "web-7d4b9c-x2x9k",
+            &LogOptions::default().tail(20).container("web").previous(),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(logs, "panic: config key DB_URL missing\n");
+        within(cluster.scale("shop", "web-canary", 5)).await.unwrap();
+        assert!(within(cluster.scale("shop", "nope", 1)).await.unwrap_err().is_not_found());
+        drop(cluster);
+        mock.finish().await;
+    }
+
+    fn crd_json(established: bool) -> serde_json::Value {
+        let mut v = serde_json::to_value(crate::manifest::crd::tests::rollout_crd()).unwrap();
+        v["metadata"]["resourceVersion"] = json!(if established { "21" } else { "20" });
+        v["status"] = json!({"conditions": [
+            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found"},
+            {"type": "Established", "status": if established { "True" } else { "False" }, "reason": "InitialNamesAccepted",
+             "message": "the initial names have been accepted"}]});
+        v
+    }
+
+    #[tokio::test]
+    async fn crd_apply_waits_for_established_by_watching() {
+        let path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+        let (client, mock) = start(vec![
+            Expect::patch(&format!("{path}/rollouts.deploy-rs.io"))
+                .query("fieldManager", "deploy-rs")
+                .ok(crd_json(false)),
+            Expect::get(path).query("fieldSelector", "metadata.name=rollouts.deploy-rs.io").ok(list(
+                "CustomResourceDefinitionList",
+                "apiextensions.k8s.io/v1",
+                "20",
+                vec![crd_json(false)],
+            )),
+            Expect::get(path).watch().query("resourceVersion", "20").events(vec![event("MODIFIED", crd_json(true))]),
+        ]);
+        let cluster = Cluster::new(client);
+        let crd = within(cluster.apply_crd(&crate::manifest::crd::tests::rollout_crd(), Duration::from_secs(3)))
+            .await
+            .unwrap();
+        assert_eq!(crd.metadata.resource_version.as_deref(), Some("21"));
+        drop(cluster);
+        mock.finish().await;
+    }
+
+    fn job_json(condition: Option<(&str, &str)>, rv: &str) -> serde_json::Value {
+        let mut status = json!({"startTime": "2025-06-01T10:00:00Z", "active": 1});
+        if let Some((type_, message)) = condition {
+            status = json!({"startTime": "2025-06-01T10:00:00Z", "failed": 1, "succeeded": if type_ == "Complete" { 1 } else { 0 },
+                "conditions": [{"type": type_, "status": "True", "reason": if type_ == "Failed" { "BackoffLimitExceeded" } else { "Completed" },
+                    "message": message, "lastTransitionTime": "2025-06-01T10:01:00Z", "lastProbeTime": "2025-06-01T10:01:00Z"}]});
+        }
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "backup", "namespace": "shop", "resourceVersion": rv},
+            "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "backup", "image": "postgres:16"}]}}},
+            "status": status})
+    }
+
+    fn backup_job() -> Job {
+        serde_json::from_value(
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "backup", "namespace": "shop"},
+            "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "backup", "image": "postgres:16", "command": ["pg_dump"]}]}}}}),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn failed_hook_job_returns_the_failed_pods_logs() {
+        let jobs = "/apis/batch/v1/namespaces/shop/jobs";
+        let (client, mock) = start(vec![
+            Expect::post(jobs).body(|b| assert_eq!(b["metadata"]["name"], "backup")).reply(201, job_json(None, "1")),
+            Expect::get(jobs).query("fieldSelector", "metadata.name=backup").ok(list("JobList", "batch/v1", "1", vec![job_json(None, "1")])),
+            Expect::get(jobs).watch().events(vec![event("MODIFIED", job_json(Some(("Failed", "Job has reached the specified backoff limit")), "2"))]),
+            Expect::get("/api/v1/namespaces/shop/pods").query("labelSelector", "job-name=backup").ok(list("PodList", "v1", "3", vec![
+                json!({"metadata": {"name": "backup-8xq2p", "namespace": "shop", "labels": {"job-name": "backup"}}, "status": {"phase": "Failed"}})])),
+            Expect::get("/api/v1/namespaces/shop/pods/backup-8xq2p/log").query("tailLines", "50")
+                .text("pg_dump: error: connection to server failed: Connection refused\n"),
+        ]);
+        let cluster = Cluster::new(client);
+        let err = within(cluster.run_hook(&backup_job(), &HookOptions::default().deadline(Duration::from_secs(3))))
+            .await
+            .unwrap_err();
+        match err {
+            KubeError::JobFailed { job, reason, logs } => {
+                assert_eq!(job, "backup");
+                assert_eq!(reason, "Job has reached the specified backoff limit");
+                assert!(logs.unwrap().contains("Connection refused"));
+            }
+            other => panic!("expected JobFailed, got {other}"),
+        }
+        drop(cluster);
+        mock.finish().await;
+    }
+
+    #[tokio::test]
+    async fn completed_hook_job_is_returned_and_a_stuck_one_times_out() {
+        let jobs = "/apis/batch/v1/namespaces/shop/jobs";
+        let (client, mock) = start(vec![
+            Expect::post(jobs).reply(201, job_json(None, "1")),
+            Expect::get(jobs).query("fieldSelector", "metadata.name=backup").ok(list(
+                "JobList",
+                "batch/v1",
+                "5",
+                vec![job_json(Some(("Complete", "done")), "5")],
+            )),
+        ]);
+        let cluster = Cluster::new(client);
+        let job = within(cluster.run_hook(&backup_job(), &HookOptions::default())).await.unwrap();
+        assert_eq!(job_finished(Some(&job)), Some(JobOutcome::Complete));
+        drop(cluster);
+        mock.finish().await;
+
+        let (client, mock) = start(vec![
+            Expect::post(jobs).reply(201, job_json(None, "1")),
+            Expect::get(jobs).query("fieldSelector", "metadata.name=backup").ok(list(
+                "JobList",
+                "batch/v1",
+                "1",
+                vec![job_json(None, "1")],
+            )),
+            Expect::get(jobs).watch().hang(),
+        ]);
+        let cluster = Cluster::new(client);
+        let err = within(cluster.run_hook(&backup_job(), &HookOptions::default().deadline(Duration::from_millis(200))))
+            .await
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        drop(cluster);
+        mock.finish().await;
+    }
+}

@@ -1,0 +1,149 @@
+//! Errors of the cluster operations, and how a `kube::Error` maps onto deploy-core's
+//! [`ErrorKind`].
+
+use deploy_core::error::{Classify, ErrorKind};
+
+/// A failure of a cluster operation of this crate (apply, read, wait, hook Jobs).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KubeError {
+    /// The API server answered with an error status or could not be reached.
+    #[error("failed to {operation}: {source}")]
+    Api {
+        /// What was being done, such as `apply deployment shop/web`.
+        operation: String,
+        /// The class of the failure, from the HTTP status.
+        kind: ErrorKind,
+        /// kube's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The object does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// Which object, such as `namespace shop`.
+        what: String,
+    },
+    /// The object could not be turned into or out of JSON.
+    #[error("failed to encode {what}: {source}")]
+    Encode {
+        /// Which object.
+        what: String,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A wait ran out of time.
+    #[error("{what} was not done after {after:?}: {last}")]
+    Timeout {
+        /// What was waited for.
+        what: String,
+        /// How long.
+        after: std::time::Duration,
+        /// The last state seen.
+        last: String,
+    },
+    /// A watch ended with an error that retries did not cure.
+    #[error("watch of {what} failed: {source}")]
+    Watch {
+        /// What was watched.
+        what: String,
+        /// kube-runtime's error.
+        #[source]
+        source: kube::runtime::watcher::Error,
+    },
+    /// A hook Job failed; `logs` holds the tail of its failed pod's logs.
+    #[error("hook job {job} failed: {reason}")]
+    JobFailed {
+        /// The Job's name.
+        job: String,
+        /// The Job's failure condition message.
+        reason: String,
+        /// The last lines of the failed pod's log, if any could be read.
+        logs: Option<String>,
+    },
+    /// The object the server returned lacks a field the operation needs.
+    #[error("{what} is missing {field}")]
+    Incomplete {
+        /// Which object.
+        what: String,
+        /// Which field.
+        field: String,
+    },
+}
+
+/// `Result` with [`KubeError`].
+pub type Result<T, E = KubeError> = std::result::Result<T, E>;
+
+impl KubeError {
+    /// Wraps kube's error for `operation`, classified by [`kind_of`].
+    pub fn api(operation: impl Into<String>, source: kube::Error) -> Self {
+        Self::Api { operation: operation.into(), kind: kind_of(&source), source }
+    }
+}
+
+impl Classify for KubeError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Api { kind, .. } => *kind,
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::Encode { .. } | Self::Incomplete { .. } => ErrorKind::InvalidInput,
+            Self::Timeout { .. } => ErrorKind::Timeout,
+            Self::Watch { .. } => ErrorKind::Unavailable,
+            Self::JobFailed { .. } => ErrorKind::Other,
+        }
+    }
+}
+
+/// The class of a kube error: from the API server's status code when it answered,
+/// [`ErrorKind::Unavailable`] when it could not be reached.
+pub fn kind_of(error: &kube::Error) -> ErrorKind {
+    match error {
+        kube::Error::Api(status) => kind_of_status(status.code),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => ErrorKind::Unavailable,
+        kube::Error::SerdeError(_) => ErrorKind::InvalidInput,
+        kube::Error::Auth(_) => ErrorKind::Unauthorized,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// The class of an HTTP status answered by the API server.
+pub fn kind_of_status(code: u16) -> ErrorKind {
+    match code {
+        404 | 410 => ErrorKind::NotFound,
+        409 => ErrorKind::Conflict,
+        401 | 403 => ErrorKind::Unauthorized,
+        400 | 405 | 415 | 422 => ErrorKind::InvalidInput,
+        408 | 504 => ErrorKind::Timeout,
+        429 | 500..=599 => ErrorKind::Unavailable,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// Whether `error` is the API server's 404.
+pub(crate) fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Whether `error` is the API server's 409.
+pub(crate) fn is_conflict(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(s) if s.code == 409)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_kinds_callers_act_on() {
+        assert_eq!(kind_of_status(404), ErrorKind::NotFound);
+        assert_eq!(kind_of_status(409), ErrorKind::Conflict);
+        assert_eq!(kind_of_status(500), ErrorKind::Unavailable);
+        assert_eq!(kind_of_status(503), ErrorKind::Unavailable);
+        assert_eq!(kind_of_status(429), ErrorKind::Unavailable);
+        assert_eq!(kind_of_status(403), ErrorKind::Unauthorized);
+        assert_eq!(kind_of_status(422), ErrorKind::InvalidInput);
+        assert!(kind_of_status(409).is_retryable());
+        assert!(!kind_of_status(422).is_retryable());
+    }
+}

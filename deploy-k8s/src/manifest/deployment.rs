@@ -1,0 +1,539 @@
+//! The Deployment of an application (or of one of its tracks), built from its
+//! [`AppSpec`].
+
+use std::collections::BTreeMap;
+
+use deploy_core::model::{AppSpec, EnvVar, ImageRef, IntOrPercent, Probe, ProbeAction, Release, ResourceList, Track};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, ConfigMapEnvSource, ConfigMapKeySelector, Container, ContainerPort, EnvFromSource,
+    EnvVar as KubeEnvVar, EnvVarSource, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe as KubeProbe, ResourceRequirements, SeccompProfile, SecretEnvSource,
+    SecretKeySelector, SecurityContext, SleepAction, TCPSocketAction, Toleration,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KubeQuantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::labels;
+
+/// A ConfigMap or Secret whose keys all become environment variables (`envFrom`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EnvFrom {
+    /// Every key of this ConfigMap.
+    ConfigMap(String),
+    /// Every key of this Secret.
+    Secret(String),
+}
+
+/// Kubernetes-only settings of a Deployment that [`AppSpec`] does not carry.
+///
+/// The default is one Deployment named after the app, secure security contexts
+/// filled in wherever the spec leaves them open, 10 revisions kept and a progress
+/// deadline of 600 s (Kubernetes' own defaults, written out so they can be seen).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct DeploymentOptions {
+    /// The track this Deployment runs; `None` names it after the app alone.
+    pub track: Option<Track>,
+    /// The release to run; `None` runs `spec.image` with no version label.
+    pub release: Option<Release>,
+    /// Replicas, overriding `spec.replicas`. Left out of the object when `spec`
+    /// autoscales and this is `None`, so server-side apply never fights the HPA.
+    pub replicas: Option<u32>,
+    /// Keys and values a node must carry.
+    pub node_selector: BTreeMap<String, String>,
+    /// Node and pod (anti-)affinity.
+    pub affinity: Option<Affinity>,
+    /// Taints the pods tolerate.
+    pub tolerations: Vec<Toleration>,
+    /// ConfigMaps and Secrets loaded whole into the environment.
+    pub env_from: Vec<EnvFrom>,
+    /// `checksum/{name}` pod annotations: a change restarts the pods. Fill with
+    /// [`crate::manifest::config::config_map_checksum`] and `secret_checksum`.
+    pub checksums: BTreeMap<String, String>,
+    /// The pods' service account.
+    pub service_account: Option<String>,
+    /// Fill unset security-context fields with restricted values (non-root user
+    /// 1000, RuntimeDefault seccomp, no privilege escalation, read-only root, all
+    /// capabilities dropped). On by default.
+    pub secure_defaults: bool,
+    /// `spec.progressDeadlineSeconds`.
+    pub progress_deadline_seconds: i32,
+    /// `spec.revisionHistoryLimit`.
+    pub revision_history_limit: i32,
+    /// `spec.minReadySeconds`.
+    pub min_ready_seconds: i32,
+}
+
+impl Default for DeploymentOptions {
+    fn default() -> Self {
+        Self {
+            track: None,
+            release: None,
+            replicas: None,
+            node_selector: BTreeMap::new(),
+            affinity: None,
+            tolerations: Vec::new(),
+            env_from: Vec::new(),
+            checksums: BTreeMap::new(),
+            service_account: None,
+            secure_defaults: true,
+            progress_deadline_seconds: 600,
+            revision_history_limit: 10,
+            min_ready_seconds: 0,
+        }
+    }
+}
+
+impl DeploymentOptions {
+    /// Runs `track`.
+    #[must_use]
+    pub fn track(mut self, track: Track) -> Self {
+        self.track = Some(track);
+        self
+    }
+
+    /// Runs `release`.
+    #[must_use]
+    pub fn release(mut self, release: Release) -> Self {
+        self.release = Some(release);
+        self
+    }
+
+    /// Sets the replica count.
+    #[must_use]
+    pub fn replicas(mut self, replicas: u32) -> Self {
+        self.replicas = Some(replicas);
+        self
+    }
+
+    /// Requires a node label.
+    #[must_use]
+    pub fn node_selector(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.node_selector.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the affinity.
+    #[must_use]
+    pub fn affinity(mut self, affinity: Affinity) -> Self {
+        self.affinity = Some(affinity);
+        self
+    }
+
+    /// Adds a toleration.
+    #[must_use]
+    pub fn toleration(mut self, toleration: Toleration) -> Self {
+        self.tolerations.push(toleration);
+        self
+    }
+
+    /// Loads a ConfigMap or Secret whole into the environment.
+    #[must_use]
+    pub fn env_from(mut self, source: EnvFrom) -> Self {
+        self.env_from.push(source);
+        self
+    }
+
+    /// Adds a `checksum/{name}` annotation.
+    #[must_use]
+    pub fn checksum(mut self, name: impl Into<String>, checksum: impl Into<String>) -> Self {
+        self.checksums.insert(name.into(), checksum.into());
+        self
+    }
+
+    /// Sets the service account.
+    #[must_use]
+    pub fn service_account(mut self, name: impl Into<String>) -> Self {
+        self.service_account = Some(name.into());
+        self
+    }
+
+    /// Turns the restricted security-context defaults on or off.
+    #[must_use]
+    pub fn secure_defaults(mut self, on: bool) -> Self {
+        self.secure_defaults = on;
+        self
+    }
+
+    /// Sets the progress deadline in seconds.
+    #[must_use]
+    pub fn progress_deadline_seconds(mut self, seconds: i32) -> Self {
+        self.progress_deadline_seconds = seconds;
+        self
+    }
+}
+
+/// Builds the Deployment of `spec` as `options` says.
+///
+/// The selector is the app (and track) label only, the version goes on the pods, so
+/// that a new release updates the Deployment in place. Probes, resources, env,
+/// security contexts, the pre-stop sleep (`spec.pre_stop_delay`) and the rolling
+/// update parameters come from `spec`; the release's change cause becomes
+/// `kubernetes.io/change-cause`, so `kubectl rollout history` shows it.
+pub fn deployment(spec: &AppSpec, options: &DeploymentOptions) -> Deployment {
+    let app = spec.id();
+    let version = options.release.as_ref().map(|r| &r.version);
+    let image = options.release.as_ref().map_or(&spec.image, |r| &r.image);
+    let selector = match options.track {
+        Some(track) => labels::track_selector(&app, track),
+        None => labels::app_selector(&app),
+    };
+    let mut object_labels = spec.labels.clone();
+    object_labels.extend(labels::pod_labels(&app, options.track, version));
+    let name = match options.track {
+        Some(track) => labels::workload_name(&app, track),
+        None => app.name.to_string(),
+    };
+
+    let mut annotations = spec.annotations.clone();
+    if let Some(cause) = options.release.as_ref().and_then(|r| r.change_cause.clone()) {
+        annotations.insert(labels::CHANGE_CAUSE.to_owned(), cause);
+    }
+    let mut pod_annotations = spec.annotations.clone();
+    for (name, sum) in &options.checksums {
+        pod_annotations.insert(format!("checksum/{name}"), sum.clone());
+    }
+    if let Some(sum) = options.release.as_ref().and_then(|r| r.config_checksum.clone()) {
+        pod_annotations.insert(labels::CONFIG_CHECKSUM.to_owned(), sum);
+    }
+
+    let replicas = match options.replicas {
+        Some(n) => Some(to_i32(n)),
+        None if spec.autoscaling.is_some() => None,
+        None => Some(to_i32(spec.replicas)),
+    };
+
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(app.namespace.to_string()),
+            labels: Some(object_labels.clone()),
+            annotations: non_empty(annotations),
+            ..ObjectMeta::default()
+        },
+        spec: DeploymentSpec {
+            replicas,
+            selector: LabelSelector { match_labels: Some(selector), ..LabelSelector::default() },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(int_or_percent(spec.rolling_update.max_surge)),
+                    max_unavailable: Some(int_or_percent(spec.rolling_update.max_unavailable)),
+                }),
+            }),
+            progress_deadline_seconds: Some(options.progress_deadline_seconds),
+            revision_history_limit: Some(options.revision_history_limit),
+            min_ready_seconds: (options.min_ready_seconds > 0).then_some(options.min_ready_seconds),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(object_labels),
+                    annotations: non_empty(pod_annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec(spec, image, options)),
+            },
+            paused: None,
+        },
+        status: None,
+    }
+}
+
+fn pod_spec(spec: &AppSpec, image: &ImageRef, options: &DeploymentOptions) -> PodSpec {
+    PodSpec {
+        containers: vec![container(spec, image, options)],
+        security_context: Some(pod_security(spec, options.secure_defaults)),
+        node_selector: non_empty(options.node_selector.clone()),
+        affinity: options.affinity.clone(),
+        tolerations: (!options.tolerations.is_empty()).then(|| options.tolerations.clone()),
+        service_account_name: options.service_account.clone(),
+        termination_grace_period_seconds: spec
+            .pre_stop_delay
+            .map(|d| i64::try_from(d.as_duration().as_secs()).unwrap_or(i64::MAX).saturating_add(30)),
+        ..PodSpec::default()
+    }
+}
+
+fn container(spec: &AppSpec, image: &ImageRef, options: &DeploymentOptions) -> Container {
+    let ports: Vec<ContainerPort> = spec
+        .ports
+        .iter()
+        .map(|p| ContainerPort {
+            name: Some(p.name.to_string()),
+            container_port: i32::from(p.container_port),
+            protocol: Some(format!("{:?}", p.protocol).to_ascii_uppercase()),
+            ..ContainerPort::default()
+        })
+        .collect();
+    let env: Vec<KubeEnvVar> = spec.env.iter().map(env_var).collect();
+    let env_from: Vec<EnvFromSource> = options
+        .env_from
+        .iter()
+        .map(|source| match source {
+            EnvFrom::ConfigMap(name) => EnvFromSource {
+                config_map_ref: Some(ConfigMapEnvSource { name: name.clone(), optional: None }),
+                ..EnvFromSource::default()
+            },
+            EnvFrom::Secret(name) => EnvFromSource {
+                secret_ref: Some(SecretEnvSource { name: name.clone(), optional: None }),
+                ..EnvFromSource::default()
+            },
+        })
+        .collect();
+    let lifecycle = spec.pre_stop_delay.filter(|d| !d.is_zero()).map(|delay| Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            sleep: Some(SleepAction { seconds: i64::try_from(delay.as_duration().as_secs()).unwrap_or(i64::MAX) }),
+            ..LifecycleHandler::default()
+        }),
+        ..Lifecycle::default()
+    });
+    Container {
+        name: spec.name.to_string(),
+        image: Some(image.to_string()),
+        ports: (!ports.is_empty()).then_some(ports),
+        env: (!env.is_empty()).then_some(env),
+        env_from: (!env_from.is_empty()).then_some(env_from),
+        resources: resources(&spec.resources.requests, &spec.resources.limits),
+        liveness_probe: spec.liveness.as_ref().map(probe),
+        readiness_probe: spec.readiness.as_ref().map(probe),
+        startup_probe: spec.startup.as_ref().map(probe),
+        security_context: Some(container_security(spec, options.secure_defaults)),
+        lifecycle,
+        ..Container::default()
+    }
+}
+
+fn env_var(var: &EnvVar) -> KubeEnvVar {
+    use deploy_core::model::app::EnvSource;
+    match &var.source {
+        EnvSource::Value(value) => KubeEnvVar { name: var.name.clone(), value: Some(value.clone()), value_from: None },
+        EnvSource::Secret { name, key } => KubeEnvVar {
+            name: var.name.clone(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector { name: name.to_string(), key: key.clone(), optional: None }),
+                ..EnvVarSource::default()
+            }),
+        },
+        EnvSource::ConfigMap { name, key } => KubeEnvVar {
+            name: var.name.clone(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                config_map_key_ref: Some(ConfigMapKeySelector {
+                    name: name.to_string(),
+                    key: key.clone(),
+                    optional: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+        },
+        _ => KubeEnvVar { name: var.name.clone(), value: None, value_from: None },
+    }
+}
+
+/// The Kubernetes form of requests and limits; `None` when both are empty.
+pub(crate) fn resources(requests: &ResourceList, limits: &ResourceList) -> Option<ResourceRequirements> {
+    fn list(list: &ResourceList) -> Option<BTreeMap<String, KubeQuantity>> {
+        let mut map = BTreeMap::new();
+        if let Some(cpu) = &list.cpu {
+            map.insert("cpu".to_owned(), KubeQuantity(cpu.as_str().to_owned()));
+        }
+        if let Some(memory) = &list.memory {
+            map.insert("memory".to_owned(), KubeQuantity(memory.as_str().to_owned()));
+        }
+        non_empty(map)
+    }
+    let (requests, limits) = (list(requests), list(limits));
+    let any = requests.is_some() || limits.is_some();
+    any.then_some(ResourceRequirements { requests, limits, claims: None })
+}
+
+fn probe(probe: &Probe) -> KubeProbe {
+    let mut out = KubeProbe {
+        initial_delay_seconds: Some(seconds(probe.initial_delay.as_duration())),
+        period_seconds: Some(seconds(probe.period.as_duration())),
+        timeout_seconds: Some(seconds(probe.timeout.as_duration())),
+        failure_threshold: Some(to_i32(probe.failure_threshold)),
+        success_threshold: Some(to_i32(probe.success_threshold)),
+        ..KubeProbe::default()
+    };
+    match &probe.action {
+        ProbeAction::Http { path, port } => {
+            out.http_get = Some(HTTPGetAction {
+                path: Some(path.clone()),
+                port: IntOrString::Int(i32::from(*port)),
+                ..HTTPGetAction::default()
+            });
+        }
+        ProbeAction::Tcp { port } => {
+            out.tcp_socket = Some(TCPSocketAction { port: IntOrString::Int(i32::from(*port)), host: None });
+        }
+        ProbeAction::Exec { command } => out.exec = Some(ExecAction { command: Some(command.clone()) }),
+        _ => {}
+    }
+    out
+}
+
+fn pod_security(spec: &AppSpec, secure: bool) -> PodSecurityContext {
+    let s = &spec.pod_security;
+    let pick = |value: Option<i64>| value.or(secure.then_some(1000));
+    PodSecurityContext {
+        run_as_non_root: s.run_as_non_root.or(secure.then_some(true)),
+        run_as_user: pick(s.run_as_user),
+        run_as_group: pick(s.run_as_group),
+        fs_group: pick(s.fs_group),
+        seccomp_profile: secure.then(|| SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None }),
+        ..PodSecurityContext::default()
+    }
+}
+
+fn container_security(spec: &AppSpec, secure: bool) -> SecurityContext {
+    let s = &spec.container_security;
+    let drop =
+        if s.drop_capabilities.is_empty() && secure { vec!["ALL".to_owned()] } else { s.drop_capabilities.clone() };
+    SecurityContext {
+        allow_privilege_escalation: s.allow_privilege_escalation.or(secure.then_some(false)),
+        read_only_root_filesystem: s.read_only_root_filesystem.or(secure.then_some(true)),
+        privileged: s.privileged.or(secure.then_some(false)),
+        capabilities: (!drop.is_empty()).then_some(Capabilities { drop: Some(drop), add: None }),
+        ..SecurityContext::default()
+    }
+}
+
+fn int_or_percent(value: IntOrPercent) -> IntOrString {
+    match value {
+        IntOrPercent::Int(n) => IntOrString::Int(to_i32(n)),
+        other => IntOrString::String(other.to_string()),
+    }
+}
+
+fn seconds(duration: std::time::Duration) -> i32 {
+    i32::try_from(duration.as_secs()).unwrap_or(i32::MAX)
+}
+
+/// `n` as the `i32` Kubernetes uses, saturating.
+pub(crate) fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// `None` for an empty map, as Kubernetes omits empty maps.
+pub(crate) fn non_empty<V>(map: BTreeMap<String, V>) -> Option<BTreeMap<String, V>> {
+    (!map.is_empty()).then_some(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+    use deploy_core::model::{Environment, EnvironmentProfile, HumanDuration, PodSecurityContext as Psc};
+    use std::time::Duration;
+
+    #[test]
+    fn production_spec_becomes_a_secure_probed_deployment() {
+        let spec = EnvironmentProfile::preset(Environment::Production).apply_to(fixtures::spec());
+        let release = fixtures::release("1.4.2").change_cause("ship checkout v1.4.2").config_checksum("abc123");
+        let options = DeploymentOptions::default()
+            .track(Track::Canary)
+            .release(release)
+            .replicas(2)
+            .node_selector("pool", "web")
+            .env_from(EnvFrom::ConfigMap("web-config".into()))
+            .env_from(EnvFrom::Secret("web-secrets".into()))
+            .checksum("configmap-web-config", "deadbeef")
+            .toleration(Toleration {
+                key: Some("dedicated".into()),
+                operator: Some("Equal".into()),
+                value: Some("web".into()),
+                effect: Some("NoSchedule".into()),
+                toleration_seconds: None,
+            });
+        let d = deployment(&spec, &options);
+        assert_eq!(d.metadata.name.as_deref(), Some("web-canary"));
+        assert_eq!(d.metadata.namespace.as_deref(), Some("shop"));
+        assert_eq!(d.metadata.annotations.as_ref().unwrap()[labels::CHANGE_CAUSE], "ship checkout v1.4.2");
+        let s = &d.spec;
+        assert_eq!(s.replicas, Some(2), "explicit replicas win over autoscaling");
+        let sel = s.selector.match_labels.as_ref().unwrap();
+        assert_eq!(sel.len(), 2);
+        assert_eq!(sel[labels::TRACK], "canary");
+        let ru = s.strategy.as_ref().unwrap().rolling_update.as_ref().unwrap();
+        assert_eq!(ru.max_surge, Some(IntOrString::String("25%".into())));
+        assert_eq!(ru.max_unavailable, Some(IntOrString::String("25%".into())));
+        let meta = s.template.metadata.as_ref().unwrap();
+        assert_eq!(meta.labels.as_ref().unwrap()[labels::VERSION], "1.4.2");
+        let ann = meta.annotations.as_ref().unwrap();
+        assert_eq!(ann["checksum/configmap-web-config"], "deadbeef");
+        assert_eq!(ann[labels::CONFIG_CHECKSUM], "abc123");
+        let pod = s.template.spec.as_ref().unwrap();
+        assert_eq!(pod.node_selector.as_ref().unwrap()["pool"], "web");
+        assert_eq!(pod.tolerations.as_ref().unwrap()[0].key.as_deref(), Some("dedicated"));
+        let psc = pod.security_context.as_ref().unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.run_as_user, Some(1000));
+        assert_eq!(psc.fs_group, Some(1000));
+        assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        let c = &pod.containers[0];
+        assert_eq!(c.image.as_deref(), Some("registry.example.com/shop/web:1.4.2"));
+        let csc = c.security_context.as_ref().unwrap();
+        assert_eq!(csc.allow_privilege_escalation, Some(false));
+        assert_eq!(csc.read_only_root_filesystem, Some(true));
+        assert_eq!(csc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_owned()][..]));
+        let res = c.resources.as_ref().unwrap();
+        assert_eq!(res.requests.as_ref().unwrap()["cpu"], KubeQuantity("200m".into()));
+        assert_eq!(res.requests.as_ref().unwrap()["memory"], KubeQuantity("256Mi".into()));
+        let rp = c.readiness_probe.as_ref().unwrap();
+        assert_eq!(rp.http_get.as_ref().unwrap().path.as_deref(), Some("/ready"));
+        assert_eq!(rp.http_get.as_ref().unwrap().port, IntOrString::Int(8080));
+        assert_eq!(rp.period_seconds, Some(10));
+        assert_eq!(rp.failure_threshold, Some(3));
+        let env = c.env.as_ref().unwrap();
+        assert_eq!(env[0].name, "LOG_LEVEL");
+        assert_eq!(env[0].value.as_deref(), Some("info"));
+        let secret = env[1].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        assert_eq!((secret.name.as_str(), secret.key.as_str()), ("db", "password"));
+        let from = c.env_from.as_ref().unwrap();
+        assert_eq!(from[0].config_map_ref.as_ref().unwrap().name, "web-config");
+        assert_eq!(from[1].secret_ref.as_ref().unwrap().name, "web-secrets");
+        assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 8080);
+        assert_eq!(c.ports.as_ref().unwrap()[0].protocol.as_deref(), Some("TCP"));
+    }
+
+    #[test]
+    fn autoscaled_spec_leaves_replicas_to_the_hpa() {
+        let spec = EnvironmentProfile::preset(Environment::Production).apply_to(fixtures::spec());
+        assert!(spec.autoscaling.is_some());
+        let d = deployment(&spec, &DeploymentOptions::default());
+        assert_eq!(d.spec.replicas, None);
+        let d = deployment(&fixtures::spec().replicas(4), &DeploymentOptions::default());
+        assert_eq!(d.metadata.name.as_deref(), Some("web"));
+        assert_eq!(d.spec.replicas, Some(4));
+    }
+
+    #[test]
+    fn pre_stop_sleeps_and_extends_the_grace_period() {
+        let mut spec = fixtures::spec();
+        spec.pre_stop_delay = Some(HumanDuration::new(Duration::from_secs(15)));
+        let d = deployment(&spec, &DeploymentOptions::default());
+        let pod = d.spec.template.spec.unwrap();
+        let sleep = pod.containers[0].lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap().sleep.as_ref().unwrap();
+        assert_eq!(sleep.seconds, 15);
+        assert_eq!(pod.termination_grace_period_seconds, Some(45));
+    }
+
+    #[test]
+    fn explicit_security_values_win_and_defaults_can_be_switched_off() {
+        let mut spec = fixtures::spec();
+        spec.pod_security = Psc::default();
+        spec.pod_security.run_as_user = Some(65532);
+        let d = deployment(&spec, &DeploymentOptions::default());
+        let psc = d.spec.template.spec.unwrap().security_context.unwrap();
+        assert_eq!(psc.run_as_user, Some(65532));
+        assert_eq!(psc.run_as_group, Some(1000));
+        let d = deployment(&fixtures::spec(), &DeploymentOptions::default().secure_defaults(false));
+        let pod = d.spec.template.spec.unwrap();
+        assert_eq!(pod.security_context.unwrap().run_as_non_root, None);
+        assert_eq!(pod.containers[0].security_context.as_ref().unwrap().capabilities, None);
+    }
+}

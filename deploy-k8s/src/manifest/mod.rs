@@ -1,0 +1,34 @@
+//! Builders from [`AppSpec`](deploy_core::model::AppSpec) to Kubernetes objects, and
+//! rendering them as manifests.
+//!
+//! Every builder is a pure function: the same spec and options give the same
+//! object, so manifests can be diffed and reviewed before anything is applied.
+
+pub mod autoscaling;
+pub mod config;
+pub mod crd;
+pub(crate) mod custom;
+pub mod deployment;
+pub mod gateway;
+pub mod ingress;
+pub mod istio;
+pub mod network_policy;
+pub mod render;
+pub mod service;
+
+pub use autoscaling::{
+    DisruptionBudget, HpaOptions, PodsMetric, ScalingPolicy, ScalingRules, horizontal_pod_autoscaler,
+    pod_disruption_budget,
+};
+pub use config::{config_map, config_map_checksum, namespace, secret, secret_checksum};
+pub use crd::{CrdDescription, CrdScope, CrdVersion, custom_resource_definition};
+pub use deployment::{DeploymentOptions, EnvFrom, deployment};
+pub use gateway::HTTPRoute;
+pub use ingress::{IngressOptions, IngressPath, ingress};
+pub use istio::{
+    AuthorizationPolicy, DestinationRule, PeerAuthentication, StringMatch, TrafficPolicy, VirtualService,
+    VirtualServiceOptions, authorization_policy, destination_rule, peer_authentication, virtual_service,
+};
+pub use network_policy::{EgressTo, NetworkPolicyOptions, network_policy};
+pub use render::ManifestSet;
+pub use service::{ServiceOptions, service};

@@ -1,0 +1,549 @@
+//! [`KubePlatform`]: deploy-core's [`Platform`] on Kubernetes, one Deployment per
+//! track.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deploy_core::error::ErrorKind;
+use deploy_core::model::{AppId, AppSpec, Release, Track, Version};
+use deploy_core::platform::{Platform, PlatformError, TrackState, TrackStatus};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event, watcher};
+use tracing::{debug, instrument};
+
+use crate::cluster::{Cluster, get_opt};
+use crate::error::{KubeError, is_conflict, is_not_found, kind_of};
+use crate::labels;
+use crate::manifest::{DeploymentOptions, deployment};
+use crate::rollout_status::{RolloutStatus, doomed_pod, rollout_status};
+
+/// How the platform builds and changes Deployments.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PlatformOptions {
+    /// Kubernetes-only settings for every track's Deployment (node selector,
+    /// tolerations, env from ConfigMaps ...); track, release and replicas are set
+    /// per call.
+    pub deployment: DeploymentOptions,
+    /// How often a write that lost a race (409) is retried before failing.
+    pub conflict_retries: u32,
+    /// The pause before the first retry; doubled each time.
+    pub retry_delay: Duration,
+}
+
+impl Default for PlatformOptions {
+    fn default() -> Self {
+        Self { deployment: DeploymentOptions::default(), conflict_retries: 5, retry_delay: Duration::from_millis(50) }
+    }
+}
+
+impl PlatformOptions {
+    /// Sets the Deployment template options.
+    #[must_use]
+    pub fn deployment(mut self, options: DeploymentOptions) -> Self {
+        self.deployment = options;
+        self
+    }
+
+    /// Sets how often a 409 is retried.
+    #[must_use]
+    pub fn conflict_retries(mut self, retries: u32) -> Self {
+        self.conflict_retries = retries;
+        self
+    }
+}
+
+/// Runs each track of an app as its own Deployment `{app}-{track}`, labelled with
+/// app, track and version.
+///
+/// - `apply`: server-side apply of the Deployment built from the spec.
+/// - `wait_ready`: watches the Deployment and its pods (kube-runtime watchers, no
+///   polling) and decides as `kubectl rollout status` does, generations first; a
+///   pod of the new version in CrashLoopBackOff, ErrImagePull, ImagePullBackOff or
+///   CreateContainerConfigError fails at once with [`PlatformError::Doomed`].
+/// - `scale`: the scale subresource. `remove`: delete, 404 counts as done.
+///
+/// Writes that get a 409 are retried with backoff.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use deploy_k8s::{Cluster, KubePlatform};
+/// let client = kube::Client::try_default().await?;
+/// let platform = KubePlatform::new(Cluster::new(client));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct KubePlatform {
+    cluster: Cluster,
+    options: PlatformOptions,
+}
+
+impl KubePlatform {
+    /// A platform on `cluster` with default options.
+    pub fn new(cluster: Cluster) -> Self {
+        Self { cluster, options: PlatformOptions::default() }
+    }
+
+    /// Sets the options.
+    #[must_use]
+    pub fn with_options(mut self, options: PlatformOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    fn deployments(&self, app: &AppId) -> Api<Deployment> {
+        Api::namespaced(self.cluster.client().clone(), app.namespace.as_str())
+    }
+
+    /// Runs `op` again on 409, with doubling pauses, up to the configured count.
+    async fn retry_conflicts<T, F, Fut>(&self, mut op: F) -> Result<T, kube::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let mut delay = self.options.retry_delay;
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Err(e) if is_conflict(&e) && attempt < self.options.conflict_retries => {
+                    attempt += 1;
+                    debug!(attempt, "conflict, retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn backend(operation: String, error: kube::Error) -> PlatformError {
+    PlatformError::backend(operation, kind_of(&error), error)
+}
+
+/// The track's status from its Deployment.
+pub(crate) fn track_status(d: &Deployment) -> TrackStatus {
+    let release = d
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.as_ref())
+        .and_then(|l| l.get(labels::VERSION))
+        .and_then(|v| Version::new(v.clone()).ok());
+    let status = d.status.clone().unwrap_or_default();
+    let count = |n: Option<i32>| u32::try_from(n.unwrap_or(0)).unwrap_or(0);
+    let state = match rollout_status(d, None) {
+        RolloutStatus::Complete { .. } => TrackState::Ready,
+        RolloutStatus::Failed { message } => TrackState::Failed(message),
+        _ => TrackState::Progressing,
+    };
+    TrackStatus::new(
+        release,
+        count(d.spec.replicas),
+        count(status.updated_replicas),
+        count(status.ready_replicas),
+        count(status.available_replicas),
+        state,
+    )
+}
+
+/// What the watch loop has seen so far.
+#[derive(Default)]
+struct Observed {
+    version: Option<String>,
+    pods: BTreeMap<String, Pod>,
+    last: String,
+}
+
+impl Observed {
+    fn doomed(&self) -> Option<String> {
+        let version = self.version.as_ref()?;
+        self.pods
+            .values()
+            .filter(|p| p.metadata.labels.as_ref().and_then(|l| l.get(labels::VERSION)) == Some(version))
+            .find_map(doomed_pod)
+    }
+}
+
+enum Seen {
+    Deployment(Result<Event<Deployment>, watcher::Error>),
+    Pod(Result<Event<Pod>, watcher::Error>),
+}
+
+#[async_trait]
+impl Platform for KubePlatform {
+    #[instrument(skip_all, fields(deploy.app = %spec.id(), deploy.track = %track, release.version = %release.version, replicas), err)]
+    async fn apply(&self, spec: &AppSpec, track: Track, release: &Release, replicas: u32) -> Result<(), PlatformError> {
+        spec.validate().map_err(|errors| PlatformError::Invalid { app: spec.id(), errors })?;
+        let object =
+            deployment(spec, &self.options.deployment.clone().track(track).release(release.clone()).replicas(replicas));
+        let app = spec.id();
+        let name = labels::workload_name(&app, track);
+        let api = self.deployments(&app);
+        let params = PatchParams::apply(crate::cluster::FIELD_MANAGER).force();
+        let patch = Patch::Apply(&object);
+        self.retry_conflicts(|| api.patch(&name, &params, &patch))
+            .await
+            .map(drop)
+            .map_err(|e| backend(format!("apply deployment {}/{name}", app.namespace), e))
+    }
+
+    #[instrument(skip_all, fields(deploy.app = %app, deploy.track = %track, replicas), err)]
+    async fn scale(&self, app: &AppId, track: Track, replicas: u32) -> Result<(), PlatformError> {
+        let name = labels::workload_name(app, track);
+        let api = self.deployments(app);
+        let body = serde_json::json!({ "spec": { "replicas": replicas } });
+        let patch = Patch::Merge(&body);
+        let params = PatchParams::default();
+        match self.retry_conflicts(|| api.patch_scale(&name, &params, &patch)).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Err(PlatformError::NotFound { app: app.clone(), track }),
+            Err(e) => Err(backend(format!("scale deployment {}/{name}", app.namespace), e)),
+        }
+    }
+
+    #[instrument(skip_all, fields(deploy.app = %app, deploy.track = %track, ?deadline), err)]
+    async fn wait_ready(&self, app: &AppId, track: Track, deadline: Duration) -> Result<(), PlatformError> {
+        let name = labels::workload_name(app, track);
+        let pods: Api<Pod> = Api::namespaced(self.cluster.client().clone(), app.namespace.as_str());
+        let deployments =
+            watcher(self.deployments(app), watcher::Config::default().fields(&format!("metadata.name={name}")))
+                .default_backoff()
+                .map(Seen::Deployment);
+        let pods = watcher(
+            pods,
+            watcher::Config::default().labels(&labels::selector_string(&labels::track_selector(app, track))),
+        )
+        .default_backoff()
+        .map(Seen::Pod);
+        let mut events = std::pin::pin!(futures::stream::select(deployments, pods));
+        let mut observed = Observed { last: "no status seen yet".to_owned(), ..Observed::default() };
+        let mut deployment_seen = false;
+        let outcome = tokio::time::timeout(deadline, async {
+            while let Some(seen) = events.next().await {
+                match seen {
+                    Seen::Deployment(Ok(Event::Apply(d) | Event::InitApply(d))) => {
+                        deployment_seen = true;
+                        observed.version = d
+                            .spec
+                            .template
+                            .metadata
+                            .as_ref()
+                            .and_then(|m| m.labels.as_ref())
+                            .and_then(|l| l.get(labels::VERSION).cloned());
+                        match rollout_status(&d, None) {
+                            RolloutStatus::Complete { .. } => return Ok(()),
+                            RolloutStatus::Failed { message } => {
+                                return Err(PlatformError::Doomed { app: app.clone(), track, reason: message });
+                            }
+                            waiting => observed.last = waiting.message().to_owned(),
+                        }
+                    }
+                    Seen::Deployment(Ok(Event::Delete(_))) => {
+                        return Err(PlatformError::NotFound { app: app.clone(), track });
+                    }
+                    Seen::Deployment(Ok(Event::InitDone)) if !deployment_seen => {
+                        return Err(PlatformError::NotFound { app: app.clone(), track });
+                    }
+                    Seen::Pod(Ok(Event::Apply(p) | Event::InitApply(p))) => {
+                        if let Some(pod_name) = p.metadata.name.clone() {
+                            observed.pods.insert(pod_name, p);
+                        }
+                    }
+                    Seen::Pod(Ok(Event::Delete(p))) => {
+                        if let Some(pod_name) = &p.metadata.name {
+                            observed.pods.remove(pod_name);
+                        }
+                    }
+                    Seen::Deployment(Err(e)) | Seen::Pod(Err(e)) => {
+                        debug!(error = %e, "watch error, the watcher retries");
+                        observed.last = format!("watch error: {e}");
+                    }
+                    _ => {}
+                }
+                if let Some(reason) = observed.doomed() {
+                    return Err(PlatformError::Doomed { app: app.clone(), track, reason });
+                }
+            }
+            Err(PlatformError::backend(
+                format!("watch deployment {}/{name}", app.namespace),
+                ErrorKind::Unavailable,
+                "watch stream ended",
+            ))
+        })
+        .await;
+        match outcome {
+            Ok(result) => result,
+            Err(_) => Err(PlatformError::Timeout { app: app.clone(), track, after: deadline, reason: observed.last }),
+        }
+    }
+
+    #[instrument(skip_all, fields(deploy.app = %app, deploy.track = %track), err)]
+    async fn status(&self, app: &AppId, track: Track) -> Result<TrackStatus, PlatformError> {
+        let name = labels::workload_name(app, track);
+        let operation = format!("read deployment {}/{name}", app.namespace);
+        match get_opt(&self.deployments(app), &name, &operation).await {
+            Ok(Some(d)) => Ok(track_status(&d)),
+            Ok(None) => Ok(TrackStatus::absent()),
+            Err(KubeError::Api { operation, kind, source }) => Err(PlatformError::backend(operation, kind, source)),
+            Err(other) => Err(PlatformError::backend(operation, ErrorKind::Other, other)),
+        }
+    }
+
+    #[instrument(skip_all, fields(deploy.app = %app, deploy.track = %track), err)]
+    async fn remove(&self, app: &AppId, track: Track) -> Result<(), PlatformError> {
+        let name = labels::workload_name(app, track);
+        match self.deployments(app).delete(&name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(backend(format!("delete deployment {}/{name}", app.namespace), e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{self, mock::*};
+    use crate::rollout_status::PROGRESS_DEADLINE_EXCEEDED;
+    use crate::rollout_status::tests::{deployment_json, pod_json};
+    use deploy_core::error::Classify;
+    use serde_json::json;
+
+    const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/shop/deployments";
+    const PODS: &str = "/api/v1/namespaces/shop/pods";
+    const CANARY_PODS: &str = "app.kubernetes.io/name=web,deploy-rs.io/track=canary";
+
+    fn platform(client: kube::Client) -> KubePlatform {
+        KubePlatform::new(Cluster::new(client))
+    }
+
+    fn canary(generation: i64, observed: i64, counts: (i64, i64, i64, i64)) -> serde_json::Value {
+        deployment_json("web-canary", generation, observed, 3, counts, "ReplicaSetUpdated")
+    }
+
+    fn deployment_list(items: Vec<serde_json::Value>, rv: &str) -> Expect {
+        Expect::get(DEPLOYMENTS).query("fieldSelector", "metadata.name=web-canary").ok(list(
+            "DeploymentList",
+            "apps/v1",
+            rv,
+            items,
+        ))
+    }
+
+    fn pod_list(items: Vec<serde_json::Value>) -> Expect {
+        Expect::get(PODS).query("labelSelector", CANARY_PODS).ok(list("PodList", "v1", "300", items))
+    }
+
+    #[tokio::test]
+    async fn apply_builds_the_track_deployment_and_retries_a_conflict() {
+        let check = |b: &serde_json::Value| {
+            assert_eq!(b["metadata"]["name"], "web-canary");
+            assert_eq!(b["spec"]["replicas"], 2);
+            assert_eq!(b["spec"]["selector"]["matchLabels"]["deploy-rs.io/track"], "canary");
+            assert_eq!(b["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"], "1.4.2");
+        };
+        let (client, mock) = start(vec![
+            Expect::patch(&format!("{DEPLOYMENTS}/web-canary")).query("fieldManager", "deploy-rs").body(check).status(
+                409,
+                "Conflict",
+                "Operation cannot be fulfilled on deployments.apps \"web-canary\": the object has been modified",
+            ),
+            Expect::patch(&format!("{DEPLOYMENTS}/web-canary")).body(check).ok(canary(2, 1, (3, 0, 3, 3))),
+        ]);
+        let p = platform(client);
+        within(p.apply(&fixtures::spec(), Track::Canary, &fixtures::release("1.4.2"), 2)).await.unwrap();
+        drop(p);
+        assert_eq!(mock.finish().await.len(), 2, "one conflict, one retry");
+    }
+
+    #[tokio::test]
+    async fn persistent_conflicts_and_server_errors_come_back_typed() {
+        let (client, mock) = start(vec![
+            Expect::patch(&format!("{DEPLOYMENTS}/web-canary")).status(409, "Conflict", "modified").repeat(),
+        ]);
+        let p = platform(client).with_options(PlatformOptions::default().conflict_retries(2));
+        let err = within(p.apply(&fixtures::spec(), Track::Canary, &fixtures::release("1.4.2"), 2)).await.unwrap_err();
+        assert!(err.is_conflict(), "{err}");
+        drop(p);
+        assert_eq!(mock.finish().await.len(), 3);
+
+        let (client, mock) = start(vec![
+            Expect::patch(&format!("{DEPLOYMENTS}/web-canary/scale")).status(
+                404,
+                "NotFound",
+                "deployments.apps \"web-canary\" not found",
+            ),
+            Expect::get(&format!("{DEPLOYMENTS}/web-canary")).status(
+                500,
+                "InternalError",
+                "etcdserver: leader changed",
+            ),
+            Expect::delete(&format!("{DEPLOYMENTS}/web-canary")).status(
+                404,
+                "NotFound",
+                "deployments.apps \"web-canary\" not found",
+            ),
+            Expect::get(&format!("{DEPLOYMENTS}/web-stable")).status(
+                404,
+                "NotFound",
+                "deployments.apps \"web-stable\" not found",
+            ),
+        ]);
+        let p = platform(client);
+        let app = fixtures::app_id();
+        assert!(matches!(within(p.scale(&app, Track::Canary, 1)).await, Err(PlatformError::NotFound { .. })));
+        let err = within(p.status(&app, Track::Canary)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        within(p.remove(&app, Track::Canary)).await.unwrap();
+        assert_eq!(within(p.status(&app, Track::Stable)).await.unwrap(), TrackStatus::absent());
+        drop(p);
+        mock.finish().await;
+    }
+
+    #[tokio::test]
+    async fn status_maps_counts_version_and_state() {
+        let (client, mock) =
+            start(vec![Expect::get(&format!("{DEPLOYMENTS}/web-canary")).ok(canary(4, 4, (4, 2, 3, 3)))]);
+        let p = platform(client);
+        let s = within(p.status(&fixtures::app_id(), Track::Canary)).await.unwrap();
+        assert_eq!(s.release.as_ref().map(Version::as_str), Some("1.4.2"));
+        assert_eq!((s.desired, s.updated, s.ready, s.available), (3, 2, 3, 3));
+        assert_eq!(s.state, TrackState::Progressing);
+        drop(p);
+        mock.finish().await;
+    }
+
+    #[tokio::test]
+    async fn wait_ready_compares_generations_before_trusting_a_complete_looking_status() {
+        let (client, mock) = start(vec![
+            // Stale: generation 5 not yet observed, counts from the previous rollout.
+            deployment_list(vec![canary(5, 4, (3, 3, 3, 3))], "104"),
+            pod_list(vec![]),
+            Expect::get(DEPLOYMENTS).watch().query("resourceVersion", "104").events(vec![
+                event("MODIFIED", canary(5, 5, (4, 1, 3, 3))),
+                event("MODIFIED", canary(5, 5, (3, 3, 3, 3))),
+            ]),
+            Expect::get(PODS).watch().hang(),
+        ]);
+        let p = platform(client);
+        within(p.wait_ready(&fixtures::app_id(), Track::Canary, Duration::from_secs(3))).await.unwrap();
+        drop(p);
+        let seen = mock.finish().await;
+        assert!(
+            seen.iter().any(|r| r.path == DEPLOYMENTS && r.is_watch()),
+            "ready came from the watch, not the stale list"
+        );
+        assert!(seen.iter().all(|r| r.method == http::Method::GET), "waiting never writes");
+    }
+
+    #[tokio::test]
+    async fn wait_ready_survives_a_dropped_watch() {
+        let (client, mock) = start(vec![
+            deployment_list(vec![canary(5, 5, (4, 1, 3, 3))], "105"),
+            pod_list(vec![]),
+            Expect::get(DEPLOYMENTS)
+                .watch()
+                .query("resourceVersion", "105")
+                .events(vec![event("MODIFIED", canary(5, 5, (3, 3, 2, 2)))]), // then the stream ends
+            Expect::get(DEPLOYMENTS)
+                .watch()
+                .query("resourceVersion", "105")
+                .events(vec![event("MODIFIED", canary(5, 5, (3, 3, 3, 3)))]),
+            Expect::get(PODS).watch().hang(),
+        ]);
+        let p = platform(client);
+        within(p.wait_ready(&fixtures::app_id(), Track::Canary, Duration::from_secs(3))).await.unwrap();
+        drop(p);
+        let seen = mock.finish().await;
+        assert_eq!(seen.iter().filter(|r| r.path == DEPLOYMENTS && r.is_watch()).count(), 2, "watch re-established");
+    }
+
+    #[tokio::test]
+    async fn wait_ready_fails_fast_on_doomed_pods_of_the_new_version_only() {
+        let old_crashing =
+            pod_json("web-canary-5c8d-aaaaa", "1.4.1", Some(("CrashLoopBackOff", "back-off 5m0s")), false);
+        let new_pulling = pod_json("web-canary-6d9f-bbbbb", "1.4.2", Some(("ContainerCreating", "")), false);
+        let new_missing = pod_json(
+            "web-canary-6d9f-bbbbb",
+            "1.4.2",
+            Some((
+                "ErrImagePull",
+                "rpc error: code = NotFound desc = failed to pull and unpack image \"registry.example.com/shop/web:1.4.2\": not found",
+            )),
+            false,
+        );
+        let (client, mock) = start(vec![
+            deployment_list(vec![canary(5, 5, (4, 1, 3, 3))], "105"),
+            pod_list(vec![old_crashing, new_pulling]),
+            Expect::get(DEPLOYMENTS).watch().hang(),
+            Expect::get(PODS).watch().events(vec![event("MODIFIED", new_missing)]),
+        ]);
+        let p = platform(client);
+        let err = within(p.wait_ready(&fixtures::app_id(), Track::Canary, Duration::from_secs(60))).await.unwrap_err();
+        match err {
+            PlatformError::Doomed { track, reason, .. } => {
+                assert_eq!(track, Track::Canary);
+                assert!(reason.contains("web-canary-6d9f-bbbbb") && reason.contains("ErrImagePull"), "{reason}");
+            }
+            other => panic!("expected Doomed, got {other}"),
+        }
+        drop(p);
+        mock.finish().await;
+    }
+
+    #[tokio::test]
+    async fn progress_deadline_is_doomed_missing_is_not_found_and_silence_times_out() {
+        let (client, mock) = start(vec![
+            deployment_list(
+                vec![deployment_json("web-canary", 5, 5, 3, (4, 1, 3, 3), PROGRESS_DEADLINE_EXCEEDED)],
+                "105",
+            ),
+            pod_list(vec![]).optional(),
+            Expect::get(PODS).watch().hang().optional(),
+        ]);
+        let p = platform(client);
+        let err = within(p.wait_ready(&fixtures::app_id(), Track::Canary, Duration::from_secs(3))).await.unwrap_err();
+        assert!(err.to_string().contains("exceeded its progress deadline"), "{err}");
+        drop(p);
+        mock.finish().await;
+
+        let (client, mock) = start(vec![
+            deployment_list(vec![], "105"),
+            pod_list(vec![]).optional(),
+            Expect::get(PODS).watch().hang().optional(),
+        ]);
+        let p = platform(client);
+        let err = within(p.wait_ready(&fixtures::app_id(), Track::Canary, Duration::from_secs(3))).await.unwrap_err();
+        assert!(matches!(err, PlatformError::NotFound { .. }), "{err}");
+        drop(p);
+        mock.finish().await;
+
+        let (client, mock) = start(vec![
+            deployment_list(vec![canary(5, 5, (3, 3, 2, 2))], "105"),
+            pod_list(vec![]),
+            Expect::get(DEPLOYMENTS).watch().hang(),
+            Expect::get(PODS).watch().hang(),
+        ]);
+        let p = platform(client);
+        let err =
+            within(p.wait_ready(&fixtures::app_id(), Track::Canary, Duration::from_millis(300))).await.unwrap_err();
+        match &err {
+            PlatformError::Timeout { reason, .. } => assert_eq!(
+                reason,
+                "Waiting for deployment \"web-canary\" rollout to finish: 2 of 3 updated replicas are available..."
+            ),
+            other => panic!("expected Timeout, got {other}"),
+        }
+        assert!(err.is_timeout());
+        drop(p);
+        let _ = json!(null);
+        mock.finish().await;
+    }
+}

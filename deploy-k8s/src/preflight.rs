@@ -1,0 +1,406 @@
+//! Pre-deployment checks that return a report: API server reachable (with its
+//! version), namespace exists, the requested resources fit the namespace's
+//! ResourceQuotas and the nodes' allocatable capacity, and the image exists.
+//!
+//! A check that cannot be carried out fails; nothing passes on silence.
+
+use std::fmt;
+
+use deploy_core::model::{ImageRef, Quantity, ResourceList};
+use deploy_core::registry::ImageRegistry;
+use k8s_openapi::api::core::v1::{Node, ResourceQuota};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KubeQuantity;
+use kube::api::{Api, ListParams};
+use tracing::instrument;
+
+use crate::cluster::Cluster;
+
+/// What is about to be deployed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PreflightRequest {
+    /// The target namespace.
+    pub namespace: String,
+    /// The image to run.
+    pub image: ImageRef,
+    /// Requests of one pod.
+    pub pod_requests: ResourceList,
+    /// How many pods at most run at once (replicas plus surge, or both tracks of a
+    /// blue-green rollout).
+    pub pods: u32,
+}
+
+impl PreflightRequest {
+    /// A request for `pods` pods of `image`, each requesting `pod_requests`.
+    pub fn new(namespace: impl Into<String>, image: ImageRef, pod_requests: ResourceList, pods: u32) -> Self {
+        Self { namespace: namespace.into(), image, pod_requests, pods }
+    }
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CheckOutcome {
+    /// The check passed; the detail says what was seen.
+    Passed(String),
+    /// The check failed or could not be carried out; the detail says why.
+    Failed(String),
+}
+
+/// One named check and its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Check {
+    /// `api-server`, `namespace`, `quota`, `capacity` or `image`.
+    pub name: &'static str,
+    /// What happened.
+    pub outcome: CheckOutcome,
+}
+
+impl Check {
+    fn pass(name: &'static str, detail: impl Into<String>) -> Self {
+        Self { name, outcome: CheckOutcome::Passed(detail.into()) }
+    }
+    fn fail(name: &'static str, detail: impl Into<String>) -> Self {
+        Self { name, outcome: CheckOutcome::Failed(detail.into()) }
+    }
+
+    /// Whether it passed.
+    pub fn passed(&self) -> bool {
+        matches!(self.outcome, CheckOutcome::Passed(_))
+    }
+}
+
+/// Every check, in the order run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PreflightReport {
+    /// The checks.
+    pub checks: Vec<Check>,
+}
+
+impl PreflightReport {
+    /// Whether every check passed.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(Check::passed)
+    }
+
+    /// The check named `name`.
+    pub fn check(&self, name: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}
+
+impl fmt::Display for PreflightReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in &self.checks {
+            match &c.outcome {
+                CheckOutcome::Passed(d) => writeln!(f, "[pass] {}: {d}", c.name)?,
+                CheckOutcome::Failed(d) => writeln!(f, "[FAIL] {}: {d}", c.name)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs every check. Later checks still run when an earlier one fails, so the
+/// report lists every problem at once.
+#[instrument(skip_all, fields(namespace = %request.namespace, image = %request.image))]
+pub async fn preflight(cluster: &Cluster, registry: &dyn ImageRegistry, request: &PreflightRequest) -> PreflightReport {
+    let mut checks = Vec::new();
+    checks.push(match cluster.client().apiserver_version().await {
+        Ok(v) => Check::pass("api-server", format!("reachable, Kubernetes {}", v.git_version)),
+        Err(e) => Check::fail("api-server", format!("not reachable: {e}")),
+    });
+    checks.push(match cluster.namespace(&request.namespace).await {
+        Ok(Some(_)) => Check::pass("namespace", format!("{} exists", request.namespace)),
+        Ok(None) => Check::fail("namespace", format!("{} does not exist", request.namespace)),
+        Err(e) => Check::fail("namespace", format!("could not be read: {e}")),
+    });
+    let wanted = Totals::of(&request.pod_requests, request.pods);
+    checks.push(quota_check(cluster, &request.namespace, &wanted).await);
+    checks.push(capacity_check(cluster, &request.pod_requests, &wanted).await);
+    checks.push(match registry.exists(&request.image).await {
+        Ok(true) => Check::pass("image", format!("{} exists", request.image)),
+        Ok(false) => Check::fail("image", format!("{} does not exist in its registry", request.image)),
+        Err(e) => Check::fail("image", format!("the registry could not be asked: {e}")),
+    });
+    PreflightReport { checks }
+}
+
+/// CPU and memory in milli-units, exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Totals {
+    cpu: i128,
+    memory: i128,
+}
+
+impl Totals {
+    fn of(list: &ResourceList, pods: u32) -> Self {
+        let milli = |q: &Option<Quantity>| q.as_ref().and_then(Quantity::to_milli_units).unwrap_or(0);
+        Self { cpu: milli(&list.cpu) * i128::from(pods), memory: milli(&list.memory) * i128::from(pods) }
+    }
+}
+
+fn milli(q: &KubeQuantity) -> Option<i128> {
+    Quantity::parse(&q.0).ok().and_then(|q| q.to_milli_units())
+}
+
+fn show_cpu(milli: i128) -> String {
+    format!("{milli}m CPU")
+}
+
+fn show_memory(milli: i128) -> String {
+    format!("{} bytes", milli / 1000)
+}
+
+async fn quota_check(cluster: &Cluster, namespace: &str, wanted: &Totals) -> Check {
+    let api: Api<ResourceQuota> = Api::namespaced(cluster.client().clone(), namespace);
+    let quotas = match api.list(&ListParams::default()).await {
+        Ok(list) => list.items,
+        Err(e) => return Check::fail("quota", format!("quotas could not be read: {e}")),
+    };
+    if quotas.is_empty() {
+        return Check::pass("quota", "no ResourceQuota in the namespace");
+    }
+    let mut problems = Vec::new();
+    for quota in &quotas {
+        let name = quota.metadata.name.clone().unwrap_or_default();
+        let hard = quota.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default();
+        let used = quota.status.as_ref().and_then(|s| s.used.clone()).unwrap_or_default();
+        for (keys, want, show) in [
+            (["requests.cpu", "cpu"], wanted.cpu, show_cpu as fn(i128) -> String),
+            (["requests.memory", "memory"], wanted.memory, show_memory),
+        ] {
+            for key in keys {
+                let Some(limit) = hard.get(key) else { continue };
+                let (Some(limit), Some(in_use)) = (milli(limit), used.get(key).map_or(Some(0), milli)) else {
+                    problems.push(format!("{name}: {key} cannot be read"));
+                    continue;
+                };
+                let free = limit - in_use;
+                if want > free {
+                    problems.push(format!("{name}: {key} needs {} but {} is free", show(want), show(free)));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Check::pass("quota", format!("fits {} quota(s)", quotas.len()))
+    } else {
+        Check::fail("quota", problems.join("; "))
+    }
+}
+
+async fn capacity_check(cluster: &Cluster, pod: &ResourceList, wanted: &Totals) -> Check {
+    let api: Api<Node> = Api::all(cluster.client().clone());
+    let nodes = match api.list(&ListParams::default()).await {
+        Ok(list) => list.items,
+        Err(e) => return Check::fail("capacity", format!("nodes could not be read: {e}")),
+    };
+    let one_pod = Totals::of(pod, 1);
+    let mut total = Totals::default();
+    let mut fits_one = false;
+    let mut schedulable = 0;
+    for node in &nodes {
+        if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+            continue;
+        }
+        let Some(allocatable) = node.status.as_ref().and_then(|s| s.allocatable.as_ref()) else { continue };
+        let cpu = allocatable.get("cpu").and_then(milli).unwrap_or(0);
+        let memory = allocatable.get("memory").and_then(milli).unwrap_or(0);
+        schedulable += 1;
+        total.cpu += cpu;
+        total.memory += memory;
+        fits_one |= cpu >= one_pod.cpu && memory >= one_pod.memory;
+    }
+    if schedulable == 0 {
+        return Check::fail("capacity", "no schedulable node");
+    }
+    if !fits_one {
+        return Check::fail("capacity", "no single node has the allocatable CPU and memory one pod requests");
+    }
+    if wanted.cpu > total.cpu || wanted.memory > total.memory {
+        return Check::fail(
+            "capacity",
+            format!(
+                "requested {} and {} exceed the nodes' allocatable {} and {}",
+                show_cpu(wanted.cpu),
+                show_memory(wanted.memory),
+                show_cpu(total.cpu),
+                show_memory(total.memory)
+            ),
+        );
+    }
+    Check::pass(
+        "capacity",
+        format!(
+            "{schedulable} schedulable node(s) with {} and {} allocatable",
+            show_cpu(total.cpu),
+            show_memory(total.memory)
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::mock::*;
+    use deploy_core::error::ErrorKind;
+    use deploy_core::model::Digest;
+    use deploy_core::registry::{PushEvent, RegistryError};
+    use futures::stream::BoxStream;
+    use serde_json::json;
+
+    /// A registry whose answer to `exists` is scripted.
+    struct ScriptedRegistry(Option<bool>);
+
+    #[async_trait::async_trait]
+    impl ImageRegistry for ScriptedRegistry {
+        async fn exists(&self, _: &ImageRef) -> Result<bool, RegistryError> {
+            self.0.ok_or_else(|| RegistryError::backend("look up image", ErrorKind::Unavailable, "connection refused"))
+        }
+        async fn digest(&self, _: &ImageRef) -> Result<Option<Digest>, RegistryError> {
+            Ok(None)
+        }
+        fn push(&self, image: ImageRef) -> BoxStream<'_, Result<PushEvent, RegistryError>> {
+            Box::pin(futures::stream::once(async move { Err(RegistryError::NotFound { image }) }))
+        }
+    }
+
+    fn version() -> serde_json::Value {
+        json!({"major": "1", "minor": "33", "gitVersion": "v1.33.1", "gitCommit": "8adc0f041b8e7ad1d30e29cc59c6ae7a15e19828",
+            "gitTreeState": "clean", "buildDate": "2025-05-15T08:19:08Z", "goVersion": "go1.24.2", "compiler": "gc", "platform": "linux/amd64"})
+    }
+
+    fn quota(hard_cpu: &str, used_cpu: &str, hard_mem: &str, used_mem: &str) -> serde_json::Value {
+        json!({"metadata": {"name": "compute", "namespace": "shop"},
+            "spec": {"hard": {"requests.cpu": hard_cpu, "requests.memory": hard_mem, "pods": "50"}},
+            "status": {"hard": {"requests.cpu": hard_cpu, "requests.memory": hard_mem, "pods": "50"},
+                       "used": {"requests.cpu": used_cpu, "requests.memory": used_mem, "pods": "12"}}})
+    }
+
+    fn node(name: &str, cpu: &str, memory: &str, unschedulable: bool) -> serde_json::Value {
+        json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "spec": {"unschedulable": unschedulable},
+            "status": {"capacity": {"cpu": "4", "memory": "16Gi", "pods": "110"},
+                       "allocatable": {"cpu": cpu, "memory": memory, "pods": "110"}}})
+    }
+
+    fn request(pods: u32) -> PreflightRequest {
+        PreflightRequest::new(
+            "shop",
+            ImageRef::parse("registry.example.com/shop/web:1.4.2").unwrap(),
+            ResourceList::new("250m", "256Mi").unwrap(),
+            pods,
+        )
+    }
+
+    fn script(quota_json: serde_json::Value, nodes: Vec<serde_json::Value>) -> Vec<Expect> {
+        vec![
+            Expect::get("/version").ok(version()),
+            Expect::get("/api/v1/namespaces/shop")
+                .ok(json!({"metadata": {"name": "shop"}, "status": {"phase": "Active"}})),
+            Expect::get("/api/v1/namespaces/shop/resourcequotas").ok(list(
+                "ResourceQuotaList",
+                "v1",
+                "7",
+                vec![quota_json],
+            )),
+            Expect::get("/api/v1/nodes").ok(list("NodeList", "v1", "8", nodes)),
+        ]
+    }
+
+    #[tokio::test]
+    async fn everything_fits_and_every_check_passes() {
+        let (client, mock) = start(script(
+            quota("4", "1500m", "8Gi", "3Gi"),
+            vec![node("a", "3920m", "15Gi", false), node("b", "3920m", "15Gi", false)],
+        ));
+        let cluster = Cluster::new(client);
+        let report = within(preflight(&cluster, &ScriptedRegistry(Some(true)), &request(4))).await;
+        assert!(report.passed(), "{report}");
+        assert_eq!(report.checks.len(), 5);
+        assert_eq!(
+            report.check("api-server").unwrap().outcome,
+            CheckOutcome::Passed("reachable, Kubernetes v1.33.1".into())
+        );
+        drop(cluster);
+        mock.finish().await;
+    }
+
+    #[tokio::test]
+    async fn exact_quota_edge_and_overflow_are_told_apart() {
+        // 4 pods × 250m = 1000m; 2500m − 1500m = 1000m free: fits exactly.
+        let (client, mock) = start(script(quota("2500m", "1500m", "8Gi", "3Gi"), vec![node("a", "8", "32Gi", false)]));
+        let cluster = Cluster::new(client);
+        let report = within(preflight(&cluster, &ScriptedRegistry(Some(true)), &request(4))).await;
+        assert!(report.check("quota").unwrap().passed(), "{report}");
+        let report_one_more = {
+            drop(cluster);
+            mock.finish().await;
+            let (client, mock) =
+                start(script(quota("2500m", "1500m", "8Gi", "3Gi"), vec![node("a", "8", "32Gi", false)]));
+            let cluster = Cluster::new(client);
+            let r = within(preflight(&cluster, &ScriptedRegistry(Some(true)), &request(5))).await;
+            drop(cluster);
+            mock.finish().await;
+            r
+        };
+        let CheckOutcome::Failed(why) = &report_one_more.check("quota").unwrap().outcome else {
+            panic!("{report_one_more}")
+        };
+        assert_eq!(why, "compute: requests.cpu needs 1250m CPU but 1000m CPU is free");
+    }
+
+    #[tokio::test]
+    async fn missing_namespace_capacity_and_unreachable_registry_all_fail() {
+        let (client, mock) = start(vec![
+            Expect::get("/version").ok(version()),
+            Expect::get("/api/v1/namespaces/shop").status(404, "NotFound", "namespaces \"shop\" not found"),
+            Expect::get("/api/v1/namespaces/shop/resourcequotas").ok(list("ResourceQuotaList", "v1", "7", vec![])),
+            Expect::get("/api/v1/nodes").ok(list(
+                "NodeList",
+                "v1",
+                "8",
+                vec![node("a", "200m", "1Gi", false), node("b", "8", "32Gi", true)],
+            )),
+        ]);
+        let cluster = Cluster::new(client);
+        let report = within(preflight(&cluster, &ScriptedRegistry(None), &request(2))).await;
+        assert!(!report.passed());
+        assert!(report.check("api-server").unwrap().passed());
+        assert_eq!(report.check("namespace").unwrap().outcome, CheckOutcome::Failed("shop does not exist".into()));
+        assert!(report.check("quota").unwrap().passed());
+        let CheckOutcome::Failed(cap) = &report.check("capacity").unwrap().outcome else { panic!("{report}") };
+        assert!(cap.contains("no single node"), "{cap}");
+        let CheckOutcome::Failed(img) = &report.check("image").unwrap().outcome else { panic!("{report}") };
+        assert!(img.starts_with("the registry could not be asked"), "{img}");
+        drop(cluster);
+        mock.finish().await;
+    }
+
+    #[tokio::test]
+    async fn unreachable_api_server_and_missing_image_fail() {
+        let (client, mock) = start(vec![
+            Expect::get("/version").status(503, "ServiceUnavailable", "apiserver is shutting down"),
+            Expect::get("/api/v1/namespaces/shop").status(503, "ServiceUnavailable", "apiserver is shutting down"),
+            Expect::get("/api/v1/namespaces/shop/resourcequotas").status(
+                403,
+                "Forbidden",
+                "resourcequotas is forbidden",
+            ),
+            Expect::get("/api/v1/nodes").ok(list("NodeList", "v1", "8", vec![node("a", "1", "1Gi", false)])),
+        ]);
+        let cluster = Cluster::new(client);
+        let report = within(preflight(&cluster, &ScriptedRegistry(Some(false)), &request(10))).await;
+        let failed: Vec<_> = report.checks.iter().filter(|c| !c.passed()).map(|c| c.name).collect();
+        assert_eq!(failed, ["api-server", "namespace", "quota", "capacity", "image"]);
+        assert!(
+            report.to_string().contains("[FAIL] image: registry.example.com/shop/web:1.4.2 does not exist"),
+            "{report}"
+        );
+        drop(cluster);
+        mock.finish().await;
+    }
+}

@@ -147,7 +147,10 @@ mod tests {
         assert_eq!(log.cached_steps(), 1);
         assert_eq!(log.built_id(), Some("7a8b9c"));
         assert_eq!(log.current_step(), Some("CMD [\"/bin/busybox\"]"));
-        assert_eq!(log.tail(), ["Removing intermediate container 0a0b0c", "Successfully built 7a8b9c", "Successfully tagged t:1"]);
+        assert_eq!(
+            log.tail(),
+            ["Removing intermediate container 0a0b0c", "Successfully built 7a8b9c", "Successfully tagged t:1"]
+        );
         assert_eq!(events[0], BuildEvent::Step { index: 1, total: Some(4), instruction: "FROM scratch".into() });
         assert!(events.contains(&BuildEvent::Cached { index: 2 }));
         assert!(events.contains(&BuildEvent::Output { line: "hi".into() }));

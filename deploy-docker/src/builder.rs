@@ -126,8 +126,7 @@ impl DockerImageBuilder {
             options = options.target(target);
         }
         if !request.build_args.is_empty() {
-            let args: HashMap<&str, &str> =
-                request.build_args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let args: HashMap<&str, &str> = request.build_args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             options = options.buildargs(&args);
         }
         if !request.labels.is_empty() {
@@ -194,7 +193,8 @@ impl DockerImageBuilder {
 
     async fn analyse(&self, image_id: &str, log: &BuildLog) -> Result<BuildAnalysis, BuildError> {
         let inspect = self.docker.inspect_image(image_id).await.map_err(|e| build_backend("inspect the image", e))?;
-        let history = self.docker.image_history(image_id).await.map_err(|e| build_backend("read the image history", e))?;
+        let history =
+            self.docker.image_history(image_id).await.map_err(|e| build_backend("read the image history", e))?;
         let size = inspect.size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
         let layer_count = inspect
             .root_fs

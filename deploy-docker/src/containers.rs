@@ -486,7 +486,8 @@ impl Containers {
             .create_container(Some(options), spec.to_body())
             .await
             .map_err(|e| DockerError::from_bollard("create container", || format!("image {}", spec.image), e))?;
-        if let Err(e) = self.docker.start_container(&created.id, None::<bollard::query_parameters::StartContainerOptions>).await
+        if let Err(e) =
+            self.docker.start_container(&created.id, None::<bollard::query_parameters::StartContainerOptions>).await
         {
             // Leave nothing half-made behind.
             let _ = self.remove(&created.id).await;

@@ -283,7 +283,8 @@ mod tests {
         let mut tar = Vec::new();
         pack_context(dir.path(), Path::new("Dockerfile"), &mut tar).unwrap();
         let mut archive = tar::Archive::new(&tar[..]);
-        let link = archive.entries().unwrap().map(|e| e.unwrap()).find(|e| e.path().unwrap().ends_with("link")).unwrap();
+        let link =
+            archive.entries().unwrap().map(|e| e.unwrap()).find(|e| e.path().unwrap().ends_with("link")).unwrap();
         assert_eq!(link.header().entry_type(), tar::EntryType::Symlink);
         assert_eq!(link.link_name().unwrap().unwrap(), Path::new("Dockerfile"));
     }

@@ -51,7 +51,9 @@ impl DockerError {
     pub(crate) fn from_bollard(operation: &str, what: impl FnOnce() -> String, error: bollard::errors::Error) -> Self {
         match classify_bollard(&error) {
             ErrorKind::NotFound => Self::NotFound { what: what() },
-            ErrorKind::InvalidInput => Self::Invalid { operation: operation.to_owned(), message: bollard_message(&error) },
+            ErrorKind::InvalidInput => {
+                Self::Invalid { operation: operation.to_owned(), message: bollard_message(&error) }
+            }
             kind => Self::Backend { operation: operation.to_owned(), kind, source: Box::new(error) },
         }
     }

@@ -47,7 +47,6 @@ pub mod platform;
 pub mod registry;
 pub mod router;
 
-
 pub use builder::{BuilderConfig, DockerImageBuilder};
 pub use error::DockerError;
 pub use platform::DockerPlatform;

@@ -72,9 +72,10 @@ impl Networks {
         match self.docker.create_network(request).await {
             Ok(created) => Ok(created.id),
             // Another caller created it between our look-up and our create.
-            Err(e) if crate::error::classify_bollard(&e) == deploy_core::error::ErrorKind::Conflict => {
-                self.find(&spec.name).await?.ok_or_else(|| DockerError::NotFound { what: format!("network {}", spec.name) })
-            }
+            Err(e) if crate::error::classify_bollard(&e) == deploy_core::error::ErrorKind::Conflict => self
+                .find(&spec.name)
+                .await?
+                .ok_or_else(|| DockerError::NotFound { what: format!("network {}", spec.name) }),
             Err(e) => Err(DockerError::from_bollard("create network", || format!("network {}", spec.name), e)),
         }
     }

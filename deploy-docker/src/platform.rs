@@ -9,7 +9,9 @@ use bollard::Docker;
 use bollard::query_parameters::CreateImageOptionsBuilder;
 use deploy_core::error::ErrorKind;
 use deploy_core::model::app::EnvSource;
-use deploy_core::model::{AppId, AppSpec, Probe, ProbeAction, Release, Track, ValidationError, ValidationErrors, Version};
+use deploy_core::model::{
+    AppId, AppSpec, Probe, ProbeAction, Release, Track, ValidationError, ValidationErrors, Version,
+};
 use deploy_core::platform::{Platform, PlatformError, TrackState, TrackStatus};
 use futures::StreamExt;
 use tracing::instrument;
@@ -301,7 +303,8 @@ impl DockerPlatform {
             Health::Healthy => Readiness::Ready,
             Health::None => {
                 let ran_for = state.started_at.map(|t| jiff::Timestamp::now().duration_since(t));
-                let min_ready = jiff::SignedDuration::try_from(self.config.min_ready).unwrap_or(jiff::SignedDuration::MAX);
+                let min_ready =
+                    jiff::SignedDuration::try_from(self.config.min_ready).unwrap_or(jiff::SignedDuration::MAX);
                 if ran_for.is_some_and(|d| d >= min_ready) { Readiness::Ready } else { Readiness::Pending }
             }
             Health::Starting => Readiness::Pending,
@@ -332,7 +335,8 @@ impl DockerPlatform {
             if let Err(e) = item {
                 let message = bollard_message(&e);
                 let lower = message.to_ascii_lowercase();
-                let missing = ["not found", "manifest unknown", "does not exist", "pull access denied", "no such image"];
+                let missing =
+                    ["not found", "manifest unknown", "does not exist", "pull access denied", "no such image"];
                 if missing.iter().any(|m| lower.contains(m)) {
                     return Err(PlatformError::Doomed {
                         app: app.clone(),
@@ -422,11 +426,9 @@ impl DockerPlatform {
         spec.name = container_name(app, track);
         match self.containers.run(&spec).await {
             Ok(_) => Ok(()),
-            Err(DockerError::NotFound { what }) => Err(PlatformError::Doomed {
-                app: app.clone(),
-                track,
-                reason: format!("{what} does not exist"),
-            }),
+            Err(DockerError::NotFound { what }) => {
+                Err(PlatformError::Doomed { app: app.clone(), track, reason: format!("{what} does not exist") })
+            }
             Err(e) => Err(platform_error("run container", e)),
         }
     }
@@ -513,11 +515,7 @@ impl DockerPlatform {
                         app,
                         track,
                         after: self.config.rollout_timeout,
-                        reason: format!(
-                            "{} of {replicas} new containers ready, {} old left",
-                            ready(&new),
-                            old.len()
-                        ),
+                        reason: format!("{} of {replicas} new containers ready, {} old left", ready(&new), old.len()),
                     });
                 }
                 tokio::time::sleep(self.config.poll_interval).await;
@@ -626,14 +624,16 @@ impl Platform for DockerPlatform {
         let members = self.members(app, track).await?;
         let Some(newest) = members.last() else { return Ok(TrackStatus::absent()) };
         let current: Vec<&Member> = members.iter().filter(|m| m.revision == newest.revision).collect();
-        let stopped_by_scale = |m: &&Member| !m.state.running && !m.state.restarting && matches!(m.state.exit_code, 0 | 137 | 143);
+        let stopped_by_scale =
+            |m: &&Member| !m.state.running && !m.state.restarting && matches!(m.state.exit_code, 0 | 137 | 143);
         let desired = self.known_desired(app, track).unwrap_or_else(|| {
             u32::try_from(current.iter().filter(|m| !stopped_by_scale(m)).count()).unwrap_or(u32::MAX)
         });
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let ready = count(members.iter().filter(|m| matches!(self.readiness(&m.state), Readiness::Ready)).count());
         let updated = count(current.len());
-        let updated_ready = count(current.iter().filter(|m| matches!(self.readiness(&m.state), Readiness::Ready)).count());
+        let updated_ready =
+            count(current.iter().filter(|m| matches!(self.readiness(&m.state), Readiness::Ready)).count());
         let state = if desired == 0 {
             TrackState::Ready
         } else if let Some(reason) = current.iter().find_map(|m| match self.readiness(&m.state) {

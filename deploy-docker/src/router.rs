@@ -79,7 +79,8 @@ impl NetworkAliasRouter {
 
     /// Every container of `app`, with its track, and whether it has the alias.
     async fn members(&self, app: &AppId) -> Result<Vec<(String, Track, bool)>, RouterError> {
-        let ids = self.containers.list(&labels::app_selector(app)).await.map_err(|e| router_error("list containers", e))?;
+        let ids =
+            self.containers.list(&labels::app_selector(app)).await.map_err(|e| router_error("list containers", e))?;
         let alias = Self::alias(app);
         let mut members = Vec::new();
         for id in ids {
@@ -118,7 +119,10 @@ impl TrafficRouter for NetworkAliasRouter {
         // Add first, then take away: the alias is never empty in between.
         for (id, track, serving) in &members {
             if tracks.contains(track) && !serving {
-                self.networks.connect(&self.network, id, &alias).await.map_err(|e| router_error("attach container", e))?;
+                self.networks
+                    .connect(&self.network, id, &alias)
+                    .await
+                    .map_err(|e| router_error("attach container", e))?;
             }
         }
         for (id, track, serving) in &members {

@@ -1,4 +1,5 @@
 //! Builds on the real engine: progress, analysis, cache, tags, and the typed errors.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test set-up: a failure there is the test failing")]
 
 mod common;
 

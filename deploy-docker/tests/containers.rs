@@ -1,4 +1,5 @@
 //! Containers and networks on the real engine, and a daemon that is not there.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test set-up: a failure there is the test failing")]
 
 mod common;
 
@@ -37,7 +38,17 @@ async fn run_with_ports_env_volumes_network_health_then_logs_and_clean_up_by_lab
         .network(&network, ["web"])
         .restart(RestartPolicy::OnFailure { max_retries: 2 })
         .labels(labels.clone())
-        .health(HealthCheck::new(vec!["CMD".into(), "wget".into(), "-q".into(), "-O".into(), "/dev/null".into(), "http://127.0.0.1:8080/health".into()]).interval(Duration::from_millis(500)));
+        .health(
+            HealthCheck::new(vec![
+                "CMD".into(),
+                "wget".into(),
+                "-q".into(),
+                "-O".into(),
+                "/dev/null".into(),
+                "http://127.0.0.1:8080/health".into(),
+            ])
+            .interval(Duration::from_millis(500)),
+        );
     let id = containers.run(&spec).await.unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -54,7 +65,8 @@ async fn run_with_ports_env_volumes_network_health_then_logs_and_clean_up_by_lab
     assert!(state.network_aliases[&network].contains(&"web".to_owned()), "{state:?}");
 
     // The published port answers on loopback.
-    let inspect = docker.inspect_container(&id, None::<bollard::query_parameters::InspectContainerOptions>).await.unwrap();
+    let inspect =
+        docker.inspect_container(&id, None::<bollard::query_parameters::InspectContainerOptions>).await.unwrap();
     let ports = inspect.network_settings.unwrap().ports.unwrap();
     let host_port: u16 = ports["8080/tcp"].as_ref().unwrap()[0].host_port.as_ref().unwrap().parse().unwrap();
     assert_eq!(http_get(host_port, "/version").as_deref().map(str::trim), Some("1"));
@@ -80,7 +92,8 @@ async fn run_with_ports_env_volumes_network_health_then_logs_and_clean_up_by_lab
 async fn running_an_unknown_image_is_not_found() {
     let docker = docker().await;
     let cleanup = Cleanup::new("unknown");
-    let spec = ContainerSpec::new(format!("{}-x", cleanup.id), "deploy-rs-test/never-built:1").labels([cleanup.label()]);
+    let spec =
+        ContainerSpec::new(format!("{}-x", cleanup.id), "deploy-rs-test/never-built:1").labels([cleanup.label()]);
     let err = Containers::new(docker).run(&spec).await.unwrap_err();
     assert!(matches!(&err, DockerError::NotFound { what } if what.contains("never-built")), "{err:?}");
 }
@@ -96,6 +109,7 @@ async fn an_unreachable_daemon_is_a_typed_retryable_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("docker.sock");
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-    let err = connect(&ConnectOptions::default().endpoint(Endpoint::Unix(path.display().to_string()))).await.unwrap_err();
+    let err =
+        connect(&ConnectOptions::default().endpoint(Endpoint::Unix(path.display().to_string()))).await.unwrap_err();
     assert!(matches!(err, DockerError::Unreachable { .. }), "{err:?}");
 }

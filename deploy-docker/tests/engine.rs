@@ -2,6 +2,7 @@
 //! canary rollout whose new version fails its health check are rolled back on
 //! their own, the old containers keep serving throughout, and clean-up leaves
 //! nothing labelled behind.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test set-up: a failure there is the test failing")]
 
 mod common;
 
@@ -14,8 +15,8 @@ use deploy_core::model::{
     AppId, AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Percent, Probe, Release, Track, TrafficSplit,
     Version,
 };
-use deploy_core::platform::Platform;
 use deploy_core::plan::{Plan, Step};
+use deploy_core::platform::Platform;
 use deploy_core::strategy::{BlueGreen, Canary, PlanInput, Strategy};
 use deploy_core::testkit::TestKit;
 use deploy_core::traffic::TrafficRouter;
@@ -90,7 +91,11 @@ impl World {
     }
 
     /// Calls the app from the serving network until `stop` is set; returns every answer.
-    fn keep_calling(&self, client: String, stop: Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<Vec<String>> {
+    fn keep_calling(
+        &self,
+        client: String,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) -> tokio::task::JoinHandle<Vec<String>> {
         let docker = self.docker.clone();
         tokio::spawn(async move {
             let mut answers = Vec::new();
@@ -117,7 +122,13 @@ impl World {
     }
 }
 
-async fn run(engine: &RolloutEngine, w: &World, plan: Plan, from: usize, to: usize) -> deploy_core::engine::RolloutReport {
+async fn run(
+    engine: &RolloutEngine,
+    w: &World,
+    plan: Plan,
+    from: usize,
+    to: usize,
+) -> deploy_core::engine::RolloutReport {
     let request = RolloutRequest::new(w.spec(), w.release(to), plan).from(w.release(from));
     tokio::time::timeout(Duration::from_secs(180), engine.run(request)).await.unwrap().unwrap()
 }
@@ -133,7 +144,8 @@ async fn blue_green_rollout_succeeds_then_a_bad_version_is_rolled_back_while_the
     w.router.set_weights(&w.app, &TrafficSplit::all(Track::Blue)).await.unwrap();
     let client = w.client().await;
 
-    let plan = BlueGreen::default().scale_down_delay(HumanDuration::ZERO).plan(&PlanInput::new(2).live_track(Track::Blue));
+    let plan =
+        BlueGreen::default().scale_down_delay(HumanDuration::ZERO).plan(&PlanInput::new(2).live_track(Track::Blue));
     let report = run(&engine, &w, plan, 0, 1).await;
     assert_eq!(report.status, DeploymentStatus::Succeeded, "{:?}", report.cause);
     assert_eq!(w.router.weights(&w.app).await.unwrap(), TrafficSplit::all(Track::Green));
@@ -144,7 +156,8 @@ async fn blue_green_rollout_succeeds_then_a_bad_version_is_rolled_back_while_the
     // 3.0.0-bad on blue: its health check fails, the engine rolls back on its own.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let calls = w.keep_calling(client, Arc::clone(&stop));
-    let plan = BlueGreen::default().scale_down_delay(HumanDuration::ZERO).plan(&PlanInput::new(2).live_track(Track::Green));
+    let plan =
+        BlueGreen::default().scale_down_delay(HumanDuration::ZERO).plan(&PlanInput::new(2).live_track(Track::Green));
     let report = run(&engine, &w, plan, 1, 2).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let answers = calls.await.unwrap();

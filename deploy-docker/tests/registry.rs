@@ -1,5 +1,6 @@
 //! Pushes through the real engine to a real `docker-registry`, and look-ups through
 //! the distribution API with no auth, basic auth and bearer tokens.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test set-up: a failure there is the test failing")]
 
 mod common;
 
@@ -22,10 +23,7 @@ async fn push_reports_progress_and_the_digest_that_exists_and_digest_then_see() 
     assert!(!registry.exists(&target).await.unwrap(), "nothing pushed yet");
     registry.tag(&image_id, &target).await.unwrap();
     let events: Vec<PushEvent> = registry.push(target.clone()).map(|e| e.unwrap()).collect().await;
-    assert!(
-        events.iter().any(|e| matches!(e, PushEvent::Status { status, .. } if status == "Pushed")),
-        "{events:?}"
-    );
+    assert!(events.iter().any(|e| matches!(e, PushEvent::Status { status, .. } if status == "Pushed")), "{events:?}");
     let Some(PushEvent::Pushed { digest }) = events.last() else { panic!("no digest last: {events:?}") };
 
     assert!(registry.exists(&target).await.unwrap());
@@ -59,9 +57,7 @@ async fn a_registry_that_is_down_is_an_error_never_false() {
     registry.tag(&image_id, &down).await.unwrap();
     let err = registry.push_to_end(down.clone()).await.unwrap_err();
     assert!(matches!(err, RegistryError::Backend { kind: ErrorKind::Unavailable, .. }), "{err:?}");
-    let _ = docker
-        .remove_image(&down.familiar(), None::<bollard::query_parameters::RemoveImageOptions>, None)
-        .await;
+    let _ = docker.remove_image(&down.familiar(), None::<bollard::query_parameters::RemoveImageOptions>, None).await;
 }
 
 #[tokio::test]
@@ -89,8 +85,9 @@ async fn basic_auth_registry_needs_the_credentials_for_push_and_look_up() {
     let anonymous = DockerRegistry::new(docker.clone(), RegistryConfig::default()).unwrap();
     let err = anonymous.exists(&target).await.unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
-    let wrong = DockerRegistry::new(docker.clone(), RegistryConfig::default().credentials(Credentials::new("ci", "nope")))
-        .unwrap();
+    let wrong =
+        DockerRegistry::new(docker.clone(), RegistryConfig::default().credentials(Credentials::new("ci", "nope")))
+            .unwrap();
     assert!(matches!(wrong.exists(&target).await.unwrap_err(), RegistryError::Unauthorized { .. }));
 
     let image_id = build_busybox(&docker, &cleanup, &format!("deploy-rs-test/{}:local", cleanup.id), "1", true).await;
@@ -98,9 +95,11 @@ async fn basic_auth_registry_needs_the_credentials_for_push_and_look_up() {
     let err = anonymous.push_to_end(target.clone()).await.unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
 
-    let authed =
-        DockerRegistry::new(docker.clone(), RegistryConfig::default().credentials(Credentials::new("ci", "s3cret-pass")))
-            .unwrap();
+    let authed = DockerRegistry::new(
+        docker.clone(),
+        RegistryConfig::default().credentials(Credentials::new("ci", "s3cret-pass")),
+    )
+    .unwrap();
     let digest = authed.push_to_end(target.clone()).await.unwrap();
     assert_eq!(authed.digest(&target).await.unwrap(), Some(digest));
     assert!(!format!("{authed:?}").contains("s3cret-pass"), "the password leaked into Debug");
@@ -129,11 +128,16 @@ async fn bearer_challenge_is_answered_with_a_token_for_the_pull_scope() {
                 assert!(first.contains("service=test-registry"), "{first}");
                 assert!(request.to_ascii_lowercase().contains("authorization: basic "), "{request}");
                 let body = r#"{"token":"t0k3n"}"#;
-                format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
             } else if request.to_ascii_lowercase().contains("authorization: bearer t0k3n") {
                 assert!(first.starts_with("HEAD /v2/shop/web/manifests/1.0 "), "{first}");
                 assert!(request.contains("application/vnd.oci.image.index.v1+json"), "{request}");
-                format!("HTTP/1.1 200 OK\r\ndocker-content-digest: {server_digest}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                format!(
+                    "HTTP/1.1 200 OK\r\ndocker-content-digest: {server_digest}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                )
             } else {
                 format!(
                     "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"test-registry\",scope=\"repository:shop/web:pull\"\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -144,13 +148,12 @@ async fn bearer_challenge_is_answered_with_a_token_for_the_pull_scope() {
         }
         seen
     });
-    let registry = DockerRegistry::new(
-        docker().await,
-        RegistryConfig::default().credentials(Credentials::new("robot", "pat")),
-    )
-    .unwrap();
+    let registry =
+        DockerRegistry::new(docker().await, RegistryConfig::default().credentials(Credentials::new("robot", "pat")))
+            .unwrap();
     let image = ImageRef::parse(&format!("127.0.0.1:{port}/shop/web:1.0")).unwrap();
-    let found = tokio::time::timeout(std::time::Duration::from_secs(10), registry.digest(&image)).await.unwrap().unwrap();
+    let found =
+        tokio::time::timeout(std::time::Duration::from_secs(10), registry.digest(&image)).await.unwrap().unwrap();
     assert_eq!(found.map(|d| d.to_string()), Some(digest));
     let seen = server.await.unwrap();
     assert_eq!(seen.len(), 3, "challenge, token, authorised retry: {seen:?}");

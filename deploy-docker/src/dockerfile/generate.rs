@@ -25,6 +25,21 @@ pub struct BuildStage {
     pub run: Vec<String>,
 }
 
+impl BuildStage {
+    /// A stage on `image` working in `/src` that copies the whole context and runs
+    /// `run`; set the public fields for dependency caching.
+    pub fn new(image: impl Into<String>, run: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            image: image.into(),
+            workdir: "/src".to_owned(),
+            copy_first: Vec::new(),
+            prepare: Vec::new(),
+            copy: vec![(".".to_owned(), ".".to_owned())],
+            run: run.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
 /// The user the runtime stage runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -79,7 +79,11 @@ fn parse(text: &str) -> Vec<Instruction> {
         entry.1.push_str(body.trim());
         if !continued && let Some((line, joined)) = current.take() {
             let (keyword, args) = joined.split_once(char::is_whitespace).unwrap_or((joined.as_str(), ""));
-            instructions.push(Instruction { line, keyword: keyword.to_ascii_uppercase(), args: args.trim().to_owned() });
+            instructions.push(Instruction {
+                line,
+                keyword: keyword.to_ascii_uppercase(),
+                args: args.trim().to_owned(),
+            });
         }
     }
     if let Some((line, joined)) = current {
@@ -256,7 +260,10 @@ mod tests {
         assert_eq!(rules("FROM a:1\nUSER app\nUSER root:root\nHEALTHCHECK NONE\nCMD x\n"), ["DL3002"]);
         assert_eq!(rules("FROM a:1\nUSER 0\nHEALTHCHECK NONE\n"), ["DL3002"]);
         assert_eq!(rules("FROM a:1\nHEALTHCHECK NONE\n"), ["DRS001"]);
-        assert!(rules("FROM a:1 AS b\nUSER root\nFROM c:1\nUSER app\nHEALTHCHECK NONE\n").is_empty(), "only the final stage counts");
+        assert!(
+            rules("FROM a:1 AS b\nUSER root\nFROM c:1\nUSER app\nHEALTHCHECK NONE\n").is_empty(),
+            "only the final stage counts"
+        );
     }
 
     #[test]

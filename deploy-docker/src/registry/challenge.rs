@@ -82,7 +82,8 @@ mod tests {
 
     #[test]
     fn quoted_commas_and_unquoted_values() {
-        let c = parse_challenge(r#"bearer realm=http://127.0.0.1:9/token, scope="repository:a/b:pull,push",service=reg"#);
+        let c =
+            parse_challenge(r#"bearer realm=http://127.0.0.1:9/token, scope="repository:a/b:pull,push",service=reg"#);
         assert_eq!(
             c,
             Some(Challenge::Bearer {

@@ -148,16 +148,17 @@ struct TokenResponse {
     access_token: Option<String>,
 }
 
-async fn json_body<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> Result<T, deploy_core::error::BoxError> {
+async fn json_body<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+) -> Result<T, deploy_core::error::BoxError> {
     let bytes = response.bytes().await?;
     Ok(serde_json::from_slice(&bytes)?)
 }
 
 fn digest_header(headers: &HeaderMap, image: &ImageRef) -> Result<Digest, RegistryError> {
     match headers.get("docker-content-digest").and_then(|v| v.to_str().ok()) {
-        Some(value) => Digest::parse(value.trim()).map_err(|e| {
-            RegistryError::backend(format!("read the digest of {image}"), ErrorKind::Other, e)
-        }),
+        Some(value) => Digest::parse(value.trim())
+            .map_err(|e| RegistryError::backend(format!("read the digest of {image}"), ErrorKind::Other, e)),
         // A registry that leaves the header out still answered for this exact digest.
         None => image.digest().cloned().ok_or_else(|| {
             RegistryError::backend(

@@ -241,7 +241,10 @@ mod tests {
     fn push_errors_are_classified_from_the_engine_message() {
         let image = ImageRef::parse("127.0.0.1:5999/a/b:1").unwrap();
         let stream = |m: &str| bollard::errors::Error::DockerStreamError { error: m.to_owned() };
-        let refused = push_error(&image, stream("Get \"http://127.0.0.1:5999/v2/\": dial tcp 127.0.0.1:5999: connect: connection refused"));
+        let refused = push_error(
+            &image,
+            stream("Get \"http://127.0.0.1:5999/v2/\": dial tcp 127.0.0.1:5999: connect: connection refused"),
+        );
         assert!(matches!(&refused, RegistryError::Backend { kind: ErrorKind::Unavailable, .. }), "{refused:?}");
         let auth = push_error(&image, stream("unauthorized: authentication required"));
         assert!(matches!(auth, RegistryError::Unauthorized { .. }));

@@ -64,8 +64,10 @@ impl Cleanup {
             .list_containers(Some(ListContainersOptionsBuilder::new().all(true).filters(&self.filter()).build()))
             .await
             .unwrap();
-        let networks =
-            docker.list_networks(Some(ListNetworksOptionsBuilder::new().filters(&self.filter()).build())).await.unwrap();
+        let networks = docker
+            .list_networks(Some(ListNetworksOptionsBuilder::new().filters(&self.filter()).build()))
+            .await
+            .unwrap();
         let images =
             docker.list_images(Some(ListImagesOptionsBuilder::new().filters(&self.filter()).build())).await.unwrap();
         (containers.len(), networks.len(), images.len())

@@ -237,15 +237,16 @@ impl DockerfileSpec {
             let _ = writeln!(out, "EXPOSE {port}");
         }
         if let Some(check) = &self.healthcheck {
-            let _ = writeln!(
-                out,
-                "HEALTHCHECK --interval={}s --timeout={}s --start-period={}s --retries={} CMD {}",
-                check.interval.as_secs(),
-                check.timeout.as_secs(),
-                check.start_period.as_secs(),
-                check.retries,
-                exec_form(&check.command)
-            );
+            // Docker rejects zero durations ("cannot be less than 1ms"): leave them out.
+            let mut flags = String::new();
+            for (flag, value) in
+                [("interval", check.interval), ("timeout", check.timeout), ("start-period", check.start_period)]
+            {
+                if !value.is_zero() {
+                    let _ = write!(flags, "--{flag}={}ms ", value.as_millis());
+                }
+            }
+            let _ = writeln!(out, "HEALTHCHECK {flags}--retries={} CMD {}", check.retries, exec_form(&check.command));
         }
         let _ = writeln!(out, "CMD {}", exec_form(&self.cmd));
         out
@@ -399,7 +400,10 @@ mod tests {
             assert!(text.contains(" AS builder\n"), "{text}");
             assert!(text.contains("COPY --from=builder"), "{text}");
             assert!(text.contains("EXPOSE 8080\n"), "{text}");
-            assert!(text.contains("HEALTHCHECK --interval=30s"), "{text}");
+            assert!(
+                text.contains("HEALTHCHECK --interval=30000ms --timeout=3000ms --start-period=5000ms --retries=3 CMD"),
+                "{text}"
+            );
             assert!(text.contains("127.0.0.1:8080/health"), "{text}");
             let user = text.lines().rev().find(|l| l.starts_with("USER ")).unwrap();
             assert_ne!(user, "USER 0", "{text}");
@@ -421,5 +425,16 @@ mod tests {
         assert!(text.contains("ENV MODE=\"a \\\"quoted\\\" value\"\n"));
         assert!(text.ends_with("CMD [\"/bin/app\",\"--port\",\"80\"]\n"));
         assert!(!text.contains("--from=builder"));
+    }
+
+    #[test]
+    fn zero_health_check_durations_are_left_out() {
+        let mut check = Healthcheck::new(["true"]);
+        check.start_period = Duration::ZERO;
+        let text = DockerfileSpec::new("alpine:3.20", ["app"]).healthcheck(check).render();
+        assert!(
+            text.contains("HEALTHCHECK --interval=30000ms --timeout=3000ms --retries=3 CMD [\"true\"]\n"),
+            "{text}"
+        );
     }
 }

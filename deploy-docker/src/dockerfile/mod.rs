@@ -1,6 +1,6 @@
 //! Dockerfiles: a generator for multi-stage service images with presets for Rust,
 //! Go, Python and Node ([`generate`]), and a linter with hadolint-style rule ids
-//! ([`lint`]).
+//! ([`lint()`]).
 
 pub mod generate;
 pub mod lint;

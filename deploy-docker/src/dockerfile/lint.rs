@@ -99,7 +99,7 @@ fn parse(text: &str) -> Vec<Instruction> {
 /// use deploy_docker::dockerfile::lint;
 /// let findings = lint("FROM ubuntu\nRUN apt-get update && apt-get install -y curl\nADD app.py /app/\nUSER root\nCMD [\"python\", \"/app/app.py\"]\n");
 /// let rules: Vec<&str> = findings.iter().map(|f| f.rule).collect();
-/// assert_eq!(rules, ["DL3006", "DL3015", "DL3009", "DL3020", "DL3002", "DRS002"]);
+/// assert_eq!(rules, ["DL3006", "DRS002", "DL3015", "DL3009", "DL3020", "DL3002"]);
 /// ```
 pub fn lint(text: &str) -> Vec<Finding> {
     let instructions = parse(text);

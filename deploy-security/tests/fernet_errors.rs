@@ -1,4 +1,5 @@
 //! Tampered, truncated, expired, future-dated and foreign tokens, and key rotation.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test or bench fails loudly on any error")]
 #![cfg(feature = "fernet")]
 
 use base64::Engine;

@@ -1,5 +1,6 @@
 //! The published Fernet specification test vectors (fernet/spec: generate.json,
 //! verify.json, invalid.json), run through `deploy_security::fernet`.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test or bench fails loudly on any error")]
 #![cfg(feature = "fernet")]
 
 use aes::cipher::{BlockEncryptMut, KeyIvInit, block_padding::Pkcs7};

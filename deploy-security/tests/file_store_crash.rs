@@ -1,6 +1,7 @@
 //! Crash safety of the encrypted file store: a writer process is killed (SIGKILL) at
 //! random moments while it writes, again and again; after each kill every read must
 //! give a complete version whose content matches its version number.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test or bench fails loudly on any error")]
 #![cfg(feature = "file")]
 
 use std::path::Path;

@@ -1,5 +1,6 @@
 //! The Kubernetes Secret manager through `kube::Client` over a scripted `tower-test`
 //! API server (kube-rs's ApiServerVerifier pattern) answering with real-shaped JSON.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test or bench fails loudly on any error")]
 #![cfg(feature = "kubernetes")]
 
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! Scanners: the Trivy and Grype parsers on real-shaped reports, the Trivy CLI through
 //! a stand-in `trivy` on `PATH`, report files, caching, and the policy gate end to end.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test or bench fails loudly on any error")]
 #![cfg(feature = "scanners")]
 
 use std::collections::HashMap;

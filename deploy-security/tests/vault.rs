@@ -1,5 +1,6 @@
 //! The Vault KV v2 secret manager against a local HTTP server that implements the KV v2
 //! endpoints it uses, answering with Vault's JSON shapes.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test or bench fails loudly on any error")]
 #![cfg(feature = "vault")]
 
 use std::collections::{BTreeMap, HashMap};

@@ -56,8 +56,10 @@ pub fn audit_environment<'a>(
                 "replace it with a generated secret from a secret manager",
             ));
         }
-        if key.contains("CORS") || key == "ALLOWED_ORIGINS" || key == "ACCESS_CONTROL_ALLOW_ORIGIN" {
-            if value.split([',', ' ']).any(|origin| origin.trim() == "*") {
+        if (key.contains("CORS") || key == "ALLOWED_ORIGINS" || key == "ACCESS_CONTROL_ALLOW_ORIGIN")
+            && value.split([',', ' ']).any(|origin| origin.trim() == "*")
+        {
+            {
                 findings.push(Finding::new(
                     "cors-wildcard",
                     if production { Severity::High } else { Severity::Medium },

@@ -68,7 +68,7 @@ impl TokenHeader {
         let mut iv = [0u8; 16];
         iv.copy_from_slice(&head[9..25]);
         let ciphertext_len = len - HEADER_LEN - TAG_LEN;
-        if ciphertext_len % BLOCK != 0 {
+        if !ciphertext_len.is_multiple_of(BLOCK) {
             return Err(FernetError::Malformed { reason: "ciphertext is not a whole number of AES blocks" });
         }
         Ok(Self { timestamp: u64::from_be_bytes(timestamp), iv, ciphertext_len })

@@ -2,10 +2,11 @@
 //! vulnerability scanners with a policy gate and SARIF export, manifest and
 //! environment audits, secure config generation, and security headers.
 //!
-//! See the crate README for the feature table. Secrets are
+//! The feature table and an example follow (from the crate README). Secrets are
 //! [`SecretString`](deploy_core::secret::SecretString) /
 //! [`SecretBytes`](deploy_core::secret::SecretBytes) everywhere: redacted in `Debug`
 //! and `Display`, zeroed on drop, exposed only by an explicit call.
+#![cfg_attr(all(feature = "fernet", feature = "scanners"), doc = include_str!("../README.md"))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod audit;

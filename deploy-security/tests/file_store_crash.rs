@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test or bench fails loudly on any error")]
 #![cfg(feature = "file")]
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -46,31 +47,56 @@ async fn crash_writer_child() {
             .put(&format!("app/k{}", next % 5), SecretBytes::from(value_for(next)), PutOptions::default())
             .await
             .unwrap();
+        // Tell the parent the loop runs, so that it kills a writer, not a start-up.
+        // (To the stdout handle: println! is captured by the test harness.)
+        let mut stdout = std::io::stdout();
+        writeln!(stdout, "wrote {next}").unwrap();
+        stdout.flush().unwrap();
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_writer_mid_write_never_tears_a_secret() {
-    let dir = tempfile::tempdir().unwrap();
+    // On the target directory's disk, not a tmpfs: fsync must cost what it costs.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let key = FernetKey::generate().unwrap().to_base64();
     let exe = std::env::current_exe().unwrap();
     let mut last_version = 0;
-    let rounds = 20;
+    let (rounds, mut mid_write) = (20, 0);
     for round in 0..rounds {
+        let temp_files_before = temp_files(dir.path());
         let mut child = Command::new(&exe)
             .args(["--exact", "crash_writer_child", "--nocapture", "--test-threads=1"])
             .env(STORE_DIR, dir.path())
             .env(STORE_KEY, key.expose_secret())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // Kill at a different point of the write loop each round.
-        tokio::time::sleep(Duration::from_millis(150 + (round * 37) % 250)).await;
+        // Wait until the writer has completed a write, so that it is in its loop.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.starts_with("wrote") {
+            line.clear();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "the writer exited before writing");
+        }
+        // Odd rounds: kill as soon as a write's temp file appears (between create and
+        // rename: the torn-write case). Even rounds: kill at a moment of the loop.
+        if round % 2 == 1 {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while temp_files(dir.path()) == temp_files_before && std::time::Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis((round * 7 % 23) as u64)).await;
+        }
         child.kill().unwrap();
         let status = child.wait().unwrap();
         assert!(!status.success(), "the writer must have been killed, not have finished");
 
+        if temp_files(dir.path()) > temp_files_before {
+            mid_write += 1;
+        }
         let store = open(dir.path(), key.expose_secret());
         for name in store.list().await.unwrap() {
             let secret = store.get(&name).await.unwrap();
@@ -84,7 +110,26 @@ async fn killing_a_writer_mid_write_never_tears_a_secret() {
         }
     }
     assert!(last_version > 0, "the writer never completed a write: the test proved nothing");
-    // Temp files of killed writes may remain; they never show up as keys.
+    eprintln!("{rounds} kills, {mid_write} of them mid-write (temp file left behind)");
+    assert!(mid_write >= rounds / 4, "only {mid_write} of {rounds} kills landed mid-write: the test proved little");
+    // Temp files of killed writes remain; they never show up as keys.
     let listed = open(dir.path(), key.expose_secret()).list().await.unwrap();
     assert!(listed.iter().all(|k| k == "app/blob" || k.starts_with("app/k")), "{listed:?}");
+}
+
+fn temp_files(dir: &Path) -> usize {
+    walk(dir).iter().filter(|name| name.contains(".tmp-")).count()
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            names.extend(walk(&entry.path()));
+        } else {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names
 }

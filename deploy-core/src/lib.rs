@@ -53,10 +53,10 @@ pub mod notify;
 pub mod pipeline;
 pub mod plan;
 pub mod platform;
-pub mod recommend;
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub mod prometheus;
+pub mod recommend;
 pub mod registry;
 pub mod scan;
 pub mod secret;

@@ -1,4 +1,54 @@
-//! Docker backend of deploy-rs on bollard: image builds, registries, containers and a Docker platform.
+//! Docker backend of deploy-rs on [bollard]: image builds and their analysis,
+//! Dockerfile generation and lint, registry pushes and OCI-distribution look-ups,
+//! containers and networks, and a Docker platform whose traffic moves by network
+//! alias.
 //!
-//! This crate is being built; see the workspace README for what works today.
+//! | piece | implements |
+//! |---|---|
+//! | [`DockerImageBuilder`] | [`deploy_core::build::ImageBuilder`] |
+//! | [`DockerRegistry`] | [`deploy_core::registry::ImageRegistry`] |
+//! | [`DockerPlatform`] | [`deploy_core::platform::Platform`] |
+//! | [`NetworkAliasRouter`] | [`deploy_core::traffic::TrafficRouter`] |
+//! | [`dockerfile`] | Dockerfile generation with presets, and a linter |
+//! | [`containers`], [`networks`] | containers, networks, logs, clean-up by label |
+//!
+//! Everything talks to a real engine through a [`bollard::Docker`] made by
+//! [`connect::connect`], which negotiates the API version (a 20.10 engine speaks 1.41).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use deploy_core::platform::Platform;
+//! use deploy_core::traffic::TrafficRouter;
+//! use deploy_docker::platform::PlatformConfig;
+//! use deploy_docker::{DockerPlatform, NetworkAliasRouter};
+//!
+//! let docker = deploy_docker::connect::connect(&Default::default()).await?;
+//! let config = PlatformConfig::default().network("shop").serving_network("shop-edge");
+//! let platform: Arc<dyn Platform> = Arc::new(DockerPlatform::new(docker.clone(), config));
+//! let router: Arc<dyn TrafficRouter> = Arc::new(NetworkAliasRouter::new(docker, "shop-edge"));
+//! # let _ = (platform, router); Ok(()) }
+//! ```
+//!
+//! [bollard]: https://docs.rs/bollard
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod build_log;
+pub mod builder;
+pub mod connect;
+pub mod containers;
+pub mod context;
+pub mod dockerfile;
+pub mod dockerignore;
+pub mod error;
+pub mod labels;
+pub mod networks;
+pub mod platform;
+pub mod registry;
+pub mod router;
+
+pub use builder::{BuilderConfig, DockerImageBuilder};
+pub use error::DockerError;
+pub use platform::DockerPlatform;
+pub use registry::DockerRegistry;
+pub use router::NetworkAliasRouter;

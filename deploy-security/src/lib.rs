@@ -1,4 +1,20 @@
-//! Security for deploy-rs: Fernet encryption, secret managers, vulnerability scanners and audits.
+//! Security for deploy-rs: Fernet encryption with key rotation, secret managers,
+//! vulnerability scanners with a policy gate and SARIF export, manifest and
+//! environment audits, secure config generation, and security headers.
 //!
-//! This crate is being built; see the workspace README for what works today.
+//! The feature table and an example follow (from the crate README). Secrets are
+//! [`SecretString`](deploy_core::secret::SecretString) /
+//! [`SecretBytes`](deploy_core::secret::SecretBytes) everywhere: redacted in `Debug`
+//! and `Display`, zeroed on drop, exposed only by an explicit call.
+#![cfg_attr(all(feature = "fernet", feature = "scanners"), doc = include_str!("../README.md"))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod audit;
+#[cfg(feature = "fernet")]
+pub mod fernet;
+pub mod headers;
+#[cfg(feature = "scanners")]
+pub mod scan;
+#[cfg(any(feature = "memory", feature = "file", feature = "vault", feature = "kubernetes"))]
+pub mod secrets;
+pub mod secure_config;

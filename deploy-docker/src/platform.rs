@@ -1,0 +1,787 @@
+//! [`DockerPlatform`]: each track of an application is a set of labelled containers
+//! on one engine, behind [`deploy_core::platform::Platform`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::query_parameters::CreateImageOptionsBuilder;
+use deploy_core::error::ErrorKind;
+use deploy_core::model::app::EnvSource;
+use deploy_core::model::{
+    AppId, AppSpec, Probe, ProbeAction, Release, Track, ValidationError, ValidationErrors, Version,
+};
+use deploy_core::platform::{Platform, PlatformError, TrackState, TrackStatus};
+use futures::StreamExt;
+use tracing::instrument;
+
+use crate::containers::{ContainerSpec, ContainerState, Containers, Health, HealthCheck, RestartPolicy};
+use crate::error::{DockerError, bollard_message, classify_bollard};
+use crate::labels;
+use crate::networks::{NetworkSpec, Networks};
+
+/// How a probe becomes a command inside the container: `{port}` and `{path}` are
+/// replaced. Docker runs health checks inside the container, so the image must
+/// have the program (busybox and most distributions have `wget` and `nc`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProbeCommands {
+    /// For HTTP probes.
+    pub http: Vec<String>,
+    /// For TCP probes.
+    pub tcp: Vec<String>,
+}
+
+impl Default for ProbeCommands {
+    fn default() -> Self {
+        let words = |s: &str| s.split(' ').map(str::to_owned).collect();
+        Self {
+            http: words("CMD wget -q -O /dev/null http://127.0.0.1:{port}{path}"),
+            tcp: words("CMD nc -z 127.0.0.1 {port}"),
+        }
+    }
+}
+
+/// Settings of a [`DockerPlatform`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PlatformConfig {
+    /// The network every container joins, with the DNS alias `<app>-<track>`;
+    /// created when missing.
+    pub network: String,
+    /// The network where [`crate::NetworkAliasRouter`] gives ready containers the
+    /// alias `<app>`, when traffic is routed by alias; created when missing. New
+    /// ready containers of the `stable` and `canary` tracks join it on their own
+    /// (canary by replica ratio, as a Kubernetes Service selecting the app would),
+    /// and so do new ready containers of a track whose containers already serve.
+    pub serving_network: Option<String>,
+    /// Labels put on every container and network the platform creates.
+    pub labels: BTreeMap<String, String>,
+    /// How probes become health-check commands.
+    pub probe_commands: ProbeCommands,
+    /// The restart policy of every container.
+    pub restart: RestartPolicy,
+    /// A container restarted this often is in a crash loop: its track failed.
+    pub crash_loop_restarts: u32,
+    /// How long a container without a health check must run before it counts as
+    /// ready (Kubernetes' `minReadySeconds`): a process that crashes at once must
+    /// not look ready between two restarts.
+    pub min_ready: Duration,
+    /// How often state is polled while waiting.
+    pub poll_interval: Duration,
+    /// How long an in-place rolling replacement inside [`Platform::apply`] may take.
+    pub rollout_timeout: Duration,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        Self {
+            network: "deploy-rs".to_owned(),
+            serving_network: None,
+            labels: BTreeMap::new(),
+            probe_commands: ProbeCommands::default(),
+            restart: RestartPolicy::UnlessStopped,
+            crash_loop_restarts: 3,
+            min_ready: Duration::from_secs(2),
+            poll_interval: Duration::from_millis(250),
+            rollout_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl PlatformConfig {
+    /// Sets the network.
+    #[must_use]
+    pub fn network(mut self, network: impl Into<String>) -> Self {
+        self.network = network.into();
+        self
+    }
+
+    /// Sets the serving network.
+    #[must_use]
+    pub fn serving_network(mut self, network: impl Into<String>) -> Self {
+        self.serving_network = Some(network.into());
+        self
+    }
+
+    /// Adds a label to everything the platform creates.
+    #[must_use]
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the restart policy.
+    #[must_use]
+    pub fn restart(mut self, restart: RestartPolicy) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    /// Sets the crash-loop threshold.
+    #[must_use]
+    pub fn crash_loop_restarts(mut self, restarts: u32) -> Self {
+        self.crash_loop_restarts = restarts;
+        self
+    }
+
+    /// Sets how long a container without a health check must run to be ready.
+    #[must_use]
+    pub fn min_ready(mut self, min_ready: Duration) -> Self {
+        self.min_ready = min_ready;
+        self
+    }
+
+    /// Sets the poll interval.
+    #[must_use]
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Sets the in-place rollout timeout.
+    #[must_use]
+    pub fn rollout_timeout(mut self, timeout: Duration) -> Self {
+        self.rollout_timeout = timeout;
+        self
+    }
+
+    /// Sets the probe commands.
+    #[must_use]
+    pub fn probe_commands(mut self, commands: ProbeCommands) -> Self {
+        self.probe_commands = commands;
+        self
+    }
+}
+
+/// A Docker engine as a [`Platform`].
+///
+/// A track is the set of containers labelled with the application, the track, the
+/// version and a revision hash (see [`crate::labels`]). Docker has no controller,
+/// so the platform is one:
+///
+/// * [`Platform::apply`] on a track that runs another revision replaces its
+///   containers in place, honouring `spec.rolling_update`: at most
+///   `replicas + max_surge` containers exist and at least
+///   `replicas - max_unavailable` are ready at every moment; it waits for new
+///   containers to turn healthy before removing old ones, up to
+///   [`PlatformConfig::rollout_timeout`]. On a new track it creates the containers
+///   and returns without waiting.
+/// * Readiness is Docker's health status (the readiness probe, else the liveness
+///   probe, else the image's own `HEALTHCHECK`; a container without any is ready
+///   when it runs). An exited container, one restarted
+///   [`PlatformConfig::crash_loop_restarts`] times, an unhealthy one and an
+///   image that does not exist fail the track at once.
+/// * [`Platform::scale`] to 0 stops the containers and keeps them.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use deploy_docker::platform::{DockerPlatform, PlatformConfig};
+/// let docker = deploy_docker::connect::connect(&Default::default()).await?;
+/// let platform = DockerPlatform::new(docker, PlatformConfig::default().network("shop").serving_network("shop-edge"));
+/// # let _ = platform; Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct DockerPlatform {
+    docker: Docker,
+    containers: Containers,
+    networks: Networks,
+    config: PlatformConfig,
+    desired: Mutex<HashMap<(AppId, Track), u32>>,
+}
+
+/// One container of a track, with the labels that place it.
+#[derive(Debug, Clone)]
+struct Member {
+    state: ContainerState,
+    revision: String,
+    version: Option<Version>,
+}
+
+enum Readiness {
+    Ready,
+    Pending,
+    Doomed(String),
+}
+
+impl DockerPlatform {
+    /// A platform on `docker`.
+    pub fn new(docker: Docker, config: PlatformConfig) -> Self {
+        Self {
+            containers: Containers::new(docker.clone()),
+            networks: Networks::new(docker.clone()),
+            docker,
+            config,
+            desired: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PlatformConfig {
+        &self.config
+    }
+
+    /// The DNS alias of one track on the platform network: `<app>-<track>`.
+    pub fn track_alias(app: &AppId, track: Track) -> String {
+        format!("{}-{}", app.name, track.as_str())
+    }
+
+    /// Removes every container of `app`, all tracks.
+    #[instrument(skip_all, fields(deploy.app = %app), err)]
+    pub async fn remove_app(&self, app: &AppId) -> Result<(), PlatformError> {
+        for track in Track::ALL {
+            self.remove(app, track).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes every container the platform created (any app) and its networks,
+    /// when they carry [`PlatformConfig::labels`]. Refuses to run without labels,
+    /// which would select every managed object on the engine.
+    #[instrument(skip_all, err)]
+    pub async fn remove_everything_labelled(&self) -> Result<crate::containers::CleanupReport, PlatformError> {
+        if self.config.labels.is_empty() {
+            return Err(PlatformError::backend(
+                "remove labelled objects",
+                ErrorKind::InvalidInput,
+                "the platform has no labels of its own to select by",
+            ));
+        }
+        self.containers.remove_labelled(&self.config.labels).await.map_err(|e| platform_error("clean up", e))
+    }
+
+    fn set_desired(&self, app: &AppId, track: Track, replicas: Option<u32>) {
+        if let Ok(mut desired) = self.desired.lock() {
+            match replicas {
+                Some(n) => desired.insert((app.clone(), track), n),
+                None => desired.remove(&(app.clone(), track)),
+            };
+        }
+    }
+
+    fn known_desired(&self, app: &AppId, track: Track) -> Option<u32> {
+        self.desired.lock().ok().and_then(|d| d.get(&(app.clone(), track)).copied())
+    }
+
+    async fn members(&self, app: &AppId, track: Track) -> Result<Vec<Member>, PlatformError> {
+        let ids = self
+            .containers
+            .list(&labels::track_selector(app, track))
+            .await
+            .map_err(|e| platform_error("list containers", e))?;
+        let mut members = Vec::with_capacity(ids.len());
+        for id in ids {
+            let state = match self.containers.state(&id).await {
+                Ok(state) => state,
+                // Removed between the list and the inspect.
+                Err(DockerError::NotFound { .. }) => continue,
+                Err(e) => return Err(platform_error("inspect container", e)),
+            };
+            let revision = state.labels.get(labels::REVISION).cloned().unwrap_or_default();
+            let version = state.labels.get(labels::VERSION).and_then(|v| Version::new(v.as_str()).ok());
+            members.push(Member { state, revision, version });
+        }
+        Ok(members)
+    }
+
+    fn readiness(&self, state: &ContainerState) -> Readiness {
+        if state.restart_count >= self.config.crash_loop_restarts {
+            return Readiness::Doomed(format!(
+                "container {} restarted {} times (crash loop, last exit code {})",
+                state.name, state.restart_count, state.exit_code
+            ));
+        }
+        if state.exited {
+            let error = state.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+            return Readiness::Doomed(format!("container {} exited with code {}{error}", state.name, state.exit_code));
+        }
+        if !state.running {
+            return Readiness::Pending;
+        }
+        match &state.health {
+            Health::Healthy => Readiness::Ready,
+            Health::None => {
+                let ran_for = state.started_at.map(|t| jiff::Timestamp::now().duration_since(t));
+                let min_ready =
+                    jiff::SignedDuration::try_from(self.config.min_ready).unwrap_or(jiff::SignedDuration::MAX);
+                if ran_for.is_some_and(|d| d >= min_ready) { Readiness::Ready } else { Readiness::Pending }
+            }
+            Health::Starting => Readiness::Pending,
+            Health::Unhealthy { output } => {
+                Readiness::Doomed(format!("container {} is unhealthy: {}", state.name, first_line(output)))
+            }
+        }
+    }
+
+    /// Makes sure the image is on the engine, pulling it when it is not; an image
+    /// that the registry does not have dooms the track.
+    async fn ensure_image(&self, app: &AppId, track: Track, release: &Release) -> Result<(), PlatformError> {
+        let image = release.image.familiar();
+        match self.docker.inspect_image(&image).await {
+            Ok(_) => return Ok(()),
+            Err(e) if classify_bollard(&e) == ErrorKind::NotFound => {}
+            Err(e) => return Err(PlatformError::backend(format!("inspect image {image}"), classify_bollard(&e), e)),
+        }
+        let mut options = CreateImageOptionsBuilder::new().from_image(&release.image.name());
+        if let Some(tag) = release.image.tag() {
+            options = options.tag(tag);
+        }
+        if let Some(digest) = release.image.digest() {
+            options = CreateImageOptionsBuilder::new().from_image(&format!("{}@{digest}", release.image.name()));
+        }
+        let mut pull = self.docker.create_image(Some(options.build()), None, None);
+        while let Some(item) = pull.next().await {
+            if let Err(e) = item {
+                let message = bollard_message(&e);
+                let lower = message.to_ascii_lowercase();
+                let missing =
+                    ["not found", "manifest unknown", "does not exist", "pull access denied", "no such image"];
+                if missing.iter().any(|m| lower.contains(m)) {
+                    return Err(PlatformError::Doomed {
+                        app: app.clone(),
+                        track,
+                        reason: format!("image {image} does not exist: {message}"),
+                    });
+                }
+                let kind = match classify_bollard(&e) {
+                    ErrorKind::Other => ErrorKind::Unavailable,
+                    kind => kind,
+                };
+                return Err(PlatformError::backend(format!("pull image {image}"), kind, e));
+            }
+        }
+        Ok(())
+    }
+
+    fn container_spec(
+        &self,
+        spec: &AppSpec,
+        track: Track,
+        release: &Release,
+        revision: &str,
+    ) -> Result<ContainerSpec, PlatformError> {
+        let app = spec.id();
+        let mut errors = ValidationErrors::new();
+        let mut container = ContainerSpec::new(container_name(&app, track), release.image.familiar())
+            .network(self.config.network.clone(), [Self::track_alias(&app, track)])
+            .restart(self.config.restart)
+            .labels(self.config.labels.clone())
+            .labels(spec.labels.clone())
+            .labels(labels::track_selector(&app, track))
+            .label(labels::VERSION, release.version.as_str())
+            .label(labels::REVISION, revision);
+        for var in &spec.env {
+            match &var.source {
+                EnvSource::Value(value) => container = container.env(var.name.clone(), value.clone()),
+                _ => errors.push(ValidationError::new(
+                    format!("env.{}", var.name),
+                    "secret or config map reference",
+                    "the Docker platform takes literal values only; resolve secrets before applying",
+                )),
+            }
+        }
+        if let Some(probe) = spec.readiness.as_ref().or(spec.liveness.as_ref()) {
+            container = container.health(self.health_check(probe));
+        }
+        if let Some(uid) = spec.pod_security.run_as_user {
+            let user = match spec.pod_security.run_as_group {
+                Some(gid) => format!("{uid}:{gid}"),
+                None => uid.to_string(),
+            };
+            container = container.user(user);
+        }
+        errors.into_result(container).map_err(|errors| PlatformError::Invalid { app, errors })
+    }
+
+    fn health_check(&self, probe: &Probe) -> HealthCheck {
+        let fill = |template: &[String], port: u16, path: &str| -> Vec<String> {
+            template.iter().map(|w| w.replace("{port}", &port.to_string()).replace("{path}", path)).collect()
+        };
+        let test = match &probe.action {
+            ProbeAction::Http { path, port } => fill(&self.config.probe_commands.http, *port, path),
+            ProbeAction::Tcp { port } => fill(&self.config.probe_commands.tcp, *port, ""),
+            ProbeAction::Exec { command } => std::iter::once("CMD".to_owned()).chain(command.iter().cloned()).collect(),
+            _ => Vec::new(),
+        };
+        let mut check = HealthCheck::new(test).interval(probe.period.as_duration()).retries(probe.failure_threshold);
+        check.timeout = probe.timeout.as_duration();
+        check.start_period = probe.initial_delay.as_duration();
+        check
+    }
+
+    async fn ensure_networks(&self) -> Result<(), PlatformError> {
+        let names = std::iter::once(&self.config.network).chain(self.config.serving_network.as_ref());
+        for name in names {
+            self.networks
+                .ensure(&NetworkSpec::new(name.clone()).labels(self.config.labels.clone()))
+                .await
+                .map_err(|e| platform_error("create network", e))?;
+        }
+        Ok(())
+    }
+
+    async fn start_one(&self, spec: &ContainerSpec, app: &AppId, track: Track) -> Result<(), PlatformError> {
+        let mut spec = spec.clone();
+        spec.name = container_name(app, track);
+        match self.containers.run(&spec).await {
+            Ok(_) => Ok(()),
+            Err(DockerError::NotFound { what }) => {
+                Err(PlatformError::Doomed { app: app.clone(), track, reason: format!("{what} does not exist") })
+            }
+            Err(e) => Err(platform_error("run container", e)),
+        }
+    }
+
+    /// The serving network's aliases `state` should get once ready, if any.
+    fn serving_aliases(&self, app: &AppId, track: Track, members: &[Member]) -> Option<(String, Vec<String>)> {
+        let network = self.config.serving_network.clone()?;
+        let alias = app.name.to_string();
+        let track_serves = members.iter().any(|m| serves(&m.state, &network, &alias));
+        let automatic = matches!(track, Track::Stable | Track::Canary);
+        (automatic || track_serves).then(|| (network, vec![alias]))
+    }
+
+    /// Gives ready members that should serve their serving alias.
+    async fn join_serving(&self, app: &AppId, track: Track, members: &[Member]) -> Result<(), PlatformError> {
+        let Some((network, aliases)) = self.serving_aliases(app, track, members) else { return Ok(()) };
+        for member in members {
+            let ready = matches!(self.readiness(&member.state), Readiness::Ready);
+            if ready && !member.state.network_aliases.contains_key(&network) {
+                self.networks
+                    .connect(&network, &member.state.id, &aliases)
+                    .await
+                    .map_err(|e| platform_error("attach a ready container to the serving network", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn rolling_replace(
+        &self,
+        spec: &AppSpec,
+        track: Track,
+        container: &ContainerSpec,
+        revision: &str,
+        replicas: u32,
+    ) -> Result<(), PlatformError> {
+        let app = spec.id();
+        let (surge, unavailable) = spec.rolling_update.resolve(replicas);
+        let deadline = Instant::now() + self.config.rollout_timeout;
+        loop {
+            let members = self.members(&app, track).await?;
+            let (new, old): (Vec<&Member>, Vec<&Member>) = members.iter().partition(|m| m.revision == revision);
+            for member in &new {
+                if let Readiness::Doomed(reason) = self.readiness(&member.state) {
+                    return Err(PlatformError::Doomed { app: app.clone(), track, reason });
+                }
+            }
+            let total = u32::try_from(members.len()).unwrap_or(u32::MAX);
+            let count = |list: &[&Member]| u32::try_from(list.len()).unwrap_or(u32::MAX);
+            let ready = |list: &[&Member]| {
+                u32::try_from(list.iter().filter(|m| matches!(self.readiness(&m.state), Readiness::Ready)).count())
+                    .unwrap_or(u32::MAX)
+            };
+            if old.is_empty() {
+                return self.converge(&app, track, container, &members, replicas).await;
+            }
+            // New ready containers serve where the old ones did before any old one goes.
+            self.join_serving(&app, track, &members).await?;
+
+            let mut acted = false;
+            let room = (replicas + surge).saturating_sub(total);
+            let to_create = room.min(replicas.saturating_sub(count(&new)));
+            for _ in 0..to_create {
+                self.start_one(container, &app, track).await?;
+                acted = true;
+            }
+            // Old containers that are not ready cost no availability: they go first.
+            let (old_ready, old_unready): (Vec<&&Member>, Vec<&&Member>) =
+                old.iter().partition(|m| matches!(self.readiness(&m.state), Readiness::Ready));
+            for member in &old_unready {
+                self.remove_container(&member.state.id).await?;
+                acted = true;
+            }
+            let available = ready(&new) + u32::try_from(old_ready.len()).unwrap_or(u32::MAX);
+            let removable = available.saturating_sub(replicas.saturating_sub(unavailable));
+            let removable = usize::try_from(removable).unwrap_or(usize::MAX).min(old_ready.len());
+            for member in old_ready.iter().take(removable) {
+                self.remove_container(&member.state.id).await?;
+                acted = true;
+            }
+            if !acted {
+                if Instant::now() >= deadline {
+                    return Err(PlatformError::Timeout {
+                        app,
+                        track,
+                        after: self.config.rollout_timeout,
+                        reason: format!("{} of {replicas} new containers ready, {} old left", ready(&new), old.len()),
+                    });
+                }
+                tokio::time::sleep(self.config.poll_interval).await;
+            }
+        }
+    }
+
+    /// Brings a track whose containers all run the current revision to `replicas`.
+    async fn converge(
+        &self,
+        app: &AppId,
+        track: Track,
+        container: &ContainerSpec,
+        members: &[Member],
+        replicas: u32,
+    ) -> Result<(), PlatformError> {
+        let target = usize::try_from(replicas).unwrap_or(usize::MAX);
+        // Stopped containers (a scale to 0) are replaced by fresh ones.
+        let mut live = Vec::new();
+        for member in members {
+            if member.state.running || member.state.restarting {
+                live.push(member);
+            } else {
+                self.remove_container(&member.state.id).await?;
+            }
+        }
+        for _ in live.len()..target {
+            self.start_one(container, app, track).await?;
+        }
+        // The newest go first when scaling down: the oldest have proven themselves.
+        for member in live.iter().skip(target).rev() {
+            self.remove_container(&member.state.id).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), PlatformError> {
+        self.containers.remove(id).await.map_err(|e| platform_error("remove container", e))
+    }
+}
+
+#[async_trait::async_trait]
+impl Platform for DockerPlatform {
+    #[instrument(skip_all, fields(deploy.app = %spec.id(), deploy.track = %track, release.version = %release.version, replicas), err)]
+    async fn apply(&self, spec: &AppSpec, track: Track, release: &Release, replicas: u32) -> Result<(), PlatformError> {
+        let app = spec.id();
+        let revision = revision(spec, release);
+        let container = self.container_spec(spec, track, release, &revision)?;
+        self.ensure_networks().await?;
+        self.ensure_image(&app, track, release).await?;
+        self.set_desired(&app, track, Some(replicas));
+        self.rolling_replace(spec, track, &container, &revision, replicas).await
+    }
+
+    #[instrument(skip_all, fields(deploy.app = %app, deploy.track = %track, replicas), err)]
+    async fn scale(&self, app: &AppId, track: Track, replicas: u32) -> Result<(), PlatformError> {
+        let members = self.members(app, track).await?;
+        let Some(newest) = members.last() else {
+            return Err(PlatformError::NotFound { app: app.clone(), track });
+        };
+        self.set_desired(app, track, Some(replicas));
+        if replicas == 0 {
+            for member in &members {
+                self.docker
+                    .stop_container(&member.state.id, None::<bollard::query_parameters::StopContainerOptions>)
+                    .await
+                    .or_else(|e| if crate::error::is_not_found(&e) { Ok(()) } else { Err(e) })
+                    .map_err(|e| PlatformError::backend("stop container", classify_bollard(&e), e))?;
+            }
+            return Ok(());
+        }
+        let template = self.template_of(newest)?;
+        let current: Vec<Member> = members.iter().filter(|m| m.revision == newest.revision).cloned().collect();
+        self.converge(app, track, &template, &current, replicas).await
+    }
+
+    #[instrument(skip_all, fields(deploy.app = %app, deploy.track = %track), err)]
+    async fn wait_ready(&self, app: &AppId, track: Track, deadline: Duration) -> Result<(), PlatformError> {
+        let started = Instant::now();
+        loop {
+            let status = self.status(app, track).await?;
+            match &status.state {
+                TrackState::Ready => {
+                    let members = self.members(app, track).await?;
+                    return self.join_serving(app, track, &members).await;
+                }
+                TrackState::Failed(reason) => {
+                    return Err(PlatformError::Doomed { app: app.clone(), track, reason: reason.clone() });
+                }
+                TrackState::Absent => return Err(PlatformError::NotFound { app: app.clone(), track }),
+                _ => {}
+            }
+            if started.elapsed() >= deadline {
+                return Err(PlatformError::Timeout {
+                    app: app.clone(),
+                    track,
+                    after: deadline,
+                    reason: format!("{} of {} ready", status.ready, status.desired),
+                });
+            }
+            tokio::time::sleep(self.config.poll_interval.min(deadline.saturating_sub(started.elapsed()))).await;
+        }
+    }
+
+    async fn status(&self, app: &AppId, track: Track) -> Result<TrackStatus, PlatformError> {
+        let members = self.members(app, track).await?;
+        let Some(newest) = members.last() else { return Ok(TrackStatus::absent()) };
+        let current: Vec<&Member> = members.iter().filter(|m| m.revision == newest.revision).collect();
+        let stopped_by_scale =
+            |m: &&Member| !m.state.running && !m.state.restarting && matches!(m.state.exit_code, 0 | 137 | 143);
+        let desired = self.known_desired(app, track).unwrap_or_else(|| {
+            u32::try_from(current.iter().filter(|m| !stopped_by_scale(m)).count()).unwrap_or(u32::MAX)
+        });
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let ready = count(members.iter().filter(|m| matches!(self.readiness(&m.state), Readiness::Ready)).count());
+        let updated = count(current.len());
+        let updated_ready =
+            count(current.iter().filter(|m| matches!(self.readiness(&m.state), Readiness::Ready)).count());
+        let state = if desired == 0 {
+            TrackState::Ready
+        } else if let Some(reason) = current.iter().find_map(|m| match self.readiness(&m.state) {
+            Readiness::Doomed(reason) => Some(reason),
+            _ => None,
+        }) {
+            TrackState::Failed(reason)
+        } else if updated == desired && updated_ready == desired && count(members.len()) == desired {
+            TrackState::Ready
+        } else {
+            TrackState::Progressing
+        };
+        Ok(TrackStatus::new(newest.version.clone(), desired, updated, ready, ready, state))
+    }
+
+    #[instrument(skip_all, fields(deploy.app = %app, deploy.track = %track), err)]
+    async fn remove(&self, app: &AppId, track: Track) -> Result<(), PlatformError> {
+        let ids = self
+            .containers
+            .list(&labels::track_selector(app, track))
+            .await
+            .map_err(|e| platform_error("list containers", e))?;
+        for id in ids {
+            self.remove_container(&id).await?;
+        }
+        self.set_desired(app, track, None);
+        Ok(())
+    }
+}
+
+impl DockerPlatform {
+    /// A container spec that recreates `member`'s container: its image, command,
+    /// environment, labels, health check and user, on the platform network.
+    fn template_of(&self, member: &Member) -> Result<ContainerSpec, PlatformError> {
+        let state = &member.state;
+        let (Some(app), Some(namespace), Some(track)) = (
+            state.labels.get(labels::APP),
+            state.labels.get(labels::NAMESPACE),
+            state.labels.get(labels::TRACK).and_then(|t| t.parse::<Track>().ok()),
+        ) else {
+            return Err(PlatformError::backend(
+                "read a track's container",
+                ErrorKind::InvalidInput,
+                format!("container {} lacks the deploy-rs labels", state.name),
+            ));
+        };
+        let template = state.template.clone().ok_or_else(|| {
+            PlatformError::backend("read a track's container", ErrorKind::Other, "the container has no config")
+        })?;
+        let app_id = AppId::new(
+            namespace.parse().map_err(|e| PlatformError::backend("read labels", ErrorKind::InvalidInput, e))?,
+            app.parse().map_err(|e| PlatformError::backend("read labels", ErrorKind::InvalidInput, e))?,
+        );
+        let mut spec = ContainerSpec::new(container_name(&app_id, track), template.image)
+            .network(self.config.network.clone(), [Self::track_alias(&app_id, track)])
+            .restart(self.config.restart)
+            .labels(state.labels.clone());
+        spec.command = template.command;
+        spec.env = template.env;
+        spec.health = template.health;
+        spec.user = template.user;
+        Ok(spec)
+    }
+}
+
+/// Whether the container has `alias` on `network`.
+pub(crate) fn serves(state: &ContainerState, network: &str, alias: &str) -> bool {
+    state.network_aliases.get(network).is_some_and(|aliases| aliases.iter().any(|a| a == alias))
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim()
+}
+
+/// `<namespace>-<app>-<track>-<8 hex>`: unique, and readable in `docker ps`.
+fn container_name(app: &AppId, track: Track) -> String {
+    format!("{}-{}-{}-{:08x}", app.namespace, app.name, track.as_str(), rand::random::<u32>())
+}
+
+/// A stable hash of what makes the release's containers: version, image, config
+/// checksum, environment, probes, ports and user. FNV-1a, so it is the same in
+/// every process and Rust version.
+fn revision(spec: &AppSpec, release: &Release) -> String {
+    let material = serde_json::json!({
+        "version": release.version,
+        "image": release.image,
+        "config": release.config_checksum,
+        "env": spec.env,
+        "readiness": spec.readiness,
+        "liveness": spec.liveness,
+        "ports": spec.ports,
+        "user": spec.pod_security.run_as_user,
+        "group": spec.pod_security.run_as_group,
+    })
+    .to_string();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in material.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+fn platform_error(operation: &str, error: DockerError) -> PlatformError {
+    use deploy_core::error::Classify;
+    let kind = error.kind();
+    PlatformError::backend(operation, kind, error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deploy_core::model::{EnvVar, ImageRef, Name};
+
+    fn spec() -> AppSpec {
+        AppSpec::new(Name::new("web").unwrap(), Name::new("shop").unwrap(), ImageRef::parse("shop/web:1").unwrap())
+    }
+
+    fn release(v: &str) -> Release {
+        Release::new(Version::new(v).unwrap(), ImageRef::parse(&format!("shop/web:{v}")).unwrap())
+    }
+
+    #[test]
+    fn revision_changes_with_what_makes_the_container_only() {
+        let a = revision(&spec(), &release("1"));
+        assert_eq!(a, revision(&spec(), &release("1")));
+        assert_ne!(a, revision(&spec(), &release("2")));
+        assert_ne!(a, revision(&spec().env(EnvVar::value("A", "1").unwrap()), &release("1")));
+        assert_eq!(a, revision(&spec().replicas(7), &release("1")), "replicas do not change the containers");
+    }
+
+    #[test]
+    fn probes_become_health_checks_and_secrets_are_refused() {
+        let docker = Docker::connect_with_http("tcp://127.0.0.1:1", 1, bollard::API_DEFAULT_VERSION).unwrap();
+        let platform = DockerPlatform::new(docker, PlatformConfig::default().network("n"));
+        let probe = Probe::http("/health", 8080).period(std::time::Duration::from_secs(2).into());
+        let check = platform.health_check(&probe);
+        assert_eq!(check.test.join(" "), "CMD wget -q -O /dev/null http://127.0.0.1:8080/health");
+        assert_eq!(check.interval, Duration::from_secs(2));
+        assert_eq!(check.retries, 3);
+
+        let with_secret = spec().env(EnvVar::from_secret("DB", Name::new("db").unwrap(), "password").unwrap());
+        let err = platform.container_spec(&with_secret, Track::Stable, &release("1"), "r").unwrap_err();
+        assert!(matches!(err, PlatformError::Invalid { .. }), "{err:?}");
+        let ok = platform.container_spec(&spec().readiness(probe), Track::Blue, &release("1"), "r").unwrap();
+        assert_eq!(ok.network_aliases, ["web-blue"]);
+        assert_eq!(ok.labels[labels::TRACK], "blue");
+        assert_eq!(ok.labels[labels::VERSION], "1");
+        assert!(ok.health.is_some());
+    }
+}

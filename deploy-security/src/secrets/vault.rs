@@ -1,0 +1,473 @@
+//! A secret manager on HashiCorp Vault's KV version 2 engine.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use deploy_core::error::ErrorKind;
+use deploy_core::secret::{PutOptions, Secret, SecretBytes, SecretError, SecretManager, SecretString, validate_key};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::instrument;
+
+/// The field a [`SecretManager`] value is stored under when it is UTF-8 text.
+pub const VALUE_FIELD: &str = "value";
+/// The field a [`SecretManager`] value is stored under (base64) when it is not text.
+pub const VALUE_BASE64_FIELD: &str = "value_base64";
+
+/// Where and how to reach Vault.
+///
+/// ```
+/// use deploy_core::secret::SecretString;
+/// use deploy_security::secrets::VaultConfig;
+/// let config = VaultConfig::new("https://vault.example.com:8200", SecretString::from("s.token"))
+///     .mount("kv")
+///     .prefix("apps/checkout")
+///     .namespace("team-a");
+/// assert_eq!(config.mount, "kv");
+/// assert!(!format!("{config:?}").contains("s.token"));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct VaultConfig {
+    /// The server's address (`https://vault:8200`).
+    pub address: String,
+    /// The token sent as `X-Vault-Token`.
+    pub token: SecretString,
+    /// The KV v2 mount (`secret`).
+    pub mount: String,
+    /// A path prefix under the mount that every key lives in (empty for none).
+    pub prefix: String,
+    /// The Vault Enterprise namespace (`X-Vault-Namespace`), if any.
+    pub namespace: Option<String>,
+    /// The deadline of each request.
+    pub timeout: Duration,
+}
+
+impl VaultConfig {
+    /// Vault at `address` with `token`, the `secret` mount, no prefix, 10 s requests.
+    pub fn new(address: impl Into<String>, token: SecretString) -> Self {
+        Self {
+            address: address.into(),
+            token,
+            mount: "secret".to_owned(),
+            prefix: String::new(),
+            namespace: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Sets the KV v2 mount.
+    #[must_use]
+    pub fn mount(mut self, mount: impl Into<String>) -> Self {
+        self.mount = mount.into();
+        self
+    }
+
+    /// Sets the path prefix.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the namespace.
+    #[must_use]
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// Sets the per-request deadline.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// The metadata of one version.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct VaultVersionMetadata {
+    /// When it was written (RFC 3339).
+    pub created_time: String,
+    /// When it was soft-deleted, or empty.
+    #[serde(default)]
+    pub deletion_time: String,
+    /// Whether its data was destroyed for good.
+    #[serde(default)]
+    pub destroyed: bool,
+}
+
+/// The metadata of a key: its versions and settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct VaultMetadata {
+    /// The newest version.
+    pub current_version: u64,
+    /// The oldest version still kept.
+    #[serde(default)]
+    pub oldest_version: u64,
+    /// How many versions are kept (0: the mount's default).
+    #[serde(default)]
+    pub max_versions: u64,
+    /// Whether every write must use check-and-set.
+    #[serde(default)]
+    pub cas_required: bool,
+    /// Every kept version.
+    #[serde(default)]
+    pub versions: BTreeMap<u64, VaultVersionMetadata>,
+}
+
+/// A secret read from Vault: every field of one version.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct VaultSecret {
+    /// The fields, each a secret.
+    pub fields: BTreeMap<String, SecretString>,
+    /// The version read.
+    pub version: u64,
+}
+
+/// Secrets in Vault's KV version 2 engine, over its HTTP API with rustls (ring).
+///
+/// As a [`SecretManager`], a key is a path under the mount and prefix, and its value is
+/// the field `value` (or `value_base64` for bytes that are not text). Versions,
+/// check-and-set (`options.cas`), metadata and version history are Vault's own. Beyond
+/// the trait: whole field maps ([`VaultSecretManager::read_fields`],
+/// [`VaultSecretManager::write_fields`]), [`VaultSecretManager::metadata`], and
+/// [`VaultSecretManager::rotate_field`], which replaces one field of a secret with
+/// check-and-set so that a concurrent writer is never overwritten.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use deploy_core::secret::{SecretManager, SecretString};
+/// use deploy_security::secrets::{VaultConfig, VaultSecretManager};
+/// let token = SecretString::from(std::env::var("VAULT_TOKEN")?);
+/// let vault = VaultSecretManager::new(VaultConfig::new("https://vault:8200", token))?;
+/// let new_version = vault.rotate_field("checkout/db", "password", None).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct VaultSecretManager {
+    client: reqwest::Client,
+    config: Arc<VaultConfig>,
+}
+
+/// The body of an answer that carries `data`.
+#[derive(Deserialize)]
+struct DataEnvelope<T> {
+    data: T,
+}
+
+#[derive(Deserialize)]
+struct ReadData {
+    data: Option<BTreeMap<String, Value>>,
+    metadata: WriteData,
+}
+
+#[derive(Deserialize)]
+struct WriteData {
+    version: u64,
+    #[serde(default)]
+    deletion_time: String,
+    #[serde(default)]
+    destroyed: bool,
+}
+
+#[derive(Deserialize)]
+struct ListData {
+    keys: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<String>,
+}
+
+fn http_error(operation: &str, error: reqwest::Error) -> SecretError {
+    let kind = if error.is_timeout() {
+        ErrorKind::Timeout
+    } else if error.is_connect() || error.is_request() {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::Other
+    };
+    SecretError::backend(operation, kind, error.without_url())
+}
+
+fn status_kind(status: StatusCode) -> ErrorKind {
+    match status {
+        StatusCode::NOT_FOUND => ErrorKind::NotFound,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ErrorKind::Unauthorized,
+        StatusCode::BAD_REQUEST => ErrorKind::InvalidInput,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => ErrorKind::Unavailable,
+        s if s.is_server_error() => ErrorKind::Unavailable,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// A rustls client configuration on the ring provider with the platform's verifier.
+fn tls_config() -> Result<rustls::ClientConfig, SecretError> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|builder| builder.with_platform_verifier())
+        .map_err(|e| SecretError::backend("configure TLS for vault", ErrorKind::Other, e))?
+        .with_no_client_auth();
+    Ok(config)
+}
+
+impl VaultSecretManager {
+    /// A client for `config`, with rustls on the ring provider and the platform's
+    /// certificate verifier.
+    pub fn new(config: VaultConfig) -> Result<Self, SecretError> {
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config()?)
+            .timeout(config.timeout)
+            .build()
+            .map_err(|e| http_error("build the vault client", e))?;
+        Ok(Self::with_client(config, client))
+    }
+
+    /// A manager that sends its requests through `client` (for custom roots or proxies).
+    pub fn with_client(config: VaultConfig, client: reqwest::Client) -> Self {
+        Self { client, config: Arc::new(config) }
+    }
+
+    fn path(&self, key: &str) -> String {
+        let prefix = self.config.prefix.trim_matches('/');
+        if prefix.is_empty() { key.to_owned() } else { format!("{prefix}/{key}") }
+    }
+
+    fn url(&self, kind: &str, path: &str) -> String {
+        format!(
+            "{}/v1/{}/{kind}/{path}",
+            self.config.address.trim_end_matches('/'),
+            self.config.mount.trim_matches('/')
+        )
+    }
+
+    /// Sends a request; returns the status and body, or the answer's error.
+    async fn send(
+        &self,
+        operation: &str,
+        key: &str,
+        method: Method,
+        url: String,
+        body: Option<Value>,
+    ) -> Result<Option<bytes::Bytes>, SecretError> {
+        let mut request = self.client.request(method, url).header("X-Vault-Token", self.config.token.expose_secret());
+        if let Some(namespace) = &self.config.namespace {
+            request = request.header("X-Vault-Namespace", namespace);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(|e| http_error(operation, e))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| http_error(operation, e))?;
+        if status.is_success() {
+            return Ok(if status == StatusCode::NO_CONTENT { None } else { Some(body) });
+        }
+        if status == StatusCode::NOT_FOUND {
+            return Err(SecretError::NotFound { key: key.to_owned() });
+        }
+        let errors = serde_json::from_slice::<ErrorBody>(&body).unwrap_or_default().errors;
+        Err(SecretError::backend(
+            operation,
+            status_kind(status),
+            format!("vault answered {status}: {}", errors.join("; ")),
+        ))
+    }
+
+    fn parse<T: for<'de> Deserialize<'de>>(operation: &str, body: Option<bytes::Bytes>) -> Result<T, SecretError> {
+        let body = body.unwrap_or_default();
+        serde_json::from_slice::<DataEnvelope<T>>(&body)
+            .map(|e| e.data)
+            .map_err(|e| SecretError::backend(operation, ErrorKind::Other, e))
+    }
+
+    /// Every field of `key` at `version` (the newest when `None`).
+    #[instrument(skip_all, fields(secret.key = %key), err)]
+    pub async fn read_fields(&self, key: &str, version: Option<u64>) -> Result<VaultSecret, SecretError> {
+        validate_key(key)?;
+        let mut url = self.url("data", &self.path(key));
+        if let Some(version) = version {
+            url.push_str(&format!("?version={version}"));
+        }
+        let body = self.send("read a vault secret", key, Method::GET, url, None).await?;
+        let data: ReadData = Self::parse("read a vault secret", body)?;
+        let Some(fields) = data.data.filter(|_| data.metadata.deletion_time.is_empty() && !data.metadata.destroyed)
+        else {
+            return Err(SecretError::NotFound { key: format!("{key}@{}", data.metadata.version) });
+        };
+        let fields = fields
+            .into_iter()
+            .map(|(name, value)| {
+                let text = match value {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (name, SecretString::new(text))
+            })
+            .collect();
+        Ok(VaultSecret { fields, version: data.metadata.version })
+    }
+
+    /// Writes `fields` as a new version of `key`; with `cas`, only if the current
+    /// version is `cas` (0: only if the key does not exist). Returns the new version.
+    #[instrument(skip_all, fields(secret.key = %key), err)]
+    pub async fn write_fields(
+        &self,
+        key: &str,
+        fields: &BTreeMap<String, SecretString>,
+        cas: Option<u64>,
+    ) -> Result<u64, SecretError> {
+        validate_key(key)?;
+        let data: serde_json::Map<String, Value> =
+            fields.iter().map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_owned()))).collect();
+        let mut body = json!({ "data": data });
+        if let Some(cas) = cas {
+            body["options"] = json!({ "cas": cas });
+        }
+        let url = self.url("data", &self.path(key));
+        let result = self.send("write a vault secret", key, Method::POST, url, Some(body)).await;
+        let answer = match result {
+            Err(SecretError::Backend { kind: ErrorKind::InvalidInput, source, .. })
+                if cas.is_some() && source.to_string().contains("check-and-set") =>
+            {
+                let actual = self.metadata(key).await.map(|m| m.current_version).unwrap_or_default();
+                return Err(SecretError::VersionConflict {
+                    key: key.to_owned(),
+                    expected: cas.unwrap_or_default(),
+                    actual,
+                });
+            }
+            other => other?,
+        };
+        Ok(Self::parse::<WriteData>("write a vault secret", answer)?.version)
+    }
+
+    /// The metadata of `key`: versions, their times, settings.
+    #[instrument(skip_all, fields(secret.key = %key), err)]
+    pub async fn metadata(&self, key: &str) -> Result<VaultMetadata, SecretError> {
+        validate_key(key)?;
+        let url = self.url("metadata", &self.path(key));
+        let body = self.send("read vault metadata", key, Method::GET, url, None).await?;
+        Self::parse("read vault metadata", body)
+    }
+
+    /// Replaces one field of `key` with `new_value` (or 32 random bytes as URL-safe
+    /// base64 when `None`), keeping the other fields, with check-and-set on the version
+    /// read. Returns the new version; a concurrent write is a
+    /// [`SecretError::VersionConflict`], never overwritten.
+    #[instrument(skip_all, fields(secret.key = %key, secret.field = %field), err)]
+    pub async fn rotate_field(
+        &self,
+        key: &str,
+        field: &str,
+        new_value: Option<SecretString>,
+    ) -> Result<u64, SecretError> {
+        let current = self.read_fields(key, None).await?;
+        let value = match new_value {
+            Some(value) => value,
+            None => crate::secure_config::random_token(32)
+                .map_err(|e| SecretError::backend("generate a secret", ErrorKind::Other, e))?,
+        };
+        let mut fields = current.fields;
+        fields.insert(field.to_owned(), value);
+        self.write_fields(key, &fields, Some(current.version)).await
+    }
+
+    async fn list_under(&self, folder: &str, out: &mut Vec<String>) -> Result<(), SecretError> {
+        let url = format!("{}?list=true", self.url("metadata", folder));
+        let body = match self.send("list vault secrets", folder, Method::GET, url, None).await {
+            Err(SecretError::NotFound { .. }) => return Ok(()),
+            other => other?,
+        };
+        let list: ListData = Self::parse("list vault secrets", body)?;
+        for entry in list.keys {
+            let full = if folder.is_empty() { entry.clone() } else { format!("{folder}/{entry}") };
+            if let Some(sub) = full.strip_suffix('/') {
+                Box::pin(self.list_under(sub, out)).await?;
+            } else {
+                out.push(full);
+            }
+        }
+        Ok(())
+    }
+
+    fn into_secret(key: &str, secret: VaultSecret) -> Result<Secret, SecretError> {
+        if let Some(text) = secret.fields.get(VALUE_FIELD) {
+            return Ok(Secret::new(SecretBytes::from(text.clone()), secret.version));
+        }
+        if let Some(encoded) = secret.fields.get(VALUE_BASE64_FIELD) {
+            let bytes = STANDARD.decode(encoded.expose_secret()).map_err(|_| SecretError::Decryption)?;
+            return Ok(Secret::new(SecretBytes::new(bytes), secret.version));
+        }
+        Err(SecretError::backend(
+            "read a vault secret",
+            ErrorKind::InvalidInput,
+            format!("secret {key} has neither a {VALUE_FIELD:?} nor a {VALUE_BASE64_FIELD:?} field"),
+        ))
+    }
+}
+
+#[async_trait]
+impl SecretManager for VaultSecretManager {
+    async fn get(&self, key: &str) -> Result<Secret, SecretError> {
+        Self::into_secret(key, self.read_fields(key, None).await?)
+    }
+
+    async fn get_version(&self, key: &str, version: u64) -> Result<Secret, SecretError> {
+        let secret = self.read_fields(key, Some(version)).await.map_err(|e| match e {
+            SecretError::NotFound { .. } => SecretError::NotFound { key: format!("{key}@{version}") },
+            other => other,
+        })?;
+        if secret.version != version {
+            return Err(SecretError::NotFound { key: format!("{key}@{version}") });
+        }
+        Self::into_secret(key, secret)
+    }
+
+    async fn put(&self, key: &str, value: SecretBytes, options: PutOptions) -> Result<u64, SecretError> {
+        let mut fields = BTreeMap::new();
+        match value.expose_str() {
+            Ok(text) => fields.insert(VALUE_FIELD.to_owned(), SecretString::from(text)),
+            Err(_) => {
+                fields.insert(VALUE_BASE64_FIELD.to_owned(), SecretString::new(STANDARD.encode(value.expose_secret())))
+            }
+        };
+        self.write_fields(key, &fields, options.expected_version).await
+    }
+
+    #[instrument(skip_all, fields(secret.key = %key), err)]
+    async fn delete(&self, key: &str) -> Result<(), SecretError> {
+        validate_key(key)?;
+        let url = self.url("metadata", &self.path(key));
+        match self.send("delete a vault secret", key, Method::DELETE, url, None).await {
+            Ok(_) | Err(SecretError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<String>, SecretError> {
+        let prefix = self.config.prefix.trim_matches('/').to_owned();
+        let mut keys = Vec::new();
+        self.list_under(&prefix, &mut keys).await?;
+        let mut keys: Vec<String> = keys
+            .into_iter()
+            .map(|k| if prefix.is_empty() { k } else { k.strip_prefix(&format!("{prefix}/")).unwrap_or(&k).to_owned() })
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+}

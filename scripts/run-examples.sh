@@ -12,6 +12,10 @@
 #                                  stand-ins and the test kit
 #   tiered_cache       (none)      redis-server on PATH (Debian: redis-server); the
 #                                  example starts and stops its own server
+#   secrets_rotation   (none)      nothing: Fernet-encrypted file store in a temp dir
+#   docker_blue_green  (none)      a running Docker engine and busybox-static (Debian);
+#                                  builds FROM scratch, pulls nothing, removes
+#                                  everything it labelled at the end (about 30 s)
 #   k8s_canary_istio   --dry-run   nothing: prints the plan and the manifests
 #   k8s_blue_green     --dry-run   nothing: prints the plan and the manifests
 #
@@ -33,6 +37,8 @@ run quickstart --dry-run
 run progress_bar
 run pipeline
 run tiered_cache
+run secrets_rotation
+run docker_blue_green
 run k8s_canary_istio --dry-run
 run k8s_blue_green --dry-run
 echo "=== all examples ran ==="

@@ -28,8 +28,10 @@ export CARGO_TERM_COLOR=never
 cargo build -p deploy-examples --examples
 
 run() {
-    echo "=== example $* ==="
-    cargo run -q -p deploy-examples --example "$@"
+    local example="$1"
+    shift
+    echo "=== example $example $* ==="
+    cargo run -q -p deploy-examples --example "$example" -- "$@"
 }
 
 run quickstart

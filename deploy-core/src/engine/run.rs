@@ -72,6 +72,8 @@ pub(crate) enum StepError {
     Failed(FailureCause),
     /// The caller aborted; roll back.
     Aborted,
+    /// The caller asked for an emergency rollback, for this reason; roll back.
+    Emergency(String),
     /// Stop touching anything (the lock or the state belongs to someone else now).
     Fatal(RolloutError),
 }
@@ -130,6 +132,7 @@ async fn guard<T>(
         };
         match wake {
             Wake::Control(Some(Control::Abort)) => return Err(StepError::Aborted),
+            Wake::Control(Some(Control::Emergency(reason))) => return Err(StepError::Emergency(reason)),
             Wake::Control(Some(Control::Promote)) => {
                 promote.notify_one();
                 let _ = events.send(RolloutEvent::Decision { message: "the caller asked to promote".to_owned() });
@@ -193,9 +196,12 @@ pub(crate) async fn drive(
         let outcome = match &result {
             Ok(()) => StepOutcome::Succeeded,
             Err(StepError::Failed(cause)) => StepOutcome::Failed(cause.to_string()),
-            Err(StepError::Aborted) => StepOutcome::Aborted,
+            Err(StepError::Aborted | StepError::Emergency(_)) => StepOutcome::Aborted,
             Err(StepError::Fatal(e)) => StepOutcome::Failed(e.to_string()),
         };
+        if let Err(StepError::Emergency(reason)) = &result {
+            run.emergency_requested(reason);
+        }
         let mut record = StepRecord::new(index, description.clone(), started, Timestamp::now(), outcome.clone());
         record.details = std::mem::take(&mut run.notes);
         run.state.record.steps.push(record);
@@ -207,12 +213,16 @@ pub(crate) async fn drive(
                     Ok(()) => {}
                     Err(StepError::Failed(cause)) => return run.roll_back(cause, &mut keeper).await,
                     Err(StepError::Fatal(e)) => return Err(e),
-                    Err(StepError::Aborted) => {}
+                    Err(StepError::Aborted | StepError::Emergency(_)) => {}
                 }
             }
             Err(StepError::Failed(cause)) => return run.roll_back(cause, &mut keeper).await,
             Err(StepError::Aborted) => {
                 let cause = FailureCause::new(CauseKind::Aborted, Some(index), "aborted by the caller");
+                return run.roll_back(cause, &mut keeper).await;
+            }
+            Err(StepError::Emergency(reason)) => {
+                let cause = FailureCause::new(CauseKind::EmergencyRollback, Some(index), reason);
                 return run.roll_back(cause, &mut keeper).await;
             }
             Err(StepError::Fatal(e)) => return Err(e),
@@ -244,6 +254,14 @@ impl Run {
             notes: Vec::new(),
             step: None,
         }
+    }
+
+    /// Notes the caller's emergency rollback in the events, the trace and the record.
+    pub(crate) fn emergency_requested(&mut self, reason: &str) {
+        let message = format!("emergency rollback requested by the caller: {reason}; no further step or analysis runs");
+        tracing::warn!(decision = %message);
+        self.emit(RolloutEvent::Decision { message: message.clone() });
+        self.state.record.log(LogLevel::Warn, message);
     }
 
     fn emit(&self, event: RolloutEvent) {
@@ -699,7 +717,7 @@ impl Run {
         self.state.record.log(LogLevel::Warn, format!("rolling back: {cause}"));
         self.state.phase = RolloutPhase::RollingBack(cause.clone());
         match self.save().await {
-            Ok(()) | Err(StepError::Aborted) => {}
+            Ok(()) | Err(StepError::Aborted | StepError::Emergency(_)) => {}
             Err(StepError::Fatal(e)) => return Err(e),
             Err(StepError::Failed(e)) => {
                 self.note(format!("could not save the rollback phase ({e}); rolling back anyway"))
@@ -721,7 +739,7 @@ impl Run {
             Ok(()) => StepOutcome::Succeeded,
             Err(StepError::Failed(c)) => StepOutcome::Failed(c.to_string()),
             Err(StepError::Fatal(e)) => StepOutcome::Failed(e.to_string()),
-            Err(StepError::Aborted) => StepOutcome::Aborted,
+            Err(StepError::Aborted | StepError::Emergency(_)) => StepOutcome::Aborted,
         };
         let mut record = StepRecord::new(self.plan.steps.len(), description, started, Timestamp::now(), outcome);
         record.details = std::mem::take(&mut self.notes);
@@ -734,7 +752,9 @@ impl Run {
                 cause.message = format!("{}; the rollback failed too: {second}", cause.message);
                 self.finish(DeploymentStatus::Failed, Some(cause), keeper).await
             }
-            Err(StepError::Aborted) => self.finish(DeploymentStatus::Failed, Some(cause), keeper).await,
+            Err(StepError::Aborted | StepError::Emergency(_)) => {
+                self.finish(DeploymentStatus::Failed, Some(cause), keeper).await
+            }
         }
     }
 

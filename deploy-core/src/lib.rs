@@ -1,12 +1,51 @@
 //! The core of deploy-rs: the domain model, the traits every backend implements,
-//! and the rollout engine that drives them: [`strategy`] makes a [`plan::Plan`],
-//! [`engine::RolloutEngine`] executes it, [`analysis`] judges each step, and the
-//! `testkit` feature provides in-memory backends with fault injection.
+//! the rollout engine that drives them, and the operations toolkit around it.
 //!
-//! This crate does no I/O of its own and depends on no backend library, so that code
-//! which only describes deployments, or tests them, compiles nothing heavy. Backends
-//! live in their own crates: `deploy-k8s`, `deploy-docker`, `deploy-security`,
-//! `deploy-cache`.
+//! It depends on no backend library (no `kube`, no `bollard`, no `redis`), so that
+//! code which only describes deployments, plans them or tests them compiles
+//! nothing heavy; backends live in their own crates: `deploy-k8s`,
+//! `deploy-docker`, `deploy-security`, `deploy-cache`. The crate does I/O in two
+//! places only: the [`config`] loader reads the configuration files it is given
+//! (and environment variables), and the opt-in `http` and `prometheus` features
+//! speak HTTP. Everything else works on the traits' objects.
+//!
+//! # Modules
+//!
+//! - The domain model, [`model`]: validated names, image references, quantities,
+//!   durations, percentages, app specs, releases, tracks, traffic splits,
+//!   environment profiles, deployment records.
+//! - The traits, each object safe and used as `Arc<dyn Trait>`:
+//!   [`platform::Platform`], [`traffic::TrafficRouter`], [`health::HealthCheck`],
+//!   [`metrics::MetricsProvider`], [`state::StateStore`], [`history::HistoryStore`],
+//!   [`build::ImageBuilder`], [`registry::ImageRegistry`],
+//!   [`scan::VulnerabilityScanner`], [`secret::SecretManager`], [`cache::Cache`] and
+//!   [`notify::Notifier`]. Every error type implements [`error::Classify`], which
+//!   tells a caller whether a retry makes sense.
+//! - Rollouts: [`strategy`] (rolling, blue-green, canary) makes a [`plan::Plan`],
+//!   [`engine::RolloutEngine`] executes it, saves progress, rolls back on its own
+//!   and on the caller's word, and [`analysis`] judges each step (thresholds,
+//!   canary versus baseline, Mann-Whitney).
+//! - `testkit` (feature): in-memory backends with fault injection, on tokio's
+//!   clock, for testing code that embeds this crate.
+//! - The operations toolkit: [`pipeline`] (stages, branch rules, rollback,
+//!   notifications; [`pipeline::EngineDeployer`] deploys through the engine),
+//!   [`dora`] metrics, [`lb`] load balancing, layered [`config`], deployment
+//!   [`checklist`]s, [`monitoring`] configuration (Prometheus, Grafana) and the
+//!   strategy advisor in [`recommend`].
+//!
+//! # Features
+//!
+//! - `testkit`: the in-memory backends of the `testkit` module.
+//! - `http`: `http_check::HttpHealthCheck` and `webhook::WebhookNotifier`, over
+//!   reqwest with rustls.
+//! - `prometheus` (implies `http`): `prometheus::PrometheusProvider`, metrics from
+//!   the Prometheus HTTP API, with Flagger's built-in metric templates.
+//! - `toml`: TOML files as layers of the layered configuration (JSON needs no
+//!   feature).
+//!
+//! # Example
+//!
+//! A spec, made ready for production:
 //!
 //! ```
 //! use deploy_core::model::{AppSpec, Environment, EnvironmentProfile, ImageRef, Name, Port, Probe};
@@ -23,13 +62,38 @@
 //! assert_eq!(spec.replicas, 3);
 //! ```
 //!
-//! The traits, each object safe and used as `Arc<dyn Trait>`:
-//! [`platform::Platform`], [`traffic::TrafficRouter`], [`health::HealthCheck`],
-//! [`metrics::MetricsProvider`], [`state::StateStore`], [`history::HistoryStore`],
-//! [`build::ImageBuilder`], [`registry::ImageRegistry`],
-//! [`scan::VulnerabilityScanner`], [`secret::SecretManager`], [`cache::Cache`] and
-//! [`notify::Notifier`]. Every error type implements [`error::Classify`], which tells
-//! a caller whether a retry makes sense.
+//! A canary rollout (10 → 25 → 50 → 75 → 100 %) on the test kit, with the
+//! `testkit` feature; on a cluster the kit's backends are replaced by a backend
+//! crate's, the rest stays:
+//!
+//! ```
+//! # #[cfg(feature = "testkit")]
+//! # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+//! use deploy_core::engine::{RolloutEngine, RolloutEvent, RolloutRequest};
+//! use deploy_core::model::{DeploymentStatus, Track};
+//! use deploy_core::strategy::{Canary, PlanInput, Strategy};
+//! use deploy_core::testkit::{self, TestKit};
+//!
+//! let kit = TestKit::new();
+//! let (spec, v1, v2) = testkit::sample_app(4);
+//! kit.seed(&spec, Track::Stable, &v1);
+//! let engine = RolloutEngine::builder(kit.platform(), kit.state_store(), kit.history_store())
+//!     .router(kit.router())
+//!     .build();
+//!
+//! let plan = Canary::default().plan(&PlanInput::new(spec.replicas));
+//! let mut rollout = engine.start(RolloutRequest::new(spec.clone(), v2.clone(), plan).from(v1)).await.unwrap();
+//! let mut weights = Vec::new();
+//! while let Some(event) = rollout.next_event().await {
+//!     if let RolloutEvent::WeightChanged { split } = event {
+//!         weights.push(split.weight(Track::Canary).to_string());
+//!     }
+//! }
+//! assert_eq!(weights, ["10%", "25%", "50%", "75%", "100%", "0%"]);
+//! assert_eq!(rollout.wait().await.unwrap().status, DeploymentStatus::Succeeded);
+//! assert_eq!(kit.snapshot(&spec.id()).tracks[&Track::Stable].version, v2.version);
+//! # });
+//! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod analysis;

@@ -7,10 +7,12 @@ use super::{RolloutError, RolloutEvent, RolloutReport};
 use crate::model::{AppId, DeploymentId};
 
 /// What the caller can ask of a running rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Control {
     Abort,
     Promote,
+    /// Roll back at once, on the caller's word, for this reason.
+    Emergency(String),
 }
 
 /// A rollout running in its own task: its events, its controls and its result.
@@ -54,6 +56,22 @@ impl RolloutHandle {
         let _ = self.controls.send(Control::Abort);
     }
 
+    /// Rolls back at once on the caller's word: the current step is interrupted
+    /// (a pause, even one until promoted, an analysis, a wait), no further step or
+    /// analysis runs, and the previous release serves 100 % again as soon as its
+    /// track is ready (traffic still only goes to ready tracks). The report says
+    /// `RolledBack` with the cause [`CauseKind::EmergencyRollback`] and `reason`;
+    /// the event stream and the deployment record say so too.
+    ///
+    /// Does nothing once the rollout is rolling back or finished. For a rollout
+    /// whose process died, use
+    /// [`RolloutEngine::emergency_rollback`](super::RolloutEngine::emergency_rollback).
+    ///
+    /// [`CauseKind::EmergencyRollback`]: super::CauseKind::EmergencyRollback
+    pub fn emergency_rollback(&self, reason: impl Into<String>) {
+        let _ = self.controls.send(Control::Emergency(reason.into()));
+    }
+
     /// Ends the current pause; when no pause is running, the next pause ends at
     /// once. Analysis is never skipped.
     pub fn promote(&self) {
@@ -62,7 +80,10 @@ impl RolloutHandle {
 
     /// Waits for the rollout to end. Events not read are dropped.
     pub async fn wait(self) -> Result<RolloutReport, RolloutError> {
-        match self.task.await {
+        let Self { task, events, .. } = self;
+        // Nobody reads them any more: let the rollout stop queueing them.
+        drop(events);
+        match task.await {
             Ok(result) => result,
             Err(e) => Err(RolloutError::Stopped { reason: e.to_string() }),
         }

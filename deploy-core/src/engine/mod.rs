@@ -22,18 +22,21 @@ mod handle;
 mod retry;
 mod run;
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 pub use events::RolloutEvent;
 pub use handle::RolloutHandle;
 pub use retry::RetryPolicy;
+
+use handle::Control;
 
 use crate::analysis::{AnalysisRunner, AnalysisTarget, JudgeFactory, JudgeRegistry};
 use crate::error::{Classify, ErrorKind};
@@ -155,6 +158,8 @@ pub enum CauseKind {
     StateStore,
     /// The caller aborted the rollout.
     Aborted,
+    /// The caller asked for an emergency rollback; the message is their reason.
+    EmergencyRollback,
 }
 
 impl fmt::Display for CauseKind {
@@ -172,6 +177,7 @@ impl fmt::Display for CauseKind {
             Self::WeightMismatch => "weights read back differ",
             Self::StateStore => "state store error",
             Self::Aborted => "aborted",
+            Self::EmergencyRollback => "emergency rollback",
         })
     }
 }
@@ -368,6 +374,61 @@ pub(crate) struct Inner {
     pub(crate) health: Vec<Arc<dyn HealthCheck>>,
     pub(crate) judges: JudgeRegistry,
     pub(crate) config: EngineConfig,
+    /// The rollouts this engine runs now, so that a caller without the handle can
+    /// still reach them ([`RolloutEngine::emergency_rollback`]).
+    running: Mutex<HashMap<AppId, Running>>,
+}
+
+/// How a rollout that ran in this engine ended, for callers without its handle.
+type Outcome = Option<Result<RolloutReport, String>>;
+
+/// A rollout running in this engine.
+struct Running {
+    deployment: DeploymentId,
+    controls: mpsc::UnboundedSender<Control>,
+    done: watch::Receiver<Outcome>,
+}
+
+impl Inner {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<AppId, Running>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Lists a rollout as running in its engine while its task lives; publishes its
+/// outcome and unlists it when the task ends or is dropped (killed).
+struct Registration {
+    inner: Arc<Inner>,
+    app: AppId,
+    deployment: DeploymentId,
+    done: watch::Sender<Outcome>,
+}
+
+impl Registration {
+    fn publish(&self, result: &Result<RolloutReport, RolloutError>) {
+        let outcome = match result {
+            Ok(report) => Ok(report.clone()),
+            Err(e) => Err(e.to_string()),
+        };
+        self.done.send_replace(Some(outcome));
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut running = self.inner.running();
+        if running.get(&self.app).is_some_and(|r| r.deployment == self.deployment) {
+            running.remove(&self.app);
+        }
+    }
+}
+
+/// How a rollout task begins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Origin {
+    Start,
+    Resume,
+    Emergency(String),
 }
 
 /// Builds a [`RolloutEngine`]; the platform and both stores are required, the rest
@@ -450,6 +511,7 @@ impl RolloutEngine {
                 health: Vec::new(),
                 judges: JudgeRegistry::new(),
                 config: EngineConfig::default(),
+                running: Mutex::new(HashMap::new()),
             },
         }
     }
@@ -543,7 +605,7 @@ impl RolloutEngine {
                 return Err(e);
             }
         };
-        Ok(self.spawn(state, request.plan, request.spec, Some(revision), lease, false))
+        Ok(self.spawn(state, request.plan, request.spec, Some(revision), lease, Origin::Start))
     }
 
     /// Starts `request` and waits for its end, discarding events.
@@ -558,6 +620,62 @@ impl RolloutEngine {
     /// rollout that was never interrupted.
     #[tracing::instrument(skip_all, fields(deploy.app = %app), err)]
     pub async fn resume(&self, app: &AppId) -> Result<RolloutHandle, RolloutError> {
+        let (state, plan, spec, revision, lease) = self.take_over(app).await?;
+        Ok(self.spawn(state, plan, spec, Some(revision), lease, Origin::Resume))
+    }
+
+    /// Rolls `app`'s rollout back at once, on the caller's word, and returns its
+    /// report: no further step, pause or analysis runs; the previous release
+    /// serves 100 % again as soon as its track is ready (traffic still only goes
+    /// to ready tracks) and the new release is removed (unless
+    /// [`EngineConfig::keep_failed_release`]). The report, the deployment record
+    /// and the events say `RolledBack` with the cause
+    /// [`CauseKind::EmergencyRollback`] and `reason`.
+    ///
+    /// - A rollout running in this engine is told to stop, as
+    ///   [`RolloutHandle::emergency_rollback`] does, and this waits for its end.
+    ///   One that is already rolling back just finishes its rollback; one that
+    ///   finished first keeps its report.
+    /// - A rollout whose process died is taken over from its saved state, as
+    ///   [`RolloutEngine::resume`] does (so it fails with
+    ///   [`RolloutError::Locked`] while the dead holder's lease has not lapsed,
+    ///   unless this engine has the same holder name), and rolled back instead of
+    ///   continued; a saved rollback is finished, with the emergency noted.
+    /// - With neither, it fails with [`RolloutError::NothingToResume`]: there is
+    ///   no rollout in progress to roll back.
+    #[tracing::instrument(skip_all, fields(deploy.app = %app), err)]
+    pub async fn emergency_rollback(
+        &self,
+        app: &AppId,
+        reason: impl Into<String>,
+    ) -> Result<RolloutReport, RolloutError> {
+        let reason = reason.into();
+        tracing::warn!(%reason, "emergency rollback requested");
+        let here = self.inner.running().get(app).map(|r| (r.controls.clone(), r.done.clone()));
+        if let Some((controls, mut done)) = here {
+            let _ = controls.send(Control::Emergency(reason.clone()));
+            let outcome = done.wait_for(Option::is_some).await.ok().and_then(|o| o.clone());
+            match outcome {
+                Some(Ok(report)) => return Ok(report),
+                Some(Err(reason)) => return Err(RolloutError::Stopped { reason }),
+                // Its task was killed before it ended: roll back from the saved state.
+                None => {}
+            }
+        }
+        let (mut state, plan, spec, revision, lease) = self.take_over(app).await?;
+        let (step, message) = match &state.phase {
+            RolloutPhase::RollingBack(cause) => (None, format!("{reason} (it was already rolling back: {cause})")),
+            _ => (Some(state.next_step).filter(|s| *s < plan.steps.len()), reason.clone()),
+        };
+        state.phase = RolloutPhase::RollingBack(FailureCause::new(CauseKind::EmergencyRollback, step, message));
+        self.spawn(state, plan, spec, Some(revision), lease, Origin::Emergency(reason)).wait().await
+    }
+
+    /// Takes the lock of `app` and loads its saved rollout.
+    async fn take_over(
+        &self,
+        app: &AppId,
+    ) -> Result<(RolloutState, Plan, AppSpec, crate::state::Revision, crate::state::LockLease), RolloutError> {
         let inner = &self.inner;
         let lease = inner
             .state
@@ -573,7 +691,7 @@ impl RolloutEngine {
             Err(e) => Err(RolloutError::State(e)),
         };
         match loaded {
-            Ok((state, plan, spec, revision)) => Ok(self.spawn(state, plan, spec, Some(revision), lease, true)),
+            Ok((state, plan, spec, revision)) => Ok((state, plan, spec, revision, lease)),
             Err(e) => {
                 let _ = inner.state.release_lock(&lease).await;
                 Err(e)
@@ -588,7 +706,7 @@ impl RolloutEngine {
         spec: AppSpec,
         revision: Option<crate::state::Revision>,
         lease: crate::state::LockLease,
-        resumed: bool,
+        origin: Origin,
     ) -> RolloutHandle {
         let (event_tx, event_rx) = mpsc::unbounded_channel();
         let (control_tx, control_rx) = mpsc::unbounded_channel();
@@ -601,7 +719,7 @@ impl RolloutEngine {
             release.version = %state.record.to.version,
             deploy.id = %deployment,
         );
-        let first = if resumed {
+        let first = if origin != Origin::Start {
             RolloutEvent::Resumed {
                 deployment: deployment.clone(),
                 next_step: state.next_step,
@@ -618,9 +736,30 @@ impl RolloutEngine {
             }
         };
         let _ = event_tx.send(first);
-        let run = run::Run::new(Arc::clone(&self.inner), state, plan, spec, revision, event_tx);
+        let mut run = run::Run::new(Arc::clone(&self.inner), state, plan, spec, revision, event_tx);
+        if let Origin::Emergency(reason) = origin {
+            run.emergency_requested(&reason);
+        }
         let keeper = run::LeaseKeeper::new(Arc::clone(&self.inner.state), lease, self.inner.config.lock_ttl);
-        let task = tokio::spawn(run::drive(run, control_rx, keeper).instrument(span));
+        let (done_tx, done_rx) = watch::channel(None);
+        let registration = Registration {
+            inner: Arc::clone(&self.inner),
+            app: app.clone(),
+            deployment: deployment.clone(),
+            done: done_tx,
+        };
+        self.inner.running().insert(
+            app.clone(),
+            Running { deployment: deployment.clone(), controls: control_tx.clone(), done: done_rx },
+        );
+        let task = tokio::spawn(
+            async move {
+                let result = run::drive(run, control_rx, keeper).await;
+                registration.publish(&result);
+                result
+            }
+            .instrument(span),
+        );
         RolloutHandle { deployment, app, events: event_rx, controls: control_tx, task }
     }
 }

@@ -47,10 +47,11 @@ impl RetryPolicy {
 }
 
 /// Runs `op` until it succeeds, fails with an error `retryable` rejects, or the
-/// policy's tries are used up; each retry is reported to `note`.
+/// policy's tries are used up; each retry is reported to `note`, naming the
+/// operation by `what` (only built then: the common path formats nothing).
 pub(crate) async fn retry<T, E, F, Fut>(
     policy: &RetryPolicy,
-    what: &str,
+    what: &(dyn Fn() -> String + Sync),
     retryable: impl Fn(&E) -> bool,
     note: &mut (dyn FnMut(String) + Send),
     mut op: F,
@@ -66,7 +67,7 @@ where
             Ok(v) => return Ok(v),
             Err(e) if retryable(&e) && tries < policy.attempts => {
                 let wait = policy.backoff(tries);
-                note(format!("{what} failed ({e}); retry {tries} of {} in {wait:?}", policy.attempts - 1));
+                note(format!("{} failed ({e}); retry {tries} of {} in {wait:?}", what(), policy.attempts - 1));
                 tokio::time::sleep(wait).await;
                 tries += 1;
             }

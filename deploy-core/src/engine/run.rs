@@ -1,12 +1,13 @@
 //! Executing a plan: steps, guards (deadline, controls, lease), rollback and finish.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::sync::{Notify, mpsc};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tracing::Instrument;
 
 use super::handle::Control;
@@ -24,28 +25,29 @@ use crate::platform::{PlatformError, TrackState, TrackStatus};
 use crate::state::{LockLease, Revision, RolloutPhase, RolloutState, StateError, StateStore};
 use crate::traffic::{HeaderRoute, RouterError};
 
-/// Keeps the per-app lease alive while a rollout runs.
+/// Keeps the per-app lease alive while a rollout runs. Its timer is made once and
+/// reset after each renewal, not registered anew at every step.
 pub(crate) struct LeaseKeeper {
     store: Arc<dyn StateStore>,
     lease: LockLease,
     ttl: Duration,
-    next: Instant,
+    next: Pin<Box<Sleep>>,
 }
 
 impl LeaseKeeper {
     pub(crate) fn new(store: Arc<dyn StateStore>, lease: LockLease, ttl: Duration) -> Self {
-        Self { store, lease, ttl, next: Instant::now() + ttl / 3 }
+        Self { store, lease, ttl, next: Box::pin(tokio::time::sleep_until(Instant::now() + ttl / 3)) }
     }
 
-    async fn due(&self) {
-        tokio::time::sleep_until(self.next).await;
+    async fn due(&mut self) {
+        self.next.as_mut().await;
     }
 
     async fn renew(&mut self) -> Result<(), RolloutError> {
         match self.store.renew_lock(&self.lease, self.ttl).await {
             Ok(lease) => {
                 self.lease = lease;
-                self.next = Instant::now() + self.ttl / 3;
+                self.next.as_mut().reset(Instant::now() + self.ttl / 3);
                 Ok(())
             }
             Err(StateError::LockLost { holder, .. }) => {
@@ -53,7 +55,7 @@ impl LeaseKeeper {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not renew the rollout lock; trying again soon");
-                self.next = Instant::now() + self.ttl / 10;
+                self.next.as_mut().reset(Instant::now() + self.ttl / 10);
                 Ok(())
             }
         }
@@ -72,6 +74,8 @@ pub(crate) enum StepError {
     Failed(FailureCause),
     /// The caller aborted; roll back.
     Aborted,
+    /// The caller asked for an emergency rollback, for this reason; roll back.
+    Emergency(String),
     /// Stop touching anything (the lock or the state belongs to someone else now).
     Fatal(RolloutError),
 }
@@ -130,6 +134,7 @@ async fn guard<T>(
         };
         match wake {
             Wake::Control(Some(Control::Abort)) => return Err(StepError::Aborted),
+            Wake::Control(Some(Control::Emergency(reason))) => return Err(StepError::Emergency(reason)),
             Wake::Control(Some(Control::Promote)) => {
                 promote.notify_one();
                 let _ = events.send(RolloutEvent::Decision { message: "the caller asked to promote".to_owned() });
@@ -147,7 +152,9 @@ async fn guard<T>(
 
 fn note_to(events: &mpsc::UnboundedSender<RolloutEvent>, notes: &mut Vec<String>, message: String) {
     tracing::info!(decision = %message);
-    let _ = events.send(RolloutEvent::Decision { message: message.clone() });
+    if !events.is_closed() {
+        let _ = events.send(RolloutEvent::Decision { message: message.clone() });
+    }
     notes.push(message);
 }
 
@@ -181,7 +188,9 @@ pub(crate) async fn drive(
         let description = step.to_string();
         run.step = Some(index);
         run.notes.clear();
-        run.emit(RolloutEvent::StepStarted { index, description: description.clone() });
+        if run.listened() {
+            run.emit(RolloutEvent::StepStarted { index, description: description.clone() });
+        }
         let started = Timestamp::now();
         let deadline = run.deadline(&step);
         let (promote, events) = (Arc::clone(&run.promote), run.events.clone());
@@ -193,13 +202,19 @@ pub(crate) async fn drive(
         let outcome = match &result {
             Ok(()) => StepOutcome::Succeeded,
             Err(StepError::Failed(cause)) => StepOutcome::Failed(cause.to_string()),
-            Err(StepError::Aborted) => StepOutcome::Aborted,
+            Err(StepError::Aborted | StepError::Emergency(_)) => StepOutcome::Aborted,
             Err(StepError::Fatal(e)) => StepOutcome::Failed(e.to_string()),
         };
-        let mut record = StepRecord::new(index, description.clone(), started, Timestamp::now(), outcome.clone());
-        record.details = std::mem::take(&mut run.notes);
-        run.state.record.steps.push(record);
-        run.emit(RolloutEvent::StepFinished { index, description, outcome });
+        if let Err(StepError::Emergency(reason)) = &result {
+            run.emergency_requested(reason);
+        }
+        let mut finished = StepRecord::new(index, description, started, Timestamp::now(), outcome);
+        finished.details = std::mem::take(&mut run.notes);
+        if run.listened() {
+            let (description, outcome) = (finished.description.clone(), finished.outcome.clone());
+            run.emit(RolloutEvent::StepFinished { index, description, outcome });
+        }
+        run.state.record.steps.push(finished);
         match result {
             Ok(()) => {
                 run.state.next_step += 1;
@@ -207,12 +222,16 @@ pub(crate) async fn drive(
                     Ok(()) => {}
                     Err(StepError::Failed(cause)) => return run.roll_back(cause, &mut keeper).await,
                     Err(StepError::Fatal(e)) => return Err(e),
-                    Err(StepError::Aborted) => {}
+                    Err(StepError::Aborted | StepError::Emergency(_)) => {}
                 }
             }
             Err(StepError::Failed(cause)) => return run.roll_back(cause, &mut keeper).await,
             Err(StepError::Aborted) => {
                 let cause = FailureCause::new(CauseKind::Aborted, Some(index), "aborted by the caller");
+                return run.roll_back(cause, &mut keeper).await;
+            }
+            Err(StepError::Emergency(reason)) => {
+                let cause = FailureCause::new(CauseKind::EmergencyRollback, Some(index), reason);
                 return run.roll_back(cause, &mut keeper).await;
             }
             Err(StepError::Fatal(e)) => return Err(e),
@@ -246,6 +265,20 @@ impl Run {
         }
     }
 
+    /// Notes the caller's emergency rollback in the events, the trace and the record.
+    pub(crate) fn emergency_requested(&mut self, reason: &str) {
+        let message = format!("emergency rollback requested by the caller: {reason}; no further step or analysis runs");
+        tracing::warn!(decision = %message);
+        self.emit(RolloutEvent::Decision { message: message.clone() });
+        self.state.record.log(LogLevel::Warn, message);
+    }
+
+    /// Whether anyone still reads the events (the handle was not dropped or waited
+    /// on); events that cost allocations are only built then.
+    fn listened(&self) -> bool {
+        !self.events.is_closed()
+    }
+
     fn emit(&self, event: RolloutEvent) {
         let _ = self.events.send(event);
     }
@@ -274,14 +307,13 @@ impl Run {
     }
 
     async fn execute(&mut self, index: usize, step: &Step) -> Result<(), StepError> {
-        let to = self.state.record.to.clone();
         match step {
             Step::DeployTrack { track, replicas } => {
-                let spec = self.spec.clone();
+                let (spec, to) = (self.spec.clone(), self.state.record.to.clone());
                 self.apply(&spec, *track, &to, *replicas).await
             }
             Step::RollingUpdate { replicas, max_surge, max_unavailable } => {
-                let mut spec = self.spec.clone();
+                let (mut spec, to) = (self.spec.clone(), self.state.record.to.clone());
                 spec.rolling_update = RollingUpdateParams::new(*max_surge, *max_unavailable);
                 let (surge, unavailable) = resolve_rolling(*replicas, *max_surge, *max_unavailable);
                 self.note(format!(
@@ -329,7 +361,7 @@ impl Run {
     async fn apply(&mut self, spec: &AppSpec, track: Track, release: &Release, replicas: u32) -> Result<(), StepError> {
         let platform = Arc::clone(&self.engine.platform);
         let policy = self.engine.config.retry;
-        let what = format!("apply {} to {track} with {replicas} replicas", release.version);
+        let what = || format!("apply {} to {track} with {replicas} replicas", release.version);
         let result = retry(
             &policy,
             &what,
@@ -338,7 +370,7 @@ impl Run {
             || platform.apply(spec, track, release, replicas),
         )
         .await;
-        result.map_err(|e| self.platform_failure(&what, &e))?;
+        result.map_err(|e| self.platform_failure(&what(), &e))?;
         self.emit(RolloutEvent::Scaled { track, replicas });
         Ok(())
     }
@@ -346,7 +378,7 @@ impl Run {
     async fn scale(&mut self, track: Track, replicas: u32) -> Result<(), StepError> {
         let platform = Arc::clone(&self.engine.platform);
         let (policy, app) = (self.engine.config.retry, self.app.clone());
-        let what = format!("scale {track} to {replicas}");
+        let what = || format!("scale {track} to {replicas}");
         let result = retry(
             &policy,
             &what,
@@ -355,7 +387,7 @@ impl Run {
             || platform.scale(&app, track, replicas),
         )
         .await;
-        result.map_err(|e| self.platform_failure(&what, &e))?;
+        result.map_err(|e| self.platform_failure(&what(), &e))?;
         self.emit(RolloutEvent::Scaled { track, replicas });
         Ok(())
     }
@@ -364,20 +396,20 @@ impl Run {
         let platform = Arc::clone(&self.engine.platform);
         let (policy, app, deadline) =
             (self.engine.config.retry, self.app.clone(), self.engine.config.readiness_deadline);
-        let what = format!("wait for {track} to be ready");
+        let what = || format!("wait for {track} to be ready");
         // A passed deadline or a doomed track is final; only transient errors are retried.
         let retryable = |e: &PlatformError| e.is_retryable() && !matches!(e, PlatformError::Timeout { .. });
         let result = retry(&policy, &what, retryable, &mut |m| note_to(&self.events, &mut self.notes, m), || {
             platform.wait_ready(&app, track, deadline)
         })
         .await;
-        result.map_err(|e| self.platform_failure(&what, &e))
+        result.map_err(|e| self.platform_failure(&what(), &e))
     }
 
     async fn status(&mut self, track: Track) -> Result<TrackStatus, StepError> {
         let platform = Arc::clone(&self.engine.platform);
         let (policy, app) = (self.engine.config.retry, self.app.clone());
-        let what = format!("read the status of {track}");
+        let what = || format!("read the status of {track}");
         let result = retry(
             &policy,
             &what,
@@ -386,13 +418,13 @@ impl Run {
             || platform.status(&app, track),
         )
         .await;
-        result.map_err(|e| self.platform_failure(&what, &e))
+        result.map_err(|e| self.platform_failure(&what(), &e))
     }
 
     async fn remove(&mut self, track: Track) -> Result<(), StepError> {
         let platform = Arc::clone(&self.engine.platform);
         let (policy, app) = (self.engine.config.retry, self.app.clone());
-        let what = format!("remove {track}");
+        let what = || format!("remove {track}");
         let result = retry(
             &policy,
             &what,
@@ -401,7 +433,7 @@ impl Run {
             || platform.remove(&app, track),
         )
         .await;
-        result.map_err(|e| self.platform_failure(&what, &e))?;
+        result.map_err(|e| self.platform_failure(&what(), &e))?;
         self.note(format!("removed {track}"));
         Ok(())
     }
@@ -434,7 +466,7 @@ impl Run {
         }
         let (policy, app) = (self.engine.config.retry, self.app.clone());
         for _ in 0..policy.attempts.max(1) {
-            let what = format!("set traffic {split}");
+            let what = || format!("set traffic {split}");
             let set = retry(
                 &policy,
                 &what,
@@ -443,10 +475,10 @@ impl Run {
                 || router.set_weights(&app, &split),
             )
             .await;
-            set.map_err(|e| self.router_failure(&what, &e))?;
+            set.map_err(|e| self.router_failure(&what(), &e))?;
             let read = retry(
                 &policy,
-                "read traffic back",
+                &|| "read traffic back".to_owned(),
                 |e: &RouterError| e.is_retryable(),
                 &mut |m| note_to(&self.events, &mut self.notes, m),
                 || router.weights(&app),
@@ -469,7 +501,7 @@ impl Run {
         let (policy, app) = (self.engine.config.retry, self.app.clone());
         let result = retry(
             &policy,
-            "clear header routes",
+            &|| "clear header routes".to_owned(),
             |e: &RouterError| e.is_retryable(),
             &mut |m| note_to(&self.events, &mut self.notes, m),
             || router.clear_header_routes(&app),
@@ -546,7 +578,7 @@ impl Run {
             return Err(self.failed(CauseKind::Router, "header routes need a traffic router".to_owned()));
         };
         let (policy, app) = (self.engine.config.retry, self.app.clone());
-        let what = format!("route {route}");
+        let what = || format!("route {route}");
         let result = retry(
             &policy,
             &what,
@@ -555,7 +587,7 @@ impl Run {
             || router.set_header_route(&app, route),
         )
         .await;
-        result.map_err(|e| self.router_failure(&what, &e))?;
+        result.map_err(|e| self.router_failure(&what(), &e))?;
         self.state.header_routes.push(route.clone());
         self.note(format!("header route {route} in force"));
         Ok(())
@@ -676,11 +708,14 @@ impl Run {
         let policy = self.engine.config.retry;
         let retryable = |e: &StateError| e.is_retryable() && !matches!(e, StateError::Conflict { .. });
         let (app, state, revision) = (&self.app, &self.state, &self.revision);
-        let result =
-            retry(&policy, "save progress", retryable, &mut |m| note_to(&self.events, &mut self.notes, m), || {
-                store.save(app, state, revision.as_ref())
-            })
-            .await;
+        let result = retry(
+            &policy,
+            &|| "save progress".to_owned(),
+            retryable,
+            &mut |m| note_to(&self.events, &mut self.notes, m),
+            || store.save(app, state, revision.as_ref()),
+        )
+        .await;
         match result {
             Ok(revision) => {
                 self.revision = Some(revision);
@@ -699,7 +734,7 @@ impl Run {
         self.state.record.log(LogLevel::Warn, format!("rolling back: {cause}"));
         self.state.phase = RolloutPhase::RollingBack(cause.clone());
         match self.save().await {
-            Ok(()) | Err(StepError::Aborted) => {}
+            Ok(()) | Err(StepError::Aborted | StepError::Emergency(_)) => {}
             Err(StepError::Fatal(e)) => return Err(e),
             Err(StepError::Failed(e)) => {
                 self.note(format!("could not save the rollback phase ({e}); rolling back anyway"))
@@ -721,7 +756,7 @@ impl Run {
             Ok(()) => StepOutcome::Succeeded,
             Err(StepError::Failed(c)) => StepOutcome::Failed(c.to_string()),
             Err(StepError::Fatal(e)) => StepOutcome::Failed(e.to_string()),
-            Err(StepError::Aborted) => StepOutcome::Aborted,
+            Err(StepError::Aborted | StepError::Emergency(_)) => StepOutcome::Aborted,
         };
         let mut record = StepRecord::new(self.plan.steps.len(), description, started, Timestamp::now(), outcome);
         record.details = std::mem::take(&mut self.notes);
@@ -734,7 +769,9 @@ impl Run {
                 cause.message = format!("{}; the rollback failed too: {second}", cause.message);
                 self.finish(DeploymentStatus::Failed, Some(cause), keeper).await
             }
-            Err(StepError::Aborted) => self.finish(DeploymentStatus::Failed, Some(cause), keeper).await,
+            Err(StepError::Aborted | StepError::Emergency(_)) => {
+                self.finish(DeploymentStatus::Failed, Some(cause), keeper).await
+            }
         }
     }
 
@@ -791,7 +828,7 @@ impl Run {
         let mut ignored = Vec::new();
         let recorded = retry(
             &policy,
-            "record the deployment",
+            &|| "record the deployment".to_owned(),
             |e: &crate::history::HistoryError| e.is_retryable(),
             &mut |m| note_to(&self.events, &mut ignored, m),
             || history.record(&record),
@@ -806,7 +843,7 @@ impl Run {
             let app = self.app.clone();
             let cleared = retry(
                 &policy,
-                "clear progress",
+                &|| "clear progress".to_owned(),
                 |e: &StateError| e.is_retryable() && !matches!(e, StateError::Conflict { .. }),
                 &mut |m| note_to(&self.events, &mut ignored, m),
                 || store.clear(&app, &revision),

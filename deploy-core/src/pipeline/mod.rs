@@ -6,9 +6,10 @@
 //! [`SecurityScanStage`] (a [`VulnerabilityScanner`](crate::scan::VulnerabilityScanner)
 //! with a [`ScanPolicy`] gate), [`QualityGate`], [`PushStage`] (an
 //! [`ImageRegistry`](crate::registry::ImageRegistry)), [`DeployStage`] and
-//! [`RollbackStage`] (a caller-provided [`Deployer`]: pipelines do not depend on
-//! the rollout engine, the caller plugs it in), and [`FnStage`] for tests, smoke
-//! tests and anything else.
+//! [`RollbackStage`] (through a [`Deployer`]: [`EngineDeployer`] runs a rollout
+//! through the [rollout engine](crate::engine) and restores the previous release
+//! on rollback; other deployers implement the trait), and [`FnStage`] for tests,
+//! smoke tests and anything else.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -30,8 +31,11 @@
 //! # }
 //! ```
 
+mod engine_deployer;
 mod stage;
 mod stages;
+
+pub use engine_deployer::EngineDeployer;
 
 pub use stage::{PipelineId, Stage, StageContext, StageError, StageKind, StageOutput, StageResult, StageStatus};
 pub use stages::{
@@ -371,6 +375,7 @@ impl Pipeline {
                 Some(Err(e)) => {
                     let text = error_chain(&e);
                     tracing::warn!(pipeline.stage = stage.name(), error = %text, "stage failed");
+                    result.logs = e.logs().to_vec();
                     result.status = StageStatus::Failed;
                     result.error = Some(text);
                     status = PipelineStatus::Failed;
@@ -420,6 +425,7 @@ impl Pipeline {
             Err(e) => {
                 let text = error_chain(&e);
                 tracing::error!(error = %text, "rollback stage failed");
+                result.logs = e.logs().to_vec();
                 result.status = StageStatus::Failed;
                 result.error = Some(text);
             }
@@ -481,3 +487,7 @@ pub(crate) mod fixtures;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[cfg(feature = "testkit")]
+mod engine_tests;

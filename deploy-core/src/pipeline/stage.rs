@@ -193,6 +193,16 @@ pub enum StageError {
     /// The registry failed.
     #[error("registry failed: {0}")]
     Registry(#[source] RegistryError),
+    /// Another failure, with what the stage logged before it failed, so that the
+    /// run's report keeps those logs ([`StageError::with_logs`]).
+    #[error("{source}")]
+    WithLogs {
+        /// The failure.
+        #[source]
+        source: Box<StageError>,
+        /// What the stage logged.
+        logs: Vec<LogLine>,
+    },
     /// The deployer or another collaborator failed.
     #[error("failed to {operation}: {source}")]
     Backend {
@@ -212,6 +222,35 @@ impl StageError {
         Self::Failed { message: message.into() }
     }
 
+    /// This failure with the lines the stage logged before it; the pipeline puts
+    /// them in the stage's result.
+    ///
+    /// ```
+    /// use deploy_core::model::{LogLine, record::LogLevel};
+    /// use deploy_core::pipeline::StageError;
+    /// let e = StageError::failed("smoke test failed").with_logs(vec![LogLine::new(LogLevel::Info, "GET /health: 503")]);
+    /// assert_eq!(e.to_string(), "smoke test failed");
+    /// assert_eq!(e.logs()[0].message, "GET /health: 503");
+    /// ```
+    #[must_use]
+    pub fn with_logs(self, logs: Vec<LogLine>) -> Self {
+        match self {
+            Self::WithLogs { source, logs: mut earlier } => {
+                earlier.extend(logs);
+                Self::WithLogs { source, logs: earlier }
+            }
+            other => Self::WithLogs { source: Box::new(other), logs },
+        }
+    }
+
+    /// The lines the stage logged before it failed, if it kept them.
+    pub fn logs(&self) -> &[LogLine] {
+        match self {
+            Self::WithLogs { logs, .. } => logs,
+            _ => &[],
+        }
+    }
+
     /// A collaborator's failure during `operation`.
     pub fn backend(operation: impl Into<String>, kind: ErrorKind, source: impl Into<BoxError>) -> Self {
         Self::Backend { operation: operation.into(), kind, source: source.into() }
@@ -226,6 +265,7 @@ impl Classify for StageError {
             Self::Build(e) => e.kind(),
             Self::Scan(e) => e.kind(),
             Self::Registry(e) => e.kind(),
+            Self::WithLogs { source, .. } => source.kind(),
             Self::Backend { kind, .. } => *kind,
         }
     }

@@ -331,10 +331,9 @@ impl Stage for PushStage {
     }
 }
 
-/// Deploys and rolls back for a pipeline. The pipeline does not depend on the
-/// rollout engine: the caller wires one in by implementing this trait (for example
-/// by starting a rollout of the `image` artifact and waiting for it). The context
-/// carries the artifacts of the stages before.
+/// Deploys and rolls back for a pipeline. [`EngineDeployer`](super::EngineDeployer)
+/// does it through the rollout engine; other deployers (a script, another tool)
+/// implement this trait. The context carries the artifacts of the stages before.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -369,11 +368,28 @@ impl Stage for PushStage {
 /// ```
 #[async_trait]
 pub trait Deployer: Send + Sync {
-    /// Deploys; an `Err` fails the deploy stage and triggers the rollback stage.
+    /// Deploys; an `Err` fails the deploy stage and triggers the rollback stage. A
+    /// [`StageError`] (boxed) is reported as it is, with its logs
+    /// ([`StageError::with_logs`]); any other error as a failure to deploy.
     async fn deploy(&self, ctx: &StageContext) -> Result<StageOutput, BoxError>;
 
     /// Restores the release that served before [`Deployer::deploy`] was called.
     async fn rollback(&self, ctx: &StageContext) -> Result<StageOutput, BoxError>;
+}
+
+/// A deployer's error as a stage error: a [`StageError`] as it is (it already
+/// says what failed, and may carry logs), anything else as a backend failure of
+/// `operation`, classified when it is an engine error.
+fn deployer_error(operation: &str, e: BoxError) -> StageError {
+    match e.downcast::<StageError>() {
+        Ok(stage) => *stage,
+        Err(e) => {
+            let kind = e
+                .downcast_ref::<crate::engine::RolloutError>()
+                .map_or(crate::error::ErrorKind::Other, crate::error::Classify::kind);
+            StageError::backend(operation, kind, e)
+        }
+    }
 }
 
 /// The deploy stage: calls [`Deployer::deploy`].
@@ -400,7 +416,7 @@ impl Stage for DeployStage {
     }
 
     async fn run(&self, ctx: &StageContext) -> Result<StageOutput, StageError> {
-        self.deployer.deploy(ctx).await.map_err(|e| StageError::backend("deploy", crate::error::ErrorKind::Other, e))
+        self.deployer.deploy(ctx).await.map_err(|e| deployer_error("deploy", e))
     }
 }
 
@@ -428,10 +444,7 @@ impl Stage for RollbackStage {
     }
 
     async fn run(&self, ctx: &StageContext) -> Result<StageOutput, StageError> {
-        self.deployer
-            .rollback(ctx)
-            .await
-            .map_err(|e| StageError::backend("roll back", crate::error::ErrorKind::Other, e))
+        self.deployer.rollback(ctx).await.map_err(|e| deployer_error("roll back", e))
     }
 }
 

@@ -13,8 +13,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cpu_time::ThreadTime;
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, criterion_main};
 use deploy_core::engine::{EngineConfig, RolloutEngine, RolloutRequest};
 use deploy_core::model::{AppSpec, DeploymentRecord, Environment, Percent, Release, Track, TrafficSplit};
@@ -23,39 +21,9 @@ use deploy_core::state::RolloutState;
 use deploy_core::strategy::{Canary, PlanInput, Strategy};
 use deploy_core::testkit::{self, Method, TestKit};
 
-/// Criterion's measurement of the current thread's CPU time.
-struct ThreadCpu;
-
-static WALL: WallTime = WallTime;
-
-impl Measurement for ThreadCpu {
-    type Intermediate = ThreadTime;
-    type Value = Duration;
-
-    fn start(&self) -> ThreadTime {
-        ThreadTime::now()
-    }
-
-    fn end(&self, start: ThreadTime) -> Duration {
-        start.elapsed()
-    }
-
-    fn add(&self, a: &Duration, b: &Duration) -> Duration {
-        *a + *b
-    }
-
-    fn zero(&self) -> Duration {
-        Duration::ZERO
-    }
-
-    fn to_f64(&self, value: &Duration) -> f64 {
-        value.as_nanos() as f64
-    }
-
-    fn formatter(&self) -> &dyn ValueFormatter {
-        WALL.formatter()
-    }
-}
+#[path = "support/thread_cpu.rs"]
+mod thread_cpu;
+use thread_cpu::ThreadCpu;
 
 /// The weight steps of the plans measured.
 const WEIGHT_STEPS: [u8; 2] = [5, 20];

@@ -123,7 +123,7 @@ start() {
     echo "deploy-rs-test-token,admin,admin,system:masters" > tokens.csv
     local etcd_port etcd_peer api_port kcm_port
     etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port); kcm_port=$(free_port)
-    local etcd_dir=/dev/shm/deploy-rs-kube-etcd
+    local etcd_dir=/dev/shm/deploy-rs-etcd-$(basename "$STATE")
     [ -d /dev/shm ] || etcd_dir=$STATE/etcd
     rm -rf "$etcd_dir"; echo "$etcd_dir" > etcd.dir
     etcd --name default --data-dir "$etcd_dir" \

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Runs the whole test suite of deploy-rs.
 #
-# The integration tests use real systems: a Docker engine (must be running), and
+# The integration tests use real systems: a Docker engine (must be running),
 # redis-server, prometheus (with promtool), docker-registry and busybox-static from
-# Debian's packages. This script installs the packages that are missing; each test
-# starts the services it needs on free loopback ports and stops them when it ends.
-# A missing service makes its tests fail with a message naming it; none is skipped.
+# Debian's packages, and a Kubernetes control plane (kube-apiserver and
+# kube-controller-manager 1.20.2 with etcd), which scripts/kube-test-cluster.sh
+# builds once from Debian's source package (about 10 CPU-minutes, cached in
+# /opt/deploy-rs) and this script starts and stops. This script installs the
+# packages that are missing; each other test starts the services it needs on free
+# loopback ports and stops them when it ends. A missing service makes its tests
+# fail with a message naming it; none is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +30,14 @@ fi
 for svc in redis-server prometheus docker-registry; do
     command -v service >/dev/null 2>&1 && service "$svc" stop >/dev/null 2>&1 || true
 done
+
+# The Kubernetes test cluster: built once, started for this run, stopped at exit.
+kube=scripts/kube-test-cluster.sh
+export DEPLOY_RS_KUBE_STATE=${DEPLOY_RS_KUBE_STATE:-/tmp/deploy-rs-kube-test-$$}
+"$kube" build
+trap '"$kube" stop; rm -rf "$DEPLOY_RS_KUBE_STATE"' EXIT
+"$kube" start
+export DEPLOY_RS_KUBECONFIG=$DEPLOY_RS_KUBE_STATE/kubeconfig
 
 export DEPLOY_RS_REQUIRE_SERVICES=1
 cargo test --workspace --all-features "$@"

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -10,13 +11,14 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
-use kube::api::{Api, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::instrument;
 
+use crate::discovery::{Compatible, ServedGroups, compatible};
 use crate::error::{KubeError, Result, is_not_found};
 
 /// The field manager deploy-rs applies as, unless told otherwise.
@@ -29,6 +31,8 @@ pub struct Cluster {
     client: Client,
     field_manager: String,
     force: bool,
+    /// The version discovery chose per `group/Kind` (see [`crate::discovery`]).
+    served: Arc<Mutex<BTreeMap<String, &'static str>>>,
 }
 
 impl Debug for Cluster {
@@ -101,7 +105,7 @@ impl Cluster {
     /// A cluster reached through `client`, applying as [`FIELD_MANAGER`] and taking
     /// over conflicting fields (`force`), as controllers do.
     pub fn new(client: Client) -> Self {
-        Self { client, field_manager: FIELD_MANAGER.to_owned(), force: true }
+        Self { client, field_manager: FIELD_MANAGER.to_owned(), force: true, served: Arc::default() }
     }
 
     /// Applies as another field manager.
@@ -137,10 +141,55 @@ impl Cluster {
         K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Serialize + DeserializeOwned + Clone + Debug,
     {
         let (namespace, name) = names(object)?;
+        if let Some(entry) = compatible(&K::group(&()), &K::kind(&())) {
+            let version = self.served_version(entry).await?;
+            if version != K::version(&()) {
+                return self.apply_as(object, entry, version, &namespace, &name).await;
+            }
+        }
         let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
         api.patch(&name, &self.apply_params(), &Patch::Apply(object))
             .await
             .map_err(|e| KubeError::api(format!("apply {} {namespace}/{name}", K::kind(&())), e))
+    }
+
+    /// The version of `entry` this cluster serves, asked once per `Cluster`.
+    pub async fn served_version(&self, entry: &Compatible) -> Result<&'static str> {
+        let key = format!("{}/{}", entry.group, entry.kind);
+        if let Some(version) = self.served.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Ok(version);
+        }
+        let version = ServedGroups::discover(&self.client, entry).await?.pick(entry)?;
+        self.served.lock().unwrap_or_else(PoisonError::into_inner).insert(key, version);
+        Ok(version)
+    }
+
+    /// Applies `object` as `version` of its kind (same fields, older `apiVersion`)
+    /// and returns what the server stored, read back as `K`.
+    async fn apply_as<K>(&self, object: &K, entry: &Compatible, version: &str, namespace: &str, name: &str) -> Result<K>
+    where
+        K: Resource<DynamicType = ()> + Serialize + DeserializeOwned,
+    {
+        let what = format!("{}.{}/{version} {namespace}/{name}", entry.kind, entry.group);
+        let encode = |source| KubeError::Encode { what: what.clone(), source };
+        let api_version = format!("{}/{version}", entry.group);
+        let mut value = serde_json::to_value(object).map_err(encode)?;
+        value["apiVersion"] = serde_json::Value::String(api_version.clone());
+        let resource = ApiResource {
+            group: entry.group.to_owned(),
+            version: version.to_owned(),
+            api_version,
+            kind: entry.kind.to_owned(),
+            plural: K::plural(&()).into_owned(),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource);
+        let stored = api
+            .patch(name, &self.apply_params(), &Patch::Apply(&value))
+            .await
+            .map_err(|e| KubeError::api(format!("apply {what}"), e))?;
+        let mut value = serde_json::to_value(stored).map_err(encode)?;
+        value["apiVersion"] = serde_json::Value::String(K::api_version(&()).into_owned());
+        serde_json::from_value(value).map_err(encode)
     }
 
     /// Server-side applies a cluster-scoped object (Namespace, CRD).

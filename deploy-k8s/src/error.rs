@@ -62,6 +62,18 @@ pub enum KubeError {
         /// The last lines of the failed pod's log, if any could be read.
         logs: Option<String>,
     },
+    /// The server serves the kind in none of the versions this crate can send.
+    #[error("the server does not serve {kind} in any of {wanted} (it serves it in [{offered}]; the group offers [{group_offers}])", wanted = wanted.join(", "), offered = offered.join(", "), group_offers = group_offers.join(", "))]
+    Unserved {
+        /// `group/Kind`.
+        kind: String,
+        /// The versions this crate can send, newest first.
+        wanted: Vec<String>,
+        /// The versions the server serves the kind in.
+        offered: Vec<String>,
+        /// Every version of the group the server offers.
+        group_offers: Vec<String>,
+    },
     /// The object the server returned lacks a field the operation needs.
     #[error("{what} is missing {field}")]
     Incomplete {
@@ -88,6 +100,7 @@ impl Classify for KubeError {
             Self::Api { kind, .. } => *kind,
             Self::NotFound { .. } => ErrorKind::NotFound,
             Self::Encode { .. } | Self::Incomplete { .. } => ErrorKind::InvalidInput,
+            Self::Unserved { .. } => ErrorKind::Unsupported,
             Self::Timeout { .. } => ErrorKind::Timeout,
             Self::Watch { .. } => ErrorKind::Unavailable,
             Self::JobFailed { .. } => ErrorKind::Other,

@@ -70,6 +70,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cluster;
+pub mod discovery;
 pub mod error;
 pub mod labels;
 pub mod manifest;

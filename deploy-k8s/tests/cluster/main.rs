@@ -15,3 +15,4 @@ mod faults;
 mod node;
 mod platform;
 mod support;
+mod workloads;

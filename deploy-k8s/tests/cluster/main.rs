@@ -14,5 +14,6 @@ mod engine;
 mod faults;
 mod node;
 mod platform;
+mod preflight;
 mod support;
 mod workloads;

@@ -177,10 +177,13 @@ fn show_memory(milli: i128) -> String {
     format!("{} bytes", milli / 1000)
 }
 
+/// An amount in milli-units and how to show it.
+type Wanted = (i128, fn(i128) -> String);
+
 /// What a quota key asks of the rollout, in milli-units, and how to show it;
 /// `None` when the pods do not set what the key counts (a pod without a CPU limit
 /// under a `limits.cpu` quota is refused by the API server).
-fn wanted_for(key: &str, request: &PreflightRequest) -> Option<Option<(i128, fn(i128) -> String)>> {
+fn wanted_for(key: &str, request: &PreflightRequest) -> Option<Option<Wanted>> {
     let pods = i128::from(request.pods);
     let per_pod = |list: Option<&ResourceList>, cpu: bool| {
         list.and_then(|l| if cpu { l.cpu.as_ref() } else { l.memory.as_ref() })

@@ -22,7 +22,7 @@ pub use autoscaling::{
 };
 pub use config::{config_map, config_map_checksum, namespace, secret, secret_checksum};
 pub use crd::{CrdDescription, CrdScope, CrdVersion, custom_resource_definition};
-pub use deployment::{DeploymentOptions, EnvFrom, deployment};
+pub use deployment::{DeploymentOptions, EnvFrom, PodVolume, VolumeSource, deployment};
 pub use gateway::HTTPRoute;
 pub use ingress::{IngressOptions, IngressPath, ingress};
 pub use istio::{

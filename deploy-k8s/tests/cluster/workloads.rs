@@ -125,3 +125,120 @@ async fn a_users_deployment_of_the_same_name_is_left_alone() {
     );
     s.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_deployment_with_every_pod_template_field_is_applied_and_rolled() {
+    use deploy_k8s::PlatformOptions;
+    use deploy_k8s::manifest::{DeploymentOptions, PodVolume, VolumeSource};
+    use k8s_openapi::api::core::v1::{
+        Container, PodSecurityContext, PodSpec, SecurityContext, ServiceAccount, Toleration, TopologySpreadConstraint,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+    let s = Scratch::new("pod-template").await;
+    let accounts: Api<ServiceAccount> = s.api();
+    accounts
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "web"}})).unwrap())
+        .await
+        .unwrap();
+    let sidecar = Container {
+        name: "proxy".into(),
+        image: Some("registry.deploy-rs.test/proxy:1".into()),
+        ..Container::default()
+    };
+    let migrate = Container {
+        name: "migrate".into(),
+        image: Some("registry.deploy-rs.test/web-migrate:1".into()),
+        command: Some(vec!["/migrate".into(), "--up".into()]),
+        ..Container::default()
+    };
+    let options = DeploymentOptions::default()
+        .volume(PodVolume::new("cache", VolumeSource::EmptyDir { size_limit: Some("64Mi".into()) }, "/var/cache/web"))
+        .volume(PodVolume::new("settings", VolumeSource::ConfigMap("web-settings".into()), "/etc/web").read_only())
+        .volume(PodVolume::new("tls", VolumeSource::Secret("web-tls".into()), "/etc/tls").read_only())
+        .volume(PodVolume::new("data", VolumeSource::PersistentVolumeClaim("web-data".into()), "/data"))
+        .init_container(migrate)
+        .sidecar(sidecar)
+        .command(["/web"])
+        .args(["--port", "8080"])
+        .image_pull_secret("registry-credentials")
+        .service_account("web")
+        .node_selector("kubernetes.io/os", "linux")
+        .toleration(Toleration {
+            key: Some("dedicated".into()),
+            operator: Some("Equal".into()),
+            value: Some("web".into()),
+            effect: Some("NoSchedule".into()),
+            toleration_seconds: None,
+        })
+        .topology_spread(TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: "topology.kubernetes.io/zone".into(),
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some([("app.kubernetes.io/name".to_owned(), "web".to_owned())].into()),
+                ..LabelSelector::default()
+            }),
+            ..TopologySpreadConstraint::default()
+        })
+        .pod_security(PodSecurityContext {
+            run_as_user: Some(2000),
+            run_as_non_root: Some(true),
+            ..PodSecurityContext::default()
+        })
+        .container_security(SecurityContext {
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            ..SecurityContext::default()
+        })
+        .pod_spec_patch(PodSpec {
+            termination_grace_period_seconds: Some(45),
+            dns_policy: Some("Default".into()),
+            ..PodSpec::default()
+        });
+    let platform = KubePlatform::new(s.cluster.clone()).with_options(PlatformOptions::default().deployment(options));
+    for version in ["1", "2"] {
+        platform.apply(&s.spec(), Track::Stable, &support::release(version), 2).await.unwrap();
+        platform.wait_ready(&s.app(), Track::Stable, DEADLINE).await.unwrap();
+    }
+    let d = deployment(&s, "stable").await.unwrap();
+    assert_eq!(crate::engine::version_of(&d).as_deref(), Some("2"));
+    assert!(crate::engine::complete(&d, 2), "{:?}", d.status);
+    let pod = serde_json::to_value(d.spec.template.spec.unwrap()).unwrap();
+    let volumes: Vec<_> =
+        pod["volumes"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(volumes, ["cache", "settings", "tls", "data", "tmp"], "{pod:#}");
+    assert_eq!(pod["volumes"][0]["emptyDir"]["sizeLimit"], "64Mi");
+    assert_eq!(pod["volumes"][1]["configMap"]["name"], "web-settings");
+    assert_eq!(pod["volumes"][2]["secret"]["secretName"], "web-tls");
+    assert_eq!(pod["volumes"][3]["persistentVolumeClaim"]["claimName"], "web-data");
+    assert!(pod["volumes"][4]["emptyDir"].is_object(), "a writable /tmp next to the read-only root");
+    let app = &pod["containers"][0];
+    let mounts: Vec<_> =
+        app["volumeMounts"].as_array().unwrap().iter().map(|m| m["mountPath"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(mounts, ["/var/cache/web", "/etc/web", "/etc/tls", "/data", "/tmp"]);
+    assert_eq!(app["volumeMounts"][1]["readOnly"], true);
+    assert_eq!(app["command"], json!(["/web"]));
+    assert_eq!(app["args"], json!(["--port", "8080"]));
+    assert_eq!(app["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(pod["containers"][1]["name"], "proxy");
+    assert_eq!(pod["initContainers"][0]["command"], json!(["/migrate", "--up"]));
+    assert_eq!(pod["imagePullSecrets"], json!([{"name": "registry-credentials"}]));
+    assert_eq!(pod["serviceAccountName"], "web");
+    assert_eq!(pod["nodeSelector"]["kubernetes.io/os"], "linux");
+    assert_eq!(pod["tolerations"][0]["key"], "dedicated");
+    assert_eq!(pod["topologySpreadConstraints"][0]["topologyKey"], "topology.kubernetes.io/zone");
+    assert_eq!(pod["securityContext"]["runAsUser"], 2000);
+    assert_eq!(pod["terminationGracePeriodSeconds"], 45, "the patch is merged last");
+    assert_eq!(pod["dnsPolicy"], "Default");
+    // The rolled pods run with all of it.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = s.api();
+    let running = pods.list(&kube::api::ListParams::default().labels(&format!("{}=2", labels::VERSION))).await.unwrap();
+    assert_eq!(running.items.len(), 2);
+    for p in running.items {
+        let spec = p.spec.unwrap();
+        assert_eq!(spec.containers.len(), 2);
+        assert_eq!(spec.init_containers.map(|c| c.len()), Some(1));
+    }
+    s.cleanup().await;
+}

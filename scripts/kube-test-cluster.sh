@@ -158,7 +158,7 @@ users:
 KC
     "$PREFIX/bin/kube-controller-manager" --kubeconfig="$STATE/kubeconfig" --leader-elect=false \
         --bind-address=127.0.0.1 --port=0 --secure-port="$kcm_port" \
-        --controllers=deployment,replicaset,garbagecollector,namespace,serviceaccount,serviceaccount-token,resourcequota \
+        --controllers=deployment,replicaset,garbagecollector,namespace,serviceaccount,serviceaccount-token,resourcequota,statefulset,job,cronjob \
         --service-account-private-key-file="$STATE/sa.key" --root-ca-file="$STATE/certs/apiserver.crt" \
         --use-service-account-credentials=false > kcm.log 2>&1 &
     echo $! > kcm.pid

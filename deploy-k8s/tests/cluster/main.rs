@@ -9,6 +9,7 @@
 //! node stand-in ([`node`]) writes the pod statuses a kubelet would.
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code fails the test on any error")]
 
+mod addons;
 mod api_versions;
 mod engine;
 mod faults;

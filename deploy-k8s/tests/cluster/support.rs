@@ -146,13 +146,21 @@ where
 
 static CRDS: OnceCell<()> = OnceCell::const_new();
 
-/// Installs the upstream Istio and Gateway API CRDs (from `../shared/crds/`, kept in
-/// `deploy-k8s/tests/crds/`) once per test process and waits until they are served.
+/// Installs the upstream CRDs (Istio, Gateway API, VPA, KEDA, Velero, Argo CD; kept
+/// in `deploy-k8s/tests/crds/`) once per test process and waits until they are served.
 pub async fn install_crds(client: &kube::Client) {
     CRDS.get_or_init(|| async {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/crds");
         let mut names = Vec::new();
-        for file in ["istio-customresourcedefinitions.gen.yaml", "gateway.networking.k8s.io_httproutes.yaml"] {
+        for file in [
+            "istio-customresourcedefinitions.gen.yaml",
+            "gateway.networking.k8s.io_httproutes.yaml",
+            "gateway.networking.k8s.io_gateways.yaml",
+            "vpa-v1-crd-gen.yaml",
+            "keda.sh_scaledobjects.yaml",
+            "velero.io_schedules.yaml",
+            "application-crd.yaml",
+        ] {
             let text = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("read {file}: {e}"));
             for doc in serde_norway::Deserializer::from_str(&text) {
                 let mut value: Value =

@@ -133,16 +133,14 @@ pub fn stateful_set(spec: &AppSpec, options: &StatefulSetOptions) -> StatefulSet
     let app = spec.id();
     let built = deployment(spec, &options.pod);
     let mut template = built.spec.template;
-    if let Some(pod) = template.spec.as_mut() {
-        if let Some(app_container) = pod.containers.first_mut() {
-            let mounts = app_container.volume_mounts.get_or_insert_with(Vec::new);
-            for claim in &options.volume_claims {
-                mounts.push(VolumeMount {
-                    name: claim.name.clone(),
-                    mount_path: claim.mount_path.clone(),
-                    ..VolumeMount::default()
-                });
-            }
+    if let Some(app_container) = template.spec.as_mut().and_then(|pod| pod.containers.first_mut()) {
+        let mounts = app_container.volume_mounts.get_or_insert_with(Vec::new);
+        for claim in &options.volume_claims {
+            mounts.push(VolumeMount {
+                name: claim.name.clone(),
+                mount_path: claim.mount_path.clone(),
+                ..VolumeMount::default()
+            });
         }
     }
     let claims: Vec<PersistentVolumeClaim> = options

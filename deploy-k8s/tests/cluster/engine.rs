@@ -188,8 +188,7 @@ impl World {
         Self { plan: plan(strat), kit: TestKit::new(), history, s, strat, route }
     }
 
-    pub fn router(&self) -> Option<Arc<dyn TrafficRouter>> {
-        let c = self.s.cluster.clone();
+    fn router_on(&self, c: deploy_k8s::Cluster) -> Option<Arc<dyn TrafficRouter>> {
         match self.route {
             Route::Replicas => None,
             Route::ReplicaRatio => Some(Arc::new(ReplicaRatioRouter::new(c, REPLICAS))),
@@ -205,7 +204,12 @@ impl World {
     }
 
     pub fn engine_with(&self, config: EngineConfig) -> RolloutEngine {
-        let c = self.s.cluster.clone();
+        self.engine_on(self.s.cluster.clone(), config)
+    }
+
+    /// An engine whose platform, router and stores talk through `c`.
+    pub fn engine_on(&self, c: deploy_k8s::Cluster, config: EngineConfig) -> RolloutEngine {
+        let c_router = c.clone();
         let mut builder = RolloutEngine::builder(
             Arc::new(KubePlatform::new(c.clone())),
             Arc::new(KubeStateStore::new(c.clone())),
@@ -213,7 +217,7 @@ impl World {
         )
         .metrics(self.kit.metrics())
         .config(config);
-        if let Some(router) = self.router() {
+        if let Some(router) = self.router_on(c_router) {
             builder = builder.router(router);
         }
         builder.build()

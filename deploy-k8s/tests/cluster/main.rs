@@ -11,6 +11,7 @@
 
 mod addons;
 mod api_versions;
+mod budget;
 mod engine;
 mod faults;
 mod node;

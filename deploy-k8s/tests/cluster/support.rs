@@ -40,6 +40,31 @@ pub async fn client() -> kube::Client {
     kube::Client::try_from(config).unwrap_or_else(|e| panic!("{MISSING} (client: {e})"))
 }
 
+/// A client for the test cluster that sends `user_agent`, so that the API server's
+/// audit log can tell its requests apart.
+pub async fn client_as(user_agent: &str) -> kube::Client {
+    let path = std::env::var_os(KUBECONFIG_VAR).map(PathBuf::from).unwrap_or_else(|| panic!("{MISSING}"));
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .expect("kube config");
+    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_str(user_agent).expect("a user agent")));
+    kube::Client::try_from(config).expect("client")
+}
+
+/// The API server's audit log of the project's test cluster (next to its kubeconfig).
+pub fn audit_log() -> PathBuf {
+    let path = std::env::var_os(KUBECONFIG_VAR).map(PathBuf::from).unwrap_or_else(|| panic!("{MISSING}"));
+    let log = path.with_file_name("audit.log");
+    assert!(
+        log.exists(),
+        "{} does not exist: the request budget needs the audit log of the project's test cluster \
+         (scripts/kube-test-cluster.sh start writes it)",
+        log.display()
+    );
+    log
+}
+
 /// The image tag that the node stand-in runs as a ready pod.
 pub const REGISTRY: &str = "registry.deploy-rs.test/shop/web";
 

@@ -8,14 +8,14 @@ use k8s_openapi::api::apps::v1::{
     RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, Service, ServicePort, ServiceSpec, VolumeMount,
-    VolumeResourceRequirements,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, Service, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KubeQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use crate::labels;
 use crate::manifest::deployment::{DeploymentOptions, deployment, to_i32};
+use crate::manifest::service::{ServiceOptions, service};
 
 /// A persistent volume each replica gets for itself (`volumeClaimTemplates`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,33 +97,13 @@ impl StatefulSetOptions {
 /// The headless Service `{app}-headless` that gives each pod of the StatefulSet a
 /// stable DNS name (`{app}-0.{app}-headless`).
 pub fn headless_service(spec: &AppSpec) -> Service {
-    let app = spec.id();
-    let ports = spec
-        .ports
-        .iter()
-        .map(|p| ServicePort {
-            name: Some(p.name.to_string()),
-            port: i32::from(p.container_port),
-            protocol: Some(format!("{:?}", p.protocol).to_ascii_uppercase()),
-            ..ServicePort::default()
-        })
-        .collect();
-    Service {
-        metadata: ObjectMeta {
-            name: Some(format!("{}-headless", app.name)),
-            namespace: Some(app.namespace.to_string()),
-            labels: Some(labels::pod_labels(&app, None, None)),
-            ..ObjectMeta::default()
-        },
-        spec: Some(ServiceSpec {
-            cluster_ip: Some("None".to_owned()),
-            selector: Some(labels::app_selector(&app)),
-            ports: Some(ports),
-            publish_not_ready_addresses: Some(true),
-            ..ServiceSpec::default()
-        }),
-        status: None,
+    let name = format!("{}-headless", spec.name);
+    let mut headless = service(spec, &ServiceOptions::default().name(name));
+    if let Some(s) = headless.spec.as_mut() {
+        s.cluster_ip = Some("None".to_owned());
+        s.publish_not_ready_addresses = Some(true);
     }
+    headless
 }
 
 /// The StatefulSet of `spec`: its pods are built as a Deployment's would be

@@ -248,6 +248,7 @@ fn drop_empty_string_defaults(value: &mut Value) {
 /// load balancer or a network blip would: TLS passes through unchanged.
 pub struct CuttableProxy {
     connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    blocked: Arc<std::sync::atomic::AtomicBool>,
     accepted: Arc<AtomicU32>,
     acceptor: JoinHandle<()>,
     /// A client that talks to the API server through the proxy.
@@ -278,10 +279,15 @@ impl CuttableProxy {
         let port = listener.local_addr().expect("proxy address").port();
         let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accepted = Arc::new(AtomicU32::new(0));
-        let (conns, count) = (connections.clone(), accepted.clone());
+        let blocked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (conns, count, refuse) = (connections.clone(), accepted.clone(), blocked.clone());
         let acceptor = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
+                if refuse.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
                 let upstream = upstream.clone();
                 let task = tokio::spawn(async move {
                     if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
@@ -293,7 +299,7 @@ impl CuttableProxy {
         });
         config.cluster_url = format!("https://127.0.0.1:{port}").parse().expect("proxy url");
         let client = kube::Client::try_from(config).expect("client through the proxy");
-        Self { connections, accepted, acceptor, client }
+        Self { connections, blocked, accepted, acceptor, client }
     }
 
     /// Closes every open connection at once.
@@ -302,6 +308,18 @@ impl CuttableProxy {
         let n = conns.iter().filter(|t| !t.is_finished()).count();
         conns.drain(..).for_each(|t| t.abort());
         n
+    }
+
+    /// Cuts every connection and drops new ones until [`Self::unblock`]: the
+    /// server is unreachable for this client.
+    pub fn block(&self) {
+        self.blocked.store(true, Ordering::SeqCst);
+        self.cut();
+    }
+
+    /// Lets connections through again.
+    pub fn unblock(&self) {
+        self.blocked.store(false, Ordering::SeqCst);
     }
 
     /// How many connections the proxy accepted so far.

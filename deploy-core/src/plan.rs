@@ -19,13 +19,15 @@
 //! assert!(plan.to_string().contains("3. set canary weight to 25%"));
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::AnalysisSpec;
-use crate::model::{HumanDuration, IntOrPercent, Percent, Track, ValidationError, ValidationErrors};
-use crate::traffic::{HeaderRoute, RouterCapabilities};
+
+use crate::model::{HumanDuration, IntOrPercent, Percent, Track, TrafficSplit, ValidationError, ValidationErrors};
+use crate::traffic::{HeaderRoute, RouterCapabilities, split_of_replicas};
 
 /// The family of strategy that produced a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -338,12 +340,17 @@ impl Plan {
                         bad(track.to_string(), "is not one of the plan's tracks");
                     }
                 }
-                Step::SetWeight(_) => {
+                Step::SetWeight(weight) => {
                     if !canary {
                         bad(self.strategy.to_string(), "weights are only set by canary plans");
                     }
                     if promoted {
                         bad(self.strategy.to_string(), "weights cannot change after promotion");
+                    }
+                    if canary {
+                        for (value, reason) in self.weight_problems(*weight, router) {
+                            bad(value, &reason);
+                        }
                     }
                 }
                 Step::SetCanaryScale(scale) => {
@@ -355,8 +362,29 @@ impl Plan {
                     }
                 }
                 Step::HeaderRoute(route) => {
-                    if !router.is_some_and(|r| r.header_routes) {
-                        bad(route.to_string(), "the traffic router cannot route by header");
+                    match router {
+                        Some(r) if r.header_routes => {
+                            let kind = route.matches.kind();
+                            if !r.header_matches.contains(kind) {
+                                bad(
+                                    route.to_string(),
+                                    &format!(
+                                        "the traffic router cannot match a header by {kind} (it matches by {})",
+                                        r.header_matches
+                                    ),
+                                );
+                            }
+                            if !r.header_route_tracks.contains(route.track) {
+                                bad(
+                                    route.to_string(),
+                                    &format!(
+                                        "the traffic router cannot route a header to {} (only to {})",
+                                        route.track, r.header_route_tracks
+                                    ),
+                                );
+                            }
+                        }
+                        _ => bad(route.to_string(), "the traffic router cannot route by header"),
                     }
                     if route.header.trim().is_empty() {
                         bad(route.to_string(), "the header name must not be empty");
@@ -383,8 +411,105 @@ impl Plan {
                 }
             }
         }
+        if let Some(r) = router {
+            for track in self.tracks() {
+                if !r.tracks.contains(track) {
+                    errors.push(ValidationError::new(
+                        "plan tracks",
+                        track.to_string(),
+                        format!("the traffic router cannot route this track (only {})", r.tracks),
+                    ));
+                }
+            }
+            let mut headers: Vec<&str> = Vec::new();
+            for step in &self.steps {
+                if let Step::HeaderRoute(route) = step
+                    && !headers.contains(&route.header.as_str())
+                {
+                    headers.push(&route.header);
+                }
+            }
+            if r.header_routes
+                && let Some(max) = r.max_header_routes
+                && headers.len() > usize::try_from(max).unwrap_or(usize::MAX)
+            {
+                errors.push(ValidationError::new(
+                    "plan steps",
+                    format!("{} header routes ({})", headers.len(), headers.join(", ")),
+                    format!("the traffic router holds at most {max} header route{} at once", plural(max)),
+                ));
+            }
+        }
         errors.into_result(())
     }
+
+    /// What stops `weight` from being reached as asked: a switch-only router, tracks
+    /// that cannot share traffic, or a weight that rounds to 0 % or 100 % of the
+    /// replicas that carry it (with the replicas that would be needed).
+    fn weight_problems(&self, weight: Percent, router: Option<RouterCapabilities>) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if weight == Percent::ZERO {
+            return problems;
+        }
+        let (old, new) = (self.old_track, self.new_track);
+        if let Some(r) = router {
+            if r.switch_only {
+                problems.push((
+                    weight.to_string(),
+                    "the traffic router only switches whole tracks: a canary weight would send the new track nothing, \
+                     or take all traffic from the old one; use blue-green or a router with weights"
+                        .to_owned(),
+                ));
+                return problems;
+            }
+            for track in [old, new] {
+                if !r.split_tracks.contains(track) {
+                    problems.push((
+                        format!("{weight} to {new}"),
+                        format!("the traffic router cannot split traffic to {track} (only between {})", r.split_tracks),
+                    ));
+                }
+            }
+        }
+        if weight == Percent::HUNDRED || self.replicas == 0 {
+            return problems;
+        }
+        // Who divides replicas: the router (its own count) or the engine (the plan's).
+        let (replicas, by_router) = match router {
+            Some(r) if r.weights => match r.weight_replicas {
+                Some(n) => (n, true),
+                None => return problems,
+            },
+            _ => (self.replicas, false),
+        };
+        let effective = |n: u32, w: Percent| replica_ratio_weight(n, w, by_router);
+        let got = effective(replicas, weight);
+        if got == Percent::ZERO || got == Percent::HUNDRED {
+            let needed = (2..=100).find(|n| {
+                let w = effective(*n, weight);
+                w != Percent::ZERO && w != Percent::HUNDRED
+            });
+            let needed = needed.map_or_else(String::new, |n| format!("; it needs at least {n} replicas"));
+            problems.push((
+                format!("{weight} with {replicas} replica{}", plural(replicas)),
+                format!("the split by replicas would send {got} to {new}, not a share{needed}"),
+            ));
+        }
+        problems
+    }
+}
+
+/// The weight the new track really gets when `weight` is reached with `replicas`
+/// replicas: divided by a router ([`RouterCapabilities::replica_ratio`]) or by the
+/// engine (canary replicas rounded up, [`canary_replicas`]).
+fn replica_ratio_weight(replicas: u32, weight: Percent, by_router: bool) -> Percent {
+    let requested = TrafficSplit::canary(weight);
+    if by_router {
+        return RouterCapabilities::replica_ratio(replicas).effective_split(&requested).weight(Track::Canary);
+    }
+    let canary = canary_replicas(replicas, weight).min(replicas);
+    split_of_replicas(&BTreeMap::from([(Track::Stable, replicas - canary), (Track::Canary, canary)]))
+        .map_or(Percent::ZERO, |s| s.weight(Track::Canary))
 }
 
 impl fmt::Display for Plan {

@@ -465,6 +465,12 @@ impl Run {
             self.ensure_ready(track).await?;
         }
         let (policy, app) = (self.engine.config.retry, self.app.clone());
+        // What the router can really produce (a replica ratio rounds); that is what
+        // is read back and recorded, next to what was asked.
+        let effective = router.effective_split(&split);
+        if effective != split {
+            self.note(format!("traffic {split} requested; the router can produce {effective}"));
+        }
         for _ in 0..policy.attempts.max(1) {
             let what = || format!("set traffic {split}");
             let set = retry(
@@ -485,15 +491,15 @@ impl Run {
             )
             .await;
             let actual = read.map_err(|e| self.router_failure("read traffic back", &e))?;
-            if actual == split {
-                self.note(format!("traffic {split}, read back and verified"));
-                self.state.traffic = split.clone();
-                self.emit(RolloutEvent::WeightChanged { split });
+            if actual == effective {
+                self.note(format!("traffic {effective}, read back and verified"));
+                self.state.traffic = effective.clone();
+                self.emit(RolloutEvent::WeightChanged { split: effective });
                 return Ok(());
             }
-            self.note(format!("the router reports {actual} after {split} was set; setting it again"));
+            self.note(format!("the router reports {actual} after {split} was set (expected {effective}); setting it again"));
         }
-        Err(self.failed(CauseKind::WeightMismatch, format!("the router never reported {split}")))
+        Err(self.failed(CauseKind::WeightMismatch, format!("the router never reported {effective} (requested {split})")))
     }
 
     async fn clear_header_routes(&mut self) -> Result<(), StepError> {
@@ -539,7 +545,10 @@ impl Run {
         } else {
             let n = canary_replicas(total, weight);
             let s = total - n.min(total);
-            self.note(format!("no weighted router: {weight} by replica ratio, {new} {n} and {old} {s} of {total}"));
+            self.note(format!(
+                "no weighted router: {weight} by replica ratio, {new} {n} and {old} {s} of {total} ({}% effective)",
+                u64::from(n.min(total)) * 100 / u64::from(total.max(1))
+            ));
             let current_old = self.status(old).await?.desired;
             if s > current_old {
                 // Grow before shrinking, so capacity never drops.

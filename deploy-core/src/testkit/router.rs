@@ -10,8 +10,12 @@ use crate::model::{AppId, Track, TrafficSplit};
 use crate::platform::TrackState;
 use crate::traffic::{HeaderRoute, RouterCapabilities, RouterError, TrafficRouter};
 
-/// Weights and header routes kept in memory, with the kit's capabilities. Every
-/// routing call records which tracks it sent traffic to that were not ready.
+/// Weights and header routes kept in memory, with the kit's capabilities, which it
+/// enforces as a real router does: a split or header route they do not declare is
+/// refused with [`RouterError::Unsupported`], and with
+/// [`RouterCapabilities::replica_ratio`] the stored split is rounded to replicas
+/// ([`RouterCapabilities::effective_split`]). Every routing call records which
+/// tracks it sent traffic to that were not ready.
 #[derive(Debug)]
 pub struct TestRouter {
     shared: Arc<Shared>,
@@ -48,9 +52,12 @@ impl TrafficRouter for TestRouter {
 
     async fn set_weights(&self, app: &AppId, split: &TrafficSplit) -> Result<(), RouterError> {
         let seq = self.enter(Method::SetWeights, "set weights", split.to_string()).await?;
-        if !self.capabilities().supports_split(split) {
+        let caps = self.capabilities();
+        if !caps.supports_split(split) {
             return Err(RouterError::Unsupported { capability: format!("split traffic {split}") });
         }
+        // A router that divides replicas produces the rounded split, as a real one does.
+        let split = &caps.effective_split(split);
         self.unready(app, split.iter().map(|(t, _)| t), seq);
         let mut world = self.shared.lock();
         if let Some(previous) = world.weights.insert(app.clone(), split.clone())
@@ -75,13 +82,21 @@ impl TrafficRouter for TestRouter {
 
     async fn set_header_route(&self, app: &AppId, route: &HeaderRoute) -> Result<(), RouterError> {
         let seq = self.enter(Method::SetHeaderRoute, "set header route", route.to_string()).await?;
-        if !self.capabilities().header_routes {
-            return Err(RouterError::Unsupported { capability: "route by header".to_owned() });
+        let caps = self.capabilities();
+        if !caps.supports_header_route(route.matches.kind(), route.track) {
+            return Err(RouterError::Unsupported {
+                capability: format!("route by header {} match to {}", route.matches.kind(), route.track),
+            });
         }
         self.unready(app, std::iter::once(route.track), seq);
         let mut world = self.shared.lock();
         let routes = world.header_routes.entry(app.clone()).or_default();
         routes.retain(|r| r.header != route.header);
+        if caps.max_header_routes.is_some_and(|max| routes.len() >= usize::try_from(max).unwrap_or(usize::MAX)) {
+            return Err(RouterError::Unsupported {
+                capability: format!("hold more than {} header routes", routes.len()),
+            });
+        }
         routes.push(route.clone());
         Ok(())
     }

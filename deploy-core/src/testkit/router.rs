@@ -107,3 +107,122 @@ impl TrafficRouter for TestRouter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::{RolloutEngine, RolloutEvent, RolloutRequest};
+    use crate::model::{DeploymentStatus, Percent};
+    use crate::strategy::{Canary, PlanInput, Strategy};
+    use crate::testkit::{TestKit, sample_app};
+    use crate::traffic::{HeaderMatch, HeaderMatchKind, HeaderMatchKinds, TrackSet};
+
+    fn pct(v: u8) -> Percent {
+        Percent::new(v).unwrap()
+    }
+
+    /// Issue 17: the default canary (10 → 25 → 50 → 75 → 100) behind a router that
+    /// divides replicas succeeds at 4 and at 10 replicas; the engine records the
+    /// requested and the effective split, and checks the read-back against the latter.
+    #[tokio::test(start_paused = true)]
+    async fn default_canary_succeeds_behind_a_replica_ratio_router_at_4_and_10_replicas() {
+        for (replicas, expected) in [
+            (4, ["stable=75% canary=25%", "stable=75% canary=25%", "stable=50% canary=50%", "stable=25% canary=75%"]),
+            (10, ["stable=90% canary=10%", "stable=70% canary=30%", "stable=50% canary=50%", "stable=30% canary=70%"]),
+        ] {
+            let kit = TestKit::with_router_capabilities(RouterCapabilities::replica_ratio(replicas));
+            let (spec, v1, v2) = sample_app(replicas);
+            kit.seed(&spec, Track::Stable, &v1);
+            let engine = RolloutEngine::builder(kit.platform(), kit.state_store(), kit.history_store())
+                .router(kit.router())
+                .build();
+            let plan = Canary::default().plan(&PlanInput::new(replicas));
+            let request = RolloutRequest::new(spec.clone(), v2.clone(), plan).from(v1);
+            assert!(engine.validate(&request).is_ok(), "{replicas} replicas: {:?}", engine.validate(&request));
+            let mut handle = engine.start(request).await.unwrap();
+            let mut events = Vec::new();
+            while let Some(e) = handle.next_event().await {
+                events.push(e);
+            }
+            let report = handle.wait().await.unwrap();
+            assert_eq!(report.status, DeploymentStatus::Succeeded, "{replicas} replicas: {:?}", report.cause);
+            let weights: Vec<String> = events
+                .iter()
+                .filter_map(|e| if let RolloutEvent::WeightChanged { split } = e { Some(split.to_string()) } else { None })
+                .collect();
+            assert_eq!(weights[..4], expected, "{replicas} replicas");
+            assert_eq!(weights[4..], ["canary=100%", "stable=100%"], "{replicas} replicas");
+            let decisions: Vec<String> = events
+                .iter()
+                .filter_map(|e| if let RolloutEvent::Decision { message } = e { Some(message.clone()) } else { None })
+                .collect();
+            let requested_25 = "traffic stable=75% canary=25% requested; the router can produce";
+            if replicas == 10 {
+                assert!(decisions.iter().any(|d| d.starts_with(requested_25)), "{decisions:#?}");
+                let step = report.record.steps.iter().find(|s| s.description == "set canary weight to 25%").unwrap();
+                assert!(step.details.iter().any(|d| d.starts_with(requested_25)), "{:?}", step.details);
+                assert!(step.details.iter().any(|d| d == "traffic stable=70% canary=30%, read back and verified"));
+            }
+            assert_eq!(kit.snapshot(&spec.id()).weights, Some(TrafficSplit::all(Track::Stable)));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_plan_the_replica_ratio_cannot_carry_is_refused_before_anything_runs() {
+        let kit = TestKit::with_router_capabilities(RouterCapabilities::replica_ratio(1));
+        let (spec, v1, v2) = sample_app(1);
+        kit.seed(&spec, Track::Stable, &v1);
+        let engine =
+            RolloutEngine::builder(kit.platform(), kit.state_store(), kit.history_store()).router(kit.router()).build();
+        let request = RolloutRequest::new(spec, v2, Canary::default().plan(&PlanInput::new(1))).from(v1);
+        let err = engine.start(request).await.unwrap_err().to_string();
+        assert!(err.contains("10% with 1 replica"), "{err}");
+        assert!(err.contains("needs at least 2 replicas"), "{err}");
+        assert!(kit.calls().is_empty(), "nothing ran: {:?}", kit.calls());
+    }
+
+    /// The kit's router does what its capabilities declare and refuses the rest.
+    #[tokio::test(start_paused = true)]
+    async fn the_kit_router_refuses_what_its_capabilities_do_not_declare() {
+        let caps = RouterCapabilities::weights_only()
+            .with_tracks(TrackSet::of([Track::Stable, Track::Canary]))
+            .with_header_routes()
+            .with_header_matches(HeaderMatchKinds::of([HeaderMatchKind::Exact]))
+            .with_header_route_tracks(TrackSet::of([Track::Canary]))
+            .with_max_header_routes(1);
+        let kit = TestKit::with_router_capabilities(caps);
+        let (spec, v1, _) = sample_app(2);
+        kit.seed(&spec, Track::Stable, &v1);
+        kit.seed(&spec, Track::Canary, &v1);
+        let (router, app) = (kit.router(), spec.id());
+        router.set_weights(&app, &TrafficSplit::canary(pct(10))).await.unwrap();
+        assert_eq!(router.weights(&app).await.unwrap(), TrafficSplit::canary(pct(10)));
+        let blue = TrafficSplit::between(Track::Blue, Track::Green, pct(10));
+        assert!(matches!(router.set_weights(&app, &blue).await, Err(RouterError::Unsupported { .. })));
+        let exact = HeaderRoute::new("x-canary", HeaderMatch::Exact("1".into()), Track::Canary);
+        router.set_header_route(&app, &exact).await.unwrap();
+        router.set_header_route(&app, &exact).await.unwrap();
+        for refused in [
+            HeaderRoute::new("x-canary", HeaderMatch::Prefix("1".into()), Track::Canary),
+            HeaderRoute::new("x-canary", HeaderMatch::Exact("1".into()), Track::Stable),
+            HeaderRoute::new("x-other", HeaderMatch::Exact("1".into()), Track::Canary),
+        ] {
+            let err = router.set_header_route(&app, &refused).await.unwrap_err();
+            assert!(matches!(err, RouterError::Unsupported { .. }), "{refused}: {err}");
+        }
+        assert_eq!(kit.snapshot(&app).header_routes, [exact]);
+
+        let switch = TestKit::with_router_capabilities(RouterCapabilities::switch_only());
+        switch.seed(&spec, Track::Stable, &v1);
+        let router = switch.router();
+        assert!(matches!(
+            router.set_weights(&app, &TrafficSplit::canary(pct(10))).await,
+            Err(RouterError::Unsupported { .. })
+        ));
+        let any = HeaderRoute::new("x-canary", HeaderMatch::Exact("1".into()), Track::Canary);
+        assert!(matches!(router.set_header_route(&app, &any).await, Err(RouterError::Unsupported { .. })));
+        let _ = Arc::clone(&router);
+    }
+}

@@ -642,7 +642,10 @@ mod tests {
         // Weights between tracks that cannot share traffic.
         let docker_like = RouterCapabilities::default().with_split_tracks(stable_canary);
         let text = canary_plan(4, Track::Blue, Track::Green).validate(Some(docker_like)).unwrap_err().to_string();
-        assert!(text.contains("cannot split traffic to blue") && text.contains("cannot split traffic to green"), "{text}");
+        assert!(
+            text.contains("cannot split traffic to blue") && text.contains("cannot split traffic to green"),
+            "{text}"
+        );
     }
 
     /// Issue 17, item 2: a weight that replicas round to 0 % or 100 % is refused
@@ -660,7 +663,9 @@ mod tests {
         let text = plan.validate(None).unwrap_err().to_string();
         assert!(text.contains("10% with 1 replica\": the split by replicas would send 100% to canary"), "{text}");
         // Enough replicas: accepted, and the router's rounding is what it reports.
-        assert!(canary_plan(4, Track::Stable, Track::Canary).validate(Some(RouterCapabilities::replica_ratio(4))).is_ok());
+        assert!(
+            canary_plan(4, Track::Stable, Track::Canary).validate(Some(RouterCapabilities::replica_ratio(4))).is_ok()
+        );
         assert!(canary_plan(3, Track::Stable, Track::Canary).validate(None).is_ok());
         // 60 % of 2 replicas rounded up is both of them: all traffic, not a share.
         assert!(canary_plan(2, Track::Stable, Track::Canary).validate(None).is_err());

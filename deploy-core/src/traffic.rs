@@ -359,7 +359,9 @@ impl RouterCapabilities {
     pub fn supports_split(&self, split: &TrafficSplit) -> bool {
         let routable = split.iter().all(|(t, _)| self.tracks.contains(t));
         let whole = split.iter().count() <= 1;
-        routable && (whole || (self.weights && !self.switch_only && split.iter().all(|(t, _)| self.split_tracks.contains(t))))
+        routable
+            && (whole
+                || (self.weights && !self.switch_only && split.iter().all(|(t, _)| self.split_tracks.contains(t))))
     }
 
     /// Whether a header route matching `kind` to `track` is supported.

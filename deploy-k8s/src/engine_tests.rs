@@ -365,10 +365,7 @@ async fn the_default_canary_succeeds_behind_the_replica_ratio_router_at_4_and_10
         let spec = fixtures::spec();
         let running = deployment(
             &spec,
-            &DeploymentOptions::default()
-                .track(Track::Stable)
-                .release(fixtures::release("1.4.1"))
-                .replicas(replicas),
+            &DeploymentOptions::default().track(Track::Stable).release(fixtures::release("1.4.1")).replicas(replicas),
         );
         fake.seed(&format!("{DEPLOYMENTS}/web-stable"), serde_json::to_value(running).unwrap());
         fake.seed(SERVICE, serde_json::to_value(service(&spec, &ServiceOptions::default())).unwrap());
@@ -395,7 +392,9 @@ async fn the_default_canary_succeeds_behind_the_replica_ratio_router_at_4_and_10
             report.record.steps.iter().flat_map(|s| &s.details).filter(|d| d.contains("requested")).collect();
         if replicas == 10 {
             assert!(
-                rounded.iter().any(|d| d.starts_with("traffic stable=75% canary=25% requested; the router can produce stable=70% canary=30%")),
+                rounded.iter().any(|d| d.starts_with(
+                    "traffic stable=75% canary=25% requested; the router can produce stable=70% canary=30%"
+                )),
                 "{rounded:#?}"
             );
         }

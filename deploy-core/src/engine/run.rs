@@ -497,9 +497,12 @@ impl Run {
                 self.emit(RolloutEvent::WeightChanged { split: effective });
                 return Ok(());
             }
-            self.note(format!("the router reports {actual} after {split} was set (expected {effective}); setting it again"));
+            self.note(format!(
+                "the router reports {actual} after {split} was set (expected {effective}); setting it again"
+            ));
         }
-        Err(self.failed(CauseKind::WeightMismatch, format!("the router never reported {effective} (requested {split})")))
+        Err(self
+            .failed(CauseKind::WeightMismatch, format!("the router never reported {effective} (requested {split})")))
     }
 
     async fn clear_header_routes(&mut self) -> Result<(), StepError> {

@@ -150,7 +150,9 @@ mod tests {
             assert_eq!(report.status, DeploymentStatus::Succeeded, "{replicas} replicas: {:?}", report.cause);
             let weights: Vec<String> = events
                 .iter()
-                .filter_map(|e| if let RolloutEvent::WeightChanged { split } = e { Some(split.to_string()) } else { None })
+                .filter_map(
+                    |e| if let RolloutEvent::WeightChanged { split } = e { Some(split.to_string()) } else { None },
+                )
                 .collect();
             assert_eq!(weights[..4], expected, "{replicas} replicas");
             assert_eq!(weights[4..], ["canary=100%", "stable=100%"], "{replicas} replicas");

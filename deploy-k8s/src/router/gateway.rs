@@ -67,8 +67,8 @@ fn is_own_rule(rule: &Value) -> bool {
 
 /// The track a backend reference sends to, when it is a track Service of `app`.
 fn track_of(app: &AppId, backend: &Value) -> Option<Track> {
-    let is_service = backend["kind"].as_str().is_none_or(|k| k == "Service")
-        && backend["group"].as_str().is_none_or(str::is_empty);
+    let is_service =
+        backend["kind"].as_str().is_none_or(|k| k == "Service") && backend["group"].as_str().is_none_or(str::is_empty);
     let name = backend["name"].as_str()?;
     let track = name.strip_prefix(&format!("{}-", app.name))?.parse::<Track>().ok()?;
     (is_service && labels::workload_name(app, track) == name).then_some(track)
@@ -192,10 +192,8 @@ impl TrafficRouter for GatewayRouter {
         self.update(app, |body| {
             let rules = rules(body, &what)?;
             rules.retain(|r| r["name"] != own_name.as_str());
-            let at = weighted_rule(app, rules).ok_or_else(|| RouterError::NotFound {
-                app: app.clone(),
-                what: format!("weighted rule of {what}"),
-            })?;
+            let at = weighted_rule(app, rules)
+                .ok_or_else(|| RouterError::NotFound { app: app.clone(), what: format!("weighted rule of {what}") })?;
             let mut added = rules[at].clone();
             added["name"] = json!(own_name);
             let mut matches = added["matches"].as_array().cloned().unwrap_or_default();

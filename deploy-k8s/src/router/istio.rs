@@ -70,9 +70,8 @@ impl IstioRouter {
                     .list_api_groups()
                     .await
                     .map_err(|e| router_error(app, "API groups", "discover", e))?;
-                let group = groups.groups.into_iter().find(|g| g.name == GROUP).ok_or_else(|| RouterError::NotFound {
-                    app: app.clone(),
-                    what: format!("API group {GROUP} (is Istio installed?)"),
+                let group = groups.groups.into_iter().find(|g| g.name == GROUP).ok_or_else(|| {
+                    RouterError::NotFound { app: app.clone(), what: format!("API group {GROUP} (is Istio installed?)") }
                 })?;
                 let served: Vec<&str> = group.versions.iter().map(|v| v.version.as_str()).collect();
                 VERSIONS.iter().find(|v| served.contains(v)).map(|v| (*v).to_owned()).ok_or_else(|| {
@@ -185,9 +184,10 @@ impl TrafficRouter for IstioRouter {
         let name = app.name.to_string();
         let what = format!("virtualservice {name}");
         let vs = self.api(app).await?.get(&name).await.map_err(|e| router_error(app, &what, "read", e))?;
-        let primary = vs.data["spec"]["http"].as_array().and_then(|r| r.iter().find(|r| is_primary(r))).ok_or_else(
-            || RouterError::NotFound { app: app.clone(), what: format!("route {PRIMARY_ROUTE} of {what}") },
-        )?;
+        let primary =
+            vs.data["spec"]["http"].as_array().and_then(|r| r.iter().find(|r| is_primary(r))).ok_or_else(|| {
+                RouterError::NotFound { app: app.clone(), what: format!("route {PRIMARY_ROUTE} of {what}") }
+            })?;
         let destinations = primary["route"].as_array().cloned().unwrap_or_default();
         let single = destinations.len() == 1;
         let mut weights = Vec::new();
@@ -243,11 +243,8 @@ impl TrafficRouter for IstioRouter {
                 m["headers"][route.header.as_str()] = header_match.clone();
             }
             added["match"] = Value::Array(matches);
-            let template = added["route"]
-                .as_array()
-                .and_then(|r| r.first())
-                .filter(|d| d["destination"].is_object())
-                .cloned();
+            let template =
+                added["route"].as_array().and_then(|r| r.first()).filter(|d| d["destination"].is_object()).cloned();
             let mut destination = template.unwrap_or_else(|| json!({"destination": {"host": host}}));
             destination["destination"]["subset"] = json!(route.track.as_str());
             if let Some(d) = destination.as_object_mut() {

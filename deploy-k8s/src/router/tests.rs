@@ -305,32 +305,32 @@ const SERVICE_PATH: &str = "/api/v1/namespaces/shop/services/web";
 /// with a restricted match and every HTTP route field the router does not model.
 fn user_virtual_service() -> Value {
     json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-        "metadata": {"name": "web", "namespace": "shop", "labels": {"team": "shop"}, "annotations": {"owner": "sre"}},
-        "spec": {
-            "hosts": ["web", "web.shop.example.com"],
-            "gateways": ["mesh", "shop/public"],
-            "exportTo": [".", "istio-system"],
-            "tls": [{"match": [{"port": 443, "sniHosts": ["web.shop.example.com"]}],
-                     "route": [{"destination": {"host": "web", "port": {"number": 8443}}}]}],
-            "tcp": [{"match": [{"port": 5432}], "route": [{"destination": {"host": "db", "port": {"number": 5432}}}]}],
-            "http": [
-                {"name": "admin", "match": [{"uri": {"prefix": "/admin"}, "sourceLabels": {"role": "ops"}}],
-                 "route": [{"destination": {"host": "admin"}}]},
-                {"name": "header-legacy", "match": [{"headers": {"x-legacy": {"exact": "1"}}}],
-                 "route": [{"destination": {"host": "legacy"}}]},
-                {"name": "primary",
-                 "match": [{"uri": {"prefix": "/api"}, "method": {"exact": "GET"}, "gateways": ["shop/public"],
-                            "sourceLabels": {"app": "frontend"}, "headers": {"x-region": {"exact": "eu"}}}],
-                 "rewrite": {"uri": "/v1"},
-                 "fault": {"delay": {"percentage": {"value": 0.1}, "fixedDelay": "5s"}},
-                 "corsPolicy": {"allowOrigins": [{"exact": "https://shop.example.com"}], "allowMethods": ["GET"]},
-                 "mirror": {"host": "shadow", "subset": "v1"}, "mirrorPercentage": {"value": 5.0},
-                 "retries": {"attempts": 3, "perTryTimeout": "2s", "retryOn": "5xx"},
-                 "timeout": "10s",
-                 "headers": {"request": {"set": {"x-env": "prod"}}},
-                 "route": [{"destination": {"host": "web", "subset": "stable", "port": {"number": 8080}},
-                            "headers": {"response": {"add": {"x-track": "stable"}}}}]}
-            ]}})
+    "metadata": {"name": "web", "namespace": "shop", "labels": {"team": "shop"}, "annotations": {"owner": "sre"}},
+    "spec": {
+        "hosts": ["web", "web.shop.example.com"],
+        "gateways": ["mesh", "shop/public"],
+        "exportTo": [".", "istio-system"],
+        "tls": [{"match": [{"port": 443, "sniHosts": ["web.shop.example.com"]}],
+                 "route": [{"destination": {"host": "web", "port": {"number": 8443}}}]}],
+        "tcp": [{"match": [{"port": 5432}], "route": [{"destination": {"host": "db", "port": {"number": 5432}}}]}],
+        "http": [
+            {"name": "admin", "match": [{"uri": {"prefix": "/admin"}, "sourceLabels": {"role": "ops"}}],
+             "route": [{"destination": {"host": "admin"}}]},
+            {"name": "header-legacy", "match": [{"headers": {"x-legacy": {"exact": "1"}}}],
+             "route": [{"destination": {"host": "legacy"}}]},
+            {"name": "primary",
+             "match": [{"uri": {"prefix": "/api"}, "method": {"exact": "GET"}, "gateways": ["shop/public"],
+                        "sourceLabels": {"app": "frontend"}, "headers": {"x-region": {"exact": "eu"}}}],
+             "rewrite": {"uri": "/v1"},
+             "fault": {"delay": {"percentage": {"value": 0.1}, "fixedDelay": "5s"}},
+             "corsPolicy": {"allowOrigins": [{"exact": "https://shop.example.com"}], "allowMethods": ["GET"]},
+             "mirror": {"host": "shadow", "subset": "v1"}, "mirrorPercentage": {"value": 5.0},
+             "retries": {"attempts": 3, "perTryTimeout": "2s", "retryOn": "5xx"},
+             "timeout": "10s",
+             "headers": {"request": {"set": {"x-env": "prod"}}},
+             "route": [{"destination": {"host": "web", "subset": "stable", "port": {"number": 8080}},
+                        "headers": {"response": {"add": {"x-track": "stable"}}}}]}
+        ]}})
 }
 
 /// `spec` with the router's own entries taken out: its header routes, and the

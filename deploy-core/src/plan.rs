@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::AnalysisSpec;
 
 use crate::model::{HumanDuration, IntOrPercent, Percent, Track, TrafficSplit, ValidationError, ValidationErrors};
-use crate::traffic::{HeaderRoute, RouterCapabilities, split_of_replicas};
+use crate::traffic::{HTTP_METHODS, HeaderRoute, Mirror, RouterCapabilities, split_of_replicas};
 
 /// The family of strategy that produced a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -117,6 +117,10 @@ pub enum Step {
     SetCanaryScale(CanaryScale),
     /// Routes requests whose header matches to a track.
     HeaderRoute(HeaderRoute),
+    /// Copies a share of the requests whose method the caller lists as safe to
+    /// duplicate to the new track, whose answers are discarded; needs a router
+    /// with mirroring. Mirroring stops at promotion and on rollback.
+    Mirror(Mirror),
     /// Waits for a time or for the caller.
     Pause(PauseKind),
     /// Runs an analysis; a failed or inconclusive one rolls back.
@@ -138,6 +142,7 @@ impl Step {
             Self::SetWeight(_) => "set-weight",
             Self::SetCanaryScale(_) => "set-canary-scale",
             Self::HeaderRoute(_) => "header-route",
+            Self::Mirror(_) => "mirror",
             Self::Pause(_) => "pause",
             Self::Analyze(_) => "analyze",
             Self::Promote => "promote",
@@ -168,6 +173,7 @@ impl fmt::Display for Step {
                 f.write_str("scale canary with its traffic weight")
             }
             Self::HeaderRoute(route) => write!(f, "route {route}"),
+            Self::Mirror(mirror) => write!(f, "mirror {mirror} to the new release"),
             Self::Pause(PauseKind::Duration(d)) => write!(f, "pause for {d}"),
             Self::Pause(PauseKind::UntilPromoted) => f.write_str("pause until promoted"),
             Self::Analyze(spec) => write!(f, "analyze {spec}"),
@@ -394,6 +400,28 @@ impl Plan {
                     }
                     if promoted {
                         bad(route.to_string(), "header routes cannot be added after promotion");
+                    }
+                }
+                Step::Mirror(mirror) => {
+                    if !router.is_some_and(|r| r.mirroring) {
+                        bad(mirror.to_string(), "the traffic router cannot mirror traffic");
+                    }
+                    if in_place {
+                        bad(mirror.to_string(), "mirroring needs a new track apart from the serving one");
+                    }
+                    if promoted {
+                        bad(mirror.to_string(), "mirroring cannot start after promotion");
+                    }
+                    if mirror.percent == Percent::ZERO {
+                        bad(mirror.to_string(), "must mirror more than 0%");
+                    }
+                    if mirror.methods.is_empty() {
+                        bad(mirror.to_string(), "must list the methods that are safe to duplicate");
+                    }
+                    for method in &mirror.methods {
+                        if !HTTP_METHODS.contains(&method.as_str()) {
+                            bad(method.clone(), "is not an HTTP method");
+                        }
                     }
                 }
                 Step::Pause(PauseKind::Duration(d)) if d.is_zero() => bad(d.to_string(), "a pause must be positive"),

@@ -520,6 +520,60 @@ impl fmt::Display for HeaderRoute {
     }
 }
 
+/// The HTTP methods a [`Mirror`] may name (Gateway API's list).
+pub const HTTP_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
+/// Copies of live requests sent to a track whose answers are discarded (shadow
+/// traffic): `percent` of the requests whose method is in `methods`.
+///
+/// A mirrored request runs twice, so only methods the caller knows are safe to
+/// duplicate may be listed; the default is `GET` and `HEAD`. A mirrored `POST`
+/// writes twice.
+///
+/// ```
+/// use deploy_core::model::Percent;
+/// use deploy_core::traffic::Mirror;
+/// let m = Mirror::new(Percent::new(20).unwrap());
+/// assert_eq!(m.methods, ["GET", "HEAD"]);
+/// assert_eq!(m.to_string(), "20% of GET, HEAD requests");
+/// let m = m.methods(["get", "options"]);
+/// assert_eq!(m.methods, ["GET", "OPTIONS"]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Mirror {
+    /// The share of the matching requests that is copied.
+    pub percent: Percent,
+    /// The methods whose requests may be copied, upper case.
+    #[serde(default = "Mirror::safe_methods")]
+    pub methods: Vec<String>,
+}
+
+impl Mirror {
+    /// Copies `percent` of the `GET` and `HEAD` requests.
+    pub fn new(percent: Percent) -> Self {
+        Self { percent, methods: Self::safe_methods() }
+    }
+
+    /// Copies only requests with these methods (upper-cased), which the caller
+    /// declares safe to duplicate.
+    #[must_use]
+    pub fn methods(mut self, methods: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.methods = methods.into_iter().map(|m| m.into().to_ascii_uppercase()).collect();
+        self
+    }
+
+    fn safe_methods() -> Vec<String> {
+        vec!["GET".to_owned(), "HEAD".to_owned()]
+    }
+}
+
+impl fmt::Display for Mirror {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} of {} requests", self.percent, self.methods.join(", "))
+    }
+}
+
 /// A failure of a [`TrafficRouter`] operation.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -613,6 +667,22 @@ pub trait TrafficRouter: Send + Sync {
     /// Removes every header route this router added (and none the user wrote);
     /// succeeds when there are none.
     async fn clear_header_routes(&self, app: &AppId) -> Result<(), RouterError> {
+        let _ = app;
+        Ok(())
+    }
+
+    /// Copies [`Mirror::percent`] of the requests whose method is in
+    /// [`Mirror::methods`] (and no others) to `track`, on top of the split in
+    /// force; their answers are discarded. Replaces the router's earlier mirror.
+    /// Routers without mirroring answer [`RouterError::Unsupported`].
+    async fn set_mirror(&self, app: &AppId, track: Track, mirror: &Mirror) -> Result<(), RouterError> {
+        let _ = (app, track, mirror);
+        Err(RouterError::Unsupported { capability: "mirror traffic".to_owned() })
+    }
+
+    /// Stops the mirroring this router added (and none the user configured);
+    /// succeeds when there is none.
+    async fn clear_mirror(&self, app: &AppId) -> Result<(), RouterError> {
         let _ = app;
         Ok(())
     }

@@ -23,7 +23,7 @@ use crate::model::{
 use crate::plan::{CanaryScale, PauseKind, Plan, Step, canary_replicas, resolve_rolling};
 use crate::platform::{PlatformError, TrackState, TrackStatus};
 use crate::state::{LockLease, Revision, RolloutPhase, RolloutState, StateError, StateStore};
-use crate::traffic::{HeaderRoute, RouterError};
+use crate::traffic::{HeaderRoute, Mirror, RouterError};
 
 /// Keeps the per-app lease alive while a rollout runs. Its timer is made once and
 /// reset after each renewal, not registered anew at every step.
@@ -327,6 +327,7 @@ impl Run {
             Step::SetWeight(weight) => self.set_weight(*weight).await,
             Step::SetCanaryScale(scale) => self.set_canary_scale(*scale).await,
             Step::HeaderRoute(route) => self.header_route(route).await,
+            Step::Mirror(mirror) => self.mirror(mirror).await,
             Step::Pause(kind) => {
                 self.pause(index, *kind).await;
                 Ok(())
@@ -521,6 +522,18 @@ impl Run {
             self.note("header routes removed".to_owned());
             self.state.header_routes.clear();
         }
+        // Mirroring ends where header routes do: at promotion and on rollback.
+        if router.capabilities().mirroring && self.plan.steps.iter().any(|s| matches!(s, Step::Mirror(_))) {
+            let result = retry(
+                &policy,
+                &|| "stop mirroring".to_owned(),
+                |e: &RouterError| e.is_retryable(),
+                &mut |m| note_to(&self.events, &mut self.notes, m),
+                || router.clear_mirror(&app),
+            )
+            .await;
+            result.map_err(|e| self.router_failure("stop mirroring", &e))?;
+        }
         Ok(())
     }
 
@@ -602,6 +615,27 @@ impl Run {
         result.map_err(|e| self.router_failure(&what(), &e))?;
         self.state.header_routes.push(route.clone());
         self.note(format!("header route {route} in force"));
+        Ok(())
+    }
+
+    async fn mirror(&mut self, mirror: &Mirror) -> Result<(), StepError> {
+        let new = self.plan.new_track;
+        self.ensure_ready(new).await?;
+        let Some(router) = self.engine.router.clone() else {
+            return Err(self.failed(CauseKind::Router, "mirroring needs a traffic router".to_owned()));
+        };
+        let (policy, app) = (self.engine.config.retry, self.app.clone());
+        let what = || format!("mirror {mirror} to {new}");
+        let result = retry(
+            &policy,
+            &what,
+            |e: &RouterError| e.is_retryable(),
+            &mut |m| note_to(&self.events, &mut self.notes, m),
+            || router.set_mirror(&app, new, mirror),
+        )
+        .await;
+        result.map_err(|e| self.router_failure(&what(), &e))?;
+        self.note(format!("mirroring {mirror} to {new}; their answers are discarded"));
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::{Fault, Method, Shared, fault_kind};
 use crate::model::{AppId, Track, TrafficSplit};
 use crate::platform::TrackState;
-use crate::traffic::{HeaderRoute, RouterCapabilities, RouterError, TrafficRouter};
+use crate::traffic::{HeaderRoute, Mirror, RouterCapabilities, RouterError, TrafficRouter};
 
 /// Weights and header routes kept in memory, with the kit's capabilities, which it
 /// enforces as a real router does: a split or header route they do not declare is
@@ -106,6 +106,23 @@ impl TrafficRouter for TestRouter {
         self.shared.lock().header_routes.remove(app);
         Ok(())
     }
+
+    async fn set_mirror(&self, app: &AppId, track: Track, mirror: &Mirror) -> Result<(), RouterError> {
+        let seq = self.enter(Method::SetMirror, "set mirror", format!("{mirror} -> {track}")).await?;
+        let caps = self.capabilities();
+        if !caps.mirroring || !caps.tracks.contains(track) {
+            return Err(RouterError::Unsupported { capability: format!("mirror traffic to {track}") });
+        }
+        self.unready(app, std::iter::once(track), seq);
+        self.shared.lock().mirrors.insert(app.clone(), (track, mirror.clone()));
+        Ok(())
+    }
+
+    async fn clear_mirror(&self, app: &AppId) -> Result<(), RouterError> {
+        self.enter(Method::ClearMirror, "clear mirror", String::new()).await?;
+        self.shared.lock().mirrors.remove(app);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -183,6 +200,51 @@ mod tests {
         assert!(err.contains("10% with 1 replica"), "{err}");
         assert!(err.contains("needs at least 2 replicas"), "{err}");
         assert!(kit.calls().is_empty(), "nothing ran: {:?}", kit.calls());
+    }
+
+    /// Issue 17, item 4: a mirror step copies the listed methods to the new track
+    /// until promotion; behind a router without mirroring the plan is refused.
+    #[tokio::test(start_paused = true)]
+    async fn a_mirror_step_runs_until_promotion_and_needs_a_router_that_mirrors() {
+        use crate::plan::Step;
+        let plan = |replicas| {
+            let steps = vec![
+                Step::Mirror(crate::traffic::Mirror::new(pct(50))),
+                Step::SetWeight(pct(50)),
+                Step::Pause(crate::plan::PauseKind::Duration(crate::model::HumanDuration::new(
+                    std::time::Duration::from_secs(60),
+                ))),
+            ];
+            Canary::with_steps(steps).plan(&PlanInput::new(replicas))
+        };
+        let kit = TestKit::new();
+        let (spec, v1, v2) = sample_app(4);
+        kit.seed(&spec, Track::Stable, &v1);
+        let engine =
+            RolloutEngine::builder(kit.platform(), kit.state_store(), kit.history_store()).router(kit.router()).build();
+        let request = RolloutRequest::new(spec.clone(), v2.clone(), plan(4)).from(v1.clone());
+        let mut handle = engine.start(request).await.unwrap();
+        loop {
+            match handle.next_event().await {
+                Some(RolloutEvent::Paused { .. }) => break,
+                Some(_) => {}
+                None => panic!("ended before the pause"),
+            }
+        }
+        let (track, mirror) = kit.mirror(&spec.id()).expect("mirroring during the canary");
+        assert_eq!((track, mirror.methods.as_slice()), (Track::Canary, ["GET".to_owned(), "HEAD".to_owned()].as_slice()));
+        let report = handle.wait().await.unwrap();
+        assert_eq!(report.status, DeploymentStatus::Succeeded, "{:?}", report.cause);
+        assert_eq!(kit.mirror(&spec.id()), None, "mirroring stopped at promotion");
+
+        let weights_only = TestKit::with_router_capabilities(RouterCapabilities::weights_only());
+        weights_only.seed(&spec, Track::Stable, &v1);
+        let engine = RolloutEngine::builder(weights_only.platform(), weights_only.state_store(), weights_only.history_store())
+            .router(weights_only.router())
+            .build();
+        let err = engine.start(RolloutRequest::new(spec, v2, plan(4)).from(v1)).await.unwrap_err().to_string();
+        assert!(err.contains("cannot mirror traffic"), "{err}");
+        assert!(weights_only.calls().is_empty());
     }
 
     /// The kit's router does what its capabilities declare and refuses the rest.

@@ -232,16 +232,20 @@ mod tests {
             }
         }
         let (track, mirror) = kit.mirror(&spec.id()).expect("mirroring during the canary");
-        assert_eq!((track, mirror.methods.as_slice()), (Track::Canary, ["GET".to_owned(), "HEAD".to_owned()].as_slice()));
+        assert_eq!(
+            (track, mirror.methods.as_slice()),
+            (Track::Canary, ["GET".to_owned(), "HEAD".to_owned()].as_slice())
+        );
         let report = handle.wait().await.unwrap();
         assert_eq!(report.status, DeploymentStatus::Succeeded, "{:?}", report.cause);
         assert_eq!(kit.mirror(&spec.id()), None, "mirroring stopped at promotion");
 
         let weights_only = TestKit::with_router_capabilities(RouterCapabilities::weights_only());
         weights_only.seed(&spec, Track::Stable, &v1);
-        let engine = RolloutEngine::builder(weights_only.platform(), weights_only.state_store(), weights_only.history_store())
-            .router(weights_only.router())
-            .build();
+        let engine =
+            RolloutEngine::builder(weights_only.platform(), weights_only.state_store(), weights_only.history_store())
+                .router(weights_only.router())
+                .build();
         let err = engine.start(RolloutRequest::new(spec, v2, plan(4)).from(v1)).await.unwrap_err().to_string();
         assert!(err.contains("cannot mirror traffic"), "{err}");
         assert!(weights_only.calls().is_empty());

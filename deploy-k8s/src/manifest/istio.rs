@@ -439,6 +439,10 @@ impl VirtualServiceOptions {
 /// The name of the weighted route whose destinations the VirtualService router owns.
 pub const PRIMARY_ROUTE: &str = "primary";
 
+/// The name of the route the VirtualService router adds to mirror traffic; it
+/// removes only this one.
+pub const MIRROR_ROUTE: &str = "deploy-rs-mirror";
+
 /// The name prefix of the header routes the VirtualService router adds; it removes
 /// only routes whose name starts with it.
 pub const HEADER_ROUTE_PREFIX: &str = "deploy-rs-header-";

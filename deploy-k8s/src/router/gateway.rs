@@ -1,19 +1,23 @@
 use async_trait::async_trait;
 use deploy_core::model::{AppId, Track, TrafficSplit};
 use deploy_core::traffic::{
-    HeaderMatch, HeaderMatchKind, HeaderMatchKinds, HeaderRoute, RouterCapabilities, RouterError, TrafficRouter,
+    HeaderMatch, HeaderMatchKind, HeaderMatchKinds, HeaderRoute, Mirror, RouterCapabilities, RouterError, TrafficRouter,
 };
 use kube::api::{Api, ApiResource, DynamicObject};
 use serde_json::{Value, json};
 use tracing::instrument;
 
-use super::{array_at, malformed, owned_route_name, router_error, split_from, update_untyped};
+use super::{array_at, malformed, owned_route_name, router_error, split_from, update_untyped, with_methods};
 use crate::cluster::Cluster;
 use crate::labels;
 
 /// The name prefix of the header rules the Gateway router adds; it removes only
 /// rules whose name starts with it.
 pub const HEADER_RULE_PREFIX: &str = "deploy-rs-header-";
+
+/// The name of the rule the Gateway router adds to mirror traffic; it removes only
+/// this one.
+pub const MIRROR_RULE: &str = "deploy-rs-mirror";
 
 /// Canary through a Gateway API HTTPRoute (`gateway.networking.k8s.io/v1`) named
 /// after the app, as the user wrote it: each track has its own Service
@@ -24,7 +28,12 @@ pub const HEADER_RULE_PREFIX: &str = "deploy-rs-header-";
 ///
 /// The router changes only what it owns: the weights of the track backends of the
 /// weighted rule (a new track's backend is a copy of an existing track backend,
-/// with its `port`, `kind`, `namespace` and `filters`), and its own header rules.
+/// with its `port`, `kind`, `namespace` and `filters`), its own header rules, and
+/// its mirror rule (`deploy-rs-mirror`: a copy of the weighted rule restricted to
+/// the mirrored methods, with a `RequestMirror` filter to the track's Service).
+/// As Gateway API prefers a rule with a method match over one with more header
+/// matches, header rules also get the mirrored methods' matches while a mirror
+/// is in place, so a header keeps its track.
 /// Every other field (the rule's `matches`, `filters`, `timeouts`, other rules,
 /// other backends, `parentRefs`, ...) is read and written back as untyped JSON,
 /// unchanged, in a replace guarded by `resourceVersion`.
@@ -61,8 +70,40 @@ impl GatewayRouter {
     }
 }
 
-fn is_own_rule(rule: &Value) -> bool {
+fn is_header_rule(rule: &Value) -> bool {
     rule["name"].as_str().is_some_and(|n| n.starts_with(HEADER_RULE_PREFIX))
+}
+
+fn is_mirror_rule(rule: &Value) -> bool {
+    rule["name"] == MIRROR_RULE
+}
+
+fn is_own_rule(rule: &Value) -> bool {
+    is_header_rule(rule) || is_mirror_rule(rule)
+}
+
+/// The methods the mirror rule among `rules` is restricted to.
+fn mirrored_methods(rules: &[Value]) -> Vec<String> {
+    let mut methods = Vec::new();
+    for m in rules.iter().filter(|r| is_mirror_rule(r)).flat_map(|r| r["matches"].as_array().into_iter().flatten()) {
+        if let Some(name) = m["method"].as_str()
+            && !methods.iter().any(|known| known == name)
+        {
+            methods.push(name.to_owned());
+        }
+    }
+    methods
+}
+
+/// `matches` and, for the matches without a method, one copy per mirrored method.
+fn with_mirrored_methods(matches: Vec<Value>, methods: &[String]) -> Vec<Value> {
+    if methods.is_empty() {
+        return matches;
+    }
+    let open: Vec<Value> = matches.iter().filter(|m| m["method"].is_null()).cloned().collect();
+    let mut out = matches;
+    out.extend(with_methods(&open, methods, |m| json!(m), |_, _| false));
+    out
 }
 
 /// The track a backend reference sends to, when it is a track Service of `app`.
@@ -123,6 +164,7 @@ impl TrafficRouter for GatewayRouter {
         RouterCapabilities::weights_only()
             .with_header_routes()
             .with_header_matches(HeaderMatchKinds::of([HeaderMatchKind::Exact, HeaderMatchKind::Regex]))
+            .with_mirroring()
     }
 
     #[instrument(skip_all, fields(deploy.app = %app, split = %split), err)]
@@ -130,12 +172,19 @@ impl TrafficRouter for GatewayRouter {
         let what = format!("httproute {}", app.name);
         self.update(app, |body| {
             let rules = rules(body, &what)?;
-            match weighted_rule(app, rules) {
-                Some(i) => {
-                    let current = rules[i]["backendRefs"].as_array().cloned().unwrap_or_default();
-                    rules[i]["backendRefs"] = Value::Array(self.weighted(app, &current, split));
+            let weighted = match weighted_rule(app, rules) {
+                Some(i) => i,
+                None => {
+                    rules.push(json!({"backendRefs": []}));
+                    rules.len() - 1
                 }
-                None => rules.push(json!({"backendRefs": self.weighted(app, &[], split)})),
+            };
+            // The mirror rule carries the same split as the weighted rule for its methods.
+            for (i, rule) in rules.iter_mut().enumerate() {
+                if i == weighted || is_mirror_rule(rule) {
+                    let current = rule["backendRefs"].as_array().cloned().unwrap_or_default();
+                    rule["backendRefs"] = Value::Array(self.weighted(app, &current, split));
+                }
             }
             Ok(())
         })
@@ -208,22 +257,80 @@ impl TrafficRouter for GatewayRouter {
                 headers.retain(|h| h["name"] != route.header.as_str());
                 headers.push(header.clone());
             }
-            added["matches"] = Value::Array(matches);
+            added["matches"] = Value::Array(with_mirrored_methods(matches, &mirrored_methods(rules)));
             let backends = added["backendRefs"].as_array().cloned().unwrap_or_default();
             let mut only = self.weighted(app, &backends, &TrafficSplit::all(route.track));
             only.truncate(1);
             added["backendRefs"] = Value::Array(only);
+            let at = rules.iter().position(is_mirror_rule).map_or(at, |m| m.min(at));
             rules.insert(at, added);
             Ok(())
         })
         .await
     }
 
+    /// Adds (or replaces) the rule `deploy-rs-mirror` right before the weighted
+    /// rule: a copy of it whose matches also require one of the mirrored methods,
+    /// with the same backends, and a `RequestMirror` filter (with `percent`) to the
+    /// track's Service.
+    async fn set_mirror(&self, app: &AppId, track: Track, mirror: &Mirror) -> Result<(), RouterError> {
+        let what = format!("httproute {}", app.name);
+        self.update(app, |body| {
+            let rules = rules(body, &what)?;
+            rules.retain(|r| !is_mirror_rule(r));
+            let at = weighted_rule(app, rules)
+                .ok_or_else(|| RouterError::NotFound { app: app.clone(), what: format!("weighted rule of {what}") })?;
+            let mut added = rules[at].clone();
+            added["name"] = json!(MIRROR_RULE);
+            let own = added["matches"].as_array().cloned().unwrap_or_default();
+            let matches = with_methods(&own, &mirror.methods, |m| json!(m), |own, m| own == m);
+            if matches.is_empty() {
+                return Err(RouterError::Unsupported {
+                    capability: format!("mirror {mirror}: the weighted rule of {what} takes none of these methods"),
+                });
+            }
+            added["matches"] = Value::Array(matches);
+            let backends = added["backendRefs"].as_array().cloned().unwrap_or_default();
+            let target = self.weighted(app, &backends, &TrafficSplit::all(track)).swap_remove(0);
+            let mut backend = json!({"name": target["name"]});
+            for key in ["group", "kind", "namespace", "port"] {
+                if let Some(v) = target.get(key) {
+                    backend[key] = v.clone();
+                }
+            }
+            let filter = json!({"type": "RequestMirror",
+                "requestMirror": {"backendRef": backend, "percent": mirror.percent.value()}});
+            array_at(&mut added, "filters", &what)?.push(filter);
+            rules.insert(at, added);
+            // Header rules keep their track for the mirrored methods too.
+            for rule in rules.iter_mut().filter(|r| is_header_rule(r)) {
+                let matches = rule["matches"].as_array().cloned().unwrap_or_default();
+                rule["matches"] = Value::Array(with_mirrored_methods(matches, &mirror.methods));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn clear_mirror(&self, app: &AppId) -> Result<(), RouterError> {
+        let what = format!("httproute {}", app.name);
+        let cleared = self
+            .update(app, |body| {
+                rules(body, &what)?.retain(|r| !is_mirror_rule(r));
+                Ok(())
+            })
+            .await;
+        match cleared {
+            Err(RouterError::NotFound { .. }) => Ok(()),
+            other => other,
+        }
+    }
+
     async fn clear_header_routes(&self, app: &AppId) -> Result<(), RouterError> {
         let what = format!("httproute {}", app.name);
         let cleared = self
             .update(app, |body| {
-                rules(body, &what)?.retain(|r| !is_own_rule(r));
+                rules(body, &what)?.retain(|r| !is_header_rule(r));
                 Ok(())
             })
             .await;

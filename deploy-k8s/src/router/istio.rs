@@ -2,15 +2,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use deploy_core::model::{AppId, Track, TrafficSplit};
-use deploy_core::traffic::{HeaderRoute, RouterCapabilities, RouterError, TrafficRouter};
+use deploy_core::traffic::{HeaderRoute, Mirror, RouterCapabilities, RouterError, TrafficRouter};
 use kube::api::{Api, ApiResource, DynamicObject};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 use tracing::instrument;
 
-use super::{array_at, malformed, router_error, split_from, update_untyped};
+use super::{array_at, malformed, router_error, split_from, update_untyped, with_methods};
 use crate::cluster::Cluster;
-use crate::manifest::istio::{HEADER_ROUTE_PREFIX, PRIMARY_ROUTE, string_match};
+use crate::manifest::istio::{HEADER_ROUTE_PREFIX, MIRROR_ROUTE, PRIMARY_ROUTE, string_match};
 
 /// The Istio networking API group.
 const GROUP: &str = "networking.istio.io";
@@ -23,7 +23,10 @@ const VERSIONS: [&str; 2] = ["v1", "v1beta1"];
 /// `deploy-rs-header-<header>`) come right before it.
 ///
 /// The router changes only what it owns: the destinations of `primary` (their
-/// weights, one per track) and its own header routes. Every other field of the
+/// weights, one per track), its own header routes, and its mirror route
+/// (`deploy-rs-mirror`: a copy of `primary` restricted to the mirrored methods,
+/// with Istio's `mirror` and `mirrorPercentage`, between the header routes and
+/// `primary`). Every other field of the
 /// VirtualService (`tls`, `tcp`, `exportTo`, other routes, and `primary`'s
 /// `match`, `rewrite`, `fault`, `corsPolicy`, `mirror`, `retries`, ...) is read and
 /// written back as untyped JSON, unchanged, in a replace guarded by
@@ -119,6 +122,28 @@ fn is_primary(route: &Value) -> bool {
     route["name"] == PRIMARY_ROUTE
 }
 
+fn is_mirror(route: &Value) -> bool {
+    route["name"] == MIRROR_ROUTE
+}
+
+/// Where the router's own routes go: before its mirror route, else before `primary`.
+fn own_route_position(routes: &[Value]) -> Option<usize> {
+    routes.iter().position(is_mirror).or_else(|| routes.iter().position(is_primary))
+}
+
+/// Istio's destination for `track`, from `primary`'s first track destination
+/// (its host and port).
+fn track_destination(primary: &Value, track: Track, host: &str) -> Value {
+    let mut destination = primary["route"]
+        .as_array()
+        .and_then(|r| r.first())
+        .map(|d| d["destination"].clone())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({"host": host}));
+    destination["subset"] = json!(track.as_str());
+    destination
+}
+
 fn is_own_header_route(route: &Value) -> bool {
     route["name"].as_str().is_some_and(|n| n.starts_with(HEADER_ROUTE_PREFIX))
 }
@@ -159,7 +184,7 @@ fn weighted(destinations: &[Value], split: &TrafficSplit, host: &str) -> Vec<Val
 #[async_trait]
 impl TrafficRouter for IstioRouter {
     fn capabilities(&self) -> RouterCapabilities {
-        RouterCapabilities::weights_only().with_header_routes()
+        RouterCapabilities::full()
     }
 
     #[instrument(skip_all, fields(deploy.app = %app, split = %split), err)]
@@ -168,12 +193,13 @@ impl TrafficRouter for IstioRouter {
         let what = format!("virtualservice {}", app.name);
         self.update(app, |body| {
             let routes = http_routes(body, &what)?;
-            match routes.iter_mut().find(|r| is_primary(r)) {
-                Some(primary) => {
-                    let current = primary["route"].as_array().cloned().unwrap_or_default();
-                    primary["route"] = Value::Array(weighted(&current, split, &host));
-                }
-                None => routes.push(json!({"name": PRIMARY_ROUTE, "route": weighted(&[], split, &host)})),
+            if !routes.iter().any(is_primary) {
+                routes.push(json!({"name": PRIMARY_ROUTE, "route": []}));
+            }
+            // The mirror route carries the same split as primary for its methods.
+            for route in routes.iter_mut().filter(|r| is_primary(r) || is_mirror(r)) {
+                let current = route["route"].as_array().cloned().unwrap_or_default();
+                route["route"] = Value::Array(weighted(&current, split, &host));
             }
             Ok(())
         })
@@ -226,11 +252,12 @@ impl TrafficRouter for IstioRouter {
         self.update(app, |body| {
             let routes = http_routes(body, &what)?;
             routes.retain(|r| r["name"] != own_name.as_str());
-            let at = routes.iter().position(is_primary).ok_or_else(|| RouterError::NotFound {
+            let primary = routes.iter().position(is_primary).ok_or_else(|| RouterError::NotFound {
                 app: app.clone(),
                 what: format!("route {PRIMARY_ROUTE} of {what}"),
             })?;
-            let mut added = routes[at].clone();
+            let mut added = routes[primary].clone();
+            let at = own_route_position(routes).unwrap_or(primary);
             added["name"] = json!(own_name);
             let mut matches = added["match"].as_array().cloned().unwrap_or_default();
             if matches.is_empty() {
@@ -255,6 +282,68 @@ impl TrafficRouter for IstioRouter {
             Ok(())
         })
         .await
+    }
+
+    /// Adds (or replaces) the route `deploy-rs-mirror` right before `primary`: a
+    /// copy of `primary` whose matches also require one of the mirrored methods,
+    /// with the same split, and Istio's `mirror` to the track's subset with
+    /// `mirrorPercentage`. A `primary` that already has a `mirror` of the user's is
+    /// refused ([`RouterError::Unsupported`]: Istio takes one `mirror` per route);
+    /// with a `mirrors` list, the track is added to it.
+    async fn set_mirror(&self, app: &AppId, track: Track, mirror: &Mirror) -> Result<(), RouterError> {
+        let host = self.host_of(app);
+        let what = format!("virtualservice {}", app.name);
+        let percentage = json!({"value": f64::from(mirror.percent.value())});
+        self.update(app, |body| {
+            let routes = http_routes(body, &what)?;
+            routes.retain(|r| !is_mirror(r));
+            let at = routes.iter().position(is_primary).ok_or_else(|| RouterError::NotFound {
+                app: app.clone(),
+                what: format!("route {PRIMARY_ROUTE} of {what}"),
+            })?;
+            let mut added = routes[at].clone();
+            if let Some(theirs) = added.get("mirror") {
+                return Err(RouterError::Unsupported {
+                    capability: format!(
+                        "mirror to {track}: route {PRIMARY_ROUTE} of {what} already mirrors to {theirs}, and Istio takes one mirror per route"
+                    ),
+                });
+            }
+            added["name"] = json!(MIRROR_ROUTE);
+            let own = added["match"].as_array().cloned().unwrap_or_default();
+            let matches = with_methods(&own, &mirror.methods, |m| json!({"exact": m}), |own, m| own["exact"] == m);
+            if matches.is_empty() {
+                return Err(RouterError::Unsupported {
+                    capability: format!("mirror {mirror}: route {PRIMARY_ROUTE} of {what} takes none of these methods"),
+                });
+            }
+            added["match"] = Value::Array(matches);
+            let destination = track_destination(&added, track, &host);
+            match added.get_mut("mirrors").and_then(Value::as_array_mut) {
+                Some(list) => list.push(json!({"destination": destination, "percentage": percentage})),
+                None => {
+                    added["mirror"] = destination;
+                    added["mirrorPercentage"] = percentage.clone();
+                }
+            }
+            routes.insert(at, added);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn clear_mirror(&self, app: &AppId) -> Result<(), RouterError> {
+        let what = format!("virtualservice {}", app.name);
+        let cleared = self
+            .update(app, |body| {
+                http_routes(body, &what)?.retain(|r| !is_mirror(r));
+                Ok(())
+            })
+            .await;
+        match cleared {
+            Err(RouterError::NotFound { .. }) => Ok(()),
+            other => other,
+        }
     }
 
     async fn clear_header_routes(&self, app: &AppId) -> Result<(), RouterError> {

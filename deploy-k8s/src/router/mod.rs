@@ -117,6 +117,35 @@ pub(crate) fn array_at<'a>(
         .ok_or_else(|| malformed(what, format!("{key} is not a list")))
 }
 
+/// `matches` restricted to each of `methods`: every match (an empty one when there
+/// are none) once per method, with `method(m)` as its method condition; a match
+/// whose own method condition `keeps` does not accept is dropped, so nothing is
+/// ever widened to a method not listed.
+pub(crate) fn with_methods(
+    matches: &[serde_json::Value],
+    methods: &[String],
+    method: impl Fn(&str) -> serde_json::Value,
+    keeps: impl Fn(&serde_json::Value, &str) -> bool,
+) -> Vec<serde_json::Value> {
+    let any = [serde_json::json!({})];
+    let base = if matches.is_empty() { &any[..] } else { matches };
+    let mut out = Vec::new();
+    for m in base.iter().filter(|m| m.is_object()) {
+        for name in methods {
+            let own = &m["method"];
+            if own.is_null() {
+                let mut restricted = m.clone();
+                restricted["method"] = method(name);
+                out.push(restricted);
+            } else if keeps(own, name) {
+                out.push(m.clone());
+            }
+        }
+    }
+    out.dedup();
+    out
+}
+
 /// The name of a header route a router adds for `header`: `prefix` and the header
 /// name, lower case, with every character outside `[a-z0-9-]` as `-`.
 pub(crate) fn owned_route_name(prefix: &str, header: &str) -> String {

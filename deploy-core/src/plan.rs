@@ -363,6 +363,14 @@ impl Plan {
                     if !router.is_some_and(|r| r.weights) {
                         bad(format!("{scale:?}"), "needs a traffic router with weights");
                     }
+                    if let Some(n) = router.and_then(|r| r.weight_replicas.filter(|_| r.weights)) {
+                        bad(
+                            format!("{scale:?}"),
+                            &format!(
+                                "the traffic router's weights are its replicas ({n}); the canary's scale follows them"
+                            ),
+                        );
+                    }
                     if !canary {
                         bad(self.strategy.to_string(), "only canary plans scale a canary");
                     }
@@ -704,6 +712,10 @@ mod tests {
         let text = p99.validate(None).unwrap_err().to_string();
         assert!(text.contains("needs at least 100 replicas"), "{text}");
         assert!(p99.validate(Some(RouterCapabilities::replica_ratio(3))).is_ok());
+        // A router whose weights are replicas sets the canary's scale itself.
+        let scaled = canary_plan(4, Track::Stable, Track::Canary).step(Step::SetCanaryScale(CanaryScale::Replicas(1)));
+        let text = scaled.validate(Some(RouterCapabilities::replica_ratio(4))).unwrap_err().to_string();
+        assert!(text.contains("weights are its replicas (4)"), "{text}");
     }
 
     #[test]

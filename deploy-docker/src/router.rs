@@ -178,6 +178,21 @@ mod tests {
         assert_eq!(split_from_counts(&BTreeMap::new()), None);
     }
 
+    /// What the router does not declare it refuses without touching Docker.
+    #[tokio::test]
+    async fn undeclared_capabilities_are_refused() {
+        use deploy_core::model::Name;
+        use deploy_core::traffic::{HeaderMatch, HeaderRoute, Mirror};
+        let docker = bollard::Docker::connect_with_http("tcp://127.0.0.1:1", 1, bollard::API_DEFAULT_VERSION).unwrap();
+        let router = NetworkAliasRouter::new(docker, "n");
+        let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+        let unsupported = |r: Result<(), RouterError>| matches!(r, Err(RouterError::Unsupported { .. }));
+        assert!(unsupported(router.set_weights(&app, &TrafficSplit::canary(Percent::new(10).unwrap())).await));
+        let route = HeaderRoute::new("x-canary", HeaderMatch::Exact("1".into()), Track::Canary);
+        assert!(unsupported(router.set_header_route(&app, &route).await));
+        assert!(unsupported(router.set_mirror(&app, Track::Canary, &Mirror::new(Percent::new(10).unwrap())).await));
+    }
+
     #[test]
     fn capabilities_are_honest() {
         let docker = bollard::Docker::connect_with_http("tcp://127.0.0.1:1", 1, bollard::API_DEFAULT_VERSION).unwrap();

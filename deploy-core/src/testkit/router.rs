@@ -251,6 +251,39 @@ mod tests {
         assert!(weights_only.calls().is_empty());
     }
 
+    /// Issue 17, item 3: through the engine, every capability the plan needs and the
+    /// router lacks is listed at once, and nothing runs.
+    #[tokio::test(start_paused = true)]
+    async fn the_engine_refuses_a_plan_beyond_its_router_listing_every_problem_before_anything_runs() {
+        use crate::plan::Step;
+        let nginx_like = RouterCapabilities::weights_only()
+            .with_tracks(TrackSet::of([Track::Stable, Track::Canary]))
+            .with_header_routes()
+            .with_header_matches(HeaderMatchKinds::of([HeaderMatchKind::Exact, HeaderMatchKind::Regex]))
+            .with_header_route_tracks(TrackSet::of([Track::Canary]))
+            .with_max_header_routes(1);
+        let kit = TestKit::with_router_capabilities(nginx_like);
+        let (spec, v1, v2) = sample_app(4);
+        kit.seed(&spec, Track::Stable, &v1);
+        let engine =
+            RolloutEngine::builder(kit.platform(), kit.state_store(), kit.history_store()).router(kit.router()).build();
+        let steps = vec![
+            Step::HeaderRoute(HeaderRoute::new("x-beta", HeaderMatch::Prefix("yes".into()), Track::Canary)),
+            Step::HeaderRoute(HeaderRoute::new("x-canary", HeaderMatch::Exact("1".into()), Track::Canary)),
+            Step::Mirror(crate::traffic::Mirror::new(pct(10))),
+            Step::SetWeight(pct(20)),
+        ];
+        let plan = Canary::with_steps(steps).plan(&PlanInput::new(4));
+        let err = engine.start(RolloutRequest::new(spec, v2, plan).from(v1)).await.unwrap_err();
+        let text = err.to_string();
+        for expected in
+            ["cannot match a header by prefix", "2 header routes (x-beta, x-canary)", "cannot mirror traffic"]
+        {
+            assert!(text.contains(expected), "{expected}: {text}");
+        }
+        assert!(kit.calls().is_empty(), "nothing ran: {:?}", kit.calls());
+    }
+
     /// The kit's router does what its capabilities declare and refuses the rest.
     #[tokio::test(start_paused = true)]
     async fn the_kit_router_refuses_what_its_capabilities_do_not_declare() {

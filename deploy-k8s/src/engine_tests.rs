@@ -405,3 +405,36 @@ async fn the_default_canary_succeeds_behind_the_replica_ratio_router_at_4_and_10
         assert!(canary.is_none_or(|d| d["spec"]["replicas"] == 0), "{replicas} replicas: the canary is gone");
     }
 }
+
+/// Issue 17, item 4: a mirror step through the engine and the Istio router: the
+/// VirtualService gets the router's own mirror route while the canary runs, and it
+/// is gone after the promotion.
+#[tokio::test]
+async fn a_mirror_step_mirrors_through_istio_until_promotion() {
+    let mut w = world(Setup::CanaryIstio, &[], |_| {});
+    let steps = vec![
+        Step::SetWeight(pct(10)),
+        Step::Mirror(deploy_core::traffic::Mirror::new(pct(20))),
+        Step::SetWeight(pct(50)),
+    ];
+    w.plan = Canary::with_steps(steps).scale_down_delay(ZERO).plan(&PlanInput::new(4));
+    let report = run(&w).await;
+    assert_eq!(report.status, DeploymentStatus::Succeeded, "{:?}", report.cause);
+    assert_traffic_only_to_ready(&w.fake);
+    let mirrored: Vec<serde_json::Value> = w
+        .fake
+        .log()
+        .iter()
+        .filter(|r| r.path == VIRTUAL_SERVICE && r.method == Method::PUT && r.code < 300)
+        .filter_map(|r| {
+            r.body.as_ref()?["spec"]["http"].as_array()?.iter().find(|h| h["name"] == "deploy-rs-mirror").cloned()
+        })
+        .collect();
+    let first = mirrored.first().expect("the mirror route was written");
+    assert_eq!(first["mirror"]["subset"], "canary");
+    assert_eq!(first["mirrorPercentage"]["value"], 20.0);
+    assert_eq!(first["match"], json!([{"method": {"exact": "GET"}}, {"method": {"exact": "HEAD"}}]));
+    assert!(mirrored.iter().any(|m| m["route"][1]["weight"] == 50), "the mirror route followed the split");
+    let end = w.fake.object(VIRTUAL_SERVICE).unwrap();
+    assert!(end["spec"]["http"].as_array().unwrap().iter().all(|h| h["name"] != "deploy-rs-mirror"), "{end:#}");
+}

@@ -61,7 +61,8 @@ fn position(seen: &[Seen], f: impl Fn(&Seen) -> bool) -> usize {
 #[tokio::test]
 async fn blue_green_switch_happens_only_after_green_is_ready() {
     let service = "/api/v1/namespaces/shop/services/web";
-    let green_selector = json!({"app.kubernetes.io/name": "web", "deploy-rs.io/track": "green"});
+    // Only the track label of the selector is written (the user's other labels stay).
+    let green_selector = json!({"deploy-rs.io/track": "green"});
     let mut script = vec![
         absent(&format!("{DEPLOYMENTS}/web-green")),
         Expect::patch(&format!("{DEPLOYMENTS}/web-green")).ok(track("web-green", 1, 0, (0, 0, 0, 0))),
@@ -126,7 +127,7 @@ async fn one_istio_canary_step_is_wait_then_cas_write_then_read_back() {
     let (client, mock) = start(script);
     let cluster = Cluster::new(client);
     let platform = KubePlatform::new(cluster.clone());
-    let router = IstioRouter::new(cluster.clone());
+    let router = IstioRouter::new(cluster.clone()).api_version("v1");
     let app = fixtures::app_id();
     let ten = TrafficSplit::canary(Percent::new(10).unwrap());
     within(async {

@@ -23,7 +23,7 @@ use crate::model::{
 use crate::plan::{CanaryScale, PauseKind, Plan, Step, canary_replicas, resolve_rolling};
 use crate::platform::{PlatformError, TrackState, TrackStatus};
 use crate::state::{LockLease, Revision, RolloutPhase, RolloutState, StateError, StateStore};
-use crate::traffic::{HeaderRoute, RouterError};
+use crate::traffic::{HeaderRoute, Mirror, RouterError};
 
 /// Keeps the per-app lease alive while a rollout runs. Its timer is made once and
 /// reset after each renewal, not registered anew at every step.
@@ -327,6 +327,7 @@ impl Run {
             Step::SetWeight(weight) => self.set_weight(*weight).await,
             Step::SetCanaryScale(scale) => self.set_canary_scale(*scale).await,
             Step::HeaderRoute(route) => self.header_route(route).await,
+            Step::Mirror(mirror) => self.mirror(mirror).await,
             Step::Pause(kind) => {
                 self.pause(index, *kind).await;
                 Ok(())
@@ -465,6 +466,12 @@ impl Run {
             self.ensure_ready(track).await?;
         }
         let (policy, app) = (self.engine.config.retry, self.app.clone());
+        // What the router can really produce (a replica ratio rounds); that is what
+        // is read back and recorded, next to what was asked.
+        let effective = router.effective_split(&split);
+        if effective != split {
+            self.note(format!("traffic {split} requested; the router can produce {effective}"));
+        }
         for _ in 0..policy.attempts.max(1) {
             let what = || format!("set traffic {split}");
             let set = retry(
@@ -485,15 +492,18 @@ impl Run {
             )
             .await;
             let actual = read.map_err(|e| self.router_failure("read traffic back", &e))?;
-            if actual == split {
-                self.note(format!("traffic {split}, read back and verified"));
-                self.state.traffic = split.clone();
-                self.emit(RolloutEvent::WeightChanged { split });
+            if actual == effective {
+                self.note(format!("traffic {effective}, read back and verified"));
+                self.state.traffic = effective.clone();
+                self.emit(RolloutEvent::WeightChanged { split: effective });
                 return Ok(());
             }
-            self.note(format!("the router reports {actual} after {split} was set; setting it again"));
+            self.note(format!(
+                "the router reports {actual} after {split} was set (expected {effective}); setting it again"
+            ));
         }
-        Err(self.failed(CauseKind::WeightMismatch, format!("the router never reported {split}")))
+        Err(self
+            .failed(CauseKind::WeightMismatch, format!("the router never reported {effective} (requested {split})")))
     }
 
     async fn clear_header_routes(&mut self) -> Result<(), StepError> {
@@ -511,6 +521,18 @@ impl Run {
         if !self.state.header_routes.is_empty() {
             self.note("header routes removed".to_owned());
             self.state.header_routes.clear();
+        }
+        // Mirroring ends where header routes do: at promotion and on rollback.
+        if router.capabilities().mirroring && self.plan.steps.iter().any(|s| matches!(s, Step::Mirror(_))) {
+            let result = retry(
+                &policy,
+                &|| "stop mirroring".to_owned(),
+                |e: &RouterError| e.is_retryable(),
+                &mut |m| note_to(&self.events, &mut self.notes, m),
+                || router.clear_mirror(&app),
+            )
+            .await;
+            result.map_err(|e| self.router_failure("stop mirroring", &e))?;
         }
         Ok(())
     }
@@ -539,7 +561,10 @@ impl Run {
         } else {
             let n = canary_replicas(total, weight);
             let s = total - n.min(total);
-            self.note(format!("no weighted router: {weight} by replica ratio, {new} {n} and {old} {s} of {total}"));
+            self.note(format!(
+                "no weighted router: {weight} by replica ratio, {new} {n} and {old} {s} of {total} ({}% effective)",
+                u64::from(n.min(total)) * 100 / u64::from(total.max(1))
+            ));
             let current_old = self.status(old).await?.desired;
             if s > current_old {
                 // Grow before shrinking, so capacity never drops.
@@ -590,6 +615,27 @@ impl Run {
         result.map_err(|e| self.router_failure(&what(), &e))?;
         self.state.header_routes.push(route.clone());
         self.note(format!("header route {route} in force"));
+        Ok(())
+    }
+
+    async fn mirror(&mut self, mirror: &Mirror) -> Result<(), StepError> {
+        let new = self.plan.new_track;
+        self.ensure_ready(new).await?;
+        let Some(router) = self.engine.router.clone() else {
+            return Err(self.failed(CauseKind::Router, "mirroring needs a traffic router".to_owned()));
+        };
+        let (policy, app) = (self.engine.config.retry, self.app.clone());
+        let what = || format!("mirror {mirror} to {new}");
+        let result = retry(
+            &policy,
+            &what,
+            |e: &RouterError| e.is_retryable(),
+            &mut |m| note_to(&self.events, &mut self.notes, m),
+            || router.set_mirror(&app, new, mirror),
+        )
+        .await;
+        result.map_err(|e| self.router_failure(&what(), &e))?;
+        self.note(format!("mirroring {mirror} to {new}; their answers are discarded"));
         Ok(())
     }
 

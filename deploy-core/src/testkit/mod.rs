@@ -74,7 +74,7 @@ use crate::metrics::MetricsProvider;
 use crate::model::{AppId, AppSpec, ImageRef, Name, Release, Track, TrafficSplit, Version};
 use crate::platform::{Platform, TrackState};
 use crate::state::StateStore;
-use crate::traffic::{HeaderRoute, RouterCapabilities, TrafficRouter};
+use crate::traffic::{HeaderRoute, Mirror, RouterCapabilities, TrafficRouter};
 
 /// A platform or router method, for fault injection and the call log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -98,6 +98,10 @@ pub enum Method {
     SetHeaderRoute,
     /// [`TrafficRouter::clear_header_routes`].
     ClearHeaderRoutes,
+    /// [`TrafficRouter::set_mirror`].
+    SetMirror,
+    /// [`TrafficRouter::clear_mirror`].
+    ClearMirror,
 }
 
 /// What an injected fault does to the call it hits.
@@ -221,6 +225,7 @@ pub(crate) struct World {
     weights: BTreeMap<AppId, TrafficSplit>,
     stale_weights: BTreeMap<AppId, TrafficSplit>,
     header_routes: BTreeMap<AppId, Vec<HeaderRoute>>,
+    mirrors: BTreeMap<AppId, (Track, Mirror)>,
     log: Vec<Call>,
     counts: BTreeMap<Method, u32>,
     faults: Vec<(Method, u32, Fault)>,
@@ -506,6 +511,11 @@ impl TestKit {
     /// Routing calls that gave traffic to a track that was not ready at that moment.
     pub fn unready_routing(&self) -> Vec<Call> {
         self.shared.lock().log.iter().filter(|c| !c.unready.is_empty()).cloned().collect()
+    }
+
+    /// The mirror the router holds for `app`: the track it copies to, and what.
+    pub fn mirror(&self, app: &AppId) -> Option<(Track, Mirror)> {
+        self.shared.lock().mirrors.get(app).cloned()
     }
 
     /// The world of `app` now.

@@ -158,10 +158,10 @@ impl TestStateStore {
             *count += 1;
             let n = *count;
             let now = Instant::now();
-            store.faults.retain(|(_, hits, _)| match hits {
+            store.faults.retain(|(m, hits, _)| match hits {
                 Hits::Until(until) => *until > now,
-                Hits::Nth(nth) => *nth >= n,
-                Hits::Run { from, count } => from.saturating_add(*count) > n,
+                Hits::Nth(nth) => *m != method || *nth >= n,
+                Hits::Run { from, count } => *m != method || from.saturating_add(*count) > n,
             });
             let fault = store.faults.iter().find_map(|(m, hits, fault)| {
                 let hit = *m == method

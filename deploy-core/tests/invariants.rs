@@ -18,7 +18,7 @@ use deploy_core::engine::{CauseKind, RolloutEvent, RolloutReport};
 use deploy_core::metrics::MetricValue;
 use deploy_core::model::{DeploymentStatus, Version};
 use deploy_core::platform::TrackState;
-use deploy_core::state::RolloutState;
+use deploy_core::state::{LockRequest, RolloutState};
 use deploy_core::testkit::{Fault, HealthScript, MetricScript, Snapshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -97,7 +97,7 @@ async fn run(f: &Fixture, step: usize, fault: FaultCase) -> RolloutReport {
                 // The dead process' lease lapses; another process picks the rollout up.
                 tokio::time::advance(LOCK_TTL + Duration::from_secs(1)).await;
                 let other = Fixture::engine_on(&f.kit, &f.smoke, f.strat, "engine-b");
-                let resumed = other.resume(&f.spec.id()).await.unwrap();
+                let resumed = common::resume_when_free(&other, &f.spec.id()).await;
                 return resumed.wait().await.unwrap();
             }
             event = handle.next_event() => match event {
@@ -155,7 +155,7 @@ async fn check_invariants(f: &Fixture, report: &RolloutReport, label: &str) -> S
     // Bookkeeping: progress cleared, lock free, record written at start and end.
     let store = f.kit.state_store();
     assert!(store.load(&f.spec.id()).await.unwrap().is_none(), "{label}: progress left behind");
-    let probe = store.acquire_lock(&f.spec.id(), "probe", LOCK_TTL).await.unwrap();
+    let probe = store.acquire_lock(&f.spec.id(), &LockRequest::new("probe", LOCK_TTL)).await.unwrap();
     store.release_lock(&probe).await.unwrap();
     let writes = f.kit.history().writes();
     assert_eq!(writes.first().map(|r| r.status), Some(DeploymentStatus::InProgress), "{label}");

@@ -141,7 +141,7 @@ async fn renewals_failing_past_the_lease_stop_every_change_before_another_engine
     }
     // The store stops answering renewals (a partition between this engine and it).
     let broken_at = Instant::now();
-    f.kit.fail_state_calls_for(StateMethod::RenewLock, Duration::from_secs(3600), Fault::Retryable);
+    f.kit.fail_state_calls_for(StateMethod::RenewLock, LOCK_TTL + Duration::from_secs(15), Fault::Retryable);
     let a = tokio::spawn(async move {
         let result = handle.wait().await;
         (result, Instant::now())

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::{Fault, KitClock, fault_kind};
 use crate::model::AppId;
-use crate::state::{LockLease, Revision, RolloutState, StateError, StateStore, Versioned};
+use crate::state::{LockLease, LockRequest, Revision, RolloutState, StateError, StateStore, Versioned};
 
 /// One saved document, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,8 @@ pub enum StateMethod {
     Save,
     /// [`StateStore::clear`].
     Clear,
+    /// [`StateStore::read_lock`].
+    ReadLock,
     /// [`StateStore::acquire_lock`].
     AcquireLock,
     /// [`StateStore::renew_lock`].
@@ -59,6 +61,7 @@ enum Hits {
 struct Store {
     docs: BTreeMap<AppId, (u64, String)>,
     locks: BTreeMap<AppId, LockLease>,
+    lock_revision: u64,
     last_revision: u64,
     saves: Vec<SavedState>,
     crash_after: Option<usize>,
@@ -208,6 +211,9 @@ impl StateStore for TestStateStore {
         let (crash, lost) = {
             let mut store = self.lock();
             let actual = store.docs.get(app).map(|(r, _)| Revision::new(r.to_string()));
+            if let (Some(expected), None) = (expected, &actual) {
+                return Err(StateError::Deleted { app: app.clone(), expected: expected.clone() });
+            }
             if actual.as_ref() != expected {
                 return Err(StateError::Conflict { app: app.clone(), expected: expected.cloned(), actual });
             }
@@ -251,21 +257,28 @@ impl StateStore for TestStateStore {
         }
     }
 
-    async fn acquire_lock(&self, app: &AppId, holder: &str, ttl: Duration) -> Result<LockLease, StateError> {
+    async fn read_lock(&self, app: &AppId) -> Result<Option<LockLease>, StateError> {
+        self.enter(StateMethod::ReadLock, "read lock").await?;
+        Ok(self.lock().locks.get(app).cloned())
+    }
+
+    async fn acquire_lock(&self, app: &AppId, request: &LockRequest) -> Result<LockLease, StateError> {
         self.enter(StateMethod::AcquireLock, "take lock").await?;
         let now = self.now();
         let mut store = self.lock();
-        if let Some(lease) = store.locks.get(app)
-            && lease.holder != holder
-            && lease.expires_at > now
-        {
-            return Err(StateError::LockHeld {
-                app: app.clone(),
-                holder: lease.holder.clone(),
-                expires_at: lease.expires_at,
-            });
+        if let Some(current) = store.locks.get(app) {
+            let observed = request.take_over.as_ref().is_some_and(|seen| seen.same_record(current));
+            if !observed {
+                return Err(StateError::LockHeld {
+                    app: app.clone(),
+                    holder: current.holder.clone(),
+                    expires_at: current.expires_at,
+                });
+            }
         }
-        let lease = LockLease::new(app.clone(), holder, now, ttl);
+        store.lock_revision += 1;
+        let revision = Revision::new(store.lock_revision.to_string());
+        let lease = LockLease::new(app.clone(), &request.holder, request.token.clone(), now, request.ttl).revision(revision);
         store.locks.insert(app.clone(), lease.clone());
         Ok(lease)
     }
@@ -275,20 +288,28 @@ impl StateStore for TestStateStore {
         let now = self.now();
         let mut store = self.lock();
         match store.locks.get(&lease.app) {
-            Some(current) if current.holder == lease.holder => {
-                let renewed = LockLease::new(lease.app.clone(), &lease.holder, now, ttl);
+            Some(current) if current.token == lease.token => {
+                let acquired = current.acquired_at;
+                store.lock_revision += 1;
+                let revision = Revision::new(store.lock_revision.to_string());
+                let span = jiff::SignedDuration::try_from(ttl).unwrap_or(SignedDuration::MAX);
+                let mut renewed =
+                    LockLease::new(lease.app.clone(), &lease.holder, lease.token.clone(), acquired, ttl)
+                        .revision(revision)
+                        .expires_at(now.checked_add(span).unwrap_or(Timestamp::MAX));
+                renewed.ttl = ttl;
                 store.locks.insert(lease.app.clone(), renewed.clone());
                 Ok(renewed)
             }
             Some(current) => Err(StateError::LockLost { app: lease.app.clone(), holder: current.holder.clone() }),
-            None => Err(StateError::LockLost { app: lease.app.clone(), holder: String::new() }),
+            None => Err(StateError::LockLost { app: lease.app.clone(), holder: "nobody".to_owned() }),
         }
     }
 
     async fn release_lock(&self, lease: &LockLease) -> Result<(), StateError> {
         self.enter(StateMethod::ReleaseLock, "release lock").await?;
         let mut store = self.lock();
-        if store.locks.get(&lease.app).is_some_and(|current| current.holder == lease.holder) {
+        if store.locks.get(&lease.app).is_some_and(|current| current.token == lease.token) {
             store.locks.remove(&lease.app);
         }
         Ok(())
@@ -301,17 +322,30 @@ mod tests {
     use crate::testkit::sample_app;
 
     #[tokio::test(start_paused = true)]
-    async fn leases_lapse_on_the_tokio_clock() {
+    async fn leases_are_fenced_by_their_token_and_never_lapse_by_clock() {
         let store = TestStateStore::new(KitClock::new());
         let app = sample_app(1).0.id();
         let ttl = Duration::from_secs(30);
-        let a = store.acquire_lock(&app, "a", ttl).await.unwrap();
-        assert!(matches!(store.acquire_lock(&app, "b", ttl).await, Err(StateError::LockHeld { .. })));
-        tokio::time::advance(Duration::from_secs(31)).await;
-        let b = store.acquire_lock(&app, "b", ttl).await.unwrap();
-        assert_eq!(b.expires_at.duration_since(a.expires_at).as_secs(), 31);
-        assert!(matches!(store.renew_lock(&a, ttl).await, Err(StateError::LockLost { .. })));
-        store.release_lock(&a).await.unwrap(); // not a's any more: nothing happens
-        assert!(matches!(store.acquire_lock(&app, "c", ttl).await, Err(StateError::LockHeld { .. })));
+        let a = store.acquire_lock(&app, &LockRequest::new("a", ttl)).await.unwrap();
+        // A second acquisition fails whoever asks, the same holder name included.
+        for holder in ["a", "b"] {
+            let err = store.acquire_lock(&app, &LockRequest::new(holder, ttl)).await.unwrap_err();
+            assert!(matches!(err, StateError::LockHeld { .. }), "{err}");
+        }
+        // Old timestamps do not free it.
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(store.acquire_lock(&app, &LockRequest::new("b", ttl)).await.is_err());
+        // A takeover must name the record as stored now.
+        let seen = store.read_lock(&app).await.unwrap().unwrap();
+        let renewed = store.renew_lock(&a, ttl).await.unwrap();
+        let stale = LockRequest::new("b", ttl).take_over(seen);
+        assert!(store.acquire_lock(&app, &stale).await.is_err(), "renewed since it was observed");
+        let b = store.acquire_lock(&app, &LockRequest::new("b", ttl).take_over(renewed.clone())).await.unwrap();
+        // A's token no longer renews or releases anything.
+        assert!(matches!(store.renew_lock(&renewed, ttl).await, Err(StateError::LockLost { .. })));
+        store.release_lock(&renewed).await.unwrap();
+        assert_eq!(store.read_lock(&app).await.unwrap(), Some(b.clone()));
+        store.release_lock(&b).await.unwrap();
+        assert_eq!(store.read_lock(&app).await.unwrap(), None);
     }
 }

@@ -155,3 +155,16 @@ pub fn with_caps(strat: Strat, caps: RouterCapabilities) -> Fixture {
     f.kit = kit;
     f
 }
+
+/// Resumes `app` on `engine` as soon as its lock lets it: a lease another engine
+/// left is taken over once this engine has seen it unchanged for its ttl.
+pub async fn resume_when_free(engine: &RolloutEngine, app: &deploy_core::model::AppId) -> deploy_core::engine::RolloutHandle {
+    for _ in 0..600 {
+        match engine.resume(app).await {
+            Ok(handle) => return handle,
+            Err(deploy_core::engine::RolloutError::Locked { .. }) => tokio::time::sleep(Duration::from_secs(1)).await,
+            Err(e) => panic!("resume failed: {e}"),
+        }
+    }
+    panic!("the lock of {app} never became free")
+}

@@ -1208,10 +1208,18 @@ impl Run {
         match self.save().await {
             Ok(()) | Err(StepError::Aborted(_) | StepError::Emergency(_)) => {}
             Err(StepError::Fatal(e)) => return Err(self.stop(e).await),
-            Err(StepError::Failed(e)) => self.note(format!(
-                "could not save the rollback marker ({e}); rolling back anyway (the deployment record says it \
-                 is rolled back, so a resume never runs it forward)"
-            )),
+            Err(StepError::Failed(e)) => {
+                // The record is the second memory: marked failed until the rollback
+                // completes, so a resume from the stale progress never runs forward.
+                let mut marker = self.state.record.clone();
+                marker.finish(DeploymentStatus::Failed, Some(format!("rolling back: {cause}")));
+                let recorded = self.engine.history.record(&marker).await;
+                self.note(format!(
+                    "could not save the rollback marker ({e}); rolling back anyway, with the deployment record \
+                     marked failed until the rollback completes{}",
+                    recorded.err().map(|h| format!(" (recording that failed too: {h})")).unwrap_or_default()
+                ));
+            }
         }
         let started = Timestamp::now();
         let config = &self.engine.config;

@@ -62,7 +62,12 @@ pub fn analysis(name: &str) -> AnalysisSpec {
 }
 
 pub fn plan(strat: Strat) -> Plan {
-    let input = PlanInput::new(REPLICAS);
+    plan_for_live(strat, if strat == Strat::BlueGreen { Track::Blue } else { Track::Stable })
+}
+
+/// The fixture's plan for `strat`, made as if `live` served (blue-green's colour).
+pub fn plan_for_live(strat: Strat, live: Track) -> Plan {
+    let input = PlanInput::new(REPLICAS).live_track(live);
     match strat {
         Strat::Rolling => RollingUpdate::default().analysis(analysis("post-update")).plan(&input),
         Strat::BlueGreen => BlueGreen::default()
@@ -71,7 +76,7 @@ pub fn plan(strat: Strat) -> Plan {
             .pre_promotion(analysis("pre-promotion"))
             .post_promotion(analysis("post-promotion"))
             .scale_down_delay(secs(30))
-            .plan(&input.live_track(Track::Blue)),
+            .plan(&input),
         Strat::Canary => {
             let mut steps = vec![Step::HeaderRoute(HeaderRoute::new(
                 "x-canary",

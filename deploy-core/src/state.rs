@@ -326,9 +326,9 @@ impl LockLease {
     ///
     /// ```
     /// use std::time::Duration;
+    /// use deploy_core::model::{AppId, Name};
     /// use deploy_core::state::{LeaseToken, LockLease, Revision};
-    /// let app = deploy_core::testkit::sample_app(1).0.id();
-    /// # let _ = ();
+    /// let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
     /// let a = LockLease::new(app, "pod-a", LeaseToken::new("t"), jiff::Timestamp::UNIX_EPOCH, Duration::from_secs(30));
     /// assert!(a.same_record(&a.clone()));
     /// assert!(!a.same_record(&a.clone().revision(Revision::new("2"))));

@@ -279,3 +279,95 @@ async fn promote_before_its_pause_is_refused_and_the_pause_still_waits() {
 fn rolling_plan() -> Plan {
     RollingUpdate::default().plan(&PlanInput::new(common::REPLICAS))
 }
+
+// ---- Control from another process (issue 16, item 4) ----
+
+#[tokio::test(start_paused = true)]
+async fn another_process_promotes_pauses_and_aborts_by_application() {
+    let f = Fixture::new(Strat::Canary);
+    let app = f.spec.id();
+    let cli = Fixture::engine_on(&f.kit, &f.smoke, f.strat, "ci-job");
+    let mut handle = f.engine.start(request(&f, paused_plan(PauseKind::UntilPromoted))).await.unwrap();
+    until_step(&mut handle, 2).await;
+    // Before its pause: refused, naming the step, and not kept.
+    let err = cli.promote(&app).await.unwrap_err();
+    assert!(matches!(err, RolloutError::PromoteRejected { step: Some(_), .. }), "{err}");
+    assert!(err.to_string().contains("set canary weight"), "{err}");
+    while let Some(e) = handle.next_event().await {
+        if matches!(e, RolloutEvent::Paused { .. }) {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(f.kit.snapshot(&app).weights.unwrap().weight(Track::Canary), pct(40), "still paused");
+    // Pause before the next step, then promote: it holds at 40 %.
+    cli.pause(&app).await.unwrap();
+    cli.promote(&app).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(f.kit.snapshot(&app).weights.unwrap().weight(Track::Canary), pct(40), "held by the pause request");
+    cli.unpause(&app).await.unwrap();
+    let report = handle.wait().await.unwrap();
+    assert_eq!(report.status, DeploymentStatus::Succeeded, "{:?}", report.cause);
+    let err = cli.promote(&app).await.unwrap_err();
+    assert!(matches!(err, RolloutError::NoRollout { .. }), "{err}");
+
+    // Abort from another process rolls back.
+    let f = Fixture::new(Strat::Canary);
+    let cli = Fixture::engine_on(&f.kit, &f.smoke, f.strat, "ci-job");
+    let mut handle = f.engine.start(request(&f, paused_plan(PauseKind::UntilPromoted))).await.unwrap();
+    until_step(&mut handle, 3).await;
+    cli.abort(&f.spec.id(), "ci: smoke tests failed").await.unwrap();
+    let report = handle.wait().await.unwrap();
+    assert_previous_serves(&f, &report);
+    assert!(report.cause.unwrap().message.contains("smoke tests failed"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_stored_while_no_engine_runs_is_acted_on_at_resume() {
+    let f = Fixture::new(Strat::Canary);
+    let app = f.spec.id();
+    // Saves: the start, then one per step; die right after the 40 % step is saved.
+    f.kit.crash_after_saves(5);
+    let handle = f.engine.start(request(&f, paused_plan(PauseKind::UntilPromoted))).await.unwrap();
+    f.kit.crashed().await;
+    handle.kill();
+    let cli = Fixture::engine_on(&f.kit, &f.smoke, f.strat, "ci-job");
+    cli.promote(&app).await.unwrap(); // the saved rollout stands before its pause
+    let other = Fixture::engine_on(&f.kit, &f.smoke, f.strat, "engine-b");
+    let (resumed, _) = resume_when_free(&other, &app, Duration::from_secs(120)).await;
+    let report = resumed.wait().await.unwrap();
+    assert_eq!(report.status, DeploymentStatus::Succeeded, "{:?}", report.cause);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_state_document_deleted_behind_the_engine_is_written_again() {
+    let f = Fixture::new(Strat::Canary);
+    let mut handle = f.engine.start(f.request()).await.unwrap();
+    until_step(&mut handle, 4).await;
+    f.kit.delete_state(&f.spec.id());
+    let mut rewritten = false;
+    while let Some(e) = handle.next_event().await {
+        rewritten |= matches!(&e, RolloutEvent::StepFinished { .. }) && f.kit.state_store().load(&f.spec.id()).await.unwrap().is_some();
+    }
+    let report = handle.wait().await.unwrap();
+    assert_eq!(report.status, DeploymentStatus::Succeeded, "{:?}", report.cause);
+    assert!(rewritten);
+    assert!(report.record.logs.iter().any(|l| l.message.contains("deleted by someone else")), "{:?}", report.record.logs);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_blue_green_plan_onto_the_serving_colour_is_refused_and_changes_nothing() {
+    let f = Fixture::new(Strat::BlueGreen);
+    let before = f.kit.snapshot(&f.spec.id());
+    let wrong = common::plan_for_live(Strat::BlueGreen, Track::Green);
+    let err = f.engine.start(RolloutRequest::new(f.spec.clone(), f.v2.clone(), wrong).from(f.v1.clone())).await.unwrap_err();
+    assert!(
+        matches!(err, RolloutError::LiveTrackMismatch { declared: Track::Green, serving: Track::Blue, .. }),
+        "{err}"
+    );
+    assert_eq!(f.kit.snapshot(&f.spec.id()), before);
+    // A `from` that does not run is refused too, naming both releases.
+    let err = f.engine.start(RolloutRequest::new(f.spec.clone(), f.v2.clone(), f.plan.clone()).from(f.v2.clone())).await.unwrap_err();
+    assert!(err.to_string().contains("2.0.0") && err.to_string().contains("1.0.0"), "{err}");
+    assert!(f.kit.calls().iter().all(|c| matches!(c.method, Method::Status | Method::Weights)));
+}

@@ -643,6 +643,13 @@ impl Run {
         let _ = self.events.send(event);
     }
 
+    /// A decision outside any step: in the events, the trace and the record's log.
+    fn decide(&mut self, level: LogLevel, message: &str) {
+        tracing::info!(decision = %message);
+        self.emit(RolloutEvent::Decision { message: message.to_owned() });
+        self.state.record.log(level, message);
+    }
+
     fn note(&mut self, message: String) {
         note_to(&self.events, &mut self.notes, message);
     }
@@ -1151,7 +1158,7 @@ impl Run {
                     return Ok(());
                 }
                 Err(StateError::Deleted { .. }) => {
-                    self.note("the saved progress was deleted by someone else; writing it again".to_owned());
+                    self.decide(LogLevel::Warn, "the saved progress was deleted by someone else; writing it again");
                     self.revision = None;
                 }
                 Err(e @ StateError::Conflict { .. }) => {
@@ -1164,7 +1171,7 @@ impl Run {
                         continue;
                     };
                     if stored.value.written_by.as_ref() == Some(&stamp) {
-                        self.note("the answer to a save was lost; the stored progress is this engine's own".to_owned());
+                        self.decide(LogLevel::Info, "the answer to a save was lost; the stored progress is this engine's own");
                         self.revision = Some(stored.revision);
                         self.stamp = Some(stamp);
                         return Ok(());

@@ -96,7 +96,8 @@ impl RolloutState {
 
     /// Appends a control request from another process and returns its id.
     pub fn push_request(&mut self, request: ControlRequest, at: Timestamp) -> u64 {
-        let id = self.requests.iter().map(|r| r.id).max().unwrap_or(self.requests_handled).max(self.requests_handled) + 1;
+        let id =
+            self.requests.iter().map(|r| r.id).max().unwrap_or(self.requests_handled).max(self.requests_handled) + 1;
         self.requests.push(PendingRequest { id, request, requested_at: at });
         id
     }

@@ -42,7 +42,8 @@ async fn two_rollouts_of_one_app_exactly_one_proceeds() {
     assert_eq!(report.status, DeploymentStatus::Succeeded);
     assert_eq!(f.kit.history().records().len(), 1);
     // Once it is done the application is free again (and 2.0.0 is what serves).
-    let back = deploy_core::engine::RolloutRequest::new(f.spec.clone(), f.v1.clone(), f.plan.clone()).from(f.v2.clone());
+    let back =
+        deploy_core::engine::RolloutRequest::new(f.spec.clone(), f.v1.clone(), f.plan.clone()).from(f.v2.clone());
     let again = second.run(back).await.unwrap();
     assert_eq!(again.status, DeploymentStatus::Succeeded);
 }

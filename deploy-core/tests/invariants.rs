@@ -24,9 +24,9 @@ use common::{Fixture, LOCK_TTL, Strat};
 use deploy_core::engine::{CauseKind, RolloutEngine, RolloutError, RolloutEvent, RolloutReport, RolloutRequest};
 use deploy_core::metrics::MetricValue;
 use deploy_core::model::{DeploymentStatus, Version};
+use deploy_core::plan::Step;
 use deploy_core::platform::TrackState;
 use deploy_core::state::{LockRequest, RolloutState};
-use deploy_core::plan::Step;
 use deploy_core::testkit::{Fault, HealthScript, Method, MetricScript, Snapshot, StateMethod};
 use tokio::time::Instant;
 
@@ -346,7 +346,10 @@ async fn run_safety(f: &Fixture, step: usize, fault: SafetyFault, label: &str) -
                     raced(label);
                     assert!(matches!(err, RolloutError::FromMismatch { .. }), "{label}: {err}");
                 } else {
-                    assert!(matches!(&err, RolloutError::AlreadyRunning { deployment: d, .. } if *d == deployment), "{label}: {err}");
+                    assert!(
+                        matches!(&err, RolloutError::AlreadyRunning { deployment: d, .. } if *d == deployment),
+                        "{label}: {err}"
+                    );
                     assert!(err.to_string().contains(deployment.as_str()), "{label}: {err}");
                 }
                 let err = f.engine.resume(&app).await.unwrap_err();
@@ -356,13 +359,23 @@ async fn run_safety(f: &Fixture, step: usize, fault: SafetyFault, label: &str) -
                 );
                 let other = Fixture::engine_on(&f.kit, &f.smoke, f.strat, "engine-b");
                 let err = other.start(request.clone()).await.unwrap_err();
-                assert!(matches!(err, RolloutError::Locked { .. } | RolloutError::FromMismatch { .. }), "{label}: {err}");
+                assert!(
+                    matches!(err, RolloutError::Locked { .. } | RolloutError::FromMismatch { .. }),
+                    "{label}: {err}"
+                );
                 let err = other.resume(&app).await.unwrap_err();
-                assert!(matches!(err, RolloutError::Locked { .. } | RolloutError::NothingToResume { .. }), "{label}: {err}");
+                assert!(
+                    matches!(err, RolloutError::Locked { .. } | RolloutError::NothingToResume { .. }),
+                    "{label}: {err}"
+                );
             }
             SafetyFault::RenewalsFailPastTtl => {
                 broken_at = Some(Instant::now());
-                f.kit.fail_state_calls_for(StateMethod::RenewLock, LOCK_TTL + Duration::from_secs(15), Fault::Retryable);
+                f.kit.fail_state_calls_for(
+                    StateMethod::RenewLock,
+                    LOCK_TTL + Duration::from_secs(15),
+                    Fault::Retryable,
+                );
             }
             SafetyFault::StoreFailsDuringRollback => {
                 f.kit.fail_next_call(Fault::Fatal);
@@ -394,7 +407,7 @@ async fn run_safety(f: &Fixture, step: usize, fault: SafetyFault, label: &str) -
                 let is_pause = matches!(f.plan.steps[step], Step::Pause(_));
                 if is_pause {
                     // Its own pause: accepted, through the handle or by application.
-                    let promoted = if step % 2 == 0 { handle.promote() } else { f.engine.promote(&app).await };
+                    let promoted = if step.is_multiple_of(2) { handle.promote() } else { f.engine.promote(&app).await };
                     assert!(promoted.is_ok(), "{label}: {promoted:?}");
                 } else {
                     let local = handle.promote();
@@ -405,8 +418,10 @@ async fn run_safety(f: &Fixture, step: usize, fault: SafetyFault, label: &str) -
                         // one if it moved on meanwhile), and not kept for later.
                         assert!(
                             matches!(&err, RolloutError::PromoteRejected { step: Some(s), .. } if *s >= step)
-                                || matches!(&err, RolloutError::PromoteRejected { .. } | RolloutError::NoRollout { .. })
-                                    && step + 1 == f.plan.steps.len(),
+                                || matches!(
+                                    &err,
+                                    RolloutError::PromoteRejected { .. } | RolloutError::NoRollout { .. }
+                                ) && step + 1 == f.plan.steps.len(),
                             "{label}: {err}"
                         );
                     }

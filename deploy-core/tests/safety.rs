@@ -59,7 +59,8 @@ async fn until_step(handle: &mut RolloutHandle, step: usize) {
 fn assert_previous_serves(f: &Fixture, report: &RolloutReport) {
     assert_eq!(report.status, DeploymentStatus::RolledBack, "{:?}", report.cause);
     let world = f.kit.snapshot(&f.spec.id());
-    let old = world.tracks.get(&f.plan.old_track).unwrap_or_else(|| panic!("{} was removed: {world}", f.plan.old_track));
+    let old =
+        world.tracks.get(&f.plan.old_track).unwrap_or_else(|| panic!("{} was removed: {world}", f.plan.old_track));
     assert_eq!(old.version, f.v1.version, "{world}");
     assert_eq!(old.replicas, f.plan.replicas, "{world}");
     assert!(!world.runs(&f.v2.version), "{world}");
@@ -347,12 +348,17 @@ async fn a_state_document_deleted_behind_the_engine_is_written_again() {
     f.kit.delete_state(&f.spec.id());
     let mut rewritten = false;
     while let Some(e) = handle.next_event().await {
-        rewritten |= matches!(&e, RolloutEvent::StepFinished { .. }) && f.kit.state_store().load(&f.spec.id()).await.unwrap().is_some();
+        rewritten |= matches!(&e, RolloutEvent::StepFinished { .. })
+            && f.kit.state_store().load(&f.spec.id()).await.unwrap().is_some();
     }
     let report = handle.wait().await.unwrap();
     assert_eq!(report.status, DeploymentStatus::Succeeded, "{:?}", report.cause);
     assert!(rewritten);
-    assert!(report.record.logs.iter().any(|l| l.message.contains("deleted by someone else")), "{:?}", report.record.logs);
+    assert!(
+        report.record.logs.iter().any(|l| l.message.contains("deleted by someone else")),
+        "{:?}",
+        report.record.logs
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -360,14 +366,19 @@ async fn a_blue_green_plan_onto_the_serving_colour_is_refused_and_changes_nothin
     let f = Fixture::new(Strat::BlueGreen);
     let before = f.kit.snapshot(&f.spec.id());
     let wrong = common::plan_for_live(Strat::BlueGreen, Track::Green);
-    let err = f.engine.start(RolloutRequest::new(f.spec.clone(), f.v2.clone(), wrong).from(f.v1.clone())).await.unwrap_err();
+    let err =
+        f.engine.start(RolloutRequest::new(f.spec.clone(), f.v2.clone(), wrong).from(f.v1.clone())).await.unwrap_err();
     assert!(
         matches!(err, RolloutError::LiveTrackMismatch { declared: Track::Green, serving: Track::Blue, .. }),
         "{err}"
     );
     assert_eq!(f.kit.snapshot(&f.spec.id()), before);
     // A `from` that does not run is refused too, naming both releases.
-    let err = f.engine.start(RolloutRequest::new(f.spec.clone(), f.v2.clone(), f.plan.clone()).from(f.v2.clone())).await.unwrap_err();
+    let err = f
+        .engine
+        .start(RolloutRequest::new(f.spec.clone(), f.v2.clone(), f.plan.clone()).from(f.v2.clone()))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("2.0.0") && err.to_string().contains("1.0.0"), "{err}");
     assert!(f.kit.calls().iter().all(|c| matches!(c.method, Method::Status | Method::Weights)));
 }

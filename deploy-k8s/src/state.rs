@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use deploy_core::error::ErrorKind;
 use deploy_core::history::{HistoryError, HistoryQuery, HistoryStore};
 use deploy_core::model::{AppId, DeploymentId, DeploymentRecord};
-use deploy_core::state::{LeaseToken, LockLease, LockRequest, Revision, RolloutState, StateError, StateStore, Versioned};
+use deploy_core::state::{
+    LeaseToken, LockLease, LockRequest, Revision, RolloutState, StateError, StateStore, Versioned,
+};
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -125,9 +127,10 @@ impl StateStore for KubeStateStore {
         };
         match result {
             Ok(stored) => revision_of(&stored.metadata),
-            Err(e) if is_not_found(&e) && expected.is_some() => {
-                Err(StateError::Deleted { app: app.clone(), expected: expected.cloned().unwrap_or_else(|| Revision::new("")) })
-            }
+            Err(e) if is_not_found(&e) && expected.is_some() => Err(StateError::Deleted {
+                app: app.clone(),
+                expected: expected.cloned().unwrap_or_else(|| Revision::new("")),
+            }),
             Err(e) if is_conflict(&e) => Err(StateError::Conflict {
                 app: app.clone(),
                 expected: expected.cloned(),
@@ -183,7 +186,11 @@ impl StateStore for KubeStateStore {
         };
         match result {
             Ok(stored) => lease_of(app, &stored).ok_or_else(|| {
-                StateError::backend("take lock", ErrorKind::InvalidInput, "the server returned a Lease without a holder")
+                StateError::backend(
+                    "take lock",
+                    ErrorKind::InvalidInput,
+                    "the server returned a Lease without a holder",
+                )
             }),
             Err(e) if is_conflict(&e) => {
                 // Someone else wrote the Lease between our read and write.
@@ -220,7 +227,11 @@ impl StateStore for KubeStateStore {
         );
         match api.replace(&name, &PostParams::default(), &next).await {
             Ok(stored) => lease_of(app, &stored).ok_or_else(|| {
-                StateError::backend("renew lock", ErrorKind::InvalidInput, "the server returned a Lease without a holder")
+                StateError::backend(
+                    "renew lock",
+                    ErrorKind::InvalidInput,
+                    "the server returned a Lease without a holder",
+                )
             }),
             Err(e) if is_conflict(&e) => {
                 let holder = api

@@ -37,7 +37,11 @@ impl Progress {
             step => Err(RolloutError::PromoteRejected {
                 app: app.clone(),
                 step,
-                current: if self.description.is_empty() { "between steps".to_owned() } else { self.description.clone() },
+                current: if self.description.is_empty() {
+                    "between steps".to_owned()
+                } else {
+                    self.description.clone()
+                },
             }),
         }
     }

@@ -902,7 +902,9 @@ impl RolloutEngine {
     /// of `app`.
     fn refuse_if_running(&self, app: &AppId) -> Result<(), RolloutError> {
         match self.inner.running().get(app) {
-            Some(running) => Err(RolloutError::AlreadyRunning { app: app.clone(), deployment: running.deployment.clone() }),
+            Some(running) => {
+                Err(RolloutError::AlreadyRunning { app: app.clone(), deployment: running.deployment.clone() })
+            }
             None => Ok(()),
         }
     }
@@ -965,7 +967,11 @@ impl RolloutEngine {
             }
         };
         let Some(takeover) = takeover else {
-            return Err(RolloutError::Locked { app: app.clone(), holder: current.holder, expires_at: current.expires_at });
+            return Err(RolloutError::Locked {
+                app: app.clone(),
+                holder: current.holder,
+                expires_at: current.expires_at,
+            });
         };
         let request = request.take_over(current);
         let sent = Instant::now();

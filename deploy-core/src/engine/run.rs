@@ -23,8 +23,7 @@ use crate::model::{
 use crate::plan::{CanaryScale, PauseKind, Plan, Step, canary_replicas, resolve_rolling};
 use crate::platform::{PlatformError, TrackState, TrackStatus};
 use crate::state::{
-    ControlRequest, LockLease, PendingRequest, Revision, RolloutPhase, RolloutState, StateError, StateStore,
-    WriteStamp,
+    ControlRequest, LockLease, PendingRequest, Revision, RolloutPhase, RolloutState, StateError, StateStore, WriteStamp,
 };
 use crate::traffic::{HeaderRoute, RouterError};
 
@@ -51,12 +50,8 @@ struct LeaseState {
 
 impl LeaseView {
     pub(crate) fn new(lease: LockLease, sent: Instant, ttl: Duration) -> Arc<Self> {
-        let state = LeaseState {
-            lease: Some(lease),
-            safe_until: sent + safe_part(ttl),
-            hard_until: sent + ttl,
-            lost: None,
-        };
+        let state =
+            LeaseState { lease: Some(lease), safe_until: sent + safe_part(ttl), hard_until: sent + ttl, lost: None };
         Arc::new(Self { inner: Mutex::new(state) })
     }
 
@@ -129,7 +124,8 @@ impl LeaseKeeper {
         };
         let sent = Instant::now();
         let safe_until = self.view.lock().safe_until;
-        let renewal = tokio::time::timeout(safe_until.saturating_duration_since(sent), self.store.renew_lock(&lease, self.ttl));
+        let renewal =
+            tokio::time::timeout(safe_until.saturating_duration_since(sent), self.store.renew_lock(&lease, self.ttl));
         match renewal.await {
             Ok(Ok(lease)) => {
                 let mut state = self.view.lock();
@@ -290,7 +286,6 @@ fn act_on(
 
 /// Runs `fut` under a deadline while answering the caller's controls (through the
 /// handle and through the state store) and renewing the lease.
-#[expect(clippy::too_many_arguments, reason = "the guard's parts are borrowed from the driver separately")]
 async fn guard<T>(
     fut: impl Future<Output = Result<T, StepError>>,
     deadline: Option<Duration>,
@@ -435,14 +430,14 @@ pub(crate) async fn drive(
 ) -> Result<RolloutReport, RolloutError> {
     let result = drive_inner(&mut run, &mut controls, &mut keeper).await;
     match result {
-        Outcome::Report(report) => report,
+        Outcome::Report(report) => *report,
         Outcome::RollBack(cause) => run.roll_back(cause, &mut keeper).await,
         Outcome::Stop(e) => Err(run.stop(e).await),
     }
 }
 
 enum Outcome {
-    Report(Result<RolloutReport, RolloutError>),
+    Report(Box<Result<RolloutReport, RolloutError>>),
     RollBack(FailureCause),
     Stop(RolloutError),
 }
@@ -532,7 +527,7 @@ async fn drive_inner(run: &mut Run, controls: &mut Controls, keeper: &mut LeaseK
         }
     }
     run.step = None;
-    Outcome::Report(run.finish_in_place(DeploymentStatus::Succeeded, None, keeper).await)
+    Outcome::Report(Box::new(run.finish_in_place(DeploymentStatus::Succeeded, None, keeper).await))
 }
 
 impl Run {
@@ -1164,14 +1159,19 @@ impl Run {
                 Err(e @ StateError::Conflict { .. }) => {
                     let stored = match store.load(&self.app).await {
                         Ok(stored) => stored,
-                        Err(load) => return Err(self.failed(CauseKind::StateStore, format!("save progress: {e}; then {load}"))),
+                        Err(load) => {
+                            return Err(self.failed(CauseKind::StateStore, format!("save progress: {e}; then {load}")));
+                        }
                     };
                     let Some(stored) = stored else {
                         self.revision = None;
                         continue;
                     };
                     if stored.value.written_by.as_ref() == Some(&stamp) {
-                        self.decide(LogLevel::Info, "the answer to a save was lost; the stored progress is this engine's own");
+                        self.decide(
+                            LogLevel::Info,
+                            "the answer to a save was lost; the stored progress is this engine's own",
+                        );
                         self.revision = Some(stored.revision);
                         self.stamp = Some(stamp);
                         return Ok(());
@@ -1188,7 +1188,10 @@ impl Run {
                     if let Some(reason) = act_on(&fresh, &self.book, step, &self.promote, &self.events) {
                         self.revision = Some(stored.revision);
                         self.book.lock().unwrap_or_else(PoisonError::into_inner).write_into(&mut self.state);
-                        let _ = store.save(&self.app, &self.state, self.revision.as_ref()).await.map(|r| self.revision = Some(r));
+                        let _ = store
+                            .save(&self.app, &self.state, self.revision.as_ref())
+                            .await
+                            .map(|r| self.revision = Some(r));
                         return Err(StepError::Aborted(reason));
                     }
                     self.revision = Some(stored.revision);
@@ -1266,7 +1269,8 @@ impl Run {
     /// rollout starts on a half-restored application.
     async fn degraded(&mut self, cause: FailureCause, keeper: &mut LeaseKeeper) -> Result<RolloutReport, RolloutError> {
         let status = DeploymentStatus::Failed;
-        let message = format!("the rollback failed; {} stays degraded until a rollback completes (resume retries it)", self.app);
+        let message =
+            format!("the rollback failed; {} stays degraded until a rollback completes (resume retries it)", self.app);
         tracing::error!(decision = %message);
         self.emit(RolloutEvent::Decision { message: message.clone() });
         self.state.record.finish(status, Some(cause.to_string()));

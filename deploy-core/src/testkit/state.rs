@@ -278,7 +278,8 @@ impl StateStore for TestStateStore {
         }
         store.lock_revision += 1;
         let revision = Revision::new(store.lock_revision.to_string());
-        let lease = LockLease::new(app.clone(), &request.holder, request.token.clone(), now, request.ttl).revision(revision);
+        let lease =
+            LockLease::new(app.clone(), &request.holder, request.token.clone(), now, request.ttl).revision(revision);
         store.locks.insert(app.clone(), lease.clone());
         Ok(lease)
     }
@@ -293,10 +294,9 @@ impl StateStore for TestStateStore {
                 store.lock_revision += 1;
                 let revision = Revision::new(store.lock_revision.to_string());
                 let span = jiff::SignedDuration::try_from(ttl).unwrap_or(SignedDuration::MAX);
-                let mut renewed =
-                    LockLease::new(lease.app.clone(), &lease.holder, lease.token.clone(), acquired, ttl)
-                        .revision(revision)
-                        .expires_at(now.checked_add(span).unwrap_or(Timestamp::MAX));
+                let mut renewed = LockLease::new(lease.app.clone(), &lease.holder, lease.token.clone(), acquired, ttl)
+                    .revision(revision)
+                    .expires_at(now.checked_add(span).unwrap_or(Timestamp::MAX));
                 renewed.ttl = ttl;
                 store.locks.insert(lease.app.clone(), renewed.clone());
                 Ok(renewed)

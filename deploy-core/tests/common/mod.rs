@@ -163,7 +163,10 @@ pub fn with_caps(strat: Strat, caps: RouterCapabilities) -> Fixture {
 
 /// Resumes `app` on `engine` as soon as its lock lets it: a lease another engine
 /// left is taken over once this engine has seen it unchanged for its ttl.
-pub async fn resume_when_free(engine: &RolloutEngine, app: &deploy_core::model::AppId) -> deploy_core::engine::RolloutHandle {
+pub async fn resume_when_free(
+    engine: &RolloutEngine,
+    app: &deploy_core::model::AppId,
+) -> deploy_core::engine::RolloutHandle {
     for _ in 0..600 {
         match engine.resume(app).await {
             Ok(handle) => return handle,

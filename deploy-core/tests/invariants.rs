@@ -309,8 +309,12 @@ async fn settle(f: &Fixture, first: Result<RolloutReport, RolloutError>, label: 
     panic!("{label}: progress still saved after ten resumes")
 }
 
-/// Runs the fixture's rollout with the safety fault injected when step `step` starts.
-async fn run_safety(f: &Fixture, step: usize, fault: SafetyFault, label: &str) -> RolloutReport {
+/// Runs the fixture's rollout with the safety fault injected when step `step`
+/// starts; also says whether the fault bit (the rollout had not ended before it,
+/// the lease was lost, the rollback ran with the store failing, ...).
+async fn run_safety(f: &Fixture, step: usize, fault: SafetyFault, label: &str) -> (RolloutReport, bool) {
+    let mut bit = true;
+    let saves_before = std::cell::Cell::new(0);
     let app = f.spec.id();
     let skew = jiff::SignedDuration::try_from(LOCK_TTL - Duration::from_secs(1)).unwrap();
     let mut request = f.request();
@@ -344,6 +348,7 @@ async fn run_safety(f: &Fixture, step: usize, fault: SafetyFault, label: &str) -
                 let ended = !matches!(err, RolloutError::AlreadyRunning { .. });
                 if ended {
                     raced(label);
+                    bit = false;
                     assert!(matches!(err, RolloutError::FromMismatch { .. }), "{label}: {err}");
                 } else {
                     assert!(
@@ -383,7 +388,10 @@ async fn run_safety(f: &Fixture, step: usize, fault: SafetyFault, label: &str) -
                     f.kit.fail_state_calls_for(method, Duration::from_secs(25), Fault::Fatal);
                 }
             }
-            SafetyFault::LostSaveResponse => f.kit.lose_save_response(f.kit.state_calls(StateMethod::Save) + 1),
+            SafetyFault::LostSaveResponse => {
+                saves_before.set(f.kit.state_calls(StateMethod::Save) + 1);
+                f.kit.lose_save_response(saves_before.get());
+            }
             SafetyFault::ClockSkewAhead | SafetyFault::ClockSkewBehind => {
                 let skew = if fault == SafetyFault::ClockSkewAhead { skew } else { -skew };
                 let other = skewed_engine(f, skew, "engine-skewed");
@@ -391,6 +399,7 @@ async fn run_safety(f: &Fixture, step: usize, fault: SafetyFault, label: &str) -
                     let err = other.resume(&app).await.unwrap_err();
                     if matches!(err, RolloutError::NothingToResume { .. }) {
                         raced(label);
+                        bit = false;
                         break;
                     }
                     assert!(matches!(err, RolloutError::Locked { .. }), "{label}: {err}");
@@ -432,6 +441,7 @@ async fn run_safety(f: &Fixture, step: usize, fault: SafetyFault, label: &str) -
     let first = handle.wait().await;
     let stopped = Instant::now();
     if let (Some(broken_at), Err(e)) = (broken_at, &first) {
+        let bit = true;
         // The driver stopped, typed, before its lease could lapse for others.
         assert!(matches!(e, RolloutError::LockLost { .. }), "{label}: {e}");
         assert!(stopped < broken_at + LOCK_TTL, "{label}: stopped {:?} after renewals broke", stopped - broken_at);
@@ -445,19 +455,33 @@ async fn run_safety(f: &Fixture, step: usize, fault: SafetyFault, label: &str) -
             .filter(|c| !matches!(c.method, Method::Status | Method::Weights | Method::WaitReady))
             .count();
         assert_eq!(changes, 0, "{label}: changes while no engine held a valid lease");
-        return settled;
+        return (settled, bit);
     }
-    settle(f, first, label).await
+    let lease_lost = first.is_err();
+    let report = settle(f, first, label).await;
+    let bit = match fault {
+        SafetyFault::RenewalsFailPastTtl => lease_lost,
+        SafetyFault::StoreFailsDuringRollback | SafetyFault::ForgottenFrom => {
+            report.status == DeploymentStatus::RolledBack
+        }
+        SafetyFault::LostSaveResponse => f.kit.state_calls(StateMethod::Save) >= saves_before.get(),
+        _ => bit,
+    };
+    (report, bit)
 }
 
 async fn safety_matrix(strat: Strat) {
     let steps = Fixture::new(strat).plan.steps.len();
     let mut counts = std::collections::BTreeMap::new();
+    let mut hit = std::collections::BTreeMap::new();
     for fault in SAFETY_FAULTS {
         for step in 0..steps {
             let f = Fixture::new(strat);
             let label = format!("{strat:?} / step {} ({}) / {fault:?}", step + 1, f.plan.steps[step].kind());
-            let report = run_safety(&f, step, fault, &label).await;
+            let (report, bit) = run_safety(&f, step, fault, &label).await;
+            if bit {
+                *hit.entry(fault).or_insert(0) += 1;
+            }
             check_invariants(&f, &report, &label).await;
             // 5: the old track, which existed before, is never removed on failure.
             if report.status != DeploymentStatus::Succeeded {
@@ -477,7 +501,8 @@ async fn safety_matrix(strat: Strat) {
     let total: usize = counts.values().sum();
     assert_eq!(total, steps * SAFETY_FAULTS.len());
     for (fault, n) in &counts {
-        eprintln!("{strat:?}: {fault:?}: {n} cases ({steps} steps)");
+        let bit = hit.get(fault).copied().unwrap_or(0);
+        eprintln!("{strat:?}: {fault:?}: {n} cases ({steps} steps), the fault bit in {bit}");
     }
     eprintln!("{strat:?}: {total} safety cases ({steps} steps x {} faults)", SAFETY_FAULTS.len());
 }

@@ -94,8 +94,17 @@ async fn a_forgotten_from_never_removes_the_running_release() {
         f.kit.doomed(&f.v2.version, "CrashLoopBackOff");
         // The README's own example: no `.from(..)`.
         let request = RolloutRequest::new(f.spec.clone(), f.v2.clone(), f.plan.clone());
-        let report = f.engine.run(request).await.unwrap();
+        let mut handle = f.engine.start(request).await.unwrap();
+        let mut adopted = false;
+        while let Some(e) = handle.next_event().await {
+            adopted |= matches!(&e, RolloutEvent::Decision { message } if message.contains("adopted 1.0.0"));
+        }
+        let report = handle.wait().await.unwrap();
         assert_previous_serves(&f, &report);
+        // The engine says what it adopted, in the events and the record.
+        assert!(adopted, "{strat:?}: no adoption event");
+        assert_eq!(report.record.from.as_ref().map(|r| &r.version), Some(&f.v1.version));
+        assert!(report.record.logs.iter().any(|l| l.message.contains("adopted 1.0.0")), "{:?}", report.record.logs);
     }
 }
 

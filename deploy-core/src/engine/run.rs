@@ -586,7 +586,8 @@ impl Run {
             }
             Ok(())
         };
-        guard(wait, None, None, keeper, Some(controls), &promote, &events).await?;
+        // A promotion of the step it stands before counts for that step's pause.
+        guard(wait, None, Some(index), keeper, Some(controls), &promote, &events).await?;
         self.emit(RolloutEvent::Decision { message: format!("resumed by a caller before step {}", index + 1) });
         self.save().await
     }

@@ -129,9 +129,11 @@ impl RolloutHandle {
     }
 
     /// Stops the rollout's task at its next wait without any clean-up, as if its
-    /// process died: the lock stays until its lease lapses and the saved state lets
-    /// [`RolloutEngine::resume`](super::RolloutEngine::resume) finish the job.
-    /// For tests of crash recovery and for hard shutdowns.
+    /// process died: the lease stays stored and the saved state lets
+    /// [`RolloutEngine::resume`](super::RolloutEngine::resume) finish the job. This
+    /// engine may take its own killed rollout's lease back at once; another engine
+    /// only after watching it unchanged for its ttl. For tests of crash recovery
+    /// and for hard shutdowns.
     pub fn kill(self) {
         self.task.abort();
     }

@@ -264,14 +264,17 @@ pub struct RolloutReport {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RolloutError {
-    /// Another rollout of the application holds the lock.
-    #[error("{app} is locked by {holder} until {expires_at}")]
+    /// Another driver holds the application's lock; nothing was changed. A
+    /// driver that died is taken over by a later call once this engine has seen
+    /// its lease unchanged for the lease's ttl.
+    #[error("{app} is locked by {holder} until {expires_at} (holder's clock)")]
     Locked {
         /// The application.
         app: AppId,
         /// The current holder.
         holder: String,
-        /// When its lease lapses.
+        /// When its lease lapses, by its holder's clock (informational: nobody
+        /// compares it with their own clock).
         expires_at: Timestamp,
     },
     /// The spec or plan is invalid, or needs what the engine does not have.

@@ -196,7 +196,10 @@ mod over_fake_cluster {
             platform.apply(&spec, Track::Blue, &fixtures::release("1.4.1"), 2).await.unwrap();
             platform.wait_ready(&app, Track::Blue, Duration::from_secs(5)).await.unwrap();
             let before = fake.log().len();
-            let lease = store.acquire_lock(&app, "test", Duration::from_secs(30)).await.unwrap();
+            let lease = store
+                .acquire_lock(&app, &deploy_core::state::LockRequest::new("test", Duration::from_secs(30)))
+                .await
+                .unwrap();
             let record = deploy_core::model::DeploymentRecord::new(
                 app.clone(),
                 deploy_core::model::Environment::Production,

@@ -181,14 +181,27 @@ pub(crate) fn track_status(d: &Deployment) -> TrackStatus {
         RolloutStatus::Failed { message } => TrackState::Failed(message),
         _ => TrackState::Progressing,
     };
-    TrackStatus::new(
+    let status = TrackStatus::new(
         release,
         count(d.spec.replicas),
         count(status.updated_replicas),
         count(status.ready_replicas),
         count(status.available_replicas),
         state,
-    )
+    );
+    // The image, so that the engine can adopt a running release nobody named.
+    let image = d
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.image.as_deref())
+        .and_then(|i| deploy_core::model::ImageRef::parse(i).ok());
+    match image {
+        Some(image) => status.with_image(image),
+        None => status,
+    }
 }
 
 /// What the watch loop has seen so far.

@@ -66,7 +66,7 @@ pub use history::TestHistoryStore;
 pub use metrics::{MetricScript, TestMetrics};
 pub use platform::TestPlatform;
 pub use router::TestRouter;
-pub use state::{SavedState, TestStateStore};
+pub use state::{SavedState, StateMethod, TestStateStore};
 
 use crate::error::ErrorKind;
 use crate::history::HistoryStore;
@@ -400,6 +400,53 @@ impl TestKit {
     /// The state store.
     pub fn state_store(&self) -> Arc<dyn StateStore> {
         self.state.clone()
+    }
+
+    /// The state store as seen by a process whose wall clock is `offset` ahead
+    /// (negative: behind) of the others: the leases it writes carry its skewed
+    /// timestamps. The documents and leases are shared with
+    /// [`TestKit::state_store`].
+    pub fn state_store_with_clock_offset(&self, offset: jiff::SignedDuration) -> Arc<dyn StateStore> {
+        Arc::new(self.state.with_offset(offset))
+    }
+
+    /// Fails the `nth` call (from 1, counted since the kit was made) of a state-store
+    /// method.
+    pub fn fail_state_call(&self, method: StateMethod, nth: u32, fault: Fault) {
+        self.state.fail_call(method, nth, fault);
+    }
+
+    /// Fails every call of a state-store method from now for `duration` on tokio's
+    /// clock (a store that is down, a network partition).
+    pub fn fail_state_calls_for(&self, method: StateMethod, duration: Duration, fault: Fault) {
+        self.state.fail_for(method, duration, fault);
+    }
+
+    /// Fails `count` calls of a state-store method from the `from`th on.
+    pub fn fail_state_calls(&self, method: StateMethod, from: u32, count: u32, fault: Fault) {
+        self.state.fail_calls(method, from, count, fault);
+    }
+
+    /// How many calls of a state-store method the kit has received.
+    pub fn state_calls(&self, method: StateMethod) -> u32 {
+        self.state.calls_of(method)
+    }
+
+    /// The `nth` save (from 1, counted since the kit was made) is stored, and its
+    /// caller gets a retryable error as if the response was lost on the way.
+    pub fn lose_save_response(&self, nth: u32) {
+        self.state.lose_save_response(nth);
+    }
+
+    /// The lease of `app`'s lock as stored now, if any.
+    pub fn lease(&self, app: &AppId) -> Option<crate::state::LockLease> {
+        self.state.lease(app)
+    }
+
+    /// Deletes `app`'s saved progress behind the engine's back (an operator's
+    /// `kubectl delete`).
+    pub fn delete_state(&self, app: &AppId) {
+        self.state.delete_state(app);
     }
 
     /// The history store.

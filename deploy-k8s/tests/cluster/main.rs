@@ -17,5 +17,7 @@ mod faults;
 mod node;
 mod platform;
 mod preflight;
+mod routers;
+mod safety;
 mod support;
 mod workloads;

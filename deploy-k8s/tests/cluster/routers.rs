@@ -95,7 +95,8 @@ fn users_part(object: &Value) -> Value {
         }
     }
     let idle_track = |entry: &Value, track_of: &dyn Fn(&Value) -> Option<String>| {
-        entry["weight"].as_i64() == Some(0) && track_of(entry).is_some_and(|t| ["stable", "canary"].contains(&t.as_str()))
+        entry["weight"].as_i64() == Some(0)
+            && track_of(entry).is_some_and(|t| ["stable", "canary"].contains(&t.as_str()))
     };
     for route in object["spec"]["http"].as_array_mut().into_iter().flatten() {
         if let Some(destinations) = route["route"].as_array_mut() {
@@ -162,7 +163,8 @@ async fn a_users_http_route_survives_a_canary_and_a_rollback() {
 async fn default_canary_by_replica_ratio(test: &str, replicas: u32) {
     let mut w = World::with_replicas(test, Strat::Canary, Route::ReplicaRatio, replicas).await;
     // The default canary's weights (10, 25, 50, 75, 100) without its pauses.
-    let mut plan = Canary::default().scale_down_delay(deploy_core::model::HumanDuration::ZERO).plan(&PlanInput::new(replicas));
+    let mut plan =
+        Canary::default().scale_down_delay(deploy_core::model::HumanDuration::ZERO).plan(&PlanInput::new(replicas));
     plan.steps.retain(|s| !matches!(s, Step::Pause(_)));
     w.plan = plan;
     let engine = w.engine("ratio");

@@ -157,11 +157,7 @@ async fn renewals_failing_past_the_ttl_stop_the_driver_before_another_takes_over
         }
     };
     let report = resumed.wait().await.expect("a report");
-    assert!(
-        matches!(report.status, DeploymentStatus::Succeeded | DeploymentStatus::RolledBack),
-        "{:?}",
-        report.cause
-    );
+    assert!(matches!(report.status, DeploymentStatus::Succeeded | DeploymentStatus::RolledBack), "{:?}", report.cause);
     assert_lock_and_state_cleared(&w.s, "lease-lost").await;
     w.s.cleanup().await;
 }

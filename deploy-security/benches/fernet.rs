@@ -149,9 +149,27 @@ mod group {
     criterion_group!(benches, bench);
 }
 
+/// `FERNET_LOOP=ours|raw|crate` runs that 1 MiB round trip 200 times, for `perf stat`.
+fn run_loop(which: &str) {
+    let inputs = Inputs::new();
+    let start = std::time::Instant::now();
+    for _ in 0..200 {
+        match which {
+            "ours" => drop(black_box(ours_round_trip(&inputs.ours, black_box(&inputs.large)))),
+            "raw" => drop(black_box(raw_round_trip(&inputs.signing, &inputs.encryption, &inputs.iv, &inputs.large))),
+            _ => drop(black_box(crate_round_trip(&inputs.reference, black_box(&inputs.large)))),
+        }
+    }
+    println!("{which}: {:?} per round trip", start.elapsed() / 200);
+}
+
 fn main() {
     if std::env::var_os("FERNET_CALLGRIND").is_some() {
         callgrind();
+        return;
+    }
+    if let Some(which) = std::env::var_os("FERNET_LOOP") {
+        run_loop(&which.to_string_lossy());
         return;
     }
     group::benches();

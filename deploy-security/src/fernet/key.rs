@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use super::FernetError;
 use super::codec::{self, ExpandedKey};
-use super::token::{HEADER_LEN, MIN_LEN, TAG_LEN, TokenHeader};
+use super::token::TokenHeader;
 
 /// Options of a decryption.
 ///
@@ -174,9 +174,8 @@ const MAX_NOW: u64 = i64::MAX as u64;
 ///
 /// The header is checked first (cheaply, without decoding the whole token) so that
 /// truncated, mis-versioned, expired and future-dated tokens get their own errors. The
-/// token is then decoded once; each key in turn checks the MAC over it in constant time,
-/// and only a token whose MAC verifies is decrypted, straight into the plaintext's
-/// buffer.
+/// token is then decoded in one pass that feeds the MAC of every key; only a token whose
+/// MAC verifies with some key (compared in constant time) is decrypted.
 pub(crate) fn decrypt_with(
     keys: &[FernetKey],
     token: &str,
@@ -188,19 +187,8 @@ pub(crate) fn decrypt_with(
     }
     let header = TokenHeader::parse(token)?;
     header.check_time(options.ttl.map(|ttl| ttl.as_secs()), now)?;
-    let bytes = codec::decode(token, &header)?;
-    let Some(signed_len) = bytes.len().checked_sub(TAG_LEN).filter(|len| *len > HEADER_LEN) else {
-        return Err(FernetError::Truncated { len: bytes.len(), min: MIN_LEN });
-    };
-    let (signed, tag) = bytes.split_at(signed_len);
-    let ciphertext = &signed[HEADER_LEN..];
-    for (key_index, key) in keys.iter().enumerate() {
-        if key.expanded.verifies(signed, tag) {
-            let plaintext = key.expanded.decrypt_verified(&header.iv, ciphertext)?;
-            return Ok(Decrypted { plaintext: SecretBytes::new(plaintext), timestamp: header.timestamp, key_index });
-        }
-    }
-    Err(FernetError::Unauthenticated)
+    let (key_index, plaintext) = codec::open(keys.iter().map(|key| &key.expanded), token, &header)?;
+    Ok(Decrypted { plaintext: SecretBytes::new(plaintext), timestamp: header.timestamp, key_index })
 }
 
 #[cfg(test)]

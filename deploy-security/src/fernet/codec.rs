@@ -190,3 +190,280 @@ pub(crate) fn open<'k>(
         None => Err(FernetError::Unauthenticated),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The new path against the `fernet` crate (the reference) and the specification's
+    //! vectors: byte-identical tokens, decryption both ways, the same tokens refused.
+
+    use std::time::Duration;
+
+    use aes::cipher::{BlockEncryptMut, KeyIvInit};
+    use base64::engine::general_purpose::URL_SAFE;
+    use deploy_core::secret::SecretString;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::fernet::{DecryptOptions, FernetKey, KeyRing};
+
+    const T0: u64 = 1_700_000_000;
+
+    /// Sizes around every boundary: empty, one block, the first chunk (3 KiB less the
+    /// 25-byte header), later chunks, a megabyte.
+    const SIZES: &[usize] = &[
+        0,
+        1,
+        15,
+        16,
+        17,
+        31,
+        32,
+        33,
+        47,
+        48,
+        49,
+        1023,
+        1024,
+        1025,
+        3023,
+        3024,
+        3025,
+        3039,
+        3040,
+        3041,
+        3071,
+        3072,
+        3073,
+        6100,
+        6144,
+        6145,
+        9216,
+        65_536,
+        1 << 20,
+    ];
+
+    fn plaintext(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i.wrapping_mul(31) ^ (i >> 8)) as u8).collect()
+    }
+
+    /// A key of ours and the same key in the `fernet` crate.
+    fn key_pair() -> (FernetKey, fernet::Fernet) {
+        let ours = FernetKey::generate().unwrap();
+        let reference = fernet::Fernet::new(ours.to_base64().expose_secret()).unwrap();
+        (ours, reference)
+    }
+
+    /// The token the `fernet` crate makes, and ours made with the same time and IV.
+    fn both_tokens(ours: &FernetKey, reference: &fernet::Fernet, plain: &[u8], at: u64) -> (String, String) {
+        let theirs = reference.encrypt_at_time(plain, at);
+        let iv = TokenHeader::parse(&theirs).unwrap().iv;
+        (theirs, ours.expanded.seal(plain, at, &iv))
+    }
+
+    fn assert_compatible(ours: &FernetKey, reference: &fernet::Fernet, plain: &[u8], at: u64) {
+        let (theirs, mine) = both_tokens(ours, reference, plain, at);
+        assert_eq!(mine, theirs, "{} bytes: tokens differ", plain.len());
+        // Decryption both ways, with fresh IVs.
+        let mine = ours.danger_encrypt_at_time(plain, at);
+        assert_eq!(reference.decrypt_at_time(&mine, Some(60), at).unwrap(), plain, "{} bytes", plain.len());
+        let decrypted = ours.danger_decrypt_at_time(&theirs, DecryptOptions::default(), at).unwrap();
+        assert_eq!(decrypted.expose_secret(), plain, "{} bytes", plain.len());
+    }
+
+    #[test]
+    fn tokens_are_the_fernet_crates_byte_for_byte_at_every_boundary() {
+        let (ours, reference) = key_pair();
+        for &len in SIZES {
+            assert_compatible(&ours, &reference, &plaintext(len), T0 + len as u64);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn random_plaintexts_match_the_fernet_crate(
+            plain in proptest::collection::vec(any::<u8>(), 0..10_000),
+            at in 0u64..(1 << 40),
+        ) {
+            let (ours, reference) = key_pair();
+            assert_compatible(&ours, &reference, &plain, at);
+        }
+
+        /// A token with one base64 symbol replaced (or cut short, or padded) is refused
+        /// by us exactly when the `fernet` crate refuses it.
+        #[test]
+        fn we_refuse_what_the_fernet_crate_refuses(
+            len in 0usize..5_000,
+            position in any::<prop::sample::Index>(),
+            symbol in prop::sample::select(b"AQgw_-=+/ .Zaz09".to_vec()),
+            cut in 0usize..4,
+        ) {
+            let (ours, reference) = key_pair();
+            let token = ours.danger_encrypt_at_time(&plaintext(len), T0);
+            let mut bytes = token.into_bytes();
+            let at = position.index(bytes.len());
+            bytes[at] = symbol;
+            bytes.truncate(bytes.len() - cut);
+            let mangled = String::from_utf8(bytes).unwrap();
+            let theirs = reference.decrypt_at_time(&mangled, None, T0);
+            let mine = ours.danger_decrypt_at_time(&mangled, DecryptOptions::default(), T0);
+            prop_assert_eq!(mine.is_ok(), theirs.is_ok(), "{}", mangled);
+            if let (Ok(mine), Ok(theirs)) = (mine, theirs) {
+                prop_assert_eq!(mine.expose_secret(), theirs.as_slice());
+            }
+        }
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Vector {
+        #[serde(default)]
+        desc: String,
+        token: String,
+        now: String,
+        #[serde(default)]
+        ttl_sec: u64,
+        #[serde(default)]
+        iv: Vec<u8>,
+        #[serde(default)]
+        src: String,
+        secret: String,
+    }
+
+    fn vectors(json: &str) -> Vec<Vector> {
+        let vectors: Vec<Vector> = serde_json::from_str(json).unwrap();
+        assert!(!vectors.is_empty());
+        vectors
+    }
+
+    fn unix(rfc3339: &str) -> u64 {
+        u64::try_from(rfc3339.parse::<jiff::Timestamp>().unwrap().as_second()).unwrap()
+    }
+
+    fn vector_key(secret: &str) -> FernetKey {
+        FernetKey::from_base64(&SecretString::from(secret)).unwrap()
+    }
+
+    #[test]
+    fn spec_generate_vectors_byte_for_byte() {
+        for v in vectors(include_str!("../../tests/data/fernet/generate.json")) {
+            let iv: [u8; 16] = v.iv.as_slice().try_into().unwrap();
+            assert_eq!(vector_key(&v.secret).expanded.seal(v.src.as_bytes(), unix(&v.now), &iv), v.token);
+        }
+    }
+
+    #[test]
+    fn spec_verify_vectors() {
+        for v in vectors(include_str!("../../tests/data/fernet/verify.json")) {
+            let options = DecryptOptions::default().ttl(Duration::from_secs(v.ttl_sec));
+            let plain = vector_key(&v.secret).danger_decrypt_at_time(&v.token, options, unix(&v.now)).unwrap();
+            assert_eq!(plain.expose_secret(), v.src.as_bytes());
+        }
+    }
+
+    #[test]
+    fn spec_invalid_vectors_each_with_its_error() {
+        let all = vectors(include_str!("../../tests/data/fernet/invalid.json"));
+        assert_eq!(all.len(), 8);
+        for v in all {
+            let options = DecryptOptions::default().ttl(Duration::from_secs(v.ttl_sec));
+            let err = vector_key(&v.secret).danger_decrypt_at_time(&v.token, options, unix(&v.now)).unwrap_err();
+            let expected = match v.desc.as_str() {
+                "incorrect mac" => matches!(err, FernetError::Unauthenticated),
+                "too short" => matches!(err, FernetError::Truncated { .. }),
+                "invalid base64" => matches!(err, FernetError::Encoding),
+                "payload size not multiple of block size" => matches!(err, FernetError::Malformed { .. }),
+                "payload padding error" | "incorrect IV (causes padding error)" => {
+                    matches!(err, FernetError::InvalidPadding)
+                }
+                "far-future TS (unacceptable clock skew)" => matches!(err, FernetError::FromTheFuture { .. }),
+                "expired TTL" => matches!(err, FernetError::Expired { .. }),
+                other => panic!("unknown vector {other:?}"),
+            };
+            assert!(expected, "{}: got {err:?}", v.desc);
+            let reference = fernet::Fernet::new(&v.secret).unwrap();
+            assert!(reference.decrypt_at_time(&v.token, Some(v.ttl_sec), unix(&v.now)).is_err(), "{}", v.desc);
+        }
+    }
+
+    fn flip(token: &str, at: usize) -> String {
+        let mut bytes = URL_SAFE.decode(token).unwrap();
+        bytes[at] ^= 0x01;
+        URL_SAFE.encode(bytes)
+    }
+
+    /// Tampering anywhere (header, first and later chunks of ciphertext, the tag), a
+    /// wrong key, expiry, skew and bad symbols far into a large token: each refused with
+    /// its own error.
+    #[test]
+    fn large_tokens_tampered_foreign_or_expired_are_refused_with_typed_errors() {
+        let (key, _) = key_pair();
+        let none = DecryptOptions::default();
+        for len in [0, 17, 5_000, 1 << 20] {
+            let token = key.danger_encrypt_at_time(&plaintext(len), T0);
+            let decoded_len = URL_SAFE.decode(&token).unwrap().len();
+            for at in [8, 9, 24, 25, decoded_len / 2, decoded_len - 33, decoded_len - 32, decoded_len - 1] {
+                let err = key.danger_decrypt_at_time(&flip(&token, at), none, T0).unwrap_err();
+                assert!(matches!(err, FernetError::Unauthenticated), "{len} bytes, byte {at}: {err:?}");
+            }
+            let err = key.danger_decrypt_at_time(&flip(&token, 0), none, T0).unwrap_err();
+            assert!(matches!(err, FernetError::UnsupportedVersion { version: 0x81 }), "{err:?}");
+            let (other, _) = key_pair();
+            assert!(matches!(other.danger_decrypt_at_time(&token, none, T0), Err(FernetError::Unauthenticated)));
+
+            let ttl = none.ttl(Duration::from_secs(60));
+            assert!(key.danger_decrypt_at_time(&token, ttl, T0 + 60).is_ok());
+            let err = key.danger_decrypt_at_time(&token, ttl, T0 + 61).unwrap_err();
+            assert!(matches!(err, FernetError::Expired { age_secs: 61, ttl_secs: 60 }), "{err:?}");
+            assert!(key.danger_decrypt_at_time(&token, none, T0 - 60).is_ok());
+            let err = key.danger_decrypt_at_time(&token, none, T0 - 61).unwrap_err();
+            assert!(matches!(err, FernetError::FromTheFuture { ahead_secs: 61, .. }), "{err:?}");
+
+            let mut late = token.clone();
+            let at = token.len() - 10;
+            late.replace_range(at..at + 1, "*");
+            assert!(matches!(key.danger_decrypt_at_time(&late, none, T0), Err(FernetError::Encoding)));
+        }
+    }
+
+    /// An authentic token (its MAC verifies) whose plaintext padding is wrong.
+    #[test]
+    fn authentic_tokens_with_bad_padding_are_told_apart_and_not_returned() {
+        let raw = [7u8; 32];
+        let key = FernetKey::from_bytes(&raw).unwrap();
+        let mut token = vec![VERSION];
+        token.extend_from_slice(&T0.to_be_bytes());
+        token.extend_from_slice(&[9u8; 16]);
+        let mut ciphertext = plaintext(4 * CHUNK);
+        let blocks = ciphertext.len() / BLOCK;
+        cbc::Encryptor::<Aes128>::new((&raw[16..]).into(), (&[9u8; 16]).into())
+            .encrypt_blocks_mut(InOutBuf::from(ciphertext.as_mut_slice()).into_chunks::<U16>().0.get_out());
+        assert_eq!(blocks * BLOCK, ciphertext.len());
+        token.extend_from_slice(&ciphertext);
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&raw[..16]).unwrap();
+        mac.update(&token);
+        token.extend_from_slice(&mac.finalize().into_bytes());
+        let token = URL_SAFE.encode(token);
+        let err = key.danger_decrypt_at_time(&token, DecryptOptions::default(), T0).unwrap_err();
+        assert!(matches!(err, FernetError::InvalidPadding), "{err:?}");
+        let (other, _) = key_pair();
+        let ring = KeyRing::from_keys(vec![other, key]).unwrap();
+        assert!(matches!(
+            ring.danger_decrypt_at_time(&token, DecryptOptions::default(), T0),
+            Err(FernetError::InvalidPadding)
+        ));
+    }
+
+    #[test]
+    fn a_ring_finds_the_key_that_made_a_large_token() {
+        let keys: Vec<FernetKey> = (0..3).map(|_| FernetKey::generate().unwrap()).collect();
+        let ring = KeyRing::from_keys(keys.clone()).unwrap();
+        let plain = plaintext(1 << 20);
+        for (index, key) in keys.iter().enumerate() {
+            let token = key.danger_encrypt_at_time(&plain, T0);
+            let decrypted = ring.danger_decrypt_at_time(&token, DecryptOptions::default(), T0).unwrap();
+            assert_eq!((decrypted.key_index, decrypted.timestamp), (index, T0));
+            assert_eq!(decrypted.plaintext.expose_secret(), plain.as_slice());
+        }
+    }
+}

@@ -66,7 +66,7 @@ pub struct Decrypted {
 #[derive(Clone)]
 pub struct FernetKey {
     raw: Zeroizing<[u8; 32]>,
-    expanded: ExpandedKey,
+    pub(crate) expanded: ExpandedKey,
 }
 
 impl fmt::Debug for FernetKey {

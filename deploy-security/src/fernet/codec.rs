@@ -24,14 +24,13 @@ use aes::cipher::block_padding::Pkcs7;
 use aes::cipher::inout::InOutBuf;
 use aes::cipher::typenum::U16;
 use aes::cipher::{BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit};
-use base64::Engine;
-use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::FernetError;
+use super::base64url;
 use super::token::{BLOCK, HEADER_LEN, TAG_LEN, TokenHeader, VERSION};
 
 /// The HMAC-SHA256 block: shorter HMAC keys are padded with zeros to it.
@@ -69,10 +68,13 @@ impl ExpandedKey {
 
     /// The token for `plaintext` made at `timestamp` with `iv`, in URL-safe base64 with
     /// padding (as every Fernet implementation writes it).
-    pub(crate) fn seal(&self, plaintext: &[u8], timestamp: u64, iv: &[u8; 16]) -> String {
+    ///
+    /// Fails only if the encoder's arithmetic is wrong (never; a test covers every
+    /// length), with [`FernetError::Encoding`].
+    pub(crate) fn seal(&self, plaintext: &[u8], timestamp: u64, iv: &[u8; 16]) -> Result<String, FernetError> {
         let ciphertext_len = (plaintext.len() / BLOCK + 1) * BLOCK;
         let token_len = HEADER_LEN + ciphertext_len + TAG_LEN;
-        let mut text = String::with_capacity(token_len.div_ceil(3) * 4);
+        let mut text = TextWriter { text: vec![0u8; base64url::padded_len(token_len)], written: 0 };
         let mut mac = self.mac();
         let mut cbc = cbc::Encryptor::<&Aes128>::inner_iv_init(&self.cipher, iv.into());
 
@@ -97,7 +99,7 @@ impl ExpandedKey {
             out.copy_from_slice(piece);
             encrypt_in_place(&mut cbc, out);
             mac.update(out);
-            pending = encode_whole_groups(&mut chunk, pending + take, &mut text);
+            pending = text.encode_whole_groups(&mut chunk, pending + take)?;
             rest = after;
         }
 
@@ -113,8 +115,8 @@ impl ExpandedKey {
         pending += BLOCK;
         chunk[pending..pending + TAG_LEN].copy_from_slice(&mac.finalize().into_bytes());
         pending += TAG_LEN;
-        URL_SAFE.encode_string(&chunk[..pending], &mut text);
-        text
+        text.encode(&chunk[..pending])?;
+        String::from_utf8(text.text).map_err(|_| FernetError::Encoding)
     }
 
     /// Decrypts, in place, the ciphertext of a token whose MAC this key verified, and
@@ -135,13 +137,32 @@ fn encrypt_in_place(cbc: &mut cbc::Encryptor<&Aes128>, blocks: &mut [u8]) {
     cbc.encrypt_blocks_inout_mut(blocks);
 }
 
-/// Appends the base64 of the whole 3-byte groups of `chunk[..pending]` to `text`, moves
-/// the 0 to 2 bytes left over to the start of `chunk` and returns their number.
-fn encode_whole_groups(chunk: &mut [u8; CHUNK], pending: usize, text: &mut String) -> usize {
-    let whole = pending / 3 * 3;
-    URL_SAFE.encode_string(&chunk[..whole], text);
-    chunk.copy_within(whole..pending, 0);
-    pending - whole
+/// A token's base64 text, allocated at its final length and written a chunk at a time.
+struct TextWriter {
+    text: Vec<u8>,
+    written: usize,
+}
+
+impl TextWriter {
+    /// Writes the base64 of `bytes` (with padding, if it is not whole groups).
+    fn encode(&mut self, bytes: &[u8]) -> Result<(), FernetError> {
+        let end = self.written + base64url::padded_len(bytes.len());
+        let out = self.text.get_mut(self.written..end).ok_or(FernetError::Encoding)?;
+        if !base64url::encode_padded(bytes, out) {
+            return Err(FernetError::Encoding);
+        }
+        self.written = end;
+        Ok(())
+    }
+
+    /// Writes the base64 of the whole 3-byte groups of `chunk[..pending]`, moves the 0 to
+    /// 2 bytes left over to the start of `chunk` and returns their number.
+    fn encode_whole_groups(&mut self, chunk: &mut [u8; CHUNK], pending: usize) -> Result<usize, FernetError> {
+        let whole = pending / 3 * 3;
+        self.encode(&chunk[..whole])?;
+        chunk.copy_within(whole..pending, 0);
+        Ok(pending - whole)
+    }
 }
 
 /// Opens a token whose header was read (and its time checked) as `header`: the token is
@@ -163,7 +184,7 @@ pub(crate) fn open<'k>(
     let mut chunk = [0u8; CHUNK];
     let mut start = 0;
     for text in token.trim_end_matches('=').as_bytes().chunks(CHUNK_TEXT) {
-        let len = URL_SAFE_NO_PAD.decode_slice(text, &mut chunk).map_err(|_| FernetError::Encoding)?;
+        let len = base64url::decode_unpadded(text, &mut chunk).ok_or(FernetError::Encoding)?;
         let end = start + len;
         if end > token_len {
             return Err(FernetError::Encoding);
@@ -199,6 +220,7 @@ mod tests {
     use std::time::Duration;
 
     use aes::cipher::{BlockEncryptMut, KeyIvInit};
+    use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE;
     use deploy_core::secret::SecretString;
     use proptest::prelude::*;
@@ -257,7 +279,7 @@ mod tests {
     fn both_tokens(ours: &FernetKey, reference: &fernet::Fernet, plain: &[u8], at: u64) -> (String, String) {
         let theirs = reference.encrypt_at_time(plain, at);
         let iv = TokenHeader::parse(&theirs).unwrap().iv;
-        (theirs, ours.expanded.seal(plain, at, &iv))
+        (theirs, ours.expanded.seal(plain, at, &iv).unwrap())
     }
 
     fn assert_compatible(ours: &FernetKey, reference: &fernet::Fernet, plain: &[u8], at: u64) {
@@ -348,7 +370,7 @@ mod tests {
     fn spec_generate_vectors_byte_for_byte() {
         for v in vectors(include_str!("../../tests/data/fernet/generate.json")) {
             let iv: [u8; 16] = v.iv.as_slice().try_into().unwrap();
-            assert_eq!(vector_key(&v.secret).expanded.seal(v.src.as_bytes(), unix(&v.now), &iv), v.token);
+            assert_eq!(vector_key(&v.secret).expanded.seal(v.src.as_bytes(), unix(&v.now), &iv).unwrap(), v.token);
         }
     }
 

@@ -115,7 +115,7 @@ impl FernetKey {
     pub(crate) fn encrypt_at(&self, plaintext: &[u8], unix_secs: u64) -> Result<String, FernetError> {
         let mut iv = [0u8; 16];
         getrandom::fill(&mut iv).map_err(FernetError::Random)?;
-        Ok(self.expanded.seal(plaintext, unix_secs, &iv))
+        self.expanded.seal(plaintext, unix_secs, &iv)
     }
 
     /// Encrypts a UTF-8 secret into a token dated now.

@@ -149,18 +149,25 @@ mod group {
     criterion_group!(benches, bench);
 }
 
-/// `FERNET_LOOP=ours|raw|crate` runs that 1 MiB round trip 200 times, for `perf stat`.
-fn run_loop(which: &str) {
+/// `FERNET_LOOP=ours|raw|crate[:1k]` runs that round trip of 1 MiB (or 1 KiB) many times
+/// and prints the best of 10 rounds, for `perf stat` and quick comparisons.
+fn run_loop(spec: &str) {
     let inputs = Inputs::new();
-    let start = std::time::Instant::now();
-    for _ in 0..200 {
-        match which {
-            "ours" => drop(black_box(ours_round_trip(&inputs.ours, black_box(&inputs.large)))),
-            "raw" => drop(black_box(raw_round_trip(&inputs.signing, &inputs.encryption, &inputs.iv, &inputs.large))),
-            _ => drop(black_box(crate_round_trip(&inputs.reference, black_box(&inputs.large)))),
+    let (which, size) = spec.split_once(':').unwrap_or((spec, "1m"));
+    let (plaintext, iterations) = if size == "1k" { (&inputs.small, 20_000) } else { (&inputs.large, 20) };
+    let mut best = Duration::MAX;
+    for _ in 0..10 {
+        let start = std::time::Instant::now();
+        for _ in 0..iterations {
+            match which {
+                "ours" => drop(black_box(ours_round_trip(&inputs.ours, black_box(plaintext)))),
+                "raw" => drop(black_box(raw_round_trip(&inputs.signing, &inputs.encryption, &inputs.iv, plaintext))),
+                _ => drop(black_box(crate_round_trip(&inputs.reference, black_box(plaintext)))),
+            }
         }
+        best = best.min(start.elapsed() / iterations);
     }
-    println!("{which}: {:?} per round trip", start.elapsed() / 200);
+    println!("{spec}: {best:?} per round trip (best of 10 rounds of {iterations})");
 }
 
 fn main() {

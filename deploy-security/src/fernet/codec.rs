@@ -24,13 +24,14 @@ use aes::cipher::block_padding::Pkcs7;
 use aes::cipher::inout::InOutBuf;
 use aes::cipher::typenum::U16;
 use aes::cipher::{BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit};
+use base64::Engine;
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::FernetError;
-use super::base64url;
 use super::token::{BLOCK, HEADER_LEN, TAG_LEN, TokenHeader, VERSION};
 
 /// The HMAC-SHA256 block: shorter HMAC keys are padded with zeros to it.
@@ -69,12 +70,12 @@ impl ExpandedKey {
     /// The token for `plaintext` made at `timestamp` with `iv`, in URL-safe base64 with
     /// padding (as every Fernet implementation writes it).
     ///
-    /// Fails only if the encoder's arithmetic is wrong (never; a test covers every
-    /// length), with [`FernetError::Encoding`].
+    /// Fails only if the arithmetic of the text's length were wrong (it is not: the
+    /// tests cover every boundary), with [`FernetError::Encoding`].
     pub(crate) fn seal(&self, plaintext: &[u8], timestamp: u64, iv: &[u8; 16]) -> Result<String, FernetError> {
         let ciphertext_len = (plaintext.len() / BLOCK + 1) * BLOCK;
         let token_len = HEADER_LEN + ciphertext_len + TAG_LEN;
-        let mut text = TextWriter { text: vec![0u8; base64url::padded_len(token_len)], written: 0 };
+        let mut text = TextWriter { text: vec![0u8; token_len.div_ceil(3) * 4], written: 0 };
         let mut mac = self.mac();
         let mut cbc = cbc::Encryptor::<&Aes128>::inner_iv_init(&self.cipher, iv.into());
 
@@ -116,6 +117,9 @@ impl ExpandedKey {
         chunk[pending..pending + TAG_LEN].copy_from_slice(&mac.finalize().into_bytes());
         pending += TAG_LEN;
         text.encode(&chunk[..pending])?;
+        if text.written != text.text.len() {
+            return Err(FernetError::Encoding);
+        }
         String::from_utf8(text.text).map_err(|_| FernetError::Encoding)
     }
 
@@ -146,12 +150,8 @@ struct TextWriter {
 impl TextWriter {
     /// Writes the base64 of `bytes` (with padding, if it is not whole groups).
     fn encode(&mut self, bytes: &[u8]) -> Result<(), FernetError> {
-        let end = self.written + base64url::padded_len(bytes.len());
-        let out = self.text.get_mut(self.written..end).ok_or(FernetError::Encoding)?;
-        if !base64url::encode_padded(bytes, out) {
-            return Err(FernetError::Encoding);
-        }
-        self.written = end;
+        let out = self.text.get_mut(self.written..).ok_or(FernetError::Encoding)?;
+        self.written += URL_SAFE.encode_slice(bytes, out).map_err(|_| FernetError::Encoding)?;
         Ok(())
     }
 
@@ -184,7 +184,7 @@ pub(crate) fn open<'k>(
     let mut chunk = [0u8; CHUNK];
     let mut start = 0;
     for text in token.trim_end_matches('=').as_bytes().chunks(CHUNK_TEXT) {
-        let len = base64url::decode_unpadded(text, &mut chunk).ok_or(FernetError::Encoding)?;
+        let len = URL_SAFE_NO_PAD.decode_slice(text, &mut chunk).map_err(|_| FernetError::Encoding)?;
         let end = start + len;
         if end > token_len {
             return Err(FernetError::Encoding);

@@ -6,7 +6,6 @@
 //! Go): they pass the specification's test vectors and are byte for byte those of the
 //! `fernet` crate, which the tests use as the reference.
 
-mod base64url;
 mod codec;
 mod error;
 mod key;

@@ -9,11 +9,19 @@
 //! whose instruction counts do not depend on the load of the machine:
 //!
 //! ```text
-//! cargo bench -p deploy-security --bench fernet --no-run
+//! cargo bench -p deploy-security --bench fernet --no-run   # prints the executable
 //! FERNET_CALLGRIND=1 valgrind --tool=callgrind --callgrind-out-file=fernet.cg \
 //!     --toggle-collect='fernet::callgrind_*' target/release/deps/fernet-<hash>
-//! callgrind_annotate --inclusive=yes fernet.cg | grep callgrind_
+//! callgrind_annotate --inclusive=yes --threshold=100 fernet.cg | grep callgrind_
 //! ```
+//!
+//! Valgrind does not emulate the SHA extensions, so under it `sha2` runs its portable
+//! SHA-256, which then dominates every count; natively `sha2` uses the SHA instructions.
+//! Compare the counts without `sha2::sha256::compress256` too (`callgrind_annotate`
+//! without `--inclusive` lists it).
+//!
+//! With `FERNET_LOOP=ours|raw|crate[:1k]` it runs one round trip of 1 MiB (or 1 KiB)
+//! in a loop and prints the best of 10 rounds, for `perf stat -e page-faults`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test or bench fails loudly on any error")]
 use std::hint::black_box;
@@ -149,8 +157,7 @@ mod group {
     criterion_group!(benches, bench);
 }
 
-/// `FERNET_LOOP=ours|raw|crate[:1k]` runs that round trip of 1 MiB (or 1 KiB) many times
-/// and prints the best of 10 rounds, for `perf stat` and quick comparisons.
+/// `FERNET_LOOP=ours|raw|crate[:1k]`: that round trip of 1 MiB (or 1 KiB) in a loop.
 fn run_loop(spec: &str) {
     let inputs = Inputs::new();
     let (which, size) = spec.split_once(':').unwrap_or((spec, "1m"));

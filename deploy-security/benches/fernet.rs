@@ -20,8 +20,8 @@
 //! Compare the counts without `sha2::sha256::compress256` too (`callgrind_annotate`
 //! without `--inclusive` lists it).
 //!
-//! With `FERNET_LOOP=ours|raw|crate[:1k]` it runs one round trip of 1 MiB (or 1 KiB)
-//! in a loop and prints the best of 10 rounds, for `perf stat -e page-faults`.
+//! With `FERNET_LOOP=1` it alternates short rounds of the three (so that all see the same
+//! load) and prints the best round of each and the ratios.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test or bench fails loudly on any error")]
 use std::hint::black_box;
@@ -157,24 +157,40 @@ mod group {
     criterion_group!(benches, bench);
 }
 
-/// `FERNET_LOOP=ours|raw|crate[:1k]`: that round trip of 1 MiB (or 1 KiB) in a loop.
-fn run_loop(spec: &str) {
+/// `FERNET_LOOP=1`: for each size, rounds of ours, the raw primitives and the `fernet`
+/// crate in turn (so that all three see the same load), the best round of each, and the
+/// ratios. On a loaded machine the best of many short rounds is steadier than
+/// criterion's means.
+fn run_loop() {
     let inputs = Inputs::new();
-    let (which, size) = spec.split_once(':').unwrap_or((spec, "1m"));
-    let (plaintext, iterations) = if size == "1k" { (&inputs.small, 20_000) } else { (&inputs.large, 20) };
-    let mut best = Duration::MAX;
-    for _ in 0..10 {
-        let start = std::time::Instant::now();
-        for _ in 0..iterations {
-            match which {
-                "ours" => drop(black_box(ours_round_trip(&inputs.ours, black_box(plaintext)))),
-                "raw" => drop(black_box(raw_round_trip(&inputs.signing, &inputs.encryption, &inputs.iv, plaintext))),
-                _ => drop(black_box(crate_round_trip(&inputs.reference, black_box(plaintext)))),
+    for (label, plaintext, iterations) in [("1KiB", &inputs.small, 2_000), ("1MiB", &inputs.large, 2)] {
+        let mut best = [Duration::MAX; 3];
+        for _ in 0..200 {
+            for (which, best) in best.iter_mut().enumerate() {
+                let start = std::time::Instant::now();
+                for _ in 0..iterations {
+                    match which {
+                        0 => drop(black_box(ours_round_trip(&inputs.ours, black_box(plaintext)))),
+                        1 => drop(black_box(raw_round_trip(
+                            &inputs.signing,
+                            &inputs.encryption,
+                            &inputs.iv,
+                            black_box(plaintext),
+                        ))),
+                        _ => drop(black_box(crate_round_trip(&inputs.reference, black_box(plaintext)))),
+                    }
+                }
+                *best = (*best).min(start.elapsed() / iterations);
             }
         }
-        best = best.min(start.elapsed() / iterations);
+        let [ours, raw, reference] = best;
+        println!(
+            "{label}: FernetKey {ours:?}, raw primitives {raw:?}, fernet crate {reference:?}; \
+             raw/FernetKey {:.2}, raw/fernet crate {:.2}",
+            raw.as_secs_f64() / ours.as_secs_f64(),
+            raw.as_secs_f64() / reference.as_secs_f64(),
+        );
     }
-    println!("{spec}: {best:?} per round trip (best of 10 rounds of {iterations})");
 }
 
 fn main() {
@@ -182,8 +198,8 @@ fn main() {
         callgrind();
         return;
     }
-    if let Some(which) = std::env::var_os("FERNET_LOOP") {
-        run_loop(&which.to_string_lossy());
+    if std::env::var_os("FERNET_LOOP").is_some() {
+        run_loop();
         return;
     }
     group::benches();

@@ -174,8 +174,9 @@ const MAX_NOW: u64 = i64::MAX as u64;
 ///
 /// The header is checked first (cheaply, without decoding the whole token) so that
 /// truncated, mis-versioned, expired and future-dated tokens get their own errors. The
-/// token is then decoded in one pass that feeds the MAC of every key; only a token whose
-/// MAC verifies with some key (compared in constant time) is decrypted.
+/// token is then decoded in one pass that feeds the first key's MAC (other keys check
+/// theirs over the decoded ciphertext if it fails); only a token whose MAC verifies with
+/// some key (compared in constant time) is decrypted.
 pub(crate) fn decrypt_with(
     keys: &[FernetKey],
     token: &str,

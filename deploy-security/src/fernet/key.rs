@@ -6,13 +6,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use deploy_core::secret::{SecretBytes, SecretString};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::FernetError;
-use super::token::{HEADER_LEN, TAG_LEN, TokenHeader};
+use super::codec::{self, ExpandedKey};
+use super::token::TokenHeader;
 
 /// Options of a decryption.
 ///
@@ -68,7 +66,7 @@ pub struct Decrypted {
 #[derive(Clone)]
 pub struct FernetKey {
     raw: Zeroizing<[u8; 32]>,
-    cipher: fernet::Fernet,
+    pub(crate) expanded: ExpandedKey,
 }
 
 impl fmt::Debug for FernetKey {
@@ -87,9 +85,7 @@ impl FernetKey {
 
     /// A key from its 32 raw bytes.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, FernetError> {
-        let encoded = Zeroizing::new(URL_SAFE.encode(bytes));
-        let cipher = fernet::Fernet::new(&encoded).ok_or(FernetError::InvalidKey { reason: "must be 32 bytes" })?;
-        Ok(Self { raw: Zeroizing::new(*bytes), cipher })
+        Ok(Self { raw: Zeroizing::new(*bytes), expanded: ExpandedKey::new(bytes) })
     }
 
     /// A key from its URL-safe base64 form (44 characters with padding, as Python's
@@ -111,7 +107,15 @@ impl FernetKey {
 
     /// Encrypts `plaintext` into a token dated now.
     pub fn encrypt(&self, plaintext: &[u8]) -> Result<String, FernetError> {
-        Ok(self.cipher.encrypt_at_time(plaintext, unix_now()?))
+        self.encrypt_at(plaintext, unix_now()?)
+    }
+
+    /// Encrypts `plaintext` into a token dated `unix_secs`, with an IV from the
+    /// operating system's random source.
+    pub(crate) fn encrypt_at(&self, plaintext: &[u8], unix_secs: u64) -> Result<String, FernetError> {
+        let mut iv = [0u8; 16];
+        getrandom::fill(&mut iv).map_err(FernetError::Random)?;
+        self.expanded.seal(plaintext, unix_secs, &iv)
     }
 
     /// Encrypts a UTF-8 secret into a token dated now.
@@ -134,8 +138,16 @@ impl FernetKey {
     /// Encrypts with a caller-chosen timestamp (seconds since the Unix epoch) instead
     /// of the clock. Dangerous: a wrong time defeats time-to-live checks. For tests,
     /// test vectors, and re-encryption that keeps a token's original time.
+    ///
+    /// # Panics
+    ///
+    /// When the operating system's random source fails (as the `fernet` crate does);
+    /// [`FernetKey::encrypt`] returns [`FernetError::Random`] instead.
     pub fn danger_encrypt_at_time(&self, plaintext: &[u8], unix_secs: u64) -> String {
-        self.cipher.encrypt_at_time(plaintext, unix_secs)
+        match self.encrypt_at(plaintext, unix_secs) {
+            Ok(token) => token,
+            Err(err) => panic!("cannot make a fernet IV: {err}"),
+        }
     }
 
     /// Decrypts with a caller-chosen "now" (seconds since the Unix epoch) instead of
@@ -147,15 +159,6 @@ impl FernetKey {
         now_unix_secs: u64,
     ) -> Result<SecretBytes, FernetError> {
         decrypt_with(std::slice::from_ref(self), token, options, now_unix_secs).map(|d| d.plaintext)
-    }
-
-    /// Whether this key's HMAC verifies `message ‖ tag`, in constant time.
-    fn verifies(&self, message: &[u8], tag: &[u8]) -> bool {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.raw[..16]) else {
-            return false;
-        };
-        mac.update(message);
-        mac.finalize().into_bytes().ct_eq(tag).into()
     }
 }
 
@@ -170,9 +173,10 @@ const MAX_NOW: u64 = i64::MAX as u64;
 /// Decrypts `token` with the first of `keys` that authenticates it.
 ///
 /// The header is checked first (cheaply, without decoding the whole token) so that
-/// truncated, mis-versioned, expired and future-dated tokens get their own errors. Only
-/// when every key fails is the token decoded in full, to tell a bad encoding, a forged
-/// or foreign token, and an authentic token with bad padding apart.
+/// truncated, mis-versioned, expired and future-dated tokens get their own errors. The
+/// token is then decoded in one pass that feeds the first key's MAC (other keys check
+/// theirs over the decoded ciphertext if it fails); only a token whose MAC verifies with
+/// some key (compared in constant time) is decrypted.
 pub(crate) fn decrypt_with(
     keys: &[FernetKey],
     token: &str,
@@ -184,29 +188,8 @@ pub(crate) fn decrypt_with(
     }
     let header = TokenHeader::parse(token)?;
     header.check_time(options.ttl.map(|ttl| ttl.as_secs()), now)?;
-    for (key_index, key) in keys.iter().enumerate() {
-        // The time was checked above with the caller's TTL; the crate re-checks skew.
-        if let Ok(plaintext) = key.cipher.decrypt_at_time(token, None, now) {
-            return Ok(Decrypted { plaintext: SecretBytes::new(plaintext), timestamp: header.timestamp, key_index });
-        }
-    }
-    Err(classify_failure(keys, token))
-}
-
-/// Why no key decrypted a token whose header was fine.
-fn classify_failure(keys: &[FernetKey], token: &str) -> FernetError {
-    let Ok(bytes) = URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')) else {
-        return FernetError::Encoding;
-    };
-    let Some(split) = bytes.len().checked_sub(TAG_LEN).filter(|s| *s > HEADER_LEN) else {
-        return FernetError::Truncated { len: bytes.len(), min: super::token::MIN_LEN };
-    };
-    let (message, tag) = bytes.split_at(split);
-    if keys.iter().any(|key| key.verifies(message, tag)) {
-        FernetError::InvalidPadding
-    } else {
-        FernetError::Unauthenticated
-    }
+    let (key_index, plaintext) = codec::open(keys.iter().map(|key| &key.expanded), token, &header)?;
+    Ok(Decrypted { plaintext: SecretBytes::new(plaintext), timestamp: header.timestamp, key_index })
 }
 
 #[cfg(test)]

@@ -96,7 +96,7 @@ impl KeyRing {
     /// time-to-live still counts from when the secret was first written.
     pub fn reencrypt(&self, token: &str, options: DecryptOptions) -> Result<String, FernetError> {
         let Decrypted { plaintext, timestamp, .. } = self.decrypt(token, options)?;
-        Ok(self.newest().danger_encrypt_at_time(plaintext.expose_secret(), timestamp))
+        self.newest().encrypt_at(plaintext.expose_secret(), timestamp)
     }
 
     /// Decrypts into bytes only.

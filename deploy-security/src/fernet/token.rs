@@ -15,7 +15,7 @@ pub(crate) const HEADER_LEN: usize = 1 + 8 + 16;
 /// The HMAC-SHA256 tag.
 pub(crate) const TAG_LEN: usize = 32;
 /// The AES block: the ciphertext is a non-zero multiple of it.
-const BLOCK: usize = 16;
+pub(crate) const BLOCK: usize = 16;
 /// The smallest token: a header, one block of ciphertext and the tag.
 pub(crate) const MIN_LEN: usize = HEADER_LEN + BLOCK + TAG_LEN;
 /// How far in the future a token may be dated (the spec's and every implementation's 60 s).

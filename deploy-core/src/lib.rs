@@ -106,6 +106,7 @@ pub mod engine;
 pub mod error;
 pub mod health;
 pub mod history;
+pub mod hook;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http_check;

@@ -130,6 +130,16 @@ pub enum Step {
     Promote,
     /// After a delay, removes the tracks that no longer serve (the old colour, the canary).
     ScaleDownAfter(HumanDuration),
+    /// Runs a one-shot job on the platform: a `BeforeRollout` hook where it stands
+    /// (before anything changes), an `AfterPromotion` hook where it stands (after
+    /// the promotion), an `OnRollback` hook only after a rollback restored the
+    /// previous release.
+    Hook {
+        /// When it runs.
+        when: crate::hook::HookWhen,
+        /// What it runs.
+        hook: crate::hook::HookSpec,
+    },
 }
 
 impl Step {
@@ -147,6 +157,7 @@ impl Step {
             Self::Analyze(_) => "analyze",
             Self::Promote => "promote",
             Self::ScaleDownAfter(_) => "scale-down",
+            Self::Hook { .. } => "hook",
         }
     }
 }
@@ -179,6 +190,7 @@ impl fmt::Display for Step {
             Self::Analyze(spec) => write!(f, "analyze {spec}"),
             Self::Promote => f.write_str("promote the new release"),
             Self::ScaleDownAfter(d) => write!(f, "scale down what no longer serves after {d}"),
+            Self::Hook { when, hook } => write!(f, "run {hook} {when}"),
         }
     }
 }
@@ -312,10 +324,35 @@ impl Plan {
             );
         }
         let mut promoted = false;
+        // Whether a step before this one changes the platform or the traffic.
+        let mut changed = false;
+        let mut hooks: Vec<&str> = Vec::new();
         for (i, step) in self.steps.iter().enumerate() {
             let field = format!("step {} ({})", i + 1, step.kind());
             let mut bad = |value: String, reason: &str| errors.push(ValidationError::new(field.clone(), value, reason));
+            let was_changed = changed;
+            changed |= !matches!(step, Step::Hook { .. } | Step::Pause(_) | Step::Analyze(_));
             match step {
+                Step::Hook { when, hook } => {
+                    if hooks.contains(&hook.name.as_str()) {
+                        bad(hook.name.to_string(), "hook names must be unique in a plan");
+                    }
+                    hooks.push(hook.name.as_str());
+                    if hook.deadline.is_zero() {
+                        bad(hook.to_string(), "a hook's deadline must be positive");
+                    }
+                    match when {
+                        crate::hook::HookWhen::BeforeRollout if was_changed => bad(
+                            hook.to_string(),
+                            "a before-rollout hook must come before every step that changes the platform or the traffic",
+                        ),
+                        crate::hook::HookWhen::AfterPromotion if !promoted => bad(
+                            hook.to_string(),
+                            "an after-promotion hook must come after the step that makes the new release serve",
+                        ),
+                        _ => {}
+                    }
+                }
                 Step::DeployTrack { track, replicas } => {
                     if *replicas == 0 {
                         bad("0".into(), "must deploy at least one replica");
@@ -325,6 +362,8 @@ impl Plan {
                     }
                 }
                 Step::RollingUpdate { replicas, max_surge, max_unavailable } => {
+                    // An update in place makes the new release serve.
+                    promoted = true;
                     if !in_place || self.old_track != Track::Stable {
                         bad(self.new_track.to_string(), "a rolling update only updates the stable track in place");
                     }

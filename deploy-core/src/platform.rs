@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BoxError, Classify, ErrorKind, backend_error};
+use crate::hook::HookSpec;
 use crate::model::{AppId, AppSpec, ImageRef, Release, Track, ValidationErrors, Version};
 
 /// The observed state of one track of an application.
@@ -134,6 +135,22 @@ pub enum PlatformError {
         /// Every problem found.
         errors: ValidationErrors,
     },
+    /// A hook ran and failed, or did not finish in its deadline.
+    #[error("hook {hook} failed: {reason}{}", logs.as_ref().filter(|l| !l.trim().is_empty()).map(|l| format!("; last log lines:\n{l}")).unwrap_or_default())]
+    HookFailed {
+        /// The hook's name.
+        hook: String,
+        /// Why, as the platform reports it.
+        reason: String,
+        /// The tail of the failed run's log, when the platform could read it.
+        logs: Option<String>,
+    },
+    /// The platform cannot do what was asked (hooks on a platform without them).
+    #[error("the platform cannot {what}")]
+    Unsupported {
+        /// What was asked.
+        what: String,
+    },
     /// The platform's backend failed.
     #[error("failed to {operation}: {source}")]
     Backend {
@@ -155,6 +172,8 @@ impl Classify for PlatformError {
             Self::NotFound { .. } => ErrorKind::NotFound,
             Self::Timeout { .. } => ErrorKind::Timeout,
             Self::Doomed { .. } | Self::Invalid { .. } => ErrorKind::InvalidInput,
+            Self::HookFailed { .. } => ErrorKind::Other,
+            Self::Unsupported { .. } => ErrorKind::Unsupported,
             Self::Backend { kind, .. } => *kind,
         }
     }
@@ -202,4 +221,19 @@ pub trait Platform: Send + Sync {
 
     /// Deletes the track's workload. Removing a track that does not exist succeeds.
     async fn remove(&self, app: &AppId, track: Track) -> Result<(), PlatformError>;
+
+    /// Whether [`Platform::run_hook`] works here; a plan with hook steps is refused
+    /// before anything runs on a platform without them.
+    fn supports_hooks(&self) -> bool {
+        false
+    }
+
+    /// Runs `hook` once to completion (retrying a failed run as the hook says) and
+    /// returns when it succeeded; [`PlatformError::HookFailed`] carries the reason
+    /// and the tail of the failed run's log. Each call is a new run. The default
+    /// refuses with [`PlatformError::Unsupported`].
+    async fn run_hook(&self, app: &AppId, hook: &HookSpec) -> Result<(), PlatformError> {
+        let _ = app;
+        Err(PlatformError::Unsupported { what: format!("run {hook}") })
+    }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deploy_core::error::ErrorKind;
+use deploy_core::hook::HookSpec;
 use deploy_core::model::{AppId, AppSpec, Release, Track, Version};
 use deploy_core::platform::{Platform, PlatformError, TrackState, TrackStatus};
 use futures::StreamExt;
@@ -17,10 +18,12 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use tracing::{debug, instrument};
 
+use crate::cluster::HookOptions;
 use crate::cluster::{Cluster, get_opt};
 use crate::discovery::compatible;
 use crate::error::{KubeError, is_conflict, is_not_found, kind_of};
 use crate::labels;
+use crate::manifest::hook::hook_job;
 use crate::manifest::{DeploymentOptions, HpaOptions, deployment, horizontal_pod_autoscaler};
 use crate::rollout_status::{RolloutStatus, doomed_pod, rollout_status};
 
@@ -379,6 +382,34 @@ impl Platform for KubePlatform {
         }
     }
 
+    fn supports_hooks(&self) -> bool {
+        true
+    }
+
+    /// Runs the hook as a Job of its own (see [`hook_job`]) and waits for it
+    /// through a watch; a failed Job's reason and the tail of its failed pod's
+    /// log come back in [`PlatformError::HookFailed`].
+    #[instrument(skip_all, fields(deploy.app = %app, hook = %hook.name), err)]
+    async fn run_hook(&self, app: &AppId, hook: &HookSpec) -> Result<(), PlatformError> {
+        let name = Self::hook_job_name(app, hook);
+        let job = hook_job(app, hook, &name);
+        let failed = |reason: String, logs: Option<String>| PlatformError::HookFailed {
+            hook: format!("{} of {app}", hook.name),
+            reason,
+            logs,
+        };
+        // A little beyond the Job's own deadline, so that its failure is the one seen.
+        let wait = hook.deadline.as_duration() + Duration::from_secs(30);
+        match self.cluster.run_hook(&job, &HookOptions::default().deadline(wait)).await {
+            Ok(_) => Ok(()),
+            Err(KubeError::JobFailed { job, reason, logs }) => Err(failed(format!("job {job}: {reason}"), logs)),
+            Err(KubeError::Timeout { what, after, last }) => {
+                Err(failed(format!("{what} did not finish in {after:?} ({last})"), None))
+            }
+            Err(other) => Err(platform_error(other)),
+        }
+    }
+
     #[instrument(skip_all, fields(deploy.app = %app, deploy.track = %track), err)]
     async fn remove(&self, app: &AppId, track: Track) -> Result<(), PlatformError> {
         let name = labels::workload_name(app, track);
@@ -387,6 +418,23 @@ impl Platform for KubePlatform {
 }
 
 impl KubePlatform {
+    /// The name of a new run of `hook`: the app, the hook and the run's start
+    /// (milliseconds, base 36), within the 63 characters of a label value.
+    fn hook_job_name(app: &AppId, hook: &HookSpec) -> String {
+        let mut millis = u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
+        let mut suffix = Vec::new();
+        while millis > 0 {
+            let digit = u8::try_from(millis % 36).unwrap_or(0);
+            suffix.push(if digit < 10 { b'0' + digit } else { b'a' + digit - 10 });
+            millis /= 36;
+        }
+        suffix.reverse();
+        let suffix = String::from_utf8(suffix).unwrap_or_default();
+        let mut base = format!("{}-{}", app.name, hook.name);
+        base.truncate(63 - suffix.len() - 1);
+        format!("{}-{suffix}", base.trim_end_matches('-'))
+    }
+
     /// Refuses an object this platform does not own, unless adoption is on.
     fn ensure_owned(&self, meta: &ObjectMeta, what: &str) -> Result<(), PlatformError> {
         let owned = meta.labels.as_ref().and_then(|l| l.get(labels::MANAGED_BY)).is_some_and(|m| m == labels::MANAGER);

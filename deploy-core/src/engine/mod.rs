@@ -59,7 +59,7 @@ use crate::metrics::MetricsProvider;
 use crate::model::record::LogLevel;
 use crate::model::{
     AppId, AppSpec, DeploymentId, DeploymentRecord, DeploymentStatus, Environment, Release, Track, TrafficSplit,
-    ValidationErrors, Version,
+    ValidationError, ValidationErrors, Version,
 };
 use crate::plan::{Plan, Step};
 use crate::platform::{Platform, PlatformError, TrackState};
@@ -191,6 +191,8 @@ pub enum CauseKind {
     Aborted,
     /// The caller asked for an emergency rollback; the message is their reason.
     EmergencyRollback,
+    /// A hook step failed; the message carries the platform's reason and log tail.
+    HookFailed,
 }
 
 impl fmt::Display for CauseKind {
@@ -209,6 +211,7 @@ impl fmt::Display for CauseKind {
             Self::StateStore => "state store error",
             Self::Aborted => "aborted",
             Self::EmergencyRollback => "emergency rollback",
+            Self::HookFailed => "hook failed",
         })
     }
 }
@@ -718,6 +721,17 @@ impl RolloutEngine {
             request.plan.old_track,
             request.to.version.clone(),
         );
+        if !self.inner.platform.supports_hooks() {
+            for (i, step) in request.plan.steps.iter().enumerate() {
+                if let Step::Hook { hook, .. } = step {
+                    errors.push(ValidationError::new(
+                        format!("step {} (hook)", i + 1),
+                        hook.to_string(),
+                        "the platform cannot run hooks",
+                    ));
+                }
+            }
+        }
         for step in &request.plan.steps {
             if let Step::Analyze(spec) = step
                 && let Err(e) = AnalysisRunner::new(

@@ -15,6 +15,7 @@ use super::retry::retry;
 use super::{CauseKind, FailureCause, Inner, RolloutError, RolloutEvent, RolloutReport};
 use crate::analysis::{AnalysisOutcome, AnalysisRunner, AnalysisSpec, AnalysisTarget, CheckKind};
 use crate::error::{Classify, ErrorKind};
+use crate::hook::{HookSpec, HookWhen};
 use crate::model::record::LogLevel;
 use crate::model::{
     AppId, AppSpec, DeploymentStatus, HumanDuration, Percent, Release, RollingUpdateParams, StepOutcome, StepRecord,
@@ -665,6 +666,7 @@ impl Run {
             Step::Pause(_) => None,
             Step::Analyze(spec) => Some(spec.max_duration() + base),
             Step::ScaleDownAfter(d) => Some(d.as_duration() + base),
+            Step::Hook { hook, .. } => Some(hook.deadline.as_duration() + base),
             _ => Some(base),
         }
     }
@@ -703,6 +705,55 @@ impl Run {
                     tokio::time::sleep(delay.as_duration()).await;
                 }
                 self.scale_down().await
+            }
+            Step::Hook { when: HookWhen::OnRollback, hook } => {
+                self.note(format!("{hook} runs only if the rollout rolls back"));
+                Ok(())
+            }
+            Step::Hook { hook, .. } => self.run_hook(hook).await,
+        }
+    }
+
+    /// Runs `hook` on the platform, once: a hook is not idempotent, so a failed
+    /// run is not retried here (the hook's own `retries` are the platform's).
+    async fn run_hook(&mut self, hook: &HookSpec) -> Result<(), StepError> {
+        self.fenced()?;
+        let started = std::time::Instant::now();
+        let result = self.engine.platform.run_hook(&self.app, hook).await;
+        self.fenced()?;
+        match result {
+            Ok(()) => {
+                self.note(format!("{hook} succeeded in {:.1} s", started.elapsed().as_secs_f64()));
+                Ok(())
+            }
+            Err(e) => Err(self.failed(CauseKind::HookFailed, format!("run {hook}: {e}"))),
+        }
+    }
+
+    /// Runs the plan's on-rollback hooks after a rollback restored the previous
+    /// release; a failure is noted, it does not undo the rollback.
+    async fn run_rollback_hooks(&mut self) {
+        let hooks: Vec<HookSpec> = self
+            .plan
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Hook { when: HookWhen::OnRollback, hook } => Some(hook.clone()),
+                _ => None,
+            })
+            .collect();
+        for hook in hooks {
+            if self.fenced().is_err() {
+                self.note(format!("{hook} not run: the lease may have expired"));
+                return;
+            }
+            match self.engine.platform.run_hook(&self.app, &hook).await {
+                Ok(()) => self.note(format!("{hook} ran after the rollback")),
+                Err(e) => {
+                    let message = format!("{hook} failed after the rollback: {e}");
+                    self.state.record.log(LogLevel::Warn, message.clone());
+                    self.note(message);
+                }
             }
         }
     }
@@ -1287,7 +1338,12 @@ impl Run {
             None => "roll back: remove the new release".to_owned(),
         };
         let result = {
-            let fut = self.restore().instrument(tracing::info_span!("rollout.rollback"));
+            let fut = async {
+                self.restore().await?;
+                self.run_rollback_hooks().await;
+                Ok(())
+            }
+            .instrument(tracing::info_span!("rollout.rollback"));
             guard(fut, Some(deadline), None, keeper, None, &promote, &events).await
         };
         let outcome = match &result {

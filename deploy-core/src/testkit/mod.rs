@@ -102,6 +102,8 @@ pub enum Method {
     SetMirror,
     /// [`TrafficRouter::clear_mirror`].
     ClearMirror,
+    /// [`Platform::run_hook`].
+    RunHook,
 }
 
 /// What an injected fault does to the call it hits.
@@ -232,6 +234,7 @@ pub(crate) struct World {
     next_fault: Option<Fault>,
     never_ready: BTreeSet<Version>,
     doomed: BTreeMap<Version, String>,
+    failing_hooks: BTreeMap<String, String>,
     ready_delay: Duration,
     manual_ready: bool,
     misreport: u32,
@@ -501,6 +504,12 @@ impl TestKit {
                 t.stuck = Some(Stuck::NeverReady);
             }
         }
+    }
+
+    /// Runs of the hook named `name` fail from now on, with `logs` as the tail of
+    /// their log.
+    pub fn fail_hook(&self, name: &str, logs: impl Into<String>) {
+        self.shared.lock().failing_hooks.insert(name.to_owned(), logs.into());
     }
 
     /// Tracks changed to `version` from now on fail at once (a crash loop, a missing

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::{Fault, Method, Shared, SimTrack, fault_kind};
+use crate::hook::HookSpec;
 use crate::model::{AppId, AppSpec, Release, Track};
 use crate::platform::{Platform, PlatformError, TrackState, TrackStatus};
 
@@ -128,5 +129,22 @@ impl Platform for TestPlatform {
         self.shared.lock().tracks.remove(&(app.clone(), track));
         self.shared.changed.notify_waiters();
         Ok(())
+    }
+
+    fn supports_hooks(&self) -> bool {
+        true
+    }
+
+    async fn run_hook(&self, _app: &AppId, hook: &HookSpec) -> Result<(), PlatformError> {
+        self.enter(Method::RunHook, "run hook", hook.name.to_string()).await?;
+        let failing = self.shared.lock().failing_hooks.get(hook.name.as_str()).cloned();
+        match failing {
+            None => Ok(()),
+            Some(logs) => Err(PlatformError::HookFailed {
+                hook: hook.name.to_string(),
+                reason: "exited with status 1".to_owned(),
+                logs: Some(logs),
+            }),
+        }
     }
 }

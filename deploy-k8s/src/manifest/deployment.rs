@@ -580,7 +580,7 @@ fn container(spec: &AppSpec, image: &ImageRef, options: &DeploymentOptions) -> C
     }
 }
 
-fn env_var(var: &EnvVar) -> KubeEnvVar {
+pub(crate) fn env_var(var: &EnvVar) -> KubeEnvVar {
     use deploy_core::model::app::EnvSource;
     match &var.source {
         EnvSource::Value(value) => KubeEnvVar { name: var.name.clone(), value: Some(value.clone()), value_from: None },

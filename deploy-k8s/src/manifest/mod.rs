@@ -13,6 +13,7 @@ pub mod deployment;
 pub mod edge;
 pub mod gateway;
 pub mod gitops;
+pub mod hook;
 pub mod ingress;
 pub mod istio;
 pub mod network_policy;

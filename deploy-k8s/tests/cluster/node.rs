@@ -7,7 +7,9 @@
 //! - Pending in `ImagePullBackOff`, when the image's registry host ends in
 //!   `.invalid` (a host that never resolves, RFC 2606);
 //! - Running in `CrashLoopBackOff`, when the image tag starts with `crashloop`;
-//! - Running and never Ready, when the image tag starts with `neverready`.
+//! - Running and never Ready, when the image tag starts with `neverready`;
+//! - for the pods of a Job: Succeeded, or Failed when the image tag starts with
+//!   `hookfail`.
 //!
 //! Pods that carry a deletion timestamp are deleted for good, as a kubelet does once
 //! their containers stopped. On a cluster that has nodes the stand-in must not run
@@ -35,6 +37,10 @@ pub enum Behaviour {
     CrashLoop,
     /// Runs and never passes its readiness probe.
     NeverReady,
+    /// A Job's pod that runs to completion.
+    Completes,
+    /// A Job's pod whose container exits with status 1.
+    Fails,
 }
 
 impl Behaviour {
@@ -133,12 +139,19 @@ async fn act(pods: &Api<Pod>, pod: &Pod) {
         return;
     }
     let Some(spec) = &pod.spec else { return };
-    let behaviour = spec
-        .containers
-        .iter()
-        .map(|c| Behaviour::of_image(c.image.as_deref().unwrap_or_default()))
-        .find(|b| *b != Behaviour::Ready)
-        .unwrap_or(Behaviour::Ready);
+    let of_job = pod.metadata.owner_references.iter().flatten().any(|o| o.kind == "Job");
+    let behaviour = if of_job {
+        let fails = spec.containers.iter().any(|c| {
+            c.image.as_deref().and_then(|i| i.rsplit_once(':')).is_some_and(|(_, tag)| tag.starts_with("hookfail"))
+        });
+        if fails { Behaviour::Fails } else { Behaviour::Completes }
+    } else {
+        spec.containers
+            .iter()
+            .map(|c| Behaviour::of_image(c.image.as_deref().unwrap_or_default()))
+            .find(|b| *b != Behaviour::Ready)
+            .unwrap_or(Behaviour::Ready)
+    };
     if already(pod, behaviour) {
         return;
     }
@@ -167,6 +180,8 @@ fn already(pod: &Pod, behaviour: Behaviour) -> bool {
         Behaviour::ImagePullBackOff => waiting.as_deref() == Some("ImagePullBackOff"),
         Behaviour::CrashLoop => waiting.as_deref() == Some("CrashLoopBackOff"),
         Behaviour::NeverReady => phase == Some("Running") && !ready && status.container_statuses.is_some(),
+        Behaviour::Completes => phase == Some("Succeeded"),
+        Behaviour::Fails => phase == Some("Failed"),
     }
 }
 
@@ -186,6 +201,13 @@ fn status_for(pod: &Pod, behaviour: Behaviour) -> Value {
         .map(|(name, image)| {
             let (state, restarts) = match behaviour {
                 Behaviour::Ready | Behaviour::NeverReady => (json!({"running": {"startedAt": now}}), 0),
+                Behaviour::Completes => (
+                    json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}),
+                    0,
+                ),
+                Behaviour::Fails => {
+                    (json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": now, "finishedAt": now}}), 0)
+                }
                 Behaviour::ImagePullBackOff => (
                     json!({"waiting": {"reason": "ImagePullBackOff",
                         "message": format!("Back-off pulling image \"{image}\"")}}),
@@ -201,7 +223,12 @@ fn status_for(pod: &Pod, behaviour: Behaviour) -> Value {
                    "started": behaviour != Behaviour::ImagePullBackOff, "state": state})
         })
         .collect();
-    let phase = if behaviour == Behaviour::ImagePullBackOff { "Pending" } else { "Running" };
+    let phase = match behaviour {
+        Behaviour::ImagePullBackOff => "Pending",
+        Behaviour::Completes => "Succeeded",
+        Behaviour::Fails => "Failed",
+        _ => "Running",
+    };
     json!({"status": {
         "phase": phase,
         "hostIP": "10.0.0.1",

@@ -33,6 +33,7 @@ mod events;
 mod handle;
 mod retry;
 mod run;
+mod telemetry;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -1255,9 +1256,11 @@ impl RolloutEngine {
                 steps: plan.steps.len(),
             }
         };
+        let first_seen = first.clone();
         let _ = event_tx.send(first);
         let mut decisions = Vec::new();
         if let Some(takeover) = &acquired.takeover {
+            telemetry::lock_takeover();
             decisions.push(takeover.clone());
         }
         decisions.extend(notes);
@@ -1281,6 +1284,7 @@ impl RolloutEngine {
             Arc::clone(&lease),
             Arc::clone(&book),
         );
+        run.observe(&first_seen);
         if let Origin::Emergency(reason) = origin {
             run.emergency_requested(&reason);
         }

@@ -57,13 +57,17 @@ pub(crate) async fn retry<T, E, F, Fut>(
     mut op: F,
 ) -> Result<T, E>
 where
-    E: Display,
+    E: Display + crate::error::Classify,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
     let mut tries = 1;
     loop {
-        match op().await {
+        let result = op().await;
+        if let Err(e) = &result {
+            super::telemetry::backend_error::<E>(e.kind());
+        }
+        match result {
             Ok(v) => return Ok(v),
             Err(e) if retryable(&e) && tries < policy.attempts => {
                 let wait = policy.backoff(tries);

@@ -421,6 +421,7 @@ pub(crate) struct Run {
     /// The stamp of this driver's last save that reached the store.
     stamp: Option<WriteStamp>,
     sequence: u64,
+    telemetry: super::telemetry::RolloutTelemetry,
 }
 
 /// Executes the rollout to its end.
@@ -547,7 +548,9 @@ impl Run {
         let app = state.record.app.clone();
         let stamp = state.written_by.clone();
         let sequence = stamp.as_ref().map_or(0, |s| s.sequence);
+        let telemetry = super::telemetry::RolloutTelemetry::new(&app, &plan);
         Self {
+            telemetry,
             engine,
             state,
             plan,
@@ -632,12 +635,20 @@ impl Run {
 
     /// Whether anyone still reads the events (the handle was not dropped or waited
     /// on); events that cost allocations are only built then.
+    /// Whether events are worth building: someone reads them, or the `metrics`
+    /// feature records them.
     fn listened(&self) -> bool {
-        !self.events.is_closed()
+        cfg!(feature = "metrics") || !self.events.is_closed()
     }
 
     fn emit(&self, event: RolloutEvent) {
+        self.telemetry.observe(&event, &self.plan);
         let _ = self.events.send(event);
+    }
+
+    /// Records the first event, which the engine sends before the run starts.
+    pub(crate) fn observe(&self, event: &RolloutEvent) {
+        self.telemetry.observe(event, &self.plan);
     }
 
     /// A decision outside any step: in the events, the trace and the record's log.
@@ -1146,6 +1157,7 @@ impl Run {
             })
             .await;
         for m in &report.measurements {
+            self.telemetry.measurement(m.outcome);
             let value = m.value.map(|v| format!(" value {v}")).unwrap_or_default();
             self.notes.push(format!(
                 "{} #{} {}: {}{value} ({})",

@@ -1,12 +1,14 @@
 //! A [`Notifier`] that posts each notification as JSON to a webhook (feature
-//! `http`: reqwest with rustls).
+//! `http`: reqwest with rustls, under the [`HttpPolicy`] of
+//! [`http_client`](crate::http_client)).
 
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::error::ErrorKind;
+use crate::error::{Classify, ErrorKind};
+use crate::http_client::{HttpClient, HttpError, HttpPolicy, sensitive_header};
 use crate::notify::{Notification, Notifier, NotifyError};
 use crate::secret::SecretString;
 
@@ -19,7 +21,11 @@ const BODY_SHOWN: usize = 512;
 /// 5xx); a connection failure or timeout is a retryable backend error.
 ///
 /// The URL and the headers are treated as secrets (webhook URLs often carry a
-/// token): `Debug` shows only the host, and errors never include the URL.
+/// token): `Debug` shows only the host, errors never include the URL, header values
+/// are sent marked sensitive. The client follows the [`HttpPolicy`]: https only
+/// (unless the policy opts out with [`HttpPolicy::danger_allow_plain_http`]), no
+/// redirects (a redirect is an error, and the other host never sees the headers or
+/// the body), bounded reads of the receiver's answer.
 ///
 /// ```no_run
 /// use deploy_core::notify::{Notification, NotificationKind, Notifier};
@@ -33,7 +39,7 @@ const BODY_SHOWN: usize = 512;
 /// ```
 #[derive(Clone)]
 pub struct WebhookNotifier {
-    client: reqwest::Client,
+    client: HttpClient,
     url: reqwest::Url,
     headers: Vec<(String, SecretString)>,
     timeout: Duration,
@@ -50,8 +56,16 @@ impl fmt::Debug for WebhookNotifier {
 }
 
 impl WebhookNotifier {
-    /// A notifier posting to `url` (http or https) with a 10 s timeout.
+    /// A notifier posting to `url` (https) with a 10 s timeout and the default
+    /// [`HttpPolicy`].
     pub fn new(url: &str) -> Result<Self, NotifyError> {
+        Self::with_policy(url, HttpPolicy::default().timeout(Duration::from_secs(10)))
+    }
+
+    /// A notifier posting to `url` under `policy` (its timeout is the per-request
+    /// timeout until [`WebhookNotifier::timeout`] changes it). A plain `http://` URL
+    /// needs [`HttpPolicy::danger_allow_plain_http`].
+    pub fn with_policy(url: &str, policy: HttpPolicy) -> Result<Self, NotifyError> {
         // The parser's message does not quote the URL.
         let url = reqwest::Url::parse(url)
             .map_err(|e| NotifyError::backend("parse the webhook URL", ErrorKind::InvalidInput, e))?;
@@ -62,7 +76,10 @@ impl WebhookNotifier {
                 format!("scheme {} is not http or https", url.scheme()),
             ));
         }
-        Ok(Self { client: reqwest::Client::new(), url, headers: Vec::new(), timeout: Duration::from_secs(10) })
+        let timeout = policy.timeout;
+        let client = HttpClient::new(policy).map_err(|e| http_error("build the webhook client", e))?;
+        client.check_url(&url).map_err(|e| http_error("parse the webhook URL", e))?;
+        Ok(Self { client, url, headers: Vec::new(), timeout })
     }
 
     /// Adds a header to every request; its value is kept as a secret.
@@ -79,40 +96,36 @@ impl WebhookNotifier {
         self
     }
 
-    /// Uses `client` (proxies, custom roots) instead of a default one.
-    #[must_use]
-    pub fn client(mut self, client: reqwest::Client) -> Self {
-        self.client = client;
-        self
-    }
 }
 
-fn transport_error(operation: &str, e: reqwest::Error) -> NotifyError {
-    let kind = if e.is_timeout() {
-        ErrorKind::Timeout
-    } else if e.is_connect() || e.is_request() {
-        ErrorKind::Unavailable
-    } else {
-        ErrorKind::Other
-    };
-    NotifyError::backend(operation, kind, e.without_url())
+fn http_error(operation: &str, e: HttpError) -> NotifyError {
+    NotifyError::backend(operation, e.kind(), e)
 }
 
 #[async_trait]
 impl Notifier for WebhookNotifier {
     #[tracing::instrument(skip_all, fields(notify.kind = ?notification.kind, webhook.host = self.url.host_str().unwrap_or("")), err)]
     async fn notify(&self, notification: &Notification) -> Result<(), NotifyError> {
-        let mut request = self.client.post(self.url.clone()).timeout(self.timeout).json(notification);
+        let mut request = self
+            .client
+            .request(reqwest::Method::POST, self.url.clone())
+            .map_err(|e| http_error("post the webhook", e))?
+            .timeout(self.timeout)
+            .json(notification);
         for (name, value) in &self.headers {
-            request = request.header(name.as_str(), value.expose_secret());
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| http_error("post the webhook", HttpError::InvalidHeader { name: name.clone() }))?;
+            let value = sensitive_header(name.as_str(), value).map_err(|e| http_error("post the webhook", e))?;
+            request = request.header(name, value);
         }
-        let response = request.send().await.map_err(|e| transport_error("post the webhook", e))?;
+        let response = self.client.send(request).await.map_err(|e| http_error("post the webhook", e))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
-        let body = response.text().await.unwrap_or_default();
-        let body: String = body.chars().take(BODY_SHOWN).collect();
+        // The answer to a rejection is shown in part; a body over the cap shows nothing.
+        let body = self.client.read_body(response).await.unwrap_or_default();
+        let body: String = String::from_utf8_lossy(&body).chars().take(BODY_SHOWN).collect();
         Err(NotifyError::Rejected { status: status.as_u16(), body })
     }
 }

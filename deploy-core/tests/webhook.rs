@@ -10,6 +10,7 @@ use std::thread;
 use deploy_core::error::Classify;
 use deploy_core::model::{AppId, Environment, Name};
 use deploy_core::notify::{Notification, NotificationKind, Notifier, NotifyError};
+use deploy_core::http_client::{HttpError, HttpPolicy};
 use deploy_core::webhook::WebhookNotifier;
 
 /// What the server saw of one request.
@@ -19,8 +20,18 @@ struct Seen {
     body: Vec<u8>,
 }
 
+/// A notifier for a test receiver on loopback, which speaks plain http.
+fn loopback(url: &str) -> Result<WebhookNotifier, NotifyError> {
+    WebhookNotifier::with_policy(url, HttpPolicy::default().danger_allow_plain_http())
+}
+
 /// Serves one request on a free loopback port, answering `status` and `body`.
 fn serve_once(status: &'static str, reply: &'static str) -> (String, mpsc::Receiver<Seen>) {
+    serve_once_with(status, String::new(), reply)
+}
+
+/// As [`serve_once`], with extra response header lines (each ending in `\r\n`).
+fn serve_once_with(status: &'static str, extra: String, reply: &'static str) -> (String, mpsc::Receiver<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hooks/T0/B0/tok3n", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
@@ -45,8 +56,12 @@ fn serve_once(status: &'static str, reply: &'static str) -> (String, mpsc::Recei
         let mut body = vec![0; len];
         reader.read_exact(&mut body).unwrap();
         let mut stream = stream;
-        write!(stream, "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}", reply.len())
-            .unwrap();
+        write!(
+            stream,
+            "HTTP/1.1 {status}\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{reply}",
+            reply.len()
+        )
+        .unwrap();
         stream.flush().unwrap();
         tx.send(Seen { request_line: request_line.trim_end().to_owned(), headers, body }).unwrap();
     });
@@ -63,7 +78,7 @@ fn notification() -> Notification {
 #[tokio::test]
 async fn posts_the_notification_as_json() {
     let (url, seen) = serve_once("204 No Content", "");
-    let hook = WebhookNotifier::new(&url).unwrap().header("Authorization", "Bearer s3cr3t");
+    let hook = loopback(&url).unwrap().header("Authorization", "Bearer s3cr3t");
     assert!(!format!("{hook:?}").contains("tok3n") && !format!("{hook:?}").contains("s3cr3t"), "{hook:?}");
     hook.notify(&notification()).await.unwrap();
 
@@ -86,17 +101,17 @@ async fn posts_the_notification_as_json() {
 #[tokio::test]
 async fn rejections_and_unreachable_receivers_are_classified() {
     let (url, _seen) = serve_once("503 Service Unavailable", "maintenance");
-    let err = WebhookNotifier::new(&url).unwrap().notify(&notification()).await.unwrap_err();
+    let err = loopback(&url).unwrap().notify(&notification()).await.unwrap_err();
     assert!(matches!(&err, NotifyError::Rejected { status: 503, body } if body == "maintenance"), "{err:?}");
     assert!(err.is_retryable());
 
     let (url, _seen) = serve_once("400 Bad Request", "bad payload");
-    let err = WebhookNotifier::new(&url).unwrap().notify(&notification()).await.unwrap_err();
+    let err = loopback(&url).unwrap().notify(&notification()).await.unwrap_err();
     assert!(!err.is_retryable());
 
     // A port nobody listens on: bind, note the port, close.
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let err = WebhookNotifier::new(&format!("http://127.0.0.1:{port}/hooks/secret-token"))
+    let err = loopback(&format!("http://127.0.0.1:{port}/hooks/secret-token"))
         .unwrap()
         .notify(&notification())
         .await
@@ -106,4 +121,28 @@ async fn rejections_and_unreachable_receivers_are_classified() {
 
     assert!(WebhookNotifier::new("ftp://example.com/x").is_err());
     assert!(WebhookNotifier::new("not a url").is_err());
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_is_an_error_and_the_other_host_sees_nothing() {
+    let (elsewhere, stolen) = serve_once("200 OK", "thanks");
+    let (url, seen) = serve_once_with("307 Temporary Redirect", format!("location: {elsewhere}\r\n"), "");
+    let hook = loopback(&url).unwrap().header("X-Api-Key", "k3y-s3cret");
+    let err = hook.notify(&notification()).await.unwrap_err();
+    let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<HttpError>());
+    assert!(matches!(source, Some(HttpError::RedirectRefused { status: 307, .. })), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("k3y-s3cret"));
+    // The first receiver got the key; the one it pointed to never got a request.
+    let first = seen.recv().unwrap();
+    assert!(first.headers.iter().any(|(k, v)| k == "x-api-key" && v == "k3y-s3cret"));
+    assert!(stolen.recv_timeout(std::time::Duration::from_millis(300)).is_err());
+}
+
+#[tokio::test]
+async fn plain_http_needs_the_named_opt_out() {
+    let err = WebhookNotifier::new("http://hooks.example.com/T0/B0/tok3n").unwrap_err();
+    let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<HttpError>());
+    assert!(matches!(source, Some(HttpError::PlainHttpRefused { host }) if host == "hooks.example.com:80"), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("tok3n"));
+    WebhookNotifier::new("https://hooks.example.com/T0/B0/tok3n").unwrap();
 }

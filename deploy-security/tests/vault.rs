@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use deploy_core::error::Classify;
+use deploy_core::http_client::{HttpError, HttpPolicy};
 use deploy_core::secret::{PutOptions, SecretBytes, SecretError, SecretManager, SecretString};
 use deploy_security::secrets::{VaultConfig, VaultSecretManager};
 use serde_json::{Value, json};
@@ -151,7 +152,12 @@ async fn start_vault() -> (String, Store) {
 }
 
 fn manager(address: &str, token: &str) -> VaultSecretManager {
-    VaultSecretManager::new(VaultConfig::new(address, SecretString::from(token)).prefix("apps")).unwrap()
+    VaultSecretManager::new(
+        VaultConfig::new(address, SecretString::from(token))
+            .prefix("apps")
+            .http(HttpPolicy::default().danger_allow_plain_http()),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -255,4 +261,81 @@ async fn an_unreachable_server_is_unavailable() {
     drop(listener);
     let err = manager(&address, TOKEN).get("a").await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
+}
+
+/// A server that answers every request with `status` and a `Location` on `target`.
+async fn start_redirector(status: StatusCode, target: String) -> String {
+    let app = axum::Router::new().fallback(move || {
+        let target = target.clone();
+        async move { (status, [("location", format!("{target}/v1/secret/data/apps/stolen"))]).into_response() }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    address
+}
+
+/// Every request another host receives: its headers and body.
+type Received = Arc<Mutex<Vec<(HeaderMap, String)>>>;
+
+async fn start_collector() -> (String, Received) {
+    let received: Received = Arc::default();
+    let log = received.clone();
+    let app = axum::Router::new().fallback(move |headers: HeaderMap, body: String| {
+        let log = log.clone();
+        async move {
+            log.lock().unwrap().push((headers, body));
+            Json(envelope(version_meta(1, false)))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (address, received)
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_never_sees_the_token_or_the_secret() {
+    let (elsewhere, received) = start_collector().await;
+    for status in [StatusCode::TEMPORARY_REDIRECT, StatusCode::PERMANENT_REDIRECT, StatusCode::FOUND] {
+        let address = start_redirector(status, elsewhere.clone()).await;
+        let vault = manager(&address, TOKEN);
+        let err = vault
+            .put("checkout/db", SecretBytes::from(b"the-secret-value".to_vec()), PutOptions::default())
+            .await
+            .unwrap_err();
+        let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<HttpError>());
+        assert!(
+            matches!(source, Some(HttpError::RedirectRefused { status: s, .. }) if *s == status.as_u16()),
+            "{err:?}"
+        );
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains(TOKEN) && !text.contains("the-secret-value"), "{text}");
+        assert!(vault.get("checkout/db").await.is_err());
+    }
+    assert!(received.lock().unwrap().is_empty(), "the other host received {:?}", received.lock().unwrap());
+}
+
+#[tokio::test]
+async fn a_plain_http_address_needs_the_named_opt_out() {
+    let err = VaultSecretManager::new(VaultConfig::new("http://vault.example.com:8200", SecretString::from(TOKEN)))
+        .unwrap_err();
+    let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<HttpError>());
+    assert!(matches!(source, Some(HttpError::PlainHttpRefused { .. })), "{err:?}");
+    VaultSecretManager::new(VaultConfig::new("https://vault.example.com:8200", SecretString::from(TOKEN))).unwrap();
+}
+
+#[tokio::test]
+async fn an_answer_over_the_cap_is_the_typed_error() {
+    let (address, _store) = start_vault().await;
+    let vault = VaultSecretManager::new(
+        VaultConfig::new(&address, SecretString::from(TOKEN))
+            .http(HttpPolicy::default().danger_allow_plain_http().max_body_bytes(512)),
+    )
+    .unwrap();
+    vault.put("big", SecretBytes::from(vec![b'x'; 2048]), PutOptions::default()).await.unwrap();
+    let err = vault.get("big").await.unwrap_err();
+    let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<HttpError>());
+    assert!(matches!(source, Some(HttpError::BodyTooLarge { limit: 512 })), "{err:?}");
+    assert!(err.to_string().contains("read a vault secret"), "{err}");
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use deploy_core::error::ErrorKind;
+use deploy_core::error::{Classify, ErrorKind};
+use deploy_core::http_client::{HttpClient, HttpError, HttpPolicy, sensitive_header};
 use deploy_core::secret::{PutOptions, Secret, SecretBytes, SecretError, SecretManager, SecretString, validate_key};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
@@ -44,12 +45,16 @@ pub struct VaultConfig {
     pub prefix: String,
     /// The Vault Enterprise namespace (`X-Vault-Namespace`), if any.
     pub namespace: Option<String>,
-    /// The deadline of each request.
-    pub timeout: Duration,
+    /// The client policy: https only (a plain `http://` address needs
+    /// [`HttpPolicy::danger_allow_plain_http`]), no redirects (the token and a
+    /// secret's body never follow one to another host), a deadline per request and a
+    /// cap on each answer's size (1 MiB by default).
+    pub http: HttpPolicy,
 }
 
 impl VaultConfig {
-    /// Vault at `address` with `token`, the `secret` mount, no prefix, 10 s requests.
+    /// Vault at `address` with `token`, the `secret` mount, no prefix, 10 s
+    /// requests, answers up to 1 MiB.
     pub fn new(address: impl Into<String>, token: SecretString) -> Self {
         Self {
             address: address.into(),
@@ -57,7 +62,7 @@ impl VaultConfig {
             mount: "secret".to_owned(),
             prefix: String::new(),
             namespace: None,
-            timeout: Duration::from_secs(10),
+            http: HttpPolicy::default().timeout(Duration::from_secs(10)).max_body_bytes(1024 * 1024),
         }
     }
 
@@ -82,10 +87,17 @@ impl VaultConfig {
         self
     }
 
-    /// Sets the per-request deadline.
+    /// Sets the per-request deadline (the policy's timeout).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.http.timeout = timeout;
+        self
+    }
+
+    /// Sets the client policy.
+    #[must_use]
+    pub fn http(mut self, policy: HttpPolicy) -> Self {
+        self.http = policy;
         self
     }
 }
@@ -155,7 +167,8 @@ pub struct VaultSecret {
 /// ```
 #[derive(Debug, Clone)]
 pub struct VaultSecretManager {
-    client: reqwest::Client,
+    client: HttpClient,
+    base: reqwest::Url,
     config: Arc<VaultConfig>,
 }
 
@@ -191,15 +204,8 @@ struct ErrorBody {
     errors: Vec<String>,
 }
 
-fn http_error(operation: &str, error: reqwest::Error) -> SecretError {
-    let kind = if error.is_timeout() {
-        ErrorKind::Timeout
-    } else if error.is_connect() || error.is_request() {
-        ErrorKind::Unavailable
-    } else {
-        ErrorKind::Other
-    };
-    SecretError::backend(operation, kind, error.without_url())
+fn http_error(operation: &str, error: HttpError) -> SecretError {
+    SecretError::backend(operation, error.kind(), error)
 }
 
 fn status_kind(status: StatusCode) -> ErrorKind {
@@ -213,33 +219,24 @@ fn status_kind(status: StatusCode) -> ErrorKind {
     }
 }
 
-/// A rustls client configuration on the ring provider with the platform's verifier.
-fn tls_config() -> Result<rustls::ClientConfig, SecretError> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|builder| builder.with_platform_verifier())
-        .map_err(|e| SecretError::backend("configure TLS for vault", ErrorKind::Other, e))?
-        .with_no_client_auth();
-    Ok(config)
-}
-
 impl VaultSecretManager {
-    /// A client for `config`, with rustls on the ring provider and the platform's
-    /// certificate verifier.
+    /// A client for `config` under its [`HttpPolicy`] (rustls on the ring provider,
+    /// the platform's verifier and the policy's extra roots). Fails on an address
+    /// that is not a URL, or is plain `http://` without the policy's opt-out.
     pub fn new(config: VaultConfig) -> Result<Self, SecretError> {
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls_config()?)
-            .timeout(config.timeout)
-            .build()
-            .map_err(|e| http_error("build the vault client", e))?;
-        Ok(Self::with_client(config, client))
-    }
-
-    /// A manager that sends its requests through `client` (for custom roots or proxies).
-    pub fn with_client(config: VaultConfig, client: reqwest::Client) -> Self {
-        Self { client, config: Arc::new(config) }
+        let operation = "configure the vault client";
+        let base = reqwest::Url::parse(&config.address).map_err(|e| {
+            http_error(operation, HttpError::InvalidUrl { reason: format!("the vault address is not a url: {e}") })
+        })?;
+        if !base.username().is_empty() || base.password().is_some() || base.query().is_some() {
+            return Err(http_error(
+                operation,
+                HttpError::InvalidUrl { reason: "the vault address holds credentials or a query".to_owned() },
+            ));
+        }
+        let client = HttpClient::new(config.http.clone()).map_err(|e| http_error(operation, e))?;
+        client.check_url(&base).map_err(|e| http_error(operation, e))?;
+        Ok(Self { client, base, config: Arc::new(config) })
     }
 
     fn path(&self, key: &str) -> String {
@@ -250,7 +247,7 @@ impl VaultSecretManager {
     fn url(&self, kind: &str, path: &str) -> String {
         format!(
             "{}/v1/{}/{kind}/{path}",
-            self.config.address.trim_end_matches('/'),
+            self.base.as_str().trim_end_matches('/'),
             self.config.mount.trim_matches('/')
         )
     }
@@ -264,16 +261,21 @@ impl VaultSecretManager {
         url: String,
         body: Option<Value>,
     ) -> Result<Option<bytes::Bytes>, SecretError> {
-        let mut request = self.client.request(method, url).header("X-Vault-Token", self.config.token.expose_secret());
+        let url = reqwest::Url::parse(&url).map_err(|_| {
+            http_error(operation, HttpError::InvalidUrl { reason: format!("no valid url for the path {key:?}") })
+        })?;
+        let token = sensitive_header("X-Vault-Token", &self.config.token).map_err(|e| http_error(operation, e))?;
+        let mut request =
+            self.client.request(method, url).map_err(|e| http_error(operation, e))?.header("X-Vault-Token", token);
         if let Some(namespace) = &self.config.namespace {
             request = request.header("X-Vault-Namespace", namespace);
         }
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.map_err(|e| http_error(operation, e))?;
+        let response = self.client.send(request).await.map_err(|e| http_error(operation, e))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| http_error(operation, e))?;
+        let body = self.client.read_body(response).await.map_err(|e| http_error(operation, e))?;
         if status.is_success() {
             return Ok(if status == StatusCode::NO_CONTENT { None } else { Some(body) });
         }

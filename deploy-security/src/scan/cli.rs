@@ -79,7 +79,9 @@ impl CliScannerConfig {
 /// --scanners vuln,misconfig,secret [extra args] <image>`.
 ///
 /// A missing program, a non-zero exit, a scan past the deadline or a report that does
-/// not parse is an error; there is no path by which a failed scan reads as clean.
+/// not parse is an error; there is no path by which a failed scan reads as clean. A
+/// report that shows neither an OS nor any result, or (for an image pinned by
+/// digest) names only other digests, is [`ScanError::Inconclusive`].
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -114,6 +116,7 @@ impl VulnerabilityScanner for TrivyScanner {
         args.push(image.to_string().into());
         let stdout = command::run("trivy", &self.config, &args).await?;
         let mut report = TrivyReport::parse(&stdout)?.into_scan_report();
+        super::check_report(image, &report)?;
         report.target = image.to_string();
         Ok(report)
     }
@@ -141,6 +144,7 @@ impl VulnerabilityScanner for GrypeScanner {
         args.extend(["-o".into(), "json".into(), image.to_string().into()]);
         let stdout = command::run("grype", &self.config, &args).await?;
         let mut report = GrypeReport::parse(&stdout)?.into_scan_report();
+        super::check_report(image, &report)?;
         report.target = image.to_string();
         Ok(report)
     }

@@ -15,9 +15,10 @@ use crate::secret::SecretString;
 /// How much of a rejecting receiver's answer an error keeps.
 const BODY_SHOWN: usize = 512;
 
-/// Posts [`Notification`]s as JSON (the notification's serde form: `kind`, `title`,
-/// `message`, `app`, `environment`, `fields`, `at`) to a URL. A 2xx answer is
-/// delivery; any other status is [`NotifyError::Rejected`] (retryable for 429 and
+/// Posts [`Notification`]s as JSON to a URL, in the [`WebhookFormat`] the receiver
+/// reads: Slack (Block Kit), Microsoft Teams (a MessageCard) or the generic form (the
+/// notification's serde form: `kind`, `title`, `message`, `app`, `environment`,
+/// `fields`, `at`; the default). A 2xx answer is delivery; any other status is [`NotifyError::Rejected`] (retryable for 429 and
 /// 5xx); a connection failure or timeout is a retryable backend error.
 ///
 /// The URL and the headers are treated as secrets (webhook URLs often carry a
@@ -43,6 +44,138 @@ pub struct WebhookNotifier {
     url: reqwest::Url,
     headers: Vec<(String, SecretString)>,
     timeout: Duration,
+    format: WebhookFormat,
+}
+
+/// The payload a webhook receiver reads.
+///
+/// ```
+/// use deploy_core::notify::{Notification, NotificationKind};
+/// use deploy_core::webhook::WebhookFormat;
+/// let n = Notification::new(NotificationKind::RolledBack, "web 2.0.0 rolled back", "error rate 7% > 1%");
+/// let slack = WebhookFormat::Slack.payload(&n);
+/// assert_eq!(slack["blocks"][0]["type"], "header");
+/// assert_eq!(slack["blocks"][1]["text"]["text"], "error rate 7% &gt; 1%");
+/// let teams = WebhookFormat::TeamsMessageCard.payload(&n);
+/// assert_eq!(teams["@type"], "MessageCard");
+/// assert_eq!(teams["summary"], "web 2.0.0 rolled back");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WebhookFormat {
+    /// The notification's own serde form.
+    #[default]
+    Generic,
+    /// A Slack incoming-webhook message: `text` (the fallback for notifications)
+    /// and Block Kit `blocks`: a `header` with the title, a `section` with the
+    /// message, a `section` of up to 10 `fields` (app, environment, then the
+    /// notification's fields), and a `context` with the kind and time. Text is cut to
+    /// Slack's limits (150 characters for the header, 3000 for a section, 2000 for
+    /// a field) and `&`, `<`, `>` are escaped as Slack's mrkdwn requires.
+    Slack,
+    /// A Microsoft Teams (Office 365 connector) `MessageCard`: `@type`, `@context`,
+    /// `summary`, `themeColor` by kind, `title`, `text`, and one section of `facts`.
+    TeamsMessageCard,
+}
+
+const SLACK_HEADER_MAX: usize = 150;
+const SLACK_SECTION_MAX: usize = 3000;
+const SLACK_FIELD_MAX: usize = 2000;
+const SLACK_FIELDS_MAX: usize = 10;
+
+/// Cuts `text` to at most `max` characters, marking the cut with `…`.
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Slack's mrkdwn escaping of the three control characters.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// The facts of a notification, in order: app, environment, then its fields.
+fn facts(notification: &Notification) -> Vec<(String, String)> {
+    let mut facts = Vec::new();
+    if let Some(app) = &notification.app {
+        facts.push(("app".to_owned(), app.to_string()));
+    }
+    if let Some(environment) = &notification.environment {
+        facts.push(("environment".to_owned(), environment.to_string()));
+    }
+    facts.extend(notification.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+    facts
+}
+
+fn kind_name(kind: crate::notify::NotificationKind) -> String {
+    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn theme_color(kind: crate::notify::NotificationKind) -> &'static str {
+    use crate::notify::NotificationKind as K;
+    match kind {
+        K::DeploymentSucceeded | K::PipelineSucceeded => "2EB886",
+        K::DeploymentFailed | K::PipelineFailed => "D00000",
+        K::RolledBack => "E8912D",
+        _ => "439FE0",
+    }
+}
+
+impl WebhookFormat {
+    /// The JSON body for `notification`.
+    pub fn payload(self, notification: &Notification) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Self::Generic => serde_json::to_value(notification).unwrap_or(serde_json::Value::Null),
+            Self::Slack => {
+                let mut blocks = vec![
+                    json!({ "type": "header", "text": { "type": "plain_text", "text": cut(&notification.title, SLACK_HEADER_MAX), "emoji": false } }),
+                ];
+                if !notification.message.is_empty() {
+                    blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": cut(&slack_escape(&notification.message), SLACK_SECTION_MAX) } }));
+                }
+                let fields: Vec<serde_json::Value> = facts(notification)
+                    .into_iter()
+                    .take(SLACK_FIELDS_MAX)
+                    .map(|(name, value)| {
+                        let text = format!("*{}*\n{}", slack_escape(&name), slack_escape(&value));
+                        json!({ "type": "mrkdwn", "text": cut(&text, SLACK_FIELD_MAX) })
+                    })
+                    .collect();
+                if !fields.is_empty() {
+                    blocks.push(json!({ "type": "section", "fields": fields }));
+                }
+                blocks.push(json!({ "type": "context", "elements": [
+                    { "type": "mrkdwn", "text": format!("{} · {}", kind_name(notification.kind), notification.at) }
+                ] }));
+                json!({ "text": cut(&slack_escape(&notification.title), SLACK_SECTION_MAX), "blocks": blocks })
+            }
+            Self::TeamsMessageCard => {
+                let facts: Vec<serde_json::Value> = facts(notification)
+                    .into_iter()
+                    .map(|(name, value)| json!({ "name": name, "value": value }))
+                    .collect();
+                let mut card = json!({
+                    "@type": "MessageCard",
+                    "@context": "https://schema.org/extensions",
+                    "summary": notification.title,
+                    "themeColor": theme_color(notification.kind),
+                    "title": notification.title,
+                    "text": notification.message,
+                });
+                let mut section = json!({ "activitySubtitle": format!("{} · {}", kind_name(notification.kind), notification.at) });
+                if !facts.is_empty() {
+                    section["facts"] = serde_json::Value::Array(facts);
+                }
+                card["sections"] = json!([section]);
+                card
+            }
+        }
+    }
 }
 
 impl fmt::Debug for WebhookNotifier {
@@ -51,6 +184,7 @@ impl fmt::Debug for WebhookNotifier {
             .field("host", &self.url.host_str().unwrap_or(""))
             .field("headers", &self.headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
             .field("timeout", &self.timeout)
+            .field("format", &self.format)
             .finish_non_exhaustive()
     }
 }
@@ -79,7 +213,14 @@ impl WebhookNotifier {
         let timeout = policy.timeout;
         let client = HttpClient::new(policy).map_err(|e| http_error("build the webhook client", e))?;
         client.check_url(&url).map_err(|e| http_error("parse the webhook URL", e))?;
-        Ok(Self { client, url, headers: Vec::new(), timeout })
+        Ok(Self { client, url, headers: Vec::new(), timeout, format: WebhookFormat::Generic })
+    }
+
+    /// Sets the payload format.
+    #[must_use]
+    pub fn format(mut self, format: WebhookFormat) -> Self {
+        self.format = format;
+        self
     }
 
     /// Adds a header to every request; its value is kept as a secret.
@@ -111,7 +252,7 @@ impl Notifier for WebhookNotifier {
             .request(reqwest::Method::POST, self.url.clone())
             .map_err(|e| http_error("post the webhook", e))?
             .timeout(self.timeout)
-            .json(notification);
+            .json(&self.format.payload(notification));
         for (name, value) in &self.headers {
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| http_error("post the webhook", HttpError::InvalidHeader { name: name.clone() }))?;

@@ -11,7 +11,7 @@ use deploy_core::error::Classify;
 use deploy_core::model::{AppId, Environment, Name};
 use deploy_core::notify::{Notification, NotificationKind, Notifier, NotifyError};
 use deploy_core::http_client::{HttpError, HttpPolicy};
-use deploy_core::webhook::WebhookNotifier;
+use deploy_core::webhook::{WebhookFormat, WebhookNotifier};
 
 /// What the server saw of one request.
 struct Seen {
@@ -145,4 +145,110 @@ async fn plain_http_needs_the_named_opt_out() {
     assert!(matches!(source, Some(HttpError::PlainHttpRefused { host }) if host == "hooks.example.com:80"), "{err:?}");
     assert!(!format!("{err} {err:?}").contains("tok3n"));
     WebhookNotifier::new("https://hooks.example.com/T0/B0/tok3n").unwrap();
+}
+
+/// Checks `payload` against Slack's documented incoming-webhook message shape
+/// (api.slack.com/reference/block-kit/blocks): a string `text`, at most 50 blocks,
+/// each a known type with its required parts and length limits.
+fn assert_slack_message(payload: &serde_json::Value) {
+    assert!(payload["text"].is_string(), "a top-level text is the notification fallback: {payload}");
+    let blocks = payload["blocks"].as_array().expect("blocks");
+    assert!(!blocks.is_empty() && blocks.len() <= 50);
+    for block in blocks {
+        match block["type"].as_str().unwrap() {
+            "header" => {
+                assert_eq!(block["text"]["type"], "plain_text", "a header's text is plain_text");
+                assert!(block["text"]["text"].as_str().unwrap().chars().count() <= 150);
+            }
+            "section" => {
+                assert!(block.get("text").is_some() || block.get("fields").is_some(), "a section needs text or fields");
+                if let Some(text) = block.get("text") {
+                    assert!(matches!(text["type"].as_str(), Some("mrkdwn" | "plain_text")));
+                    assert!(text["text"].as_str().unwrap().chars().count() <= 3000);
+                }
+                if let Some(fields) = block.get("fields") {
+                    let fields = fields.as_array().unwrap();
+                    assert!(!fields.is_empty() && fields.len() <= 10, "at most 10 fields");
+                    for field in fields {
+                        assert!(matches!(field["type"].as_str(), Some("mrkdwn" | "plain_text")));
+                        assert!(field["text"].as_str().unwrap().chars().count() <= 2000);
+                    }
+                }
+            }
+            "context" => {
+                let elements = block["elements"].as_array().unwrap();
+                assert!(!elements.is_empty() && elements.len() <= 10);
+            }
+            other => panic!("unexpected block type {other}"),
+        }
+        for (key, _) in block.as_object().unwrap() {
+            assert!(["type", "text", "fields", "elements", "block_id"].contains(&key.as_str()), "unknown key {key}");
+        }
+    }
+}
+
+/// Checks `payload` against the documented legacy actionable message card
+/// (learn.microsoft.com, "Legacy actionable message card reference"): `@type`
+/// MessageCard, `@context`, a `summary` (required when there is no `text`), a hex
+/// `themeColor`, and sections whose facts are `name`/`value` strings.
+fn assert_teams_message_card(payload: &serde_json::Value) {
+    assert_eq!(payload["@type"], "MessageCard");
+    assert_eq!(payload["@context"], "https://schema.org/extensions");
+    assert!(payload["summary"].as_str().is_some_and(|s| !s.is_empty()), "summary is required");
+    let color = payload["themeColor"].as_str().unwrap();
+    assert!(color.len() == 6 && color.chars().all(|c| c.is_ascii_hexdigit()), "{color}");
+    for section in payload["sections"].as_array().unwrap() {
+        for fact in section["facts"].as_array().into_iter().flatten() {
+            assert!(fact["name"].is_string() && fact["value"].is_string(), "{fact}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn slack_receives_block_kit_within_its_limits_with_mrkdwn_escaped() {
+    let (url, seen) = serve_once("200 OK", "ok");
+    let mut long = notification();
+    long.title = "t".repeat(400);
+    long.message = format!("<!channel> & {}", "m".repeat(5000));
+    for i in 0..14 {
+        long.fields.insert(format!("f{i:02}"), "v".repeat(2500));
+    }
+    loopback(&url).unwrap().format(WebhookFormat::Slack).notify(&long).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&seen.recv().unwrap().body).unwrap();
+    assert_slack_message(&body);
+    let blocks = body["blocks"].as_array().unwrap();
+    assert_eq!(blocks[0]["type"], "header");
+    let message = blocks[1]["text"]["text"].as_str().unwrap();
+    assert!(message.starts_with("&lt;!channel&gt; &amp; "), "a message cannot ping the channel: {message}");
+    assert_eq!(blocks[2]["fields"][0]["text"], "*app*\nshop/web");
+    assert_eq!(blocks[2]["fields"][1]["text"], "*environment*\nproduction");
+
+    // The usual notification, to the letter.
+    let (url, seen) = serve_once("200 OK", "ok");
+    loopback(&url).unwrap().format(WebhookFormat::Slack).notify(&notification()).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&seen.recv().unwrap().body).unwrap();
+    assert_slack_message(&body);
+    assert_eq!(body["text"], "pipeline pl-1 failed");
+    assert_eq!(body["blocks"][0]["text"]["text"], "pipeline pl-1 failed");
+    assert_eq!(body["blocks"][1]["text"]["text"], "stage deploy failed: timeout");
+    assert_eq!(body["blocks"][2]["fields"][2]["text"], "*pipeline*\npl-1");
+    assert!(body["blocks"][3]["elements"][0]["text"].as_str().unwrap().starts_with("pipeline_failed · "));
+}
+
+#[tokio::test]
+async fn teams_receives_a_message_card() {
+    let (url, seen) = serve_once("200 OK", "1");
+    loopback(&url).unwrap().format(WebhookFormat::TeamsMessageCard).notify(&notification()).await.unwrap();
+    let seen = seen.recv().unwrap();
+    assert!(seen.headers.iter().any(|(k, v)| k == "content-type" && v == "application/json"));
+    let body: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+    assert_teams_message_card(&body);
+    assert_eq!(body["summary"], "pipeline pl-1 failed");
+    assert_eq!(body["title"], "pipeline pl-1 failed");
+    assert_eq!(body["text"], "stage deploy failed: timeout");
+    assert_eq!(body["themeColor"], "D00000", "failures are red");
+    let facts = body["sections"][0]["facts"].as_array().unwrap();
+    let pairs: Vec<(&str, &str)> =
+        facts.iter().map(|f| (f["name"].as_str().unwrap(), f["value"].as_str().unwrap())).collect();
+    assert_eq!(pairs, [("app", "shop/web"), ("environment", "production"), ("pipeline", "pl-1")]);
 }

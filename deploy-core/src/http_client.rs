@@ -164,9 +164,7 @@ impl HttpPolicy {
 #[non_exhaustive]
 pub enum HttpError {
     /// The URL is plain `http://` and the policy requires https.
-    #[error(
-        "refusing plain http to {host}: https is required (HttpPolicy::danger_allow_plain_http opts out)"
-    )]
+    #[error("refusing plain http to {host}: https is required (HttpPolicy::danger_allow_plain_http opts out)")]
     PlainHttpRefused {
         /// The host (and port) of the URL.
         host: String,
@@ -276,7 +274,8 @@ fn tls_config(policy: &HttpPolicy) -> Result<rustls::ClientConfig, HttpError> {
     let tls = |e: rustls::Error| HttpError::Tls { reason: e.to_string() };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = policy.extra_roots_der.iter().map(|der| rustls::pki_types::CertificateDer::from(der.clone()));
-    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(roots, Arc::clone(&provider)).map_err(tls)?;
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(roots, Arc::clone(&provider)).map_err(tls)?;
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(tls)?
@@ -364,7 +363,11 @@ impl HttpClient {
     }
 
     fn transport(&self, e: reqwest::Error) -> HttpError {
-        if e.is_timeout() { HttpError::Timeout { after: self.policy.timeout } } else { HttpError::Transport(e.without_url()) }
+        if e.is_timeout() {
+            HttpError::Timeout { after: self.policy.timeout }
+        } else {
+            HttpError::Transport(e.without_url())
+        }
     }
 }
 
@@ -452,10 +455,9 @@ mod tests {
     #[tokio::test]
     async fn a_hanging_server_is_a_timeout() {
         let server = ScriptedServer::start(vec![Reply::Hang]).await;
-        let client = HttpClient::new(
-            HttpPolicy::default().danger_allow_plain_http().timeout(Duration::from_millis(200)),
-        )
-        .unwrap();
+        let client =
+            HttpClient::new(HttpPolicy::default().danger_allow_plain_http().timeout(Duration::from_millis(200)))
+                .unwrap();
         let request = client.request(reqwest::Method::GET, Url::parse(&server.url("/")).unwrap()).unwrap();
         let err = client.send(request).await.unwrap_err();
         assert!(matches!(err, HttpError::Timeout { .. }), "{err:?}");

@@ -167,7 +167,8 @@ impl WebhookFormat {
                     "title": notification.title,
                     "text": notification.message,
                 });
-                let mut section = json!({ "activitySubtitle": format!("{} · {}", kind_name(notification.kind), notification.at) });
+                let mut section =
+                    json!({ "activitySubtitle": format!("{} · {}", kind_name(notification.kind), notification.at) });
                 if !facts.is_empty() {
                     section["facts"] = serde_json::Value::Array(facts);
                 }
@@ -236,7 +237,6 @@ impl WebhookNotifier {
         self.timeout = timeout;
         self
     }
-
 }
 
 fn http_error(operation: &str, e: HttpError) -> NotifyError {

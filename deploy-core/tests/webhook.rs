@@ -8,9 +8,9 @@ use std::sync::mpsc;
 use std::thread;
 
 use deploy_core::error::Classify;
+use deploy_core::http_client::{HttpError, HttpPolicy};
 use deploy_core::model::{AppId, Environment, Name};
 use deploy_core::notify::{Notification, NotificationKind, Notifier, NotifyError};
-use deploy_core::http_client::{HttpError, HttpPolicy};
 use deploy_core::webhook::{WebhookFormat, WebhookNotifier};
 
 /// What the server saw of one request.
@@ -152,7 +152,7 @@ async fn plain_http_needs_the_named_opt_out() {
 /// each a known type with its required parts and length limits.
 fn assert_slack_message(payload: &serde_json::Value) {
     assert!(payload["text"].is_string(), "a top-level text is the notification fallback: {payload}");
-    let blocks = payload["blocks"].as_array().expect("blocks");
+    let blocks = payload["blocks"].as_array().unwrap();
     assert!(!blocks.is_empty() && blocks.len() <= 50);
     for block in blocks {
         match block["type"].as_str().unwrap() {

@@ -153,10 +153,8 @@ async fn clean_up_by_label_leaves_a_foreign_container_with_the_same_labels() {
     let report = containers.remove_labelled(&labels).await.unwrap();
     assert_eq!(report.containers, 1);
     assert!(containers.state(&ours).await.unwrap_err().is_not_found());
-    let survivor = docker
-        .inspect_container(&foreign, None::<bollard::query_parameters::InspectContainerOptions>)
-        .await
-        .unwrap();
+    let survivor =
+        docker.inspect_container(&foreign, None::<bollard::query_parameters::InspectContainerOptions>).await.unwrap();
     assert_eq!(survivor.state.unwrap().running, Some(true), "the foreign container was touched");
     // The engine-level selector of the caller's labels alone still sees it.
     assert_eq!(cleanup.leftovers(&docker).await.0, 1);

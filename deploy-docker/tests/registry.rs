@@ -18,11 +18,9 @@ async fn push_reports_progress_and_the_digest_that_exists_and_digest_then_see() 
     let registry_process = LocalRegistry::start();
     let image_id = build_busybox(&docker, &cleanup, &format!("deploy-rs-test/{}:local", cleanup.id), "1", true).await;
     let target = ImageRef::parse(&format!("{}/deploy-rs-test/{}:1.0", registry_process.host(), cleanup.id)).unwrap();
-    let registry = DockerRegistry::new(
-        docker.clone(),
-        RegistryConfig::default().insecure_registry(registry_process.host()),
-    )
-    .unwrap();
+    let registry =
+        DockerRegistry::new(docker.clone(), RegistryConfig::default().insecure_registry(registry_process.host()))
+            .unwrap();
 
     assert!(!registry.exists(&target).await.unwrap(), "nothing pushed yet");
     registry.tag(&image_id, &target).await.unwrap();
@@ -318,7 +316,9 @@ fn bearer_registry(realm: String) -> impl Fn(&Seen) -> String + Send + Sync + 's
         } else {
             respond(
                 "401 Unauthorized",
-                &format!("www-authenticate: Bearer realm=\"{realm}\",service=\"reg\",scope=\"repository:shop/web:pull\"\r\n"),
+                &format!(
+                    "www-authenticate: Bearer realm=\"{realm}\",service=\"reg\",scope=\"repository:shop/web:pull\"\r\n"
+                ),
                 "",
             )
         }

@@ -299,4 +299,3 @@ async fn a_redirect_to_another_host_never_sees_the_token_or_the_secret() {
     }
     assert!(received.lock().unwrap().is_empty(), "the other host received {:?}", received.lock().unwrap());
 }
-

@@ -237,12 +237,11 @@ impl PrometheusProvider {
             // Nothing secret travels: plain http is the caller's choice of URL.
             policy = policy.danger_allow_plain_http();
         }
-        let client = HttpClient::new(policy).map_err(|e| {
-            MetricsError::backend("build the http client", e.kind(), PrometheusError::Transport(e))
-        })?;
-        client.check_url(&base).map_err(|e| {
-            MetricsError::backend("configure prometheus", e.kind(), PrometheusError::Transport(e))
-        })?;
+        let client = HttpClient::new(policy)
+            .map_err(|e| MetricsError::backend("build the http client", e.kind(), PrometheusError::Transport(e)))?;
+        client
+            .check_url(&base)
+            .map_err(|e| MetricsError::backend("configure prometheus", e.kind(), PrometheusError::Transport(e)))?;
         Ok(Self { base, config, client })
     }
 
@@ -495,9 +494,7 @@ mod tests {
         let server = ScriptedServer::start(vec![Reply::json(200, ok)]).await;
         let loopback = || HttpPolicy::default().danger_allow_plain_http();
         let basic = PrometheusProvider::new(
-            PrometheusConfig::new(server.url(""))
-                .auth(PrometheusAuth::basic("reader", "open sesame"))
-                .http(loopback()),
+            PrometheusConfig::new(server.url("")).auth(PrometheusAuth::basic("reader", "open sesame")).http(loopback()),
         )
         .unwrap();
         basic.query(&query("q")).await.unwrap();
@@ -544,7 +541,8 @@ mod tests {
         };
         assert!(other.requests().is_empty());
 
-        let big = format!(r#"{{"status":"success","data":{{"resultType":"scalar","result":[1,"{}"]}}}}"#, "1".repeat(3000));
+        let big =
+            format!(r#"{{"status":"success","data":{{"resultType":"scalar","result":[1,"{}"]}}}}"#, "1".repeat(3000));
         let server = ScriptedServer::start(vec![Reply::json(200, &big)]).await;
         let p = PrometheusProvider::new(
             PrometheusConfig::new(server.url("")).http(HttpPolicy::default().max_body_bytes(2048)),

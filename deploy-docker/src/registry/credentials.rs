@@ -281,11 +281,10 @@ impl RegistryCredentials {
         }
         if let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) {
             let decoded = Zeroizing::new(
-                STANDARD
-                    .decode(auth.trim())
-                    .map_err(|_| CredentialError::InvalidAuth { registry: host.clone() })?,
+                STANDARD.decode(auth.trim()).map_err(|_| CredentialError::InvalidAuth { registry: host.clone() })?,
             );
-            let text = std::str::from_utf8(&decoded).map_err(|_| CredentialError::InvalidAuth { registry: host.clone() })?;
+            let text =
+                std::str::from_utf8(&decoded).map_err(|_| CredentialError::InvalidAuth { registry: host.clone() })?;
             let (user, password) =
                 text.split_once(':').ok_or_else(|| CredentialError::InvalidAuth { registry: host.clone() })?;
             return Ok(Some(Credentials::new(user, password)));
@@ -301,11 +300,8 @@ impl RegistryCredentials {
         if helper.is_empty() || !helper.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
             return Err(CredentialError::InvalidHelperName { name: helper.to_owned() });
         }
-        let failed = |reason: String| CredentialError::Helper {
-            helper: helper.to_owned(),
-            registry: host.to_owned(),
-            reason,
-        };
+        let failed =
+            |reason: String| CredentialError::Helper { helper: helper.to_owned(), registry: host.to_owned(), reason };
         let mut command = tokio::process::Command::new(format!("docker-credential-{helper}"));
         command.arg("get").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true);
         if let Some(path) = &self.helper_path {
@@ -329,9 +325,8 @@ impl RegistryCredentials {
             Ok::<_, CredentialError>((status, out))
         };
         let timeout = self.helper_timeout.unwrap_or(Duration::from_secs(30));
-        let (status, out) = tokio::time::timeout(timeout, run)
-            .await
-            .map_err(|_| failed(format!("no answer within {timeout:?}")))??;
+        let (status, out) =
+            tokio::time::timeout(timeout, run).await.map_err(|_| failed(format!("no answer within {timeout:?}")))??;
         if !status.success() {
             // The protocol's "not found" answer is an exit status 1 with this text.
             if String::from_utf8_lossy(&out).contains("credentials not found") {

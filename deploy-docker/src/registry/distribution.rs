@@ -72,7 +72,7 @@ impl DistributionClient {
 
     fn is_insecure(&self, host: &str) -> bool {
         let host = normalize_registry(host);
-        self.insecure.iter().any(|h| *h == host)
+        self.insecure.contains(&host)
     }
 
     /// `https://host/v2/`, or `http://` for the registries the caller configured

@@ -8,10 +8,10 @@ mod distribution;
 use std::time::Duration;
 
 use bollard::Docker;
-use deploy_core::http_client::HttpPolicy;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{PushImageOptionsBuilder, TagImageOptionsBuilder};
 use deploy_core::error::ErrorKind;
+use deploy_core::http_client::HttpPolicy;
 use deploy_core::model::{Digest, ImageRef};
 use deploy_core::registry::{ImageRegistry, PushEvent, RegistryError};
 use futures::StreamExt;

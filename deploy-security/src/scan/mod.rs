@@ -2,7 +2,7 @@
 //! policy gate, SARIF export, and a caching scanner.
 //!
 //! Every scanner implements [`VulnerabilityScanner`](deploy_core::scan::VulnerabilityScanner).
-//! A scan that cannot complete is a [`ScanError`](deploy_core::scan::ScanError), never an
+//! A scan that cannot complete is a [`ScanError`], never an
 //! empty report.
 
 mod caching;
@@ -17,7 +17,9 @@ mod trivy_report;
 
 pub use caching::CachingScanner;
 pub use cli::{CliScannerConfig, GrypeScanner, TrivyScanner};
-pub use grype_report::{GrypeArtifact, GrypeDistro, GrypeFix, GrypeMatch, GrypeReport, GrypeSource, GrypeVulnerability};
+pub use grype_report::{
+    GrypeArtifact, GrypeDistro, GrypeFix, GrypeMatch, GrypeReport, GrypeSource, GrypeVulnerability,
+};
 pub use policy::{AllowlistEntry, PolicyDecision, ScanPolicy, SeverityLimits, Suppressed};
 pub use report_file::{ReportFileScanner, ReportFormat};
 pub use sarif::{SARIF_SCHEMA, sarif_level, to_sarif};

@@ -206,9 +206,9 @@ impl ScanPolicy {
         let mut decision = self.evaluate(report, today);
         match image.digest() {
             None => decision.reasons.push(format!("{image} is not pinned by digest, so no report can vouch for it")),
-            Some(digest) if !report.names_digest(digest) => decision
-                .reasons
-                .push(format!("the report is about {}, not {digest}", super::digest_list(report))),
+            Some(digest) if !report.names_digest(digest) => {
+                decision.reasons.push(format!("the report is about {}, not {digest}", super::digest_list(report)))
+            }
             Some(_) => {}
         }
         decision.passed = decision.reasons.is_empty();

@@ -77,10 +77,7 @@ impl VulnerabilityScanner for ReportFileScanner {
         let Some(digest) = image.digest() else {
             return Err(ScanError::Inconclusive {
                 target: image.to_string(),
-                reason: format!(
-                    "a report file ({}) counts only for an image pinned by digest",
-                    self.path.display()
-                ),
+                reason: format!("a report file ({}) counts only for an image pinned by digest", self.path.display()),
             });
         };
         if !report.names_digest(digest) {

@@ -402,11 +402,7 @@ impl VaultSecretManager {
     }
 
     fn url(&self, kind: &str, path: &str) -> String {
-        format!(
-            "{}/v1/{}/{kind}/{path}",
-            self.base.as_str().trim_end_matches('/'),
-            self.config.mount.trim_matches('/')
-        )
+        format!("{}/v1/{}/{kind}/{path}", self.base.as_str().trim_end_matches('/'), self.config.mount.trim_matches('/'))
     }
 
     /// Sends a request; returns the status and body, or the answer's error.
@@ -423,7 +419,9 @@ impl VaultSecretManager {
         })?;
         let first = self.send_once(operation, key, method.clone(), url.clone(), body.clone()).await;
         match first {
-            Err(SecretError::Backend { kind: ErrorKind::Unauthorized, .. }) if self.config.auth.login_path().is_some() => {
+            Err(SecretError::Backend { kind: ErrorKind::Unauthorized, .. })
+                if self.config.auth.login_path().is_some() =>
+            {
                 // A revoked or expired login token: log in anew, try once more.
                 self.forget_token().await;
                 self.send_once(operation, key, method, url, body).await

@@ -29,8 +29,8 @@ impl OpenBao {
     /// when the binary is missing.
     pub async fn start() -> Self {
         let root_token = format!("root-{:016x}", rand_u64());
-        let http = HttpClient::new(HttpPolicy::default().danger_allow_plain_http().timeout(Duration::from_secs(5)))
-            .unwrap();
+        let http =
+            HttpClient::new(HttpPolicy::default().danger_allow_plain_http().timeout(Duration::from_secs(5))).unwrap();
         for _ in 0..3 {
             let dir = tempfile::tempdir().unwrap();
             let port = free_port();

@@ -172,10 +172,14 @@ impl PrometheusServer {
     }
 
     async fn wait_ready(&mut self, deadline: Duration) {
-        let client = reqwest::Client::new();
+        // The workspace's reqwest has no default TLS provider: use the crate's client.
+        let policy = deploy_core::http_client::HttpPolicy::default().danger_allow_plain_http();
+        let client = deploy_core::http_client::HttpClient::new(policy).unwrap();
+        let ready = reqwest::Url::parse(&format!("{}/-/ready", self.url)).unwrap();
         let start = Instant::now();
         loop {
-            if let Ok(r) = client.get(format!("{}/-/ready", self.url)).send().await
+            if let Ok(request) = client.request(reqwest::Method::GET, ready.clone())
+                && let Ok(r) = client.send(request).await
                 && r.status().is_success()
             {
                 return;

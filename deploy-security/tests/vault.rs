@@ -299,3 +299,61 @@ async fn a_redirect_to_another_host_never_sees_the_token_or_the_secret() {
     }
     assert!(received.lock().unwrap().is_empty(), "the other host received {:?}", received.lock().unwrap());
 }
+
+/// Kubernetes auth against OpenBao with the project's test cluster (`DEPLOY_RS_KUBECONFIG`,
+/// started by scripts/test.sh) as the token reviewer: a real service account's token
+/// logs in; a token of a service account the role does not bind is refused.
+#[cfg(feature = "kubernetes")]
+#[tokio::test]
+async fn kubernetes_login_is_reviewed_by_the_test_clusters_api_server() {
+    let cluster = openbao::TestCluster::from_env();
+    let bound = format!("vault-app-{:08x}", rand_u32());
+    let other = format!("vault-other-{:08x}", rand_u32());
+    let jwt = cluster.service_account_token(&bound).await;
+    let other_jwt = cluster.service_account_token(&other).await;
+
+    let bao = OpenBao::start().await;
+    bao.kv_policy().await;
+    bao.post("sys/auth/kubernetes", json!({ "type": "kubernetes" })).await;
+    bao.post(
+        "auth/kubernetes/config",
+        json!({ "kubernetes_host": cluster.server, "kubernetes_ca_cert": cluster.ca_pem, "disable_local_ca_jwt": true }),
+    )
+    .await;
+    bao.post(
+        "auth/kubernetes/role/app",
+        json!({ "bound_service_account_names": [bound], "bound_service_account_namespaces": ["default"],
+                "token_policies": ["kv"], "token_ttl": "1h" }),
+    )
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let manager = |token: &str, file: &str| {
+        let path = dir.path().join(file);
+        std::fs::write(&path, token).unwrap();
+        VaultSecretManager::new(
+            VaultConfig::new(&bao.address, SecretString::from("unused"))
+                .auth(VaultAuth::kubernetes("app").jwt_path(&path))
+                .prefix("apps")
+                .http(HttpPolicy::default().danger_allow_plain_http()),
+        )
+        .unwrap()
+    };
+    let vault = manager(&jwt, "token");
+    vault.put("k8s/db", SecretBytes::from(b"via-kubernetes".to_vec()), PutOptions::default()).await.unwrap();
+    assert_eq!(bao.get("secret/data/apps/k8s/db").await["data"]["data"]["value"], "via-kubernetes");
+    assert_eq!(vault.auth_stats().logins, 1);
+
+    let refused = manager(&other_jwt, "other-token");
+    let err = refused.get("k8s/db").await.unwrap_err();
+    let text = format!("{err} {err:?} {:?}", std::error::Error::source(&err));
+    assert!(text.contains("log in to vault (kubernetes)"), "{text}");
+    assert!(!text.contains(&other_jwt), "the service-account token leaked: {text}");
+}
+
+#[cfg(feature = "kubernetes")]
+fn rand_u32() -> u32 {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).unwrap();
+    u32::from_le_bytes(bytes)
+}

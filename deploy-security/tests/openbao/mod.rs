@@ -113,17 +113,22 @@ impl OpenBao {
         answer
     }
 
+    /// The policy `kv`: everything under `secret/`.
+    pub async fn kv_policy(&self) {
+        self.post(
+            "sys/policies/acl/kv",
+            json!({ "policy": "path \"secret/*\" { capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\"] }" }),
+        )
+        .await;
+    }
+
     /// Enables AppRole (once), a policy over `secret/*` and a role `name` with these
     /// token TTLs; returns its role id and a new secret id.
     pub async fn approle(&self, name: &str, ttl: &str, max_ttl: &str) -> (String, String) {
         if self.get_status("sys/auth/approle").await != 200 {
             self.post("sys/auth/approle", json!({ "type": "approle" })).await;
         }
-        self.post(
-            "sys/policies/acl/kv",
-            json!({ "policy": "path \"secret/*\" { capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\"] }" }),
-        )
-        .await;
+        self.kv_policy().await;
         self.post(
             &format!("auth/approle/role/{name}"),
             json!({ "token_policies": ["kv"], "token_ttl": ttl, "token_max_ttl": max_ttl }),
@@ -152,4 +157,90 @@ fn rand_u64() -> u64 {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).unwrap();
     u64::from_le_bytes(bytes)
+}
+
+/// The project's Kubernetes test cluster (scripts/kube-test-cluster.sh), read from
+/// `DEPLOY_RS_KUBECONFIG`.
+#[cfg(feature = "kubernetes")]
+pub struct TestCluster {
+    /// `https://127.0.0.1:<port>`.
+    pub server: String,
+    /// The API server's certificate authority, PEM.
+    pub ca_pem: String,
+    token: String,
+    http: HttpClient,
+}
+
+#[cfg(feature = "kubernetes")]
+impl TestCluster {
+    /// The cluster, or a panic that says how to start it.
+    pub fn from_env() -> Self {
+        const MISSING: &str = "the Vault Kubernetes-auth test needs the Kubernetes test cluster: \
+            `./scripts/test.sh` builds and starts it (or `scripts/kube-test-cluster.sh start` and set \
+            DEPLOY_RS_KUBECONFIG to its kubeconfig); see docs/kubernetes.md";
+        let path = std::env::var_os("DEPLOY_RS_KUBECONFIG").unwrap_or_else(|| panic!("{MISSING}"));
+        let config = kube::config::Kubeconfig::read_from(&path).unwrap_or_else(|e| panic!("{MISSING}: {e}"));
+        let cluster = config.clusters[0].cluster.clone().unwrap();
+        let server = cluster.server.clone().unwrap();
+        let ca_pem = match (&cluster.certificate_authority, &cluster.certificate_authority_data) {
+            (Some(file), _) => std::fs::read_to_string(file).unwrap(),
+            (None, Some(data)) => {
+                use base64::Engine;
+                String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap()
+            }
+            _ => panic!("the test cluster's kubeconfig names no certificate authority"),
+        };
+        let token = config.auth_infos[0].auth_info.as_ref().unwrap().token.as_ref().unwrap();
+        let token = secrecy::ExposeSecret::expose_secret(token).to_owned();
+        let mut policy = HttpPolicy::default().timeout(Duration::from_secs(10));
+        for der in pem_to_ders(&ca_pem) {
+            policy = policy.extra_root_der(der);
+        }
+        let http = HttpClient::new(policy).unwrap();
+        Self { server, ca_pem, token, http }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let url = Url::parse(&format!("{}{path}", self.server)).unwrap();
+        let request = self.http.request(Method::POST, url).unwrap().bearer_auth(&self.token).json(&body);
+        let response = self.http.send(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = self.http.read_body(response).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// Creates the service account `name` in `default` and returns a token for it
+    /// (TokenRequest).
+    pub async fn service_account_token(&self, name: &str) -> String {
+        let (status, body) =
+            self.post("/api/v1/namespaces/default/serviceaccounts", json!({ "metadata": { "name": name } })).await;
+        assert!(status == 201 || status == 409, "create service account {name}: {status} {body}");
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/namespaces/default/serviceaccounts/{name}/token"),
+                json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                        "spec": { "expirationSeconds": 3600 } }),
+            )
+            .await;
+        assert_eq!(status, 201, "token request for {name}: {body}");
+        body["status"]["token"].as_str().unwrap().to_owned()
+    }
+}
+
+#[cfg(feature = "kubernetes")]
+/// Every certificate of a PEM bundle, DER.
+fn pem_to_ders(pem: &str) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    let mut ders = Vec::new();
+    let mut body = String::new();
+    for line in pem.lines() {
+        if line.starts_with("-----BEGIN") {
+            body.clear();
+        } else if line.starts_with("-----END") {
+            ders.push(base64::engine::general_purpose::STANDARD.decode(body.trim()).unwrap());
+        } else {
+            body.push_str(line.trim());
+        }
+    }
+    ders
 }

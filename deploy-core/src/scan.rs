@@ -295,6 +295,14 @@ pub enum ScanError {
         /// What was wrong.
         reason: String,
     },
+    /// The scanner wrote more than the configured limit; it was stopped.
+    #[error("scanner {scanner} wrote more than the limit of {limit} bytes")]
+    OutputTooLarge {
+        /// The scanner.
+        scanner: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// The report cannot vouch for the image: it names another digest (or none), or
     /// it shows neither an OS nor any result.
     #[error("scan report for {target} is not usable: {reason}")]
@@ -326,6 +334,7 @@ impl Classify for ScanError {
             Self::Failed { .. } => ErrorKind::Other,
             Self::Timeout { .. } => ErrorKind::Timeout,
             Self::Malformed { .. } | Self::Inconclusive { .. } => ErrorKind::InvalidInput,
+            Self::OutputTooLarge { .. } => ErrorKind::Other,
             Self::Backend { kind, .. } => *kind,
         }
     }

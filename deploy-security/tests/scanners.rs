@@ -371,3 +371,23 @@ async fn caching_scanner_caches_by_digest_only_and_never_caches_errors() {
     assert_eq!(scanner.scan(&pinned).await.unwrap(), first);
     assert_eq!(scans.load(Ordering::SeqCst), 5);
 }
+
+#[tokio::test]
+async fn a_scanner_that_writes_past_the_limit_is_stopped_with_the_typed_error() {
+    // An endless report: `yes` never stops on its own.
+    let stand_in = StandIn::new("trivy", "echo $$ > \"$STANDIN_DIR/pid\"\nexec yes '{\"SchemaVersion\": 2}'");
+    let config = stand_in.config(CliScannerConfig::trivy()).max_output_bytes(64 * 1024);
+    let err = TrivyScanner::new(config).scan(&image()).await.unwrap_err();
+    assert!(matches!(&err, ScanError::OutputTooLarge { limit: 65536, .. }), "{err:?}");
+    assert_eq!(err.to_string(), "scanner trivy wrote more than the limit of 65536 bytes");
+    let pid = std::fs::read_to_string(stand_in.file("pid")).unwrap();
+    assert!(!Path::new(&format!("/proc/{}", pid.trim())).exists(), "the scanner {pid} was killed and reaped");
+}
+
+#[tokio::test]
+async fn only_the_end_of_a_long_error_output_is_kept() {
+    let stand_in = StandIn::new("trivy", "yes 'noise' | head -c 5000000 >&2\necho 'FATAL the real reason' >&2\nexit 3");
+    let err = TrivyScanner::new(stand_in.config(CliScannerConfig::trivy())).scan(&image()).await.unwrap_err();
+    let ScanError::Failed { stderr, .. } = err else { panic!("{err:?}") };
+    assert!(stderr.len() <= 4096 && stderr.ends_with("FATAL the real reason"), "{}", stderr.len());
+}

@@ -33,17 +33,36 @@ pub struct CliScannerConfig {
     /// Environment variables set for the program (`TRIVY_CACHE_DIR`, proxies). A `PATH`
     /// here is also where the program is looked up.
     pub env: Vec<(OsString, OsString)>,
+    /// The most report (standard output) read; beyond it the program is killed and
+    /// the scan is [`ScanError::OutputTooLarge`](deploy_core::scan::ScanError::OutputTooLarge).
+    /// 256 MiB by default. Of the error output only the last 4 KiB are kept.
+    pub max_output_bytes: u64,
 }
+
+/// The default [`CliScannerConfig::max_output_bytes`].
+const DEFAULT_MAX_OUTPUT: u64 = 256 * 1024 * 1024;
 
 impl CliScannerConfig {
     /// `trivy` on `PATH`, 10 minutes.
     pub fn trivy() -> Self {
-        Self { program: "trivy".into(), timeout: Duration::from_secs(600), extra_args: Vec::new(), env: Vec::new() }
+        Self {
+            program: "trivy".into(),
+            timeout: Duration::from_secs(600),
+            extra_args: Vec::new(),
+            env: Vec::new(),
+            max_output_bytes: DEFAULT_MAX_OUTPUT,
+        }
     }
 
     /// `grype` on `PATH`, 10 minutes.
     pub fn grype() -> Self {
-        Self { program: "grype".into(), timeout: Duration::from_secs(600), extra_args: Vec::new(), env: Vec::new() }
+        Self {
+            program: "grype".into(),
+            timeout: Duration::from_secs(600),
+            extra_args: Vec::new(),
+            env: Vec::new(),
+            max_output_bytes: DEFAULT_MAX_OUTPUT,
+        }
     }
 
     /// Sets the program.
@@ -64,6 +83,13 @@ impl CliScannerConfig {
     #[must_use]
     pub fn env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the most report bytes read.
+    #[must_use]
+    pub fn max_output_bytes(mut self, limit: u64) -> Self {
+        self.max_output_bytes = limit;
         self
     }
 

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 /// Which Redis deployment a [`RedisCache`](crate::RedisCache) talks to.
 ///
-/// URLs are `redis://[user:password@]host:port[/db]` (or `redis+unix:///path?pass=…`);
-/// the password never appears in `Debug`, in either form.
+/// URLs are `redis://[user:password@]host:port[/db]`, `rediss://…` for TLS (see
+/// [`RedisConfig::tls_ca_file`]), or `redis+unix:///path?pass=…`; the password never
+/// appears in `Debug`, in any form.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RedisTopology {
@@ -99,6 +100,10 @@ pub struct RedisConfig {
     /// Values larger than this are refused with `CacheError::TooLarge` before they
     /// are sent. Default: 512 MiB, Redis's own limit for a string.
     pub max_value_size: usize,
+    /// The certificate authority (PEM file) that signed the server's certificate,
+    /// for `rediss://` URLs; `None` trusts the platform's roots. Setting it with a
+    /// plain `redis://` URL is an error: the CA would protect nothing.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -131,7 +136,15 @@ impl RedisConfig {
             response_timeout: Duration::from_secs(1),
             reconnect_retries: 2,
             max_value_size: 512 * 1024 * 1024,
+            tls_ca_file: None,
         }
+    }
+
+    /// Sets [`RedisConfig::tls_ca_file`].
+    #[must_use]
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls_ca_file = Some(path.into());
+        self
     }
 
     /// Sets [`RedisConfig::key_prefix`].

@@ -5,3 +5,4 @@ mod cluster;
 mod single;
 mod support;
 mod tiered;
+mod tls;

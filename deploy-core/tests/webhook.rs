@@ -13,6 +13,8 @@ use deploy_core::model::{AppId, Environment, Name};
 use deploy_core::notify::{Notification, NotificationKind, Notifier, NotifyError};
 use deploy_core::webhook::{WebhookFormat, WebhookNotifier};
 
+mod trace_capture;
+
 /// What the server saw of one request.
 struct Seen {
     request_line: String,
@@ -251,4 +253,22 @@ async fn teams_receives_a_message_card() {
     let pairs: Vec<(&str, &str)> =
         facts.iter().map(|f| (f["name"].as_str().unwrap(), f["value"].as_str().unwrap())).collect();
     assert_eq!(pairs, [("app", "shop/web"), ("environment", "production"), ("pipeline", "pl-1")]);
+}
+
+#[tokio::test]
+async fn a_run_with_secret_urls_and_headers_traces_no_secret() {
+    let capture = trace_capture::TraceCapture::default();
+    let _guard = capture.set_default();
+    let (url, _seen) = serve_once("204 No Content", "");
+    let hook = loopback(&url).unwrap().header("X-Api-Key", "k3y-in-header").format(WebhookFormat::Slack);
+    hook.notify(&notification()).await.unwrap();
+    let (url, _seen) = serve_once("403 Forbidden", "no");
+    let _ = loopback(&url).unwrap().header("X-Api-Key", "k3y-in-header").notify(&notification()).await;
+    let (elsewhere, _stolen) = serve_once("200 OK", "");
+    let (url, _seen) = serve_once_with("307 Temporary Redirect", format!("location: {elsewhere}\r\n"), "");
+    let _ = loopback(&url).unwrap().header("X-Api-Key", "k3y-in-header").notify(&notification()).await;
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _ = loopback(&format!("http://127.0.0.1:{port}/hooks/T0/B0/tok3n")).unwrap().notify(&notification()).await;
+    // The receivers' URLs end in the token `tok3n`.
+    capture.assert_free_of(&["tok3n", "k3y-in-header"]);
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test set-up: a failure there is the test failing")]
 
 mod common;
+mod trace_capture;
 
 use common::{Cleanup, LocalRegistry, build_busybox, docker, free_port};
 use deploy_core::error::{Classify, ErrorKind};
@@ -423,4 +424,25 @@ async fn credential_helpers_from_config_json_are_asked_for_their_host_only() {
     let asked = std::fs::read_to_string(&asked).unwrap();
     assert!(asked.contains("https://index.docker.io/v1/"), "Docker Hub is asked by its index URL: {asked}");
     assert!(!format!("{store:?}").contains("a-secret"));
+}
+
+#[tokio::test]
+async fn look_ups_trace_no_credentials() {
+    let capture = trace_capture::TraceCapture::default();
+    let _guard = capture.set_default();
+    let (realm, _realm_log) = stand_in(token_service).await;
+    let (bearer_host, _log) = stand_in(bearer_registry(format!("http://{realm}/token"))).await;
+    // base64("alice:a-secret")
+    let (basic_host, _basic_log) = stand_in(basic_registry("Basic YWxpY2U6YS1zZWNyZXQ=")).await;
+    let config = RegistryConfig::default()
+        .insecure_registry(&bearer_host)
+        .insecure_registry(&realm)
+        .insecure_registry(&basic_host)
+        .credentials_for(&bearer_host, Credentials::new("robot", "pat-s3cret"))
+        .credentials_for(&basic_host, Credentials::new("alice", "a-secret"));
+    let registry = DockerRegistry::new(docker().await, config).unwrap();
+    registry.exists(&ImageRef::parse(&format!("{bearer_host}/shop/web:1")).unwrap()).await.unwrap();
+    registry.exists(&ImageRef::parse(&format!("{basic_host}/shop/web:1")).unwrap()).await.unwrap();
+    let _ = registry.exists(&ImageRef::parse(&format!("127.0.0.1:{}/shop/web:1", free_port())).unwrap()).await;
+    capture.assert_free_of(&["pat-s3cret", "a-secret", "YWxpY2U6YS1zZWNyZXQ=", "t0k3n"]);
 }

@@ -6,6 +6,7 @@
 #![cfg(feature = "vault")]
 
 mod openbao;
+mod trace_capture;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -356,4 +357,34 @@ fn rand_u32() -> u32 {
     let mut bytes = [0u8; 4];
     getrandom::fill(&mut bytes).unwrap();
     u32::from_le_bytes(bytes)
+}
+
+#[tokio::test]
+async fn a_full_run_traces_no_token_secret_id_or_value() {
+    let bao = OpenBao::start().await;
+    let (role_id, secret_id) = bao.approle("traced", "1h", "2h").await;
+    let capture = trace_capture::TraceCapture::default();
+    let _guard = capture.set_default();
+    let vault = approle_manager(&bao, &role_id, &secret_id);
+    vault.put("traced/db", SecretBytes::from(b"v4lue-s3cret".to_vec()), PutOptions::default()).await.unwrap();
+    vault.get("traced/db").await.unwrap();
+    vault.rotate_field("traced/db", "value", Some(SecretString::from("r0tated-s3cret"))).await.unwrap();
+    let _ = vault
+        .put("traced/db", SecretBytes::from(b"v4lue-s3cret".to_vec()), PutOptions::default().expect_version(1))
+        .await;
+    let _ = approle_manager(&bao, &role_id, "wr0ng-secret-id").get("traced/db").await;
+    let _ = manager(&bao.address, "hvs.wr0ng-token").get("traced/db").await;
+    let (elsewhere, _received) = start_collector().await;
+    let redirector = start_redirector(StatusCode::TEMPORARY_REDIRECT, elsewhere).await;
+    let _ = manager(&redirector, &bao.root_token)
+        .put("x", SecretBytes::from(b"v4lue-s3cret".to_vec()), PutOptions::default())
+        .await;
+    capture.assert_free_of(&[
+        &bao.root_token,
+        &secret_id,
+        "wr0ng-secret-id",
+        "hvs.wr0ng-token",
+        "v4lue-s3cret",
+        "r0tated-s3cret",
+    ]);
 }

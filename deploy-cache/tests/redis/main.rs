@@ -6,3 +6,4 @@ mod single;
 mod support;
 mod tiered;
 mod tls;
+mod trace_capture;

@@ -36,3 +36,27 @@ async fn another_ca_the_platform_roots_or_plain_text_are_refused() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert!(err.to_string().contains("not a rediss:// url"), "{err}");
 }
+
+#[tokio::test]
+async fn every_url_form_stays_out_of_debug_and_traces() {
+    let capture = crate::trace_capture::TraceCapture::default();
+    let _guard = capture.set_default();
+    let server = crate::support::RedisServer::start();
+    let port = server.port();
+    // The server has no password: AUTH with one fails, and nothing may show it.
+    for url in [
+        format!("redis://default:hunter2-url@127.0.0.1:{port}"),
+        format!("rediss://default:hunter2-url@127.0.0.1:{port}"),
+        "redis+unix:///nonexistent/redis.sock?pass=hunter2-url".to_owned(),
+        "unix:///nonexistent/redis.sock?password=hunter2-url".to_owned(),
+    ] {
+        let config = config(url);
+        assert!(!format!("{config:?}").contains("hunter2"), "{config:?}");
+        if let Err(e) = RedisCache::connect(config).await {
+            assert!(!format!("{e} {e:?}").contains("hunter2"), "{e:?}");
+        }
+    }
+    let cache = RedisCache::connect(config(server.url())).await.unwrap();
+    cache.set("k", Bytes::from_static(b"v"), None).await.unwrap();
+    capture.assert_free_of(&["hunter2"]);
+}

@@ -257,6 +257,19 @@ fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme() && a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
 }
 
+/// Whether `redirects` lets a request that went to `previous` (the first URL and
+/// the hops since) go on to `next`.
+fn redirect_allowed(redirects: Redirects, previous: &[Url], next: &Url) -> bool {
+    match redirects {
+        Redirects::Refuse => false,
+        Redirects::SameOriginHttps => {
+            previous.len() == 1
+                && next.scheme() == "https"
+                && previous.first().is_some_and(|first| same_origin(first, next))
+        }
+    }
+}
+
 /// A reqwest client bound to an [`HttpPolicy`]. Cheap to clone.
 #[derive(Clone)]
 pub struct HttpClient {
@@ -290,16 +303,12 @@ impl HttpClient {
     pub fn new(policy: HttpPolicy) -> Result<Self, HttpError> {
         let redirects = policy.redirects;
         let redirect = reqwest::redirect::Policy::custom(move |attempt| {
-            let allowed = match redirects {
-                Redirects::Refuse => false,
-                Redirects::SameOriginHttps => {
-                    attempt.previous().len() == 1
-                        && attempt.url().scheme() == "https"
-                        && attempt.previous().first().is_some_and(|first| same_origin(first, attempt.url()))
-                }
-            };
             // Stopping hands the 3xx answer back, and `send` turns it into an error.
-            if allowed { attempt.follow() } else { attempt.stop() }
+            if redirect_allowed(redirects, attempt.previous(), attempt.url()) {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
         });
         let inner = reqwest::Client::builder()
             .tls_backend_preconfigured(tls_config(&policy)?)
@@ -462,6 +471,27 @@ mod tests {
         let err = client.send(request).await.unwrap_err();
         assert!(matches!(err, HttpError::Timeout { .. }), "{err:?}");
         assert!(err.is_timeout());
+    }
+
+    #[test]
+    fn one_same_origin_https_hop_at_most() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let first = [url("https://vault.example.com/v1/secret/data/a")];
+        let same = url("https://vault.example.com:443/v1/secret/data/b");
+        assert!(redirect_allowed(Redirects::SameOriginHttps, &first, &same));
+        assert!(!redirect_allowed(Redirects::Refuse, &first, &same));
+        for next in [
+            "http://vault.example.com/v1/x",
+            "https://evil.example.com/v1/x",
+            "https://vault.example.com:8200/v1/x",
+            "https://sub.vault.example.com/v1/x",
+        ] {
+            assert!(!redirect_allowed(Redirects::SameOriginHttps, &first, &url(next)), "{next}");
+        }
+        let two_hops = [first[0].clone(), same.clone()];
+        assert!(!redirect_allowed(Redirects::SameOriginHttps, &two_hops, &same), "a second hop");
+        let plain = [url("http://127.0.0.1:8200/a")];
+        assert!(!redirect_allowed(Redirects::SameOriginHttps, &plain, &url("http://127.0.0.1:8200/b")));
     }
 
     #[test]

@@ -117,7 +117,7 @@ async fn run(args: Args) -> Result<(), Error> {
         if let RolloutEvent::Paused { kind: PauseKind::UntilPromoted, .. } = event {
             println!("  (look at web-preview now; promoting in 15 s)");
             tokio::time::sleep(Duration::from_secs(15)).await;
-            handle.promote();
+            handle.promote()?;
         }
     }
     let report = handle.wait().await?;

@@ -56,7 +56,7 @@ async fn rollout(engine: &RolloutEngine, request: RolloutRequest) -> Result<(Rol
         }
         if let RolloutEvent::Paused { kind: PauseKind::UntilPromoted, .. } = event {
             println!("  [+{:>7}] (operator looks at the dashboards and promotes)", at.to_string());
-            handle.promote();
+            handle.promote()?;
         }
     }
     Ok((handle.wait().await?, started.elapsed()))

@@ -6,7 +6,8 @@
 #
 #   scripts/kube-test-cluster.sh build   build the two binaries once into $PREFIX (skipped when present)
 #   scripts/kube-test-cluster.sh start   start etcd, the apiserver and the controller-manager on free
-#                                        loopback ports; state in $STATE; writes $STATE/kubeconfig
+#                                        loopback ports; state in $STATE; writes $STATE/kubeconfig and
+#                                        an audit log of every request to $STATE/audit.log
 #   scripts/kube-test-cluster.sh env     print `export KUBECONFIG=...` for a started cluster
 #   scripts/kube-test-cluster.sh stop    stop what `start` started, by pid, and remove its etcd data
 #
@@ -121,6 +122,16 @@ start() {
     [ -f sa.key ] || { openssl genrsa -out sa.key 2048 2>/dev/null && openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null; } \
         || fail "start: openssl could not make the service-account key"
     echo "deploy-rs-test-token,admin,admin,system:masters" > tokens.csv
+    # Every request at Metadata level (verb, resource, user agent, timestamps), so
+    # that tests can count what a rollout asks of the server.
+    cat > audit-policy.yaml <<'AUDIT'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+AUDIT
+    rm -f audit.log
     local etcd_port etcd_peer api_port kcm_port
     etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port); kcm_port=$(free_port)
     local etcd_dir=/dev/shm/deploy-rs-etcd-$(basename "$STATE")
@@ -138,7 +149,9 @@ start() {
         --service-account-issuer=https://kubernetes.default.svc.cluster.local \
         --service-account-key-file="$STATE/sa.pub" --service-account-signing-key-file="$STATE/sa.key" \
         --service-cluster-ip-range=10.96.0.0/16 --endpoint-reconciler-type=none \
-        --disable-admission-plugins=ServiceAccount --enable-priority-and-fairness=false > apiserver.log 2>&1 &
+        --disable-admission-plugins=ServiceAccount --enable-priority-and-fairness=false \
+        --audit-policy-file="$STATE/audit-policy.yaml" --audit-log-path="$STATE/audit.log" \
+        --audit-log-maxsize=500 --audit-log-maxbackup=1 > apiserver.log 2>&1 &
     echo $! > apiserver.pid
     wait_for kube-apiserver apiserver.log 120 \
         curl -skf -H 'Authorization: Bearer deploy-rs-test-token' "https://127.0.0.1:$api_port/readyz"
@@ -158,7 +171,7 @@ users:
 KC
     "$PREFIX/bin/kube-controller-manager" --kubeconfig="$STATE/kubeconfig" --leader-elect=false \
         --bind-address=127.0.0.1 --port=0 --secure-port="$kcm_port" \
-        --controllers=deployment,replicaset,garbagecollector,namespace,serviceaccount,serviceaccount-token \
+        --controllers=deployment,replicaset,garbagecollector,namespace,serviceaccount,serviceaccount-token,resourcequota,statefulset,job,cronjob \
         --service-account-private-key-file="$STATE/sa.key" --root-ca-file="$STATE/certs/apiserver.crt" \
         --use-service-account-credentials=false > kcm.log 2>&1 &
     echo $! > kcm.pid

@@ -41,6 +41,13 @@ for svc in redis-server prometheus docker-registry; do
     command -v service >/dev/null 2>&1 && service "$svc" stop >/dev/null 2>&1 || true
 done
 
+# kubernetes-validate (PyPI) checks the built-in manifests strictly against Kubernetes' schemas.
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+    echo "installing kubernetes-validate (PyPI)"
+    python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0 \
+        || { echo "could not install kubernetes-validate from PyPI (needed by deploy-k8s's manifest tests)" >&2; exit 1; }
+fi
+
 # The Kubernetes test cluster: built once, started for this run, stopped at exit.
 kube=scripts/kube-test-cluster.sh
 export DEPLOY_RS_KUBE_STATE=${DEPLOY_RS_KUBE_STATE:-/tmp/deploy-rs-kube-test-$$}

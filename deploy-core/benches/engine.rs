@@ -62,8 +62,11 @@ async fn direct_calls(steps: u8) {
     let record = DeploymentRecord::new(app.clone(), Environment::Production, Some(v1), v2.clone(), "canary");
     let doc = RolloutState::new(record.clone(), TrafficSplit::all(Track::Stable));
     let ttl = Duration::from_secs(60);
-    let lease = state.acquire_lock(&app, "bench", ttl).await.unwrap();
+    let lease = state.acquire_lock(&app, &deploy_core::state::LockRequest::new("bench", ttl)).await.unwrap();
     let _ = state.load(&app).await;
+    // What runs before the start: the plan's tracks.
+    platform.status(&app, Track::Stable).await.unwrap();
+    platform.status(&app, Track::Canary).await.unwrap();
     let mut rev = state.save(&app, &doc, None).await.unwrap();
     history.record(&record).await.unwrap();
     platform.apply(&spec, Track::Canary, &v2, 1).await.unwrap();

@@ -19,13 +19,15 @@
 //! assert!(plan.to_string().contains("3. set canary weight to 25%"));
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::AnalysisSpec;
-use crate::model::{HumanDuration, IntOrPercent, Percent, Track, ValidationError, ValidationErrors};
-use crate::traffic::{HeaderRoute, RouterCapabilities};
+
+use crate::model::{HumanDuration, IntOrPercent, Percent, Track, TrafficSplit, ValidationError, ValidationErrors};
+use crate::traffic::{HTTP_METHODS, HeaderRoute, Mirror, RouterCapabilities, split_of_replicas};
 
 /// The family of strategy that produced a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -115,6 +117,10 @@ pub enum Step {
     SetCanaryScale(CanaryScale),
     /// Routes requests whose header matches to a track.
     HeaderRoute(HeaderRoute),
+    /// Copies a share of the requests whose method the caller lists as safe to
+    /// duplicate to the new track, whose answers are discarded; needs a router
+    /// with mirroring. Mirroring stops at promotion and on rollback.
+    Mirror(Mirror),
     /// Waits for a time or for the caller.
     Pause(PauseKind),
     /// Runs an analysis; a failed or inconclusive one rolls back.
@@ -136,6 +142,7 @@ impl Step {
             Self::SetWeight(_) => "set-weight",
             Self::SetCanaryScale(_) => "set-canary-scale",
             Self::HeaderRoute(_) => "header-route",
+            Self::Mirror(_) => "mirror",
             Self::Pause(_) => "pause",
             Self::Analyze(_) => "analyze",
             Self::Promote => "promote",
@@ -166,6 +173,7 @@ impl fmt::Display for Step {
                 f.write_str("scale canary with its traffic weight")
             }
             Self::HeaderRoute(route) => write!(f, "route {route}"),
+            Self::Mirror(mirror) => write!(f, "mirror {mirror} to the new release"),
             Self::Pause(PauseKind::Duration(d)) => write!(f, "pause for {d}"),
             Self::Pause(PauseKind::UntilPromoted) => f.write_str("pause until promoted"),
             Self::Analyze(spec) => write!(f, "analyze {spec}"),
@@ -338,25 +346,59 @@ impl Plan {
                         bad(track.to_string(), "is not one of the plan's tracks");
                     }
                 }
-                Step::SetWeight(_) => {
+                Step::SetWeight(weight) => {
                     if !canary {
                         bad(self.strategy.to_string(), "weights are only set by canary plans");
                     }
                     if promoted {
                         bad(self.strategy.to_string(), "weights cannot change after promotion");
                     }
+                    if canary {
+                        for (value, reason) in self.weight_problems(*weight, router) {
+                            bad(value, &reason);
+                        }
+                    }
                 }
                 Step::SetCanaryScale(scale) => {
                     if !router.is_some_and(|r| r.weights) {
                         bad(format!("{scale:?}"), "needs a traffic router with weights");
+                    }
+                    if let Some(n) = router.and_then(|r| r.weight_replicas.filter(|_| r.weights)) {
+                        bad(
+                            format!("{scale:?}"),
+                            &format!(
+                                "the traffic router's weights are its replicas ({n}); the canary's scale follows them"
+                            ),
+                        );
                     }
                     if !canary {
                         bad(self.strategy.to_string(), "only canary plans scale a canary");
                     }
                 }
                 Step::HeaderRoute(route) => {
-                    if !router.is_some_and(|r| r.header_routes) {
-                        bad(route.to_string(), "the traffic router cannot route by header");
+                    match router {
+                        Some(r) if r.header_routes => {
+                            let kind = route.matches.kind();
+                            if !r.header_matches.contains(kind) {
+                                bad(
+                                    route.to_string(),
+                                    &format!(
+                                        "the traffic router cannot match a header by {kind} (it matches by {})",
+                                        r.header_matches
+                                    ),
+                                );
+                            }
+                            if !r.header_route_tracks.contains(route.track) {
+                                bad(
+                                    route.to_string(),
+                                    &format!(
+                                        "the traffic router cannot route a header to {} (only to {})",
+                                        route.track, r.header_route_tracks
+                                    ),
+                                );
+                            }
+                        }
+                        _ => bad(route.to_string(), "the traffic router cannot route by header"),
                     }
                     if route.header.trim().is_empty() {
                         bad(route.to_string(), "the header name must not be empty");
@@ -366,6 +408,28 @@ impl Plan {
                     }
                     if promoted {
                         bad(route.to_string(), "header routes cannot be added after promotion");
+                    }
+                }
+                Step::Mirror(mirror) => {
+                    if !router.is_some_and(|r| r.mirroring) {
+                        bad(mirror.to_string(), "the traffic router cannot mirror traffic");
+                    }
+                    if in_place {
+                        bad(mirror.to_string(), "mirroring needs a new track apart from the serving one");
+                    }
+                    if promoted {
+                        bad(mirror.to_string(), "mirroring cannot start after promotion");
+                    }
+                    if mirror.percent == Percent::ZERO {
+                        bad(mirror.to_string(), "must mirror more than 0%");
+                    }
+                    if mirror.methods.is_empty() {
+                        bad(mirror.to_string(), "must list the methods that are safe to duplicate");
+                    }
+                    for method in &mirror.methods {
+                        if !HTTP_METHODS.contains(&method.as_str()) {
+                            bad(method.clone(), "is not an HTTP method");
+                        }
                     }
                 }
                 Step::Pause(PauseKind::Duration(d)) if d.is_zero() => bad(d.to_string(), "a pause must be positive"),
@@ -383,8 +447,105 @@ impl Plan {
                 }
             }
         }
+        if let Some(r) = router {
+            for track in self.tracks() {
+                if !r.tracks.contains(track) {
+                    errors.push(ValidationError::new(
+                        "plan tracks",
+                        track.to_string(),
+                        format!("the traffic router cannot route this track (only {})", r.tracks),
+                    ));
+                }
+            }
+            let mut headers: Vec<&str> = Vec::new();
+            for step in &self.steps {
+                if let Step::HeaderRoute(route) = step
+                    && !headers.contains(&route.header.as_str())
+                {
+                    headers.push(&route.header);
+                }
+            }
+            if r.header_routes
+                && let Some(max) = r.max_header_routes
+                && headers.len() > usize::try_from(max).unwrap_or(usize::MAX)
+            {
+                errors.push(ValidationError::new(
+                    "plan steps",
+                    format!("{} header routes ({})", headers.len(), headers.join(", ")),
+                    format!("the traffic router holds at most {max} header route{} at once", plural(max)),
+                ));
+            }
+        }
         errors.into_result(())
     }
+
+    /// What stops `weight` from being reached as asked: a switch-only router, tracks
+    /// that cannot share traffic, or a weight that rounds to 0 % or 100 % of the
+    /// replicas that carry it (with the replicas that would be needed).
+    fn weight_problems(&self, weight: Percent, router: Option<RouterCapabilities>) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if weight == Percent::ZERO {
+            return problems;
+        }
+        let (old, new) = (self.old_track, self.new_track);
+        if let Some(r) = router {
+            if r.switch_only {
+                problems.push((
+                    weight.to_string(),
+                    "the traffic router only switches whole tracks: a canary weight would send the new track nothing, \
+                     or take all traffic from the old one; use blue-green or a router with weights"
+                        .to_owned(),
+                ));
+                return problems;
+            }
+            for track in [old, new] {
+                if !r.split_tracks.contains(track) {
+                    problems.push((
+                        format!("{weight} to {new}"),
+                        format!("the traffic router cannot split traffic to {track} (only between {})", r.split_tracks),
+                    ));
+                }
+            }
+        }
+        if weight == Percent::HUNDRED || self.replicas == 0 {
+            return problems;
+        }
+        // Who divides replicas: the router (its own count) or the engine (the plan's).
+        let (replicas, by_router) = match router {
+            Some(r) if r.weights => match r.weight_replicas {
+                Some(n) => (n, true),
+                None => return problems,
+            },
+            _ => (self.replicas, false),
+        };
+        let effective = |n: u32, w: Percent| replica_ratio_weight(n, w, by_router);
+        let got = effective(replicas, weight);
+        if got == Percent::ZERO || got == Percent::HUNDRED {
+            let needed = (2..=100).find(|n| {
+                let w = effective(*n, weight);
+                w != Percent::ZERO && w != Percent::HUNDRED
+            });
+            let needed = needed.map_or_else(String::new, |n| format!("; it needs at least {n} replicas"));
+            problems.push((
+                format!("{weight} with {replicas} replica{}", plural(replicas)),
+                format!("the split by replicas would send {got} to {new}, not a share{needed}"),
+            ));
+        }
+        problems
+    }
+}
+
+/// The weight the new track really gets when `weight` is reached with `replicas`
+/// replicas: divided by a router ([`RouterCapabilities::replica_ratio`]) or by the
+/// engine (canary replicas rounded up, [`canary_replicas`]).
+fn replica_ratio_weight(replicas: u32, weight: Percent, by_router: bool) -> Percent {
+    let requested = TrafficSplit::canary(weight);
+    if by_router {
+        return RouterCapabilities::replica_ratio(replicas).effective_split(&requested).weight(Track::Canary);
+    }
+    let canary = canary_replicas(replicas, weight).min(replicas);
+    split_of_replicas(&BTreeMap::from([(Track::Stable, replicas - canary), (Track::Canary, canary)]))
+        .map_or(Percent::ZERO, |s| s.weight(Track::Canary))
 }
 
 impl fmt::Display for Plan {
@@ -463,6 +624,98 @@ mod tests {
         );
         let err = rolling.validate(None).unwrap_err();
         assert!(err.to_string().contains("must not both be 0"), "{err}");
+    }
+
+    fn canary_plan(replicas: u32, old: Track, new: Track) -> Plan {
+        Plan::new(StrategyKind::Canary, replicas, old, new, old)
+            .step(Step::DeployTrack { track: new, replicas: 1 })
+            .step(Step::SetWeight(p(10)))
+            .step(Step::SetWeight(p(60)))
+            .step(Step::Promote)
+    }
+
+    /// Issue 17, item 3: every capability a plan needs and its router lacks is
+    /// reported at once, by validation, before anything runs.
+    #[test]
+    fn validation_lists_every_capability_the_router_lacks() {
+        use crate::traffic::{HeaderMatchKind, HeaderMatchKinds, TrackSet};
+        let stable_canary = TrackSet::of([Track::Stable, Track::Canary]);
+        // An NGINX-like router: stable and canary, exact/regex headers to the canary, one at a time.
+        let nginx = RouterCapabilities::weights_only()
+            .with_tracks(stable_canary)
+            .with_header_routes()
+            .with_header_matches(HeaderMatchKinds::of([HeaderMatchKind::Exact, HeaderMatchKind::Regex]))
+            .with_header_route_tracks(TrackSet::of([Track::Canary]))
+            .with_max_header_routes(1);
+        let route = |h: &str, m: HeaderMatch| Step::HeaderRoute(HeaderRoute::new(h, m, Track::Canary));
+        let plan = canary_plan(4, Track::Stable, Track::Canary);
+        assert!(plan.validate(Some(nginx)).is_ok());
+        let mut headers = plan.clone();
+        headers.steps.insert(1, route("x-a", HeaderMatch::Prefix("b".into())));
+        headers.steps.insert(1, route("x-b", HeaderMatch::Exact("1".into())));
+        let errors = headers.validate(Some(nginx)).unwrap_err();
+        let text = errors.to_string();
+        assert_eq!(errors.len(), 2, "{text}");
+        assert!(text.contains("cannot match a header by prefix (it matches by exact, regex)"), "{text}");
+        assert!(text.contains("2 header routes (x-b, x-a)") && text.contains("at most 1 header route"), "{text}");
+        // Blue-green behind a router of stable and canary: both colours named.
+        let bg = Plan::new(StrategyKind::BlueGreen, 2, Track::Blue, Track::Green, Track::Green)
+            .step(Step::DeployTrack { track: Track::Green, replicas: 2 })
+            .step(Step::Promote);
+        let text = bg.validate(Some(nginx)).unwrap_err().to_string();
+        assert!(text.contains("\"blue\": the traffic router cannot route this track (only stable, canary)"), "{text}");
+        assert!(text.contains("\"green\": the traffic router cannot route this track"), "{text}");
+        // A canary weight behind a switch-only router is refused, naming why.
+        let text = plan.validate(Some(RouterCapabilities::switch_only())).unwrap_err().to_string();
+        assert!(text.contains("only switches whole tracks"), "{text}");
+        assert_eq!(plan.validate(Some(RouterCapabilities::switch_only())).unwrap_err().len(), 2, "both weights");
+        // A header route to the stable track of a router that routes headers only to the canary.
+        let to_stable = Plan::new(StrategyKind::Canary, 4, Track::Canary, Track::Stable, Track::Canary)
+            .step(Step::HeaderRoute(HeaderRoute::new("x", HeaderMatch::Exact("1".into()), Track::Stable)))
+            .step(Step::Promote);
+        let text = to_stable.validate(Some(nginx)).unwrap_err().to_string();
+        assert!(text.contains("cannot route a header to stable (only to canary)"), "{text}");
+        // Weights between tracks that cannot share traffic.
+        let docker_like = RouterCapabilities::default().with_split_tracks(stable_canary);
+        let text = canary_plan(4, Track::Blue, Track::Green).validate(Some(docker_like)).unwrap_err().to_string();
+        assert!(
+            text.contains("cannot split traffic to blue") && text.contains("cannot split traffic to green"),
+            "{text}"
+        );
+    }
+
+    /// Issue 17, item 2: a weight that replicas round to 0 % or 100 % is refused
+    /// with the replicas it needs, for a router that divides replicas and for the
+    /// engine's own replica ratio.
+    #[test]
+    fn weights_that_round_to_nothing_or_everything_are_refused_with_the_replicas_needed() {
+        let plan = canary_plan(1, Track::Stable, Track::Canary);
+        let errors = plan.validate(Some(RouterCapabilities::replica_ratio(1))).unwrap_err();
+        let text = errors.to_string();
+        assert!(text.contains("10% with 1 replica\": the split by replicas would send 0% to canary"), "{text}");
+        assert!(text.contains("60% with 1 replica\": the split by replicas would send 100% to canary"), "{text}");
+        assert!(text.contains("needs at least 2 replicas"), "{text}");
+        // No router: the engine scales the plan's one replica; 10 % would be 100 %.
+        let text = plan.validate(None).unwrap_err().to_string();
+        assert!(text.contains("10% with 1 replica\": the split by replicas would send 100% to canary"), "{text}");
+        // Enough replicas: accepted, and the router's rounding is what it reports.
+        assert!(
+            canary_plan(4, Track::Stable, Track::Canary).validate(Some(RouterCapabilities::replica_ratio(4))).is_ok()
+        );
+        assert!(canary_plan(3, Track::Stable, Track::Canary).validate(None).is_ok());
+        // 60 % of 2 replicas rounded up is both of them: all traffic, not a share.
+        assert!(canary_plan(2, Track::Stable, Track::Canary).validate(None).is_err());
+        // The engine's ratio needs 100 replicas for 99 %; the router's rounding needs 2.
+        let p99 = Plan::new(StrategyKind::Canary, 3, Track::Stable, Track::Canary, Track::Stable)
+            .step(Step::SetWeight(p(99)))
+            .step(Step::Promote);
+        let text = p99.validate(None).unwrap_err().to_string();
+        assert!(text.contains("needs at least 100 replicas"), "{text}");
+        assert!(p99.validate(Some(RouterCapabilities::replica_ratio(3))).is_ok());
+        // A router whose weights are replicas sets the canary's scale itself.
+        let scaled = canary_plan(4, Track::Stable, Track::Canary).step(Step::SetCanaryScale(CanaryScale::Replicas(1)));
+        let text = scaled.validate(Some(RouterCapabilities::replica_ratio(4))).unwrap_err().to_string();
+        assert!(text.contains("weights are its replicas (4)"), "{text}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BoxError, Classify, ErrorKind, backend_error};
-use crate::model::{AppId, AppSpec, Release, Track, ValidationErrors, Version};
+use crate::model::{AppId, AppSpec, ImageRef, Release, Track, ValidationErrors, Version};
 
 /// The observed state of one track of an application.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +24,9 @@ pub struct TrackStatus {
     pub available: u32,
     /// The summary the engine acts on.
     pub state: TrackState,
+    /// The image the track runs, when the platform knows it; the engine needs it
+    /// to adopt a running release the caller did not name.
+    pub image: Option<ImageRef>,
 }
 
 impl TrackStatus {
@@ -36,7 +39,29 @@ impl TrackStatus {
         available: u32,
         state: TrackState,
     ) -> Self {
-        Self { release, desired, updated, ready, available, state }
+        Self { release, desired, updated, ready, available, state, image: None }
+    }
+
+    /// Sets the image the track runs.
+    #[must_use]
+    pub fn with_image(mut self, image: ImageRef) -> Self {
+        self.image = Some(image);
+        self
+    }
+
+    /// The release the track runs, when both its version and image are known.
+    ///
+    /// ```
+    /// use deploy_core::model::{ImageRef, Version};
+    /// use deploy_core::platform::{TrackState, TrackStatus};
+    /// let image = ImageRef::parse("registry.local/shop/web:1.0.0").unwrap();
+    /// let status = TrackStatus::new(Some(Version::new("1.0.0").unwrap()), 3, 3, 3, 3, TrackState::Ready);
+    /// assert!(status.running_release().is_none(), "the image is unknown");
+    /// let release = status.with_image(image).running_release().unwrap();
+    /// assert_eq!(release.version.as_str(), "1.0.0");
+    /// ```
+    pub fn running_release(&self) -> Option<Release> {
+        Some(Release::new(self.release.clone()?, self.image.clone()?))
     }
 
     /// The status of a track that does not exist.
@@ -46,7 +71,7 @@ impl TrackStatus {
     /// assert_eq!(TrackStatus::absent().state, TrackState::Absent);
     /// ```
     pub fn absent() -> Self {
-        Self { release: None, desired: 0, updated: 0, ready: 0, available: 0, state: TrackState::Absent }
+        Self { release: None, desired: 0, updated: 0, ready: 0, available: 0, state: TrackState::Absent, image: None }
     }
 }
 

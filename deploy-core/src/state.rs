@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::FailureCause;
 use crate::error::{BoxError, Classify, ErrorKind, backend_error};
-use crate::model::{AppId, AppSpec, DeploymentRecord, Percent, TrafficSplit};
+use crate::model::{AppId, AppSpec, DeploymentRecord, Percent, Track, TrafficSplit};
 use crate::plan::{CanaryScale, Plan};
 use crate::traffic::HeaderRoute;
 
@@ -46,6 +46,26 @@ pub struct RolloutState {
     /// Header routes set so far.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub header_routes: Vec<HeaderRoute>,
+    /// The plan's tracks that existed on the platform before the rollout began; a
+    /// rollback never removes them (it only takes the new release off them).
+    /// `None` in documents written before this was recorded: the rollback then
+    /// keeps the old track whatever `from` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existed_before: Option<Vec<Track>>,
+    /// Control requests of other processes ([`ControlRequest`]), oldest first; the
+    /// driver acts on those with an id above [`RolloutState::requests_handled`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<PendingRequest>,
+    /// The id of the last control request the driver acted on.
+    #[serde(default)]
+    pub requests_handled: u64,
+    /// Paused by a [`ControlRequest::Pause`] until a [`ControlRequest::Resume`].
+    #[serde(default)]
+    pub paused: bool,
+    /// Who wrote this document, so that a driver whose save answer was lost
+    /// recognises its own write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_by: Option<WriteStamp>,
 }
 
 impl RolloutState {
@@ -61,7 +81,87 @@ impl RolloutState {
             canary_weight: Percent::ZERO,
             canary_scale: None,
             header_routes: Vec::new(),
+            existed_before: None,
+            requests: Vec::new(),
+            requests_handled: 0,
+            paused: false,
+            written_by: None,
         }
+    }
+
+    /// Control requests not acted on yet, oldest first.
+    pub fn pending_requests(&self) -> impl Iterator<Item = &PendingRequest> {
+        self.requests.iter().filter(|r| r.id > self.requests_handled)
+    }
+
+    /// Appends a control request from another process and returns its id.
+    pub fn push_request(&mut self, request: ControlRequest, at: Timestamp) -> u64 {
+        let id =
+            self.requests.iter().map(|r| r.id).max().unwrap_or(self.requests_handled).max(self.requests_handled) + 1;
+        self.requests.push(PendingRequest { id, request, requested_at: at });
+        id
+    }
+}
+
+/// What a caller without the rollout's handle (a CLI, a CI job) asks of it, through
+/// the state store: the driver sees it at its next check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "request")]
+#[non_exhaustive]
+pub enum ControlRequest {
+    /// End the pause of step `step` (from 0); only accepted while that pause waits.
+    Promote {
+        /// The pause step being promoted.
+        step: usize,
+    },
+    /// Stop and roll back.
+    Abort {
+        /// Why, for the record.
+        reason: String,
+    },
+    /// Hold before the next step until resumed.
+    Pause,
+    /// Continue after a [`ControlRequest::Pause`].
+    Resume,
+}
+
+impl fmt::Display for ControlRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Promote { step } => write!(f, "promote the pause of step {}", step + 1),
+            Self::Abort { reason } => write!(f, "abort ({reason})"),
+            Self::Pause => f.write_str("pause"),
+            Self::Resume => f.write_str("resume"),
+        }
+    }
+}
+
+/// A control request as stored, with its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PendingRequest {
+    /// Grows with each request of one rollout.
+    pub id: u64,
+    /// What was asked.
+    pub request: ControlRequest,
+    /// When it was asked (the requester's clock; informational).
+    pub requested_at: Timestamp,
+}
+
+/// The lease token and write sequence of the driver that saved a document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WriteStamp {
+    /// The token of the driver's lease.
+    pub token: LeaseToken,
+    /// The driver's count of saves.
+    pub sequence: u64,
+}
+
+impl WriteStamp {
+    /// A stamp.
+    pub fn new(token: LeaseToken, sequence: u64) -> Self {
+        Self { token, sequence }
     }
 }
 
@@ -73,8 +173,20 @@ pub enum RolloutPhase {
     /// Running its plan.
     #[default]
     Running,
-    /// Restoring the previous release because of the cause.
+    /// A rollback is required and under way because of the cause: saved before
+    /// anything is restored, so a rollout in this phase is never resumed forward.
     RollingBack(FailureCause),
+    /// The rollback failed: the application may be half restored. The document
+    /// stays (the lock does not) until a rollback completes; `resume` retries it
+    /// and a new rollout is refused meanwhile.
+    Degraded(FailureCause),
+}
+
+impl RolloutPhase {
+    /// Whether the rollout must go back, never forward.
+    pub fn is_backward(&self) -> bool {
+        matches!(self, Self::RollingBack(_) | Self::Degraded(_))
+    }
 }
 
 /// An opaque version of a stored document, for compare-and-swap (a Kubernetes
@@ -122,26 +234,139 @@ impl<T> Versioned<T> {
     }
 }
 
+/// The secret of one lock acquisition (a fencing token): random, made by the
+/// acquirer, compared by the store on every renewal and release, so a second
+/// acquisition by the same holder name is a different lease.
+///
+/// ```
+/// use deploy_core::state::LeaseToken;
+/// assert_ne!(LeaseToken::generate(), LeaseToken::generate());
+/// assert_eq!(LeaseToken::new("t-1").as_str(), "t-1");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LeaseToken(String);
+
+impl LeaseToken {
+    /// A fresh random token (128 bits, hex).
+    pub fn generate() -> Self {
+        Self(format!("{:032x}", rand::random::<u128>()))
+    }
+
+    /// A token from its stored form.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The stored form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LeaseToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The per-app lock, held by one rollout at a time.
+///
+/// Its timestamps are the writer's wall clock and only informational: nobody
+/// decides that a lease expired by comparing them with their own clock. A lease
+/// is taken over only by someone who saw the same `token` and `revision` for
+/// `ttl` on their own monotonic clock ([`LockRequest::take_over`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct LockLease {
     /// The locked application.
     pub app: AppId,
-    /// Who holds it (a process or pod name plus a random part).
+    /// Who holds it (a process or pod name).
     pub holder: String,
-    /// When it was taken.
+    /// This acquisition's token.
+    pub token: LeaseToken,
+    /// How long the lease lasts after each renewal, as its holder declared.
+    pub ttl: Duration,
+    /// When it was taken (holder's clock).
     pub acquired_at: Timestamp,
-    /// When it lapses unless renewed; after that anyone may take it.
+    /// When it lapses unless renewed (holder's clock; informational).
     pub expires_at: Timestamp,
+    /// The store's version of the lease record; it changes on every renewal.
+    pub revision: Revision,
 }
 
 impl LockLease {
-    /// A lease of `app` held by `holder` from `acquired_at` for `ttl`.
-    pub fn new(app: AppId, holder: impl Into<String>, acquired_at: Timestamp, ttl: Duration) -> Self {
-        let ttl = jiff::SignedDuration::try_from(ttl).unwrap_or(jiff::SignedDuration::MAX);
-        let expires_at = acquired_at.checked_add(ttl).unwrap_or(Timestamp::MAX);
-        Self { app, holder: holder.into(), acquired_at, expires_at }
+    /// A lease of `app` held by `holder` with `token` from `acquired_at` for `ttl`,
+    /// at revision `0` (stores set their own with [`LockLease::revision`]).
+    pub fn new(
+        app: AppId,
+        holder: impl Into<String>,
+        token: LeaseToken,
+        acquired_at: Timestamp,
+        ttl: Duration,
+    ) -> Self {
+        let span = jiff::SignedDuration::try_from(ttl).unwrap_or(jiff::SignedDuration::MAX);
+        let expires_at = acquired_at.checked_add(span).unwrap_or(Timestamp::MAX);
+        Self { app, holder: holder.into(), token, ttl, acquired_at, expires_at, revision: Revision::new("0") }
+    }
+
+    /// Sets the store's revision of the record.
+    #[must_use]
+    pub fn revision(mut self, revision: Revision) -> Self {
+        self.revision = revision;
+        self
+    }
+
+    /// Sets when it lapses (the holder's clock).
+    #[must_use]
+    pub fn expires_at(mut self, at: Timestamp) -> Self {
+        self.expires_at = at;
+        self
+    }
+
+    /// Whether `other` is the same record: the same acquisition, not renewed since.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deploy_core::model::{AppId, Name};
+    /// use deploy_core::state::{LeaseToken, LockLease, Revision};
+    /// let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+    /// let a = LockLease::new(app, "pod-a", LeaseToken::new("t"), jiff::Timestamp::UNIX_EPOCH, Duration::from_secs(30));
+    /// assert!(a.same_record(&a.clone()));
+    /// assert!(!a.same_record(&a.clone().revision(Revision::new("2"))));
+    /// ```
+    pub fn same_record(&self, other: &LockLease) -> bool {
+        self.token == other.token && self.revision == other.revision
+    }
+}
+
+/// How to take a lock: [`StateStore::acquire_lock`]'s argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockRequest {
+    /// Who asks (a process or pod name).
+    pub holder: String,
+    /// The new acquisition's token, made by the caller so that it can recognise
+    /// its lease after a lost answer.
+    pub token: LeaseToken,
+    /// The lease's duration.
+    pub ttl: Duration,
+    /// The lease record the caller saw unchanged for its whole `ttl` on its own
+    /// monotonic clock (its holder stopped renewing: the crash takeover); `None`:
+    /// only a free lock may be taken.
+    pub take_over: Option<LockLease>,
+}
+
+impl LockRequest {
+    /// A request for a free lock by `holder` for `ttl`, with a fresh token.
+    pub fn new(holder: impl Into<String>, ttl: Duration) -> Self {
+        Self { holder: holder.into(), token: LeaseToken::generate(), ttl, take_over: None }
+    }
+
+    /// Takes over `observed` if it is still the stored record.
+    #[must_use]
+    pub fn take_over(mut self, observed: LockLease) -> Self {
+        self.take_over = Some(observed);
+        self
     }
 }
 
@@ -159,8 +384,17 @@ pub enum StateError {
         /// The revision in the store, `None` when absent.
         actual: Option<Revision>,
     },
-    /// Another holder has the lock and it has not expired.
-    #[error("{app} is locked by {holder} until {expires_at}")]
+    /// The document was deleted while the caller held a revision of it (someone
+    /// removed it by hand); nothing was written.
+    #[error("state of {app} was deleted (expected revision {expected})")]
+    Deleted {
+        /// The application.
+        app: AppId,
+        /// The revision the caller read.
+        expected: Revision,
+    },
+    /// Someone holds the lock: its lease was not released, nor taken over.
+    #[error("{app} is locked by {holder} until {expires_at} (holder's clock)")]
     LockHeld {
         /// The application.
         app: AppId,
@@ -169,7 +403,8 @@ pub enum StateError {
         /// When its lease lapses.
         expires_at: Timestamp,
     },
-    /// The caller's lease expired and someone else took the lock.
+    /// The caller's lease is not the stored one any more (another token holds it,
+    /// or none does).
     #[error("lock of {app} was lost to {holder}")]
     LockLost {
         /// The application.
@@ -204,6 +439,7 @@ impl Classify for StateError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::Conflict { .. } | Self::LockHeld { .. } | Self::LockLost { .. } => ErrorKind::Conflict,
+            Self::Deleted { .. } => ErrorKind::NotFound,
             Self::Corrupt { .. } => ErrorKind::InvalidInput,
             Self::Backend { kind, .. } => *kind,
         }
@@ -215,14 +451,20 @@ impl Classify for StateError {
 /// Writes are compare-and-swap on a [`Revision`], so two processes never overwrite
 /// each other's progress, and a write is atomic: a reader sees the old or the new
 /// document, never a mix.
+///
+/// The lock is fenced: every acquisition carries its own [`LeaseToken`], compared
+/// on renewal and release, and a held lease is never taken by comparing clocks:
+/// only by [`LockRequest::take_over`] of the exact record the caller watched for
+/// a whole lease duration (as Kubernetes leader election does).
 #[async_trait]
 pub trait StateStore: Send + Sync {
     /// The saved progress of `app`'s rollout, if any.
     async fn load(&self, app: &AppId) -> Result<Option<Versioned<RolloutState>>, StateError>;
 
     /// Saves progress if the stored revision is `expected` (`None`: nothing may be
-    /// stored yet) and returns the new revision; otherwise fails with
-    /// [`StateError::Conflict`] and changes nothing.
+    /// stored yet) and returns the new revision. Otherwise changes nothing and
+    /// fails with [`StateError::Conflict`] (another revision is stored) or
+    /// [`StateError::Deleted`] (`expected` is set and nothing is stored).
     async fn save(
         &self,
         app: &AppId,
@@ -234,16 +476,24 @@ pub trait StateStore: Send + Sync {
     /// `expected`. Clearing what is already gone succeeds.
     async fn clear(&self, app: &AppId, expected: &Revision) -> Result<(), StateError>;
 
-    /// Takes `app`'s lock for `ttl`. Fails at once with [`StateError::LockHeld`] if
-    /// another holder has an unexpired lease; an expired lease is taken over. The
-    /// same holder taking it again renews it.
-    async fn acquire_lock(&self, app: &AppId, holder: &str, ttl: Duration) -> Result<LockLease, StateError>;
+    /// The lease record of `app`'s lock as stored now, if any.
+    async fn read_lock(&self, app: &AppId) -> Result<Option<LockLease>, StateError>;
 
-    /// Extends a lease the caller holds by `ttl` from now; fails with
-    /// [`StateError::LockLost`] if someone else holds it now.
+    /// Takes `app`'s lock with the request's token and ttl.
+    ///
+    /// Without [`LockRequest::take_over`] it succeeds only when no lease is
+    /// stored; a stored lease fails it with [`StateError::LockHeld`] whoever holds
+    /// it, the same holder name included, and however old its timestamps are.
+    /// With it, it succeeds only if the stored record is still the observed one
+    /// (same token and revision), atomically.
+    async fn acquire_lock(&self, app: &AppId, request: &LockRequest) -> Result<LockLease, StateError>;
+
+    /// Extends the caller's lease by `ttl` and returns the new record; fails with
+    /// [`StateError::LockLost`] if the stored lease has another token or none.
     async fn renew_lock(&self, lease: &LockLease, ttl: Duration) -> Result<LockLease, StateError>;
 
-    /// Gives the lock up. Releasing a lock the caller no longer holds does nothing
-    /// and succeeds, so it is safe in clean-up paths.
+    /// Gives the lock up if the stored lease has the caller's token. Releasing a
+    /// lock the caller no longer holds does nothing and succeeds, so it is safe in
+    /// clean-up paths.
     async fn release_lock(&self, lease: &LockLease) -> Result<(), StateError>;
 }

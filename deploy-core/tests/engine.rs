@@ -41,8 +41,10 @@ async fn two_rollouts_of_one_app_exactly_one_proceeds() {
     let report = winner.wait().await.unwrap();
     assert_eq!(report.status, DeploymentStatus::Succeeded);
     assert_eq!(f.kit.history().records().len(), 1);
-    // Once it is done the application is free again.
-    let again = second.run(f.request()).await.unwrap();
+    // Once it is done the application is free again (and 2.0.0 is what serves).
+    let back =
+        deploy_core::engine::RolloutRequest::new(f.spec.clone(), f.v1.clone(), f.plan.clone()).from(f.v2.clone());
+    let again = second.run(back).await.unwrap();
     assert_eq!(again.status, DeploymentStatus::Succeeded);
 }
 
@@ -168,7 +170,7 @@ async fn promote_ends_a_pause_and_abort_rolls_back() {
         if matches!(e, RolloutEvent::Paused { .. }) {
             tokio::time::sleep(Duration::from_secs(3600)).await; // nothing moves while paused
             assert_eq!(f.kit.snapshot(&f.spec.id()).weights.unwrap().weight(Track::Canary), pct(20));
-            handle.promote();
+            handle.promote().unwrap();
         }
         if matches!(e, RolloutEvent::Promoted { .. }) {
             break;

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use deploy_core::error::{Classify, ErrorKind};
-use deploy_core::model::{AppId, Percent, Track, TrafficSplit};
-use deploy_core::traffic::{RouterCapabilities, RouterError, TrafficRouter};
+use deploy_core::model::{AppId, Track, TrafficSplit};
+use deploy_core::traffic::{RouterCapabilities, RouterError, TrackSet, TrafficRouter, split_of_replicas};
 use tracing::instrument;
 
 use crate::containers::Containers;
@@ -29,7 +29,10 @@ use crate::platform::serves;
 ///
 /// It cannot set arbitrary weights (DNS round robin has no weights), route by
 /// header or mirror, so it declares none of these, and refuses a split across two
-/// tracks with [`RouterError::Unsupported`]. [`TrafficRouter::weights`] reads the
+/// tracks with [`RouterError::Unsupported`]. Its capabilities say that it serves
+/// every ready replica of the tracks that share the alias, so the engine reaches a
+/// canary weight by replica ratio, between `stable` and `canary` only (the tracks
+/// whose ready containers join the alias on their own); it switches any track. [`TrafficRouter::weights`] reads the
 /// split back from the containers' aliases: each track's share of the containers
 /// that have the alias.
 ///
@@ -99,7 +102,7 @@ impl NetworkAliasRouter {
 #[async_trait::async_trait]
 impl TrafficRouter for NetworkAliasRouter {
     fn capabilities(&self) -> RouterCapabilities {
-        RouterCapabilities::default()
+        RouterCapabilities::default().with_split_tracks(TrackSet::of([Track::Stable, Track::Canary]))
     }
 
     #[instrument(skip_all, fields(deploy.app = %app, traffic = %split), err)]
@@ -151,26 +154,8 @@ impl TrafficRouter for NetworkAliasRouter {
 /// Each track's share of `counts`, in whole percent summing to 100 (the largest
 /// remainders get the rounding); `None` when nothing serves.
 fn split_from_counts(counts: &BTreeMap<Track, u64>) -> Option<TrafficSplit> {
-    let total: u64 = counts.values().sum();
-    if total == 0 {
-        return None;
-    }
-    let mut shares: Vec<(Track, u64, u64)> =
-        counts.iter().map(|(t, c)| (*t, c * 100 / total, c * 100 % total)).collect();
-    let mut missing = 100 - shares.iter().map(|s| s.1).sum::<u64>();
-    shares.sort_by_key(|s| std::cmp::Reverse(s.2));
-    for share in &mut shares {
-        if missing == 0 {
-            break;
-        }
-        share.1 += 1;
-        missing -= 1;
-    }
-    let weights = shares
-        .into_iter()
-        .map(|(t, p, _)| Percent::new(u8::try_from(p).ok()?).ok().map(|p| (t, p)))
-        .collect::<Option<Vec<_>>>()?;
-    TrafficSplit::new(weights).ok()
+    let counts = counts.iter().map(|(t, n)| (*t, u32::try_from(*n).unwrap_or(u32::MAX))).collect();
+    split_of_replicas(&counts)
 }
 
 fn router_error(operation: &str, error: DockerError) -> RouterError {
@@ -182,6 +167,7 @@ fn router_error(operation: &str, error: DockerError) -> RouterError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deploy_core::model::Percent;
 
     #[test]
     fn counts_become_whole_percent_summing_to_100() {
@@ -192,12 +178,51 @@ mod tests {
         assert_eq!(split_from_counts(&BTreeMap::new()), None);
     }
 
+    /// What the router does not declare it refuses without touching Docker.
+    #[tokio::test]
+    async fn undeclared_capabilities_are_refused() {
+        use deploy_core::model::Name;
+        use deploy_core::traffic::{HeaderMatch, HeaderRoute, Mirror};
+        let docker = bollard::Docker::connect_with_http("tcp://127.0.0.1:1", 1, bollard::API_DEFAULT_VERSION).unwrap();
+        let router = NetworkAliasRouter::new(docker, "n");
+        let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+        let unsupported = |r: Result<(), RouterError>| matches!(r, Err(RouterError::Unsupported { .. }));
+        assert!(unsupported(router.set_weights(&app, &TrafficSplit::canary(Percent::new(10).unwrap())).await));
+        let route = HeaderRoute::new("x-canary", HeaderMatch::Exact("1".into()), Track::Canary);
+        assert!(unsupported(router.set_header_route(&app, &route).await));
+        assert!(unsupported(router.set_mirror(&app, Track::Canary, &Mirror::new(Percent::new(10).unwrap())).await));
+    }
+
     #[test]
     fn capabilities_are_honest() {
         let docker = bollard::Docker::connect_with_http("tcp://127.0.0.1:1", 1, bollard::API_DEFAULT_VERSION).unwrap();
         let caps = NetworkAliasRouter::new(docker, "n").capabilities();
-        assert!(!caps.weights && !caps.header_routes && !caps.mirroring);
+        assert!(!caps.weights && !caps.header_routes && !caps.mirroring && !caps.switch_only);
         assert!(caps.supports_split(&TrafficSplit::all(Track::Green)));
         assert!(!caps.supports_split(&TrafficSplit::canary(Percent::new(10).unwrap())));
+        // Canary weights by replica ratio between stable and canary only; any track is switched to.
+        assert_eq!(caps.split_tracks, TrackSet::of([Track::Stable, Track::Canary]));
+        assert_eq!(caps.tracks, TrackSet::ALL);
+        let bg_canary = deploy_core::plan::Plan::new(
+            deploy_core::plan::StrategyKind::Canary,
+            4,
+            Track::Blue,
+            Track::Green,
+            Track::Blue,
+        )
+        .step(deploy_core::plan::Step::SetWeight(Percent::new(10).unwrap()))
+        .step(deploy_core::plan::Step::Promote);
+        let err = bg_canary.validate(Some(caps)).unwrap_err();
+        assert!(err.to_string().contains("cannot split traffic to blue"), "{err}");
+        let canary = deploy_core::plan::Plan::new(
+            deploy_core::plan::StrategyKind::Canary,
+            4,
+            Track::Stable,
+            Track::Canary,
+            Track::Stable,
+        )
+        .step(deploy_core::plan::Step::SetWeight(Percent::new(10).unwrap()))
+        .step(deploy_core::plan::Step::Promote);
+        assert!(canary.validate(Some(caps)).is_ok());
     }
 }

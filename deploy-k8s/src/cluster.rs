@@ -128,7 +128,8 @@ impl Cluster {
         &self.client
     }
 
-    fn apply_params(&self) -> PatchParams {
+    /// Server-side apply parameters with this cluster's field manager and force setting.
+    pub(crate) fn apply_params(&self) -> PatchParams {
         let params = PatchParams::apply(&self.field_manager);
         if self.force { params.force() } else { params }
     }
@@ -162,6 +163,13 @@ impl Cluster {
         let version = ServedGroups::discover(&self.client, entry).await?.pick(entry)?;
         self.served.lock().unwrap_or_else(PoisonError::into_inner).insert(key, version);
         Ok(version)
+    }
+
+    /// An API for `entry`'s kind in `namespace`, in the version this cluster serves.
+    pub async fn served_api(&self, entry: &Compatible, namespace: &str) -> Result<Api<DynamicObject>> {
+        let version = self.served_version(entry).await?;
+        let resource = ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(entry.group, version, entry.kind));
+        Ok(Api::namespaced_with(self.client.clone(), namespace, &resource))
     }
 
     /// Applies `object` as `version` of its kind (same fields, older `apiVersion`)

@@ -92,7 +92,7 @@ fn world(setup: Setup, canary_steps: &[u8], before: impl FnOnce(&fake_api::FakeA
         Setup::CanaryIstio => {
             let vs = crate::manifest::virtual_service(&app, &crate::manifest::VirtualServiceOptions::default());
             fake.seed(VIRTUAL_SERVICE, serde_json::to_value(vs).unwrap());
-            Some(Arc::new(IstioRouter::new(cluster.clone())))
+            Some(Arc::new(IstioRouter::new(cluster.clone()).api_version("v1")))
         }
         Setup::CanaryGateway => {
             fake.seed(HTTP_ROUTE, json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
@@ -343,12 +343,100 @@ async fn request_budget_of_a_blue_green_rollout_and_of_one_canary_step() {
     assert_eq!(run(&two).await.status, DeploymentStatus::Succeeded);
     let step = count(&two) - count(&one);
     // The pinned budget (watch requests not counted; each wait adds one or two).
-    // Blue-green: lock 2, state 4, record 2, apply + wait 3, status reads, switch
-    // and read-back, remove, clear, release. One canary step: scale 1, wait's two
+    // Blue-green: lock 2, state 4, record 2, what runs before the start (status of
+    // both colours 2, the Service's selector 1), ownership read + apply + wait 4,
+    // status reads, switch and read-back, remove 2 (ownership read, delete with a
+    // UID precondition), clear, release. One canary step: scale 1, wait's two
     // lists, status of both tracks 2, VirtualService read-modify-write 2,
     // read-back 1, progress save 1. A change here is a change in API traffic.
     assert_eq!((blue_green, step), (BLUE_GREEN_REQUESTS, CANARY_STEP_REQUESTS));
 }
 
-const BLUE_GREEN_REQUESTS: usize = 21;
+const BLUE_GREEN_REQUESTS: usize = 26;
 const CANARY_STEP_REQUESTS: usize = 9;
+
+/// Issue 17: the default canary's weights (10 → 25 → 50 → 75 → 100) succeed through
+/// the engine behind the replica-ratio router at 4 and at 10 replicas: the router
+/// rounds to replicas, the engine expects the rounded split back, and the stable
+/// track ends with every replica of the new release.
+#[tokio::test]
+async fn the_default_canary_succeeds_behind_the_replica_ratio_router_at_4_and_10_replicas() {
+    use crate::router::ReplicaRatioRouter;
+    for replicas in [4u32, 10] {
+        let (client, fake) = fake_api::start();
+        let spec = fixtures::spec();
+        let running = deployment(
+            &spec,
+            &DeploymentOptions::default().track(Track::Stable).release(fixtures::release("1.4.1")).replicas(replicas),
+        );
+        fake.seed(&format!("{DEPLOYMENTS}/web-stable"), serde_json::to_value(running).unwrap());
+        fake.seed(SERVICE, serde_json::to_value(service(&spec, &ServiceOptions::default())).unwrap());
+        let cluster = Cluster::new(client);
+        let config = EngineConfig::default()
+            .step_deadline(Duration::from_secs(8))
+            .readiness_deadline(Duration::from_secs(4))
+            .retry(RetryPolicy::new(3, Duration::from_millis(10), Duration::from_millis(40)))
+            .holder("engine-test");
+        let engine = RolloutEngine::builder(
+            Arc::new(KubePlatform::new(cluster.clone())),
+            Arc::new(KubeStateStore::new(cluster.clone())),
+            Arc::new(KubeHistoryStore::new(cluster.clone(), "shop")),
+        )
+        .router(Arc::new(ReplicaRatioRouter::new(cluster, replicas)))
+        .config(config)
+        .build();
+        let weights = [10, 25, 50, 75, 100].map(|w| Step::SetWeight(pct(w)));
+        let plan = Canary::with_steps(weights.to_vec()).scale_down_delay(ZERO).plan(&PlanInput::new(replicas));
+        let request = RolloutRequest::new(spec, fixtures::release("1.4.2"), plan).from(fixtures::release("1.4.1"));
+        let report = fake_api::within(engine.run(request)).await.expect("a report");
+        assert_eq!(report.status, DeploymentStatus::Succeeded, "{replicas} replicas: {:?}", report.cause);
+        let rounded: Vec<&String> =
+            report.record.steps.iter().flat_map(|s| &s.details).filter(|d| d.contains("requested")).collect();
+        if replicas == 10 {
+            assert!(
+                rounded.iter().any(|d| d.starts_with(
+                    "traffic stable=75% canary=25% requested; the router can produce stable=70% canary=30%"
+                )),
+                "{rounded:#?}"
+            );
+        }
+        assert_eq!(running_version(&fake, "stable").as_deref(), Some("1.4.2"), "{replicas} replicas");
+        let stable = fake.object(&format!("{DEPLOYMENTS}/web-stable")).unwrap();
+        assert_eq!(stable["spec"]["replicas"], replicas, "{replicas} replicas");
+        let canary = fake.object(&format!("{DEPLOYMENTS}/web-canary"));
+        assert!(canary.is_none_or(|d| d["spec"]["replicas"] == 0), "{replicas} replicas: the canary is gone");
+    }
+}
+
+/// Issue 17, item 4: a mirror step through the engine and the Istio router: the
+/// VirtualService gets the router's own mirror route while the canary runs, and it
+/// is gone after the promotion.
+#[tokio::test]
+async fn a_mirror_step_mirrors_through_istio_until_promotion() {
+    let mut w = world(Setup::CanaryIstio, &[], |_| {});
+    let steps = vec![
+        Step::SetWeight(pct(10)),
+        Step::Mirror(deploy_core::traffic::Mirror::new(pct(20))),
+        Step::SetWeight(pct(50)),
+    ];
+    w.plan = Canary::with_steps(steps).scale_down_delay(ZERO).plan(&PlanInput::new(4));
+    let report = run(&w).await;
+    assert_eq!(report.status, DeploymentStatus::Succeeded, "{:?}", report.cause);
+    assert_traffic_only_to_ready(&w.fake);
+    let mirrored: Vec<serde_json::Value> = w
+        .fake
+        .log()
+        .iter()
+        .filter(|r| r.path == VIRTUAL_SERVICE && r.method == Method::PUT && r.code < 300)
+        .filter_map(|r| {
+            r.body.as_ref()?["spec"]["http"].as_array()?.iter().find(|h| h["name"] == "deploy-rs-mirror").cloned()
+        })
+        .collect();
+    let first = mirrored.first().expect("the mirror route was written");
+    assert_eq!(first["mirror"]["subset"], "canary");
+    assert_eq!(first["mirrorPercentage"]["value"], 20.0);
+    assert_eq!(first["match"], json!([{"method": {"exact": "GET"}}, {"method": {"exact": "HEAD"}}]));
+    assert!(mirrored.iter().any(|m| m["route"][1]["weight"] == 50), "the mirror route followed the split");
+    let end = w.fake.object(VIRTUAL_SERVICE).unwrap();
+    assert!(end["spec"]["http"].as_array().unwrap().iter().all(|h| h["name"] != "deploy-rs-mirror"), "{end:#}");
+}

@@ -62,6 +62,14 @@ pub enum KubeError {
         /// The last lines of the failed pod's log, if any could be read.
         logs: Option<String>,
     },
+    /// An object of the name this crate would write or delete exists but does not
+    /// carry its ownership label (`app.kubernetes.io/managed-by: deploy-rs`): it
+    /// belongs to someone else and is left alone.
+    #[error("{what} exists and is not managed by deploy-rs; it is left alone (adopt it explicitly to take it over)")]
+    NotOwned {
+        /// Which object, such as `deployment shop/web-stable`.
+        what: String,
+    },
     /// The server serves the kind in none of the versions this crate can send.
     #[error("the server does not serve {kind} in any of {wanted} (it serves it in [{offered}]; the group offers [{group_offers}])", wanted = wanted.join(", "), offered = offered.join(", "), group_offers = group_offers.join(", "))]
     Unserved {
@@ -101,6 +109,7 @@ impl Classify for KubeError {
             Self::NotFound { .. } => ErrorKind::NotFound,
             Self::Encode { .. } | Self::Incomplete { .. } => ErrorKind::InvalidInput,
             Self::Unserved { .. } => ErrorKind::Unsupported,
+            Self::NotOwned { .. } => ErrorKind::Conflict,
             Self::Timeout { .. } => ErrorKind::Timeout,
             Self::Watch { .. } => ErrorKind::Unavailable,
             Self::JobFailed { .. } => ErrorKind::Other,

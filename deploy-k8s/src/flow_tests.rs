@@ -42,6 +42,18 @@ fn watch_until_ready(name: &str, track_label: &str) -> Vec<Expect> {
     ]
 }
 
+/// `object` with deploy-rs's ownership label and the given UID.
+fn owned(mut object: Value, uid: &str) -> Value {
+    object["metadata"]["labels"]["app.kubernetes.io/managed-by"] = json!("deploy-rs");
+    object["metadata"]["uid"] = json!(uid);
+    object
+}
+
+/// A GET of `path` answered 404.
+fn absent(path: &str) -> Expect {
+    Expect::get(path).status(404, "NotFound", "not found")
+}
+
 fn position(seen: &[Seen], f: impl Fn(&Seen) -> bool) -> usize {
     seen.iter().position(f).expect("request not seen")
 }
@@ -49,16 +61,22 @@ fn position(seen: &[Seen], f: impl Fn(&Seen) -> bool) -> usize {
 #[tokio::test]
 async fn blue_green_switch_happens_only_after_green_is_ready() {
     let service = "/api/v1/namespaces/shop/services/web";
-    let green_selector = json!({"app.kubernetes.io/name": "web", "deploy-rs.io/track": "green"});
-    let mut script =
-        vec![Expect::patch(&format!("{DEPLOYMENTS}/web-green")).ok(track("web-green", 1, 0, (0, 0, 0, 0)))];
+    // Only the track label of the selector is written (the user's other labels stay).
+    let green_selector = json!({"deploy-rs.io/track": "green"});
+    let mut script = vec![
+        absent(&format!("{DEPLOYMENTS}/web-green")),
+        Expect::patch(&format!("{DEPLOYMENTS}/web-green")).ok(track("web-green", 1, 0, (0, 0, 0, 0))),
+    ];
     script.extend(watch_until_ready("web-green", "green"));
     script.extend([
         Expect::patch(service).body(move |b| assert_eq!(b["spec"]["selector"], green_selector)).ok(json!({
             "metadata": {"name": "web", "namespace": "shop"}, "spec": {"selector": {"app.kubernetes.io/name": "web", "deploy-rs.io/track": "green"}}})),
         Expect::get(service).ok(json!({"metadata": {"name": "web", "namespace": "shop"},
             "spec": {"selector": {"app.kubernetes.io/name": "web", "deploy-rs.io/track": "green"}}})),
-        Expect::delete(&format!("{DEPLOYMENTS}/web-blue")).ok(json!({"kind": "Status", "status": "Success", "metadata": {}})),
+        Expect::get(&format!("{DEPLOYMENTS}/web-blue")).ok(owned(track("web-blue", 1, 1, (3, 3, 3, 3)), "uid-web-blue")),
+        Expect::delete(&format!("{DEPLOYMENTS}/web-blue"))
+            .body(|b| assert_eq!(b["preconditions"]["uid"], "uid-web-blue", "deleted only with its identity"))
+            .ok(json!({"kind": "Status", "status": "Success", "metadata": {}})),
     ]);
     let (client, mock) = start(script);
     let cluster = Cluster::new(client);
@@ -78,11 +96,12 @@ async fn blue_green_switch_happens_only_after_green_is_ready() {
     let ready_event = position(&seen, |r| r.path == DEPLOYMENTS && r.is_watch());
     let switch = position(&seen, |r| r.path == service && r.method == http::Method::PATCH);
     assert!(ready_event < switch, "the Service switched only after green's watch reported it ready");
-    let applied = &seen[0].body.as_ref().unwrap()["spec"]["template"]["metadata"]["labels"];
+    let applied = &seen[1].body.as_ref().unwrap()["spec"]["template"]["metadata"]["labels"];
     assert_eq!(applied["deploy-rs.io/track"], "green");
-    // apply 1 + wait 4 (list and watch of the Deployment and of its pods) +
-    // switch 1 + read-back 1 + remove 1.
-    assert_eq!(seen.len(), 8, "{seen:#?}");
+    // apply 2 (ownership read, apply) + wait 4 (list and watch of the Deployment and
+    // of its pods) + switch 1 + read-back 1 + remove 2 (ownership read, delete with
+    // a UID precondition).
+    assert_eq!(seen.len(), 10, "{seen:#?}");
 }
 
 #[tokio::test]
@@ -95,8 +114,10 @@ async fn one_istio_canary_step_is_wait_then_cas_write_then_read_back() {
             {"destination": {"host": "web", "subset": "stable"}, "weight": 100 - canary},
             {"destination": {"host": "web", "subset": "canary"}, "weight": canary}]}]}})
     };
-    let mut script =
-        vec![Expect::patch(&format!("{DEPLOYMENTS}/web-canary")).ok(track("web-canary", 1, 0, (0, 0, 0, 0)))];
+    let mut script = vec![
+        absent(&format!("{DEPLOYMENTS}/web-canary")),
+        Expect::patch(&format!("{DEPLOYMENTS}/web-canary")).ok(track("web-canary", 1, 0, (0, 0, 0, 0))),
+    ];
     script.extend(watch_until_ready("web-canary", "canary"));
     script.extend([
         Expect::get(vs).ok(vs_json("7", 0)),
@@ -106,7 +127,7 @@ async fn one_istio_canary_step_is_wait_then_cas_write_then_read_back() {
     let (client, mock) = start(script);
     let cluster = Cluster::new(client);
     let platform = KubePlatform::new(cluster.clone());
-    let router = IstioRouter::new(cluster.clone());
+    let router = IstioRouter::new(cluster.clone()).api_version("v1");
     let app = fixtures::app_id();
     let ten = TrafficSplit::canary(Percent::new(10).unwrap());
     within(async {
@@ -121,8 +142,8 @@ async fn one_istio_canary_step_is_wait_then_cas_write_then_read_back() {
     let ready_event = position(&seen, |r| r.path == DEPLOYMENTS && r.is_watch());
     let write = position(&seen, |r| r.path == vs && r.method == http::Method::PUT);
     assert!(ready_event < write, "weights moved only after the canary was ready");
-    // apply 1 + wait 4 + read-modify-write 2 + read-back 1.
-    assert_eq!(seen.len(), 8, "{seen:#?}");
+    // apply 2 (ownership read, apply) + wait 4 + read-modify-write 2 + read-back 1.
+    assert_eq!(seen.len(), 9, "{seen:#?}");
 }
 
 mod over_fake_cluster {
@@ -175,7 +196,10 @@ mod over_fake_cluster {
             platform.apply(&spec, Track::Blue, &fixtures::release("1.4.1"), 2).await.unwrap();
             platform.wait_ready(&app, Track::Blue, Duration::from_secs(5)).await.unwrap();
             let before = fake.log().len();
-            let lease = store.acquire_lock(&app, "test", Duration::from_secs(30)).await.unwrap();
+            let lease = store
+                .acquire_lock(&app, &deploy_core::state::LockRequest::new("test", Duration::from_secs(30)))
+                .await
+                .unwrap();
             let record = deploy_core::model::DeploymentRecord::new(
                 app.clone(),
                 deploy_core::model::Environment::Production,
@@ -197,10 +221,10 @@ mod over_fake_cluster {
             store.release_lock(&lease).await.unwrap();
             let rollout = &fake.log()[before..];
             let shown: Vec<_> = rollout.iter().map(|r| format!("{} {}", r.method, r.path)).collect();
-            // lock 2 (read, create) + save 1 + apply 1 + wait's two lists (Deployment,
-            // pods) + switch 1 + read-back 1 + save 1 + remove 1 + clear 1 + release 2
-            // (read, delete) ...
-            assert_eq!(rollout.iter().filter(|r| !r.is_watch()).count(), 13, "{shown:#?}");
+            // lock 2 (read, create) + save 1 + apply 2 (ownership read, apply) + wait's
+            // two lists (Deployment, pods) + switch 1 + read-back 1 + save 1 + remove 2
+            // (ownership read, delete) + clear 1 + release 2 (read, delete) ...
+            assert_eq!(rollout.iter().filter(|r| !r.is_watch()).count(), 15, "{shown:#?}");
             // ... and the watches that delivered readiness: the Deployment's, and the
             // pods' if it was opened before the Deployment became ready.
             let watches = rollout.iter().filter(|r| r.is_watch()).count();

@@ -11,15 +11,17 @@ use deploy_core::platform::{Platform, PlatformError, TrackState, TrackStatus};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use tracing::{debug, instrument};
 
 use crate::cluster::{Cluster, get_opt};
+use crate::discovery::compatible;
 use crate::error::{KubeError, is_conflict, is_not_found, kind_of};
 use crate::labels;
-use crate::manifest::{DeploymentOptions, deployment};
+use crate::manifest::{DeploymentOptions, HpaOptions, deployment, horizontal_pod_autoscaler};
 use crate::rollout_status::{RolloutStatus, doomed_pod, rollout_status};
 
 /// How the platform builds and changes Deployments.
@@ -34,11 +36,24 @@ pub struct PlatformOptions {
     pub conflict_retries: u32,
     /// The pause before the first retry; doubled each time.
     pub retry_delay: Duration,
+    /// HPA settings beyond the spec's autoscaling bounds; each track gets its own
+    /// HPA `{app}-{track}` built from them when the spec autoscales.
+    pub hpa: HpaOptions,
+    /// Takes over a Deployment or HPA of a track's name that does not carry the
+    /// `app.kubernetes.io/managed-by: deploy-rs` label (off by default: such an
+    /// object is someone else's, and `apply` and `remove` refuse to touch it).
+    pub adopt_unowned: bool,
 }
 
 impl Default for PlatformOptions {
     fn default() -> Self {
-        Self { deployment: DeploymentOptions::default(), conflict_retries: 5, retry_delay: Duration::from_millis(50) }
+        Self {
+            deployment: DeploymentOptions::default(),
+            conflict_retries: 5,
+            retry_delay: Duration::from_millis(50),
+            hpa: HpaOptions::default(),
+            adopt_unowned: false,
+        }
     }
 }
 
@@ -56,17 +71,40 @@ impl PlatformOptions {
         self.conflict_retries = retries;
         self
     }
+
+    /// Sets the HPA settings used for every track of an autoscaling spec.
+    #[must_use]
+    pub fn hpa(mut self, options: HpaOptions) -> Self {
+        self.hpa = options;
+        self
+    }
+
+    /// Lets `apply` and `remove` take over objects without deploy-rs's ownership label.
+    #[must_use]
+    pub fn adopt_unowned(mut self, adopt: bool) -> Self {
+        self.adopt_unowned = adopt;
+        self
+    }
 }
 
 /// Runs each track of an app as its own Deployment `{app}-{track}`, labelled with
 /// app, track and version.
 ///
-/// - `apply`: server-side apply of the Deployment built from the spec.
+/// - `apply`: server-side apply of the Deployment built from the spec, as the
+///   [`Cluster`]'s field manager with its force setting. When the spec autoscales,
+///   the track also gets its own HPA `{app}-{track}` and an existing Deployment
+///   keeps the replica count the HPA gave it (the apply sends the live count, so
+///   the platform and the HPA never fight).
 /// - `wait_ready`: watches the Deployment and its pods (kube-runtime watchers, no
 ///   polling) and decides as `kubectl rollout status` does, generations first; a
 ///   pod of the new version in CrashLoopBackOff, ErrImagePull, ImagePullBackOff or
 ///   CreateContainerConfigError fails at once with [`PlatformError::Doomed`].
-/// - `scale`: the scale subresource. `remove`: delete, 404 counts as done.
+/// - `scale`: the scale subresource. `remove`: delete the track's Deployment with
+///   a UID precondition (its HPA, owned by it, goes with it); 404 counts as done.
+/// - Ownership: a Deployment or HPA of a track's name that lacks the
+///   `app.kubernetes.io/managed-by: deploy-rs` label is not taken over or deleted
+///   ([`KubeError::NotOwned`], classified as a conflict) unless
+///   [`PlatformOptions::adopt_unowned`] says so.
 ///
 /// Writes that get a 409 are retried with backoff.
 ///
@@ -143,14 +181,27 @@ pub(crate) fn track_status(d: &Deployment) -> TrackStatus {
         RolloutStatus::Failed { message } => TrackState::Failed(message),
         _ => TrackState::Progressing,
     };
-    TrackStatus::new(
+    let status = TrackStatus::new(
         release,
         count(d.spec.replicas),
         count(status.updated_replicas),
         count(status.ready_replicas),
         count(status.available_replicas),
         state,
-    )
+    );
+    // The image, so that the engine can adopt a running release nobody named.
+    let image = d
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.image.as_deref())
+        .and_then(|i| deploy_core::model::ImageRef::parse(i).ok());
+    match image {
+        Some(image) => status.with_image(image),
+        None => status,
+    }
 }
 
 /// What the watch loop has seen so far.
@@ -181,17 +232,49 @@ impl Platform for KubePlatform {
     #[instrument(skip_all, fields(deploy.app = %spec.id(), deploy.track = %track, release.version = %release.version, replicas), err)]
     async fn apply(&self, spec: &AppSpec, track: Track, release: &Release, replicas: u32) -> Result<(), PlatformError> {
         spec.validate().map_err(|errors| PlatformError::Invalid { app: spec.id(), errors })?;
-        let object =
-            deployment(spec, &self.options.deployment.clone().track(track).release(release.clone()).replicas(replicas));
         let app = spec.id();
         let name = labels::workload_name(&app, track);
         let api = self.deployments(&app);
-        let params = PatchParams::apply(crate::cluster::FIELD_MANAGER).force();
+        let operation = format!("apply deployment {}/{name}", app.namespace);
+        let live = get_opt(&api, &name, &operation).await.map_err(platform_error)?;
+        if let Some(live) = &live {
+            self.ensure_owned(&live.metadata, &format!("deployment {}/{name}", app.namespace))?;
+        }
+        // An HPA owns the replica count of an autoscaled track once it runs.
+        let replicas = match (&spec.autoscaling, live.as_ref().and_then(|d| d.spec.replicas)) {
+            (Some(_), Some(live)) if live > 0 => u32::try_from(live).unwrap_or(replicas),
+            _ => replicas,
+        };
+        let object =
+            deployment(spec, &self.options.deployment.clone().track(track).release(release.clone()).replicas(replicas));
+        let params = self.cluster.apply_params();
         let patch = Patch::Apply(&object);
-        self.retry_conflicts(|| api.patch(&name, &params, &patch))
+        let applied = self
+            .retry_conflicts(|| api.patch(&name, &params, &patch))
             .await
-            .map(drop)
-            .map_err(|e| backend(format!("apply deployment {}/{name}", app.namespace), e))
+            .map_err(|e| backend(operation.clone(), e))?;
+        if let Some(mut hpa) = horizontal_pod_autoscaler(spec, &self.options.hpa.clone().track(track)) {
+            let what = format!("horizontalpodautoscaler {}/{name}", app.namespace);
+            let entry = compatible("autoscaling", "HorizontalPodAutoscaler").ok_or_else(|| {
+                platform_error(KubeError::Incomplete { what: what.clone(), field: "a known API version".into() })
+            })?;
+            let hpas = self.cluster.served_api(entry, app.namespace.as_str()).await.map_err(platform_error)?;
+            if let Some(live) = get_opt(&hpas, &name, &format!("read {what}")).await.map_err(platform_error)? {
+                self.ensure_owned(&live.metadata, &what)?;
+            }
+            // Owned by its track's Deployment: the garbage collector removes it with
+            // the track, so `remove` needs no request of its own for it.
+            hpa.metadata.owner_references = Some(vec![OwnerReference {
+                api_version: "apps/v1".to_owned(),
+                kind: "Deployment".to_owned(),
+                name: name.clone(),
+                uid: applied.metadata.uid.clone().unwrap_or_default(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]);
+            self.cluster.apply(&hpa).await.map_err(platform_error)?;
+        }
+        Ok(())
     }
 
     #[instrument(skip_all, fields(deploy.app = %app, deploy.track = %track, replicas), err)]
@@ -299,11 +382,49 @@ impl Platform for KubePlatform {
     #[instrument(skip_all, fields(deploy.app = %app, deploy.track = %track), err)]
     async fn remove(&self, app: &AppId, track: Track) -> Result<(), PlatformError> {
         let name = labels::workload_name(app, track);
-        match self.deployments(app).delete(&name, &DeleteParams::background()).await {
+        self.delete_owned(&self.deployments(app), &name, "deployment", app).await
+    }
+}
+
+impl KubePlatform {
+    /// Refuses an object this platform does not own, unless adoption is on.
+    fn ensure_owned(&self, meta: &ObjectMeta, what: &str) -> Result<(), PlatformError> {
+        let owned = meta.labels.as_ref().and_then(|l| l.get(labels::MANAGED_BY)).is_some_and(|m| m == labels::MANAGER);
+        if owned || self.options.adopt_unowned {
+            return Ok(());
+        }
+        Err(platform_error(KubeError::NotOwned { what: what.to_owned() }))
+    }
+
+    /// Deletes `name` if it exists and this platform owns it, with a UID
+    /// precondition so that an object re-created in between is left alone.
+    async fn delete_owned<K>(&self, api: &Api<K>, name: &str, kind: &str, app: &AppId) -> Result<(), PlatformError>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let what = format!("{kind} {}/{name}", app.namespace);
+        let Some(live) = get_opt(api, name, &format!("read {what}")).await.map_err(platform_error)? else {
+            return Ok(());
+        };
+        self.ensure_owned(live.meta(), &what)?;
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { uid: live.meta().uid.clone(), resource_version: None }),
+            ..DeleteParams::background()
+        };
+        match api.delete(name, &params).await {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(backend(format!("delete deployment {}/{name}", app.namespace), e)),
+            Err(e) => Err(backend(format!("delete {what}"), e)),
         }
+    }
+}
+
+/// A cluster error as a platform error, its class kept.
+fn platform_error(error: KubeError) -> PlatformError {
+    let kind = deploy_core::error::Classify::kind(&error);
+    match error {
+        KubeError::Api { operation, kind, source } => PlatformError::backend(operation, kind, source),
+        other => PlatformError::backend(other.to_string(), kind, other),
     }
 }
 
@@ -350,6 +471,7 @@ mod tests {
             assert_eq!(b["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"], "1.4.2");
         };
         let (client, mock) = start(vec![
+            Expect::get(&format!("{DEPLOYMENTS}/web-canary")).status(404, "NotFound", "not found"),
             Expect::patch(&format!("{DEPLOYMENTS}/web-canary")).query("fieldManager", "deploy-rs").body(check).status(
                 409,
                 "Conflict",
@@ -360,19 +482,20 @@ mod tests {
         let p = platform(client);
         within(p.apply(&fixtures::spec(), Track::Canary, &fixtures::release("1.4.2"), 2)).await.unwrap();
         drop(p);
-        assert_eq!(mock.finish().await.len(), 2, "one conflict, one retry");
+        assert_eq!(mock.finish().await.len(), 3, "ownership read, one conflict, one retry");
     }
 
     #[tokio::test]
     async fn persistent_conflicts_and_server_errors_come_back_typed() {
         let (client, mock) = start(vec![
+            Expect::get(&format!("{DEPLOYMENTS}/web-canary")).status(404, "NotFound", "not found"),
             Expect::patch(&format!("{DEPLOYMENTS}/web-canary")).status(409, "Conflict", "modified").repeat(),
         ]);
         let p = platform(client).with_options(PlatformOptions::default().conflict_retries(2));
         let err = within(p.apply(&fixtures::spec(), Track::Canary, &fixtures::release("1.4.2"), 2)).await.unwrap_err();
         assert!(err.is_conflict(), "{err}");
         drop(p);
-        assert_eq!(mock.finish().await.len(), 3);
+        assert_eq!(mock.finish().await.len(), 4);
 
         let (client, mock) = start(vec![
             Expect::patch(&format!("{DEPLOYMENTS}/web-canary/scale")).status(
@@ -385,11 +508,7 @@ mod tests {
                 "InternalError",
                 "etcdserver: leader changed",
             ),
-            Expect::delete(&format!("{DEPLOYMENTS}/web-canary")).status(
-                404,
-                "NotFound",
-                "deployments.apps \"web-canary\" not found",
-            ),
+            Expect::get(&format!("{DEPLOYMENTS}/web-canary")).status(404, "NotFound", "not found"),
             Expect::get(&format!("{DEPLOYMENTS}/web-stable")).status(
                 404,
                 "NotFound",
@@ -403,6 +522,34 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Unavailable);
         within(p.remove(&app, Track::Canary)).await.unwrap();
         assert_eq!(within(p.status(&app, Track::Stable)).await.unwrap(), TrackStatus::absent());
+        drop(p);
+        mock.finish().await;
+    }
+
+    #[tokio::test]
+    async fn a_deployment_without_the_ownership_label_is_neither_taken_over_nor_deleted() {
+        // `canary()` has no managed-by label: someone else's Deployment of that name.
+        let (client, mock) = start(vec![
+            Expect::get(&format!("{DEPLOYMENTS}/web-canary")).ok(canary(2, 2, (3, 3, 3, 3))),
+            Expect::get(&format!("{DEPLOYMENTS}/web-canary")).ok(canary(2, 2, (3, 3, 3, 3))),
+        ]);
+        let p = platform(client);
+        let err = within(p.apply(&fixtures::spec(), Track::Canary, &fixtures::release("1.4.2"), 2)).await.unwrap_err();
+        assert!(err.is_conflict(), "{err}");
+        assert!(err.to_string().contains("not managed by deploy-rs"), "{err}");
+        let err = within(p.remove(&fixtures::app_id(), Track::Canary)).await.unwrap_err();
+        assert!(err.to_string().contains("deployment shop/web-canary exists and is not managed by deploy-rs"), "{err}");
+        drop(p);
+        let seen = mock.finish().await;
+        assert!(seen.iter().all(|r| r.method == http::Method::GET), "nothing written or deleted: {seen:#?}");
+
+        // Adopting it is the caller's explicit choice.
+        let (client, mock) = start(vec![
+            Expect::get(&format!("{DEPLOYMENTS}/web-canary")).ok(canary(2, 2, (3, 3, 3, 3))),
+            Expect::patch(&format!("{DEPLOYMENTS}/web-canary")).ok(canary(3, 2, (3, 3, 3, 3))),
+        ]);
+        let p = platform(client).with_options(PlatformOptions::default().adopt_unowned(true));
+        within(p.apply(&fixtures::spec(), Track::Canary, &fixtures::release("1.4.2"), 2)).await.unwrap();
         drop(p);
         mock.finish().await;
     }

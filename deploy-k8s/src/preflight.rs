@@ -1,6 +1,7 @@
 //! Pre-deployment checks that return a report: API server reachable (with its
 //! version), namespace exists, the requested resources fit the namespace's
-//! ResourceQuotas and the nodes' allocatable capacity, and the image exists.
+//! ResourceQuotas (requests, limits, pod and Deployment counts) and what the nodes
+//! have left once the pods already bound to them are counted, and the image exists.
 //!
 //! A check that cannot be carried out fails; nothing passes on silence.
 
@@ -8,7 +9,9 @@ use std::fmt;
 
 use deploy_core::model::{ImageRef, Quantity, ResourceList};
 use deploy_core::registry::ImageRegistry;
-use k8s_openapi::api::core::v1::{Node, ResourceQuota};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Node, Pod, ResourceQuota};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KubeQuantity;
 use kube::api::{Api, ListParams};
 use tracing::instrument;
@@ -25,15 +28,35 @@ pub struct PreflightRequest {
     pub image: ImageRef,
     /// Requests of one pod.
     pub pod_requests: ResourceList,
+    /// Limits of one pod, if it sets any; a quota on `limits.*` needs them.
+    pub pod_limits: Option<ResourceList>,
     /// How many pods at most run at once (replicas plus surge, or both tracks of a
     /// blue-green rollout).
     pub pods: u32,
+    /// How many Deployments the rollout creates (1 for a new track, 0 for a rolling
+    /// update in place), for a `count/deployments.apps` quota.
+    pub new_deployments: u32,
 }
 
 impl PreflightRequest {
-    /// A request for `pods` pods of `image`, each requesting `pod_requests`.
+    /// A request for `pods` pods of `image`, each requesting `pod_requests`, in one
+    /// new Deployment.
     pub fn new(namespace: impl Into<String>, image: ImageRef, pod_requests: ResourceList, pods: u32) -> Self {
-        Self { namespace: namespace.into(), image, pod_requests, pods }
+        Self { namespace: namespace.into(), image, pod_requests, pod_limits: None, pods, new_deployments: 1 }
+    }
+
+    /// Sets the limits of one pod.
+    #[must_use]
+    pub fn limits(mut self, limits: ResourceList) -> Self {
+        self.pod_limits = Some(limits);
+        self
+    }
+
+    /// Sets how many Deployments the rollout creates.
+    #[must_use]
+    pub fn new_deployments(mut self, count: u32) -> Self {
+        self.new_deployments = count;
+        self
     }
 }
 
@@ -118,7 +141,7 @@ pub async fn preflight(cluster: &Cluster, registry: &dyn ImageRegistry, request:
         Err(e) => Check::fail("namespace", format!("could not be read: {e}")),
     });
     let wanted = Totals::of(&request.pod_requests, request.pods);
-    checks.push(quota_check(cluster, &request.namespace, &wanted).await);
+    checks.push(quota_check(cluster, request).await);
     checks.push(capacity_check(cluster, &request.pod_requests, &wanted).await);
     checks.push(match registry.exists(&request.image).await {
         Ok(true) => Check::pass("image", format!("{} exists", request.image)),
@@ -154,8 +177,37 @@ fn show_memory(milli: i128) -> String {
     format!("{} bytes", milli / 1000)
 }
 
-async fn quota_check(cluster: &Cluster, namespace: &str, wanted: &Totals) -> Check {
-    let api: Api<ResourceQuota> = Api::namespaced(cluster.client().clone(), namespace);
+/// An amount in milli-units and how to show it.
+type Wanted = (i128, fn(i128) -> String);
+
+/// What a quota key asks of the rollout, in milli-units, and how to show it;
+/// `None` when the pods do not set what the key counts (a pod without a CPU limit
+/// under a `limits.cpu` quota is refused by the API server).
+fn wanted_for(key: &str, request: &PreflightRequest) -> Option<Option<Wanted>> {
+    let pods = i128::from(request.pods);
+    let per_pod = |list: Option<&ResourceList>, cpu: bool| {
+        list.and_then(|l| if cpu { l.cpu.as_ref() } else { l.memory.as_ref() })
+            .and_then(Quantity::to_milli_units)
+            .map(|m| m * pods)
+    };
+    let count = |n: i128| n * 1000;
+    Some(match key {
+        "requests.cpu" | "cpu" => Some((per_pod(Some(&request.pod_requests), true).unwrap_or(0), show_cpu)),
+        "requests.memory" | "memory" => Some((per_pod(Some(&request.pod_requests), false).unwrap_or(0), show_memory)),
+        "limits.cpu" => per_pod(request.pod_limits.as_ref(), true).map(|m| (m, show_cpu as fn(i128) -> String)),
+        "limits.memory" => per_pod(request.pod_limits.as_ref(), false).map(|m| (m, show_memory as fn(i128) -> String)),
+        "pods" | "count/pods" => Some((count(pods), show_count)),
+        "count/deployments.apps" => Some((count(i128::from(request.new_deployments)), show_count)),
+        _ => return None,
+    })
+}
+
+fn show_count(milli: i128) -> String {
+    format!("{}", milli / 1000)
+}
+
+async fn quota_check(cluster: &Cluster, request: &PreflightRequest) -> Check {
+    let api: Api<ResourceQuota> = Api::namespaced(cluster.client().clone(), &request.namespace);
     let quotas = match api.list(&ListParams::default()).await {
         Ok(list) => list.items,
         Err(e) => return Check::fail("quota", format!("quotas could not be read: {e}")),
@@ -168,20 +220,19 @@ async fn quota_check(cluster: &Cluster, namespace: &str, wanted: &Totals) -> Che
         let name = quota.metadata.name.clone().unwrap_or_default();
         let hard = quota.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default();
         let used = quota.status.as_ref().and_then(|s| s.used.clone()).unwrap_or_default();
-        for (keys, want, show) in [
-            (["requests.cpu", "cpu"], wanted.cpu, show_cpu as fn(i128) -> String),
-            (["requests.memory", "memory"], wanted.memory, show_memory),
-        ] {
-            for key in keys {
-                let Some(limit) = hard.get(key) else { continue };
-                let (Some(limit), Some(in_use)) = (milli(limit), used.get(key).map_or(Some(0), milli)) else {
-                    problems.push(format!("{name}: {key} cannot be read"));
-                    continue;
-                };
-                let free = limit - in_use;
-                if want > free {
-                    problems.push(format!("{name}: {key} needs {} but {} is free", show(want), show(free)));
-                }
+        for (key, limit) in &hard {
+            let Some(wanted) = wanted_for(key, request) else { continue };
+            let Some((want, show)) = wanted else {
+                problems.push(format!("{name}: {key} is under quota but the pods set no such limit"));
+                continue;
+            };
+            let (Some(limit), Some(in_use)) = (milli(limit), used.get(key).map_or(Some(0), milli)) else {
+                problems.push(format!("{name}: {key} cannot be read"));
+                continue;
+            };
+            let free = limit - in_use;
+            if want > free {
+                problems.push(format!("{name}: {key} needs {} but {} is free", show(want), show(free)));
             }
         }
     }
@@ -192,11 +243,37 @@ async fn quota_check(cluster: &Cluster, namespace: &str, wanted: &Totals) -> Che
     }
 }
 
+/// What the pods bound to each node request, as the scheduler counts it: the
+/// larger of the containers' sum and the largest init container.
+fn requested_by_bound_pods(pods: &[Pod]) -> BTreeMap<String, Totals> {
+    let mut by_node: BTreeMap<String, Totals> = BTreeMap::new();
+    for pod in pods {
+        let Some(spec) = &pod.spec else { continue };
+        let Some(node) = spec.node_name.clone() else { continue };
+        let request = |c: &k8s_openapi::api::core::v1::Container, key: &str| {
+            c.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get(key)).and_then(milli).unwrap_or(0)
+        };
+        let sum = |key: &str| spec.containers.iter().map(|c| request(c, key)).sum::<i128>();
+        let init = |key: &str| spec.init_containers.iter().flatten().map(|c| request(c, key)).max().unwrap_or(0);
+        let entry = by_node.entry(node).or_default();
+        entry.cpu += sum("cpu").max(init("cpu"));
+        entry.memory += sum("memory").max(init("memory"));
+    }
+    by_node
+}
+
 async fn capacity_check(cluster: &Cluster, pod: &ResourceList, wanted: &Totals) -> Check {
     let api: Api<Node> = Api::all(cluster.client().clone());
     let nodes = match api.list(&ListParams::default()).await {
         Ok(list) => list.items,
         Err(e) => return Check::fail("capacity", format!("nodes could not be read: {e}")),
+    };
+    // Pods bound to a node and not finished hold their requests there.
+    let pods: Api<Pod> = Api::all(cluster.client().clone());
+    let bound = ListParams::default().fields("spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed");
+    let used = match pods.list(&bound).await {
+        Ok(list) => requested_by_bound_pods(&list.items),
+        Err(e) => return Check::fail("capacity", format!("the pods bound to nodes could not be read: {e}")),
     };
     let one_pod = Totals::of(pod, 1);
     let mut total = Totals::default();
@@ -207,8 +284,9 @@ async fn capacity_check(cluster: &Cluster, pod: &ResourceList, wanted: &Totals) 
             continue;
         }
         let Some(allocatable) = node.status.as_ref().and_then(|s| s.allocatable.as_ref()) else { continue };
-        let cpu = allocatable.get("cpu").and_then(milli).unwrap_or(0);
-        let memory = allocatable.get("memory").and_then(milli).unwrap_or(0);
+        let taken = node.metadata.name.as_ref().and_then(|n| used.get(n)).copied().unwrap_or_default();
+        let cpu = allocatable.get("cpu").and_then(milli).unwrap_or(0) - taken.cpu;
+        let memory = allocatable.get("memory").and_then(milli).unwrap_or(0) - taken.memory;
         schedulable += 1;
         total.cpu += cpu;
         total.memory += memory;
@@ -218,13 +296,13 @@ async fn capacity_check(cluster: &Cluster, pod: &ResourceList, wanted: &Totals) 
         return Check::fail("capacity", "no schedulable node");
     }
     if !fits_one {
-        return Check::fail("capacity", "no single node has the allocatable CPU and memory one pod requests");
+        return Check::fail("capacity", "no single node has the free CPU and memory one pod requests");
     }
     if wanted.cpu > total.cpu || wanted.memory > total.memory {
         return Check::fail(
             "capacity",
             format!(
-                "requested {} and {} exceed the nodes' allocatable {} and {}",
+                "requested {} and {} exceed what the nodes have free: {} and {}",
                 show_cpu(wanted.cpu),
                 show_memory(wanted.memory),
                 show_cpu(total.cpu),
@@ -235,7 +313,7 @@ async fn capacity_check(cluster: &Cluster, pod: &ResourceList, wanted: &Totals) 
     Check::pass(
         "capacity",
         format!(
-            "{schedulable} schedulable node(s) with {} and {} allocatable",
+            "{schedulable} schedulable node(s) with {} and {} free",
             show_cpu(total.cpu),
             show_memory(total.memory)
         ),
@@ -308,7 +386,29 @@ mod tests {
                 vec![quota_json],
             )),
             Expect::get("/api/v1/nodes").ok(list("NodeList", "v1", "8", nodes)),
+            bound_pods(vec![]),
         ]
+    }
+
+    /// The list of pods bound to nodes that the capacity check makes.
+    fn bound_pods(pods: Vec<serde_json::Value>) -> Expect {
+        Expect::get("/api/v1/pods")
+            .query("fieldSelector", "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed")
+            .ok(list("PodList", "v1", "9", pods))
+    }
+
+    /// A running pod on `node` whose containers request `cpu` and `memory` each.
+    fn bound_pod(node: &str, containers: &[(&str, &str)]) -> serde_json::Value {
+        let containers: Vec<_> = containers
+            .iter()
+            .enumerate()
+            .map(|(i, (cpu, memory))| {
+                json!({"name": format!("c{i}"), "image": "x",
+                "resources": {"requests": {"cpu": cpu, "memory": memory}}})
+            })
+            .collect();
+        json!({"metadata": {"name": format!("p-{node}"), "namespace": "other"},
+            "spec": {"nodeName": node, "containers": containers}, "status": {"phase": "Running"}})
     }
 
     #[tokio::test]
@@ -365,6 +465,7 @@ mod tests {
                 "8",
                 vec![node("a", "200m", "1Gi", false), node("b", "8", "32Gi", true)],
             )),
+            bound_pods(vec![]),
         ]);
         let cluster = Cluster::new(client);
         let report = within(preflight(&cluster, &ScriptedRegistry(None), &request(2))).await;
@@ -391,6 +492,7 @@ mod tests {
                 "resourcequotas is forbidden",
             ),
             Expect::get("/api/v1/nodes").ok(list("NodeList", "v1", "8", vec![node("a", "1", "1Gi", false)])),
+            bound_pods(vec![]),
         ]);
         let cluster = Cluster::new(client);
         let report = within(preflight(&cluster, &ScriptedRegistry(Some(false)), &request(10))).await;
@@ -402,5 +504,88 @@ mod tests {
         );
         drop(cluster);
         mock.finish().await;
+    }
+
+    async fn run(script: Vec<Expect>, request: PreflightRequest) -> PreflightReport {
+        let (client, mock) = start(script);
+        let cluster = Cluster::new(client);
+        let report = within(preflight(&cluster, &ScriptedRegistry(Some(true)), &request)).await;
+        drop(cluster);
+        mock.finish().await;
+        report
+    }
+
+    fn failed(report: &PreflightReport, name: &str) -> String {
+        match &report.check(name).unwrap().outcome {
+            CheckOutcome::Failed(why) => why.clone(),
+            CheckOutcome::Passed(what) => panic!("{name} passed: {what}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_full_of_bound_pods_has_no_room_left() {
+        // 4 allocatable CPUs; pods already bound there request 3900m (two containers
+        // of one pod, and an init container larger than another pod's containers).
+        let full = vec![
+            bound_pod("a", &[("2", "1Gi"), ("1500m", "1Gi")]),
+            json!({"metadata": {"name": "p2", "namespace": "other"},
+                "spec": {"nodeName": "a",
+                    "initContainers": [{"name": "init", "image": "x", "resources": {"requests": {"cpu": "400m"}}}],
+                    "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "100m"}}}]},
+                "status": {"phase": "Running"}}),
+        ];
+        let mut script =
+            script(json!({"metadata": {"name": "none"}, "spec": {"hard": {}}}), vec![node("a", "4", "16Gi", false)]);
+        let last = script.len() - 1;
+        script[last] = bound_pods(full.clone());
+        let report = run(script, request(1)).await;
+        assert_eq!(failed(&report, "capacity"), "no single node has the free CPU and memory one pod requests");
+
+        // Without those pods the same node fits four.
+        let report = run(
+            super::tests::script(
+                json!({"metadata": {"name": "none"}, "spec": {"hard": {}}}),
+                vec![node("a", "4", "16Gi", false)],
+            ),
+            request(4),
+        )
+        .await;
+        assert!(report.check("capacity").unwrap().passed(), "{report}");
+    }
+
+    fn quota_of(hard: serde_json::Value, used: serde_json::Value) -> serde_json::Value {
+        json!({"metadata": {"name": "compute", "namespace": "shop"}, "spec": {"hard": hard},
+            "status": {"hard": hard, "used": used}})
+    }
+
+    #[tokio::test]
+    async fn a_quota_on_limits_cpu_counts_the_pods_limits() {
+        let q = quota_of(json!({"limits.cpu": "2"}), json!({"limits.cpu": "1"}));
+        let nodes = vec![node("a", "8", "32Gi", false)];
+        // No limits on the pods: the API server would refuse them under this quota.
+        let report = run(script(q.clone(), nodes.clone()), request(2)).await;
+        assert_eq!(failed(&report, "quota"), "compute: limits.cpu is under quota but the pods set no such limit");
+        // 2 pods × 500m = 1000m, 1000m free: fits; 3 pods do not.
+        let limited = |pods| request(pods).limits(ResourceList::new("500m", "512Mi").unwrap());
+        let report = run(script(q.clone(), nodes.clone()), limited(2)).await;
+        assert!(report.check("quota").unwrap().passed(), "{report}");
+        let report = run(script(q, nodes), limited(3)).await;
+        assert_eq!(failed(&report, "quota"), "compute: limits.cpu needs 1500m CPU but 1000m CPU is free");
+    }
+
+    #[tokio::test]
+    async fn a_pod_count_quota_and_a_deployment_count_quota() {
+        let q = quota_of(
+            json!({"pods": "10", "count/deployments.apps": "3"}),
+            json!({"pods": "8", "count/deployments.apps": "3"}),
+        );
+        let nodes = vec![node("a", "8", "32Gi", false)];
+        let report = run(script(q.clone(), nodes.clone()), request(3)).await;
+        let why = failed(&report, "quota");
+        assert!(why.contains("compute: pods needs 3 but 2 is free"), "{why}");
+        assert!(why.contains("compute: count/deployments.apps needs 1 but 0 is free"), "{why}");
+        // A rolling update in place creates no Deployment and fits two pods.
+        let report = run(script(q, nodes), request(2).new_deployments(0)).await;
+        assert!(report.check("quota").unwrap().passed(), "{report}");
     }
 }

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use deploy_core::error::ErrorKind;
 use deploy_core::history::{HistoryError, HistoryQuery, HistoryStore};
 use deploy_core::model::{AppId, DeploymentId, DeploymentRecord};
-use deploy_core::state::{LockLease, Revision, RolloutState, StateError, StateStore, Versioned};
+use deploy_core::state::{
+    LeaseToken, LockLease, LockRequest, Revision, RolloutState, StateError, StateStore, Versioned,
+};
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -28,6 +30,8 @@ pub const STATE_KEY: &str = "state.json";
 pub const RECORD_KEY: &str = "record.json";
 /// The label that marks deployment-record ConfigMaps.
 pub const RECORD_LABEL: &str = "deploy-rs.io/record";
+/// The Lease annotation that holds the acquisition's fencing token.
+pub const LEASE_TOKEN_ANNOTATION: &str = "deploy-rs.io/lease-token";
 
 /// Rollout progress and locks in the app's namespace: ConfigMap
 /// `deploy-rs-state-{app}` and Lease `deploy-rs-lock-{app}`.
@@ -123,7 +127,11 @@ impl StateStore for KubeStateStore {
         };
         match result {
             Ok(stored) => revision_of(&stored.metadata),
-            Err(e) if is_conflict(&e) || (expected.is_some() && is_not_found(&e)) => Err(StateError::Conflict {
+            Err(e) if is_not_found(&e) && expected.is_some() => Err(StateError::Deleted {
+                app: app.clone(),
+                expected: expected.cloned().unwrap_or_else(|| Revision::new("")),
+            }),
+            Err(e) if is_conflict(&e) => Err(StateError::Conflict {
                 app: app.clone(),
                 expected: expected.cloned(),
                 actual: self.current_revision(app).await,
@@ -149,31 +157,41 @@ impl StateStore for KubeStateStore {
         }
     }
 
-    #[instrument(skip_all, fields(deploy.app = %app, holder, ?ttl), err)]
-    async fn acquire_lock(&self, app: &AppId, holder: &str, ttl: Duration) -> Result<LockLease, StateError> {
+    async fn read_lock(&self, app: &AppId) -> Result<Option<LockLease>, StateError> {
+        let current = self.leases(app).get_opt(&lock_name(app)).await.map_err(|e| state_err("read lock", app, e))?;
+        Ok(current.as_ref().and_then(|l| lease_of(app, l)))
+    }
+
+    #[instrument(skip_all, fields(deploy.app = %app, holder = %request.holder, ttl = ?request.ttl), err)]
+    async fn acquire_lock(&self, app: &AppId, request: &LockRequest) -> Result<LockLease, StateError> {
         let api = self.leases(app);
         let name = lock_name(app);
         let now = Timestamp::now();
         let existing = api.get_opt(&name).await.map_err(|e| state_err("read lock", app, e))?;
+        let next = |rv: Option<String>| lease(app, &request.holder, &request.token, now, now, request.ttl, rv);
         let result = match existing {
-            None => api.create(&PostParams::default(), &lease(app, holder, now, now, ttl, None)).await,
+            None => api.create(&PostParams::default(), &next(None)).await,
             Some(current) => {
-                let held = held_by(&current);
-                if let Some((other, expires_at)) = held.clone().filter(|(h, exp)| h != holder && *exp > now) {
-                    return Err(StateError::LockHeld { app: app.clone(), holder: other, expires_at });
+                // A held Lease is never taken by comparing clocks: only as the exact
+                // record the caller watched for its whole duration.
+                let observed = request
+                    .take_over
+                    .as_ref()
+                    .is_some_and(|seen| lease_of(app, &current).is_some_and(|c| seen.same_record(&c)));
+                if let Some((holder, expires_at)) = held_by(&current).filter(|_| !observed) {
+                    return Err(StateError::LockHeld { app: app.clone(), holder, expires_at });
                 }
-                let acquired = match held {
-                    Some((h, _)) if h == holder => {
-                        current.spec.as_ref().and_then(|s| s.acquire_time.as_ref()).map_or(now, |t| t.0)
-                    }
-                    _ => now,
-                };
-                let next = lease(app, holder, acquired, now, ttl, current.metadata.resource_version.clone());
-                api.replace(&name, &PostParams::default(), &next).await
+                api.replace(&name, &PostParams::default(), &next(current.metadata.resource_version.clone())).await
             }
         };
         match result {
-            Ok(stored) => Ok(lease_of(app, &stored).unwrap_or_else(|| LockLease::new(app.clone(), holder, now, ttl))),
+            Ok(stored) => lease_of(app, &stored).ok_or_else(|| {
+                StateError::backend(
+                    "take lock",
+                    ErrorKind::InvalidInput,
+                    "the server returned a Lease without a holder",
+                )
+            }),
             Err(e) if is_conflict(&e) => {
                 // Someone else wrote the Lease between our read and write.
                 let current = api.get_opt(&name).await.ok().flatten();
@@ -193,19 +211,28 @@ impl StateStore for KubeStateStore {
         let Some(current) = current else {
             return Err(StateError::LockLost { app: app.clone(), holder: "nobody".to_owned() });
         };
-        match held_by(&current) {
-            Some((h, _)) if h == lease.holder => {}
-            Some((other, _)) => return Err(StateError::LockLost { app: app.clone(), holder: other }),
-            None => return Err(StateError::LockLost { app: app.clone(), holder: "nobody".to_owned() }),
+        if token_of(&current).as_ref() != Some(&lease.token) {
+            let holder = held_by(&current).map_or_else(|| "nobody".to_owned(), |(h, _)| h);
+            return Err(StateError::LockLost { app: app.clone(), holder });
         }
         let now = Timestamp::now();
-        let next =
-            self::lease(app, &lease.holder, lease.acquired_at, now, ttl, current.metadata.resource_version.clone());
+        let next = self::lease(
+            app,
+            &lease.holder,
+            &lease.token,
+            lease.acquired_at,
+            now,
+            ttl,
+            current.metadata.resource_version.clone(),
+        );
         match api.replace(&name, &PostParams::default(), &next).await {
-            Ok(stored) => {
-                Ok(lease_of(app, &stored)
-                    .unwrap_or_else(|| LockLease::new(app.clone(), lease.holder.clone(), now, ttl)))
-            }
+            Ok(stored) => lease_of(app, &stored).ok_or_else(|| {
+                StateError::backend(
+                    "renew lock",
+                    ErrorKind::InvalidInput,
+                    "the server returned a Lease without a holder",
+                )
+            }),
             Err(e) if is_conflict(&e) => {
                 let holder = api
                     .get_opt(&name)
@@ -228,7 +255,7 @@ impl StateStore for KubeStateStore {
         let Some(current) = api.get_opt(&name).await.map_err(|e| state_err("read lock", app, e))? else {
             return Ok(());
         };
-        if held_by(&current).map(|(h, _)| h) != Some(lease.holder.clone()) {
+        if token_of(&current).as_ref() != Some(&lease.token) {
             return Ok(());
         }
         let params = DeleteParams {
@@ -249,6 +276,7 @@ impl StateStore for KubeStateStore {
 fn lease(
     app: &AppId,
     holder: &str,
+    token: &LeaseToken,
     acquired: Timestamp,
     renewed: Timestamp,
     ttl: Duration,
@@ -259,6 +287,7 @@ fn lease(
             name: Some(lock_name(app)),
             namespace: Some(app.namespace.to_string()),
             labels: Some(labels::pod_labels(app, None, None)),
+            annotations: Some(BTreeMap::from([(LEASE_TOKEN_ANNOTATION.to_owned(), token.as_str().to_owned())])),
             resource_version,
             ..ObjectMeta::default()
         },
@@ -272,7 +301,12 @@ fn lease(
     }
 }
 
-/// The holder and expiry of a Lease, if it names a holder.
+/// The fencing token of a Lease, if it carries one.
+fn token_of(lease: &Lease) -> Option<LeaseToken> {
+    lease.metadata.annotations.as_ref()?.get(LEASE_TOKEN_ANNOTATION).map(|t| LeaseToken::new(t.clone()))
+}
+
+/// The holder and expiry (holder's clock) of a Lease, if it names a holder.
 fn held_by(lease: &Lease) -> Option<(String, Timestamp)> {
     let spec = lease.spec.as_ref()?;
     let holder = spec.holder_identity.clone().filter(|h| !h.is_empty())?;
@@ -281,12 +315,17 @@ fn held_by(lease: &Lease) -> Option<(String, Timestamp)> {
     Some((holder, renewed.checked_add(duration).unwrap_or(Timestamp::MAX)))
 }
 
+/// The Lease as deploy-core's lease record: a Lease written by another tool (no
+/// token) gets an empty token, so it can only be taken over as observed.
 fn lease_of(app: &AppId, lease: &Lease) -> Option<LockLease> {
     let (holder, expires_at) = held_by(lease)?;
-    let acquired = lease.spec.as_ref()?.acquire_time.as_ref()?.0;
-    let ttl = expires_at.duration_since(acquired).unsigned_abs();
-    let mut out = LockLease::new(app.clone(), holder, acquired, ttl);
-    out.expires_at = expires_at;
+    let spec = lease.spec.as_ref()?;
+    let acquired = spec.acquire_time.as_ref().or(spec.renew_time.as_ref())?.0;
+    let ttl = Duration::from_secs(u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0));
+    let token = token_of(lease).unwrap_or_else(|| LeaseToken::new(""));
+    let revision = Revision::new(lease.metadata.resource_version.clone().unwrap_or_default());
+    let mut out = LockLease::new(app.clone(), holder, token, acquired, ttl).revision(revision).expires_at(expires_at);
+    out.ttl = ttl;
     Some(out)
 }
 
@@ -456,16 +495,23 @@ mod tests {
         mock.finish().await;
     }
 
-    fn lease_json(holder: &str, renewed: Timestamp, seconds: i64, rv: &str) -> Value {
+    fn lease_json(holder: &str, token: &str, renewed: Timestamp, seconds: i64, rv: &str) -> Value {
         json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": "deploy-rs-lock-web", "namespace": "shop", "resourceVersion": rv},
+            "metadata": {"name": "deploy-rs-lock-web", "namespace": "shop", "resourceVersion": rv,
+                         "annotations": {"deploy-rs.io/lease-token": token}},
             "spec": {"holderIdentity": holder, "leaseDurationSeconds": seconds,
                      "acquireTime": renewed.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
                      "renewTime": renewed.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()}})
     }
 
+    fn request(holder: &str, token: &str) -> LockRequest {
+        let mut request = LockRequest::new(holder, Duration::from_secs(30));
+        request.token = LeaseToken::new(token);
+        request
+    }
+
     #[tokio::test]
-    async fn lock_is_a_lease_taken_over_only_after_it_expires() {
+    async fn lock_is_a_fenced_lease_taken_over_only_as_observed() {
         let now = Timestamp::now();
         let long_ago = now.checked_sub(jiff::SignedDuration::from_secs(600)).unwrap();
         let path = format!("{LEASES}/deploy-rs-lock-web");
@@ -475,29 +521,38 @@ mod tests {
                 .body(|b| {
                     assert_eq!(b["spec"]["holderIdentity"], "ci-1");
                     assert_eq!(b["spec"]["leaseDurationSeconds"], 30);
+                    assert_eq!(b["metadata"]["annotations"]["deploy-rs.io/lease-token"], "tok-1");
                 })
-                .reply(201, lease_json("ci-1", now, 30, "1")),
-            Expect::get(&path).ok(lease_json("ci-1", now, 30, "1")),
-            Expect::get(&path).ok(lease_json("ci-1", long_ago, 30, "1")),
+                .reply(201, lease_json("ci-1", "tok-1", now, 30, "1")),
+            // The same holder name with a new token: held, however old the timestamps.
+            Expect::get(&path).ok(lease_json("ci-1", "tok-1", long_ago, 30, "1")),
+            // A takeover of the record as observed, guarded by its version.
+            Expect::get(&path).ok(lease_json("ci-1", "tok-1", long_ago, 30, "1")),
             Expect::put(&path)
                 .body(|b| {
                     assert_eq!(b["metadata"]["resourceVersion"], "1", "take-over guarded by the version read");
                     assert_eq!(b["spec"]["holderIdentity"], "ci-2");
+                    assert_eq!(b["metadata"]["annotations"]["deploy-rs.io/lease-token"], "tok-2");
                 })
-                .ok(lease_json("ci-2", now, 30, "2")),
-            Expect::get(&path).ok(lease_json("ci-3", now, 30, "3")),
-            Expect::get(&path).ok(lease_json("ci-3", now, 30, "3")),
+                .ok(lease_json("ci-2", "tok-2", now, 30, "2")),
+            // A takeover of a record that changed since: held.
+            Expect::get(&path).ok(lease_json("ci-2", "tok-2", now, 30, "3")),
+            // Renewal and release compare the token.
+            Expect::get(&path).ok(lease_json("ci-3", "tok-3", now, 30, "4")),
+            Expect::get(&path).ok(lease_json("ci-3", "tok-3", now, 30, "4")),
         ]);
         let store = KubeStateStore::new(Cluster::new(client));
         let app = fixtures::app_id();
-        let lease = within(store.acquire_lock(&app, "ci-1", Duration::from_secs(30))).await.unwrap();
-        assert_eq!(lease.holder, "ci-1");
-        match within(store.acquire_lock(&app, "ci-2", Duration::from_secs(30))).await.unwrap_err() {
+        let first = within(store.acquire_lock(&app, &request("ci-1", "tok-1"))).await.unwrap();
+        assert_eq!((first.holder.as_str(), first.token.as_str(), first.revision.as_str()), ("ci-1", "tok-1", "1"));
+        match within(store.acquire_lock(&app, &request("ci-1", "tok-9"))).await.unwrap_err() {
             StateError::LockHeld { holder, .. } => assert_eq!(holder, "ci-1"),
             other => panic!("expected LockHeld, got {other}"),
         }
-        let taken = within(store.acquire_lock(&app, "ci-2", Duration::from_secs(30))).await.unwrap();
-        assert_eq!(taken.holder, "ci-2");
+        let taken = within(store.acquire_lock(&app, &request("ci-2", "tok-2").take_over(first.clone()))).await.unwrap();
+        assert_eq!((taken.holder.as_str(), taken.token.as_str()), ("ci-2", "tok-2"));
+        let stale = within(store.acquire_lock(&app, &request("ci-4", "tok-4").take_over(taken.clone()))).await;
+        assert!(matches!(stale, Err(StateError::LockHeld { .. })), "{stale:?}");
         match within(store.renew_lock(&taken, Duration::from_secs(30))).await.unwrap_err() {
             StateError::LockLost { holder, .. } => assert_eq!(holder, "ci-3"),
             other => panic!("expected LockLost, got {other}"),
@@ -506,6 +561,21 @@ mod tests {
         drop(store);
         let seen = mock.finish().await;
         assert!(!seen.iter().any(|r| r.method == http::Method::DELETE), "a lock someone else holds is never deleted");
+    }
+
+    #[tokio::test]
+    async fn a_deleted_state_document_is_reported_as_deleted_not_as_a_conflict() {
+        let (client, mock) = start(vec![Expect::put(&format!("{CMS}/deploy-rs-state-web")).status(
+            404,
+            "NotFound",
+            "configmaps \"deploy-rs-state-web\" not found",
+        )]);
+        let store = KubeStateStore::new(Cluster::new(client));
+        let err = within(store.save(&fixtures::app_id(), &state(), Some(&Revision::new("7")))).await.unwrap_err();
+        assert!(matches!(&err, StateError::Deleted { expected, .. } if expected.as_str() == "7"), "{err}");
+        assert!(err.is_not_found() && !err.is_conflict());
+        drop(store);
+        mock.finish().await;
     }
 
     #[tokio::test]

@@ -69,13 +69,87 @@ fn env_value(raw: &str) -> Value {
 
 fn parse_file(path: &Path, text: &str) -> Result<Value, String> {
     match path.extension().and_then(|e| e.to_str()) {
-        Some("json") => serde_json::from_str(text).map_err(|e| e.to_string()),
+        Some("json") => serde_json::from_str(text).map_err(|e| {
+            let key = key_at_line(text, e.line(), Syntax::Json);
+            located(e.to_string(), key)
+        }),
         #[cfg(feature = "toml")]
         Some("toml") => toml::from_str::<Value>(text).map_err(|e| e.to_string()),
         #[cfg(not(feature = "toml"))]
         Some("toml") => Err("reading TOML needs the `toml` feature of deploy-core".into()),
-        _ => Err("unsupported format: use .json or .toml".into()),
+        #[cfg(feature = "yaml")]
+        Some("yaml" | "yml") => serde_norway::from_str::<Value>(text).map_err(|e| {
+            let key = e.location().and_then(|l| key_at_line(text, l.line(), Syntax::Yaml));
+            located(e.to_string(), key)
+        }),
+        #[cfg(not(feature = "yaml"))]
+        Some("yaml" | "yml") => Err("reading YAML needs the `yaml` feature of deploy-core".into()),
+        _ => Err("unsupported format: use .json, .toml or .yaml".into()),
     }
+}
+
+/// How keys are written in a file format, for naming the key of a bad line.
+#[derive(Clone, Copy)]
+enum Syntax {
+    Json,
+    #[cfg_attr(not(feature = "yaml"), allow(dead_code, reason = "used by the yaml feature"))]
+    Yaml,
+}
+
+fn located(message: String, key: Option<String>) -> String {
+    match key {
+        Some(key) => format!("{message} (at key `{key}`)"),
+        None => message,
+    }
+}
+
+/// The dotted path of the key written on 1-based `line` (or the nearest line
+/// above it that holds a key), found from indentation for YAML and from the
+/// nesting of braces for JSON. `None` when no key is in sight.
+fn key_at_line(text: &str, line: usize, syntax: Syntax) -> Option<String> {
+    let lines: Vec<&str> = text.lines().take(line.max(1)).collect();
+    // (indent or depth, key) of the enclosing keys.
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    let mut depth = 0usize;
+    let mut last: Option<String> = None;
+    for raw in &lines {
+        let trimmed = raw.trim_start();
+        let key = match syntax {
+            Syntax::Yaml => {
+                let content = trimmed.trim_start_matches("- ");
+                (!content.starts_with('#'))
+                    .then(|| content.split_once(':').map(|(k, _)| k.trim().trim_matches(['"', '\'']).to_owned()))
+                    .flatten()
+                    .filter(|k| !k.is_empty() && !k.contains(' '))
+            }
+            Syntax::Json => trimmed
+                .strip_prefix('"')
+                .and_then(|rest| rest.split_once('"'))
+                .filter(|(_, after)| after.trim_start().starts_with(':'))
+                .map(|(k, _)| k.to_owned()),
+        };
+        let level = match syntax {
+            Syntax::Yaml => raw.len() - trimmed.len(),
+            Syntax::Json => depth,
+        };
+        if let Some(key) = key {
+            while stack.last().is_some_and(|(l, _)| *l >= level) {
+                stack.pop();
+            }
+            stack.push((level, key));
+            last = Some(stack.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>().join("."));
+        }
+        if let Syntax::Json = syntax {
+            for c in raw.chars() {
+                match c {
+                    '{' | '[' => depth += 1,
+                    '}' | ']' => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+            }
+        }
+    }
+    last
 }
 
 impl ConfigLoader {
@@ -97,7 +171,8 @@ impl ConfigLoader {
         self
     }
 
-    /// A file that must exist (`.json`, or `.toml` with the `toml` feature).
+    /// A file that must exist (`.json`; `.toml` with the `toml` feature; `.yaml` or
+    /// `.yml` with the `yaml` feature).
     #[must_use]
     pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
         self.layers.push(Layer::File { path: path.into(), required: true });
@@ -172,8 +247,8 @@ impl ConfigLoader {
 
     /// Loads every layer. Every problem is collected into one
     /// [`ConfigError::Invalid`]; only a failing secret manager stops the load early.
-    /// Files are read with blocking I/O: load configuration at start-up, not on a
-    /// busy runtime thread.
+    /// Files are read on tokio's blocking pool (`tokio::fs`), never on the
+    /// runtime's own threads.
     #[tracing::instrument(skip_all, fields(config.layers = self.layers.len()), err)]
     pub async fn load(&self) -> Result<Config, ConfigError> {
         let mut errors = ValidationErrors::new();
@@ -187,7 +262,7 @@ impl ConfigLoader {
                         errors.push(ValidationError::new("layer", name.as_str(), "must be an object"));
                     }
                 }
-                Layer::File { path, required } => match std::fs::read_to_string(path) {
+                Layer::File { path, required } => match tokio::fs::read_to_string(path).await {
                     Ok(text) => match parse_file(path, &text) {
                         Ok(v @ Value::Object(_)) => merge(&mut values, v),
                         Ok(_) => errors.push(ValidationError::new(
@@ -343,13 +418,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("bad.json");
         std::fs::write(&bad, "{ nope").unwrap();
-        std::fs::write(dir.path().join("config.yaml"), "a: 1").unwrap();
+        std::fs::write(dir.path().join("config.ini"), "a = 1").unwrap();
         let err = ConfigLoader::new()
             .defaults(json!({"port": 70000}))
             .file(&bad)
             .file(dir.path().join("missing.json"))
             .optional_file(dir.path().join("also-missing.json"))
-            .file(dir.path().join("config.yaml"))
+            .file(dir.path().join("config.ini"))
             .secret("db.password", "app/none")
             .secret_manager(manager())
             .require("db.host")
@@ -378,6 +453,45 @@ mod tests {
         std::fs::write(&path, "name = \"shop\"\n[db]\nport = 5433\n").unwrap();
         let config = ConfigLoader::new().file(&path).load().await.unwrap();
         assert_eq!(config.get_as::<u16>("db.port").unwrap(), 5433);
+    }
+
+    #[cfg(feature = "yaml")]
+    #[tokio::test]
+    async fn yaml_files_and_their_errors_name_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("app.yaml");
+        std::fs::write(&good, "name: shop\ndb:\n  port: 5433\n  hosts: [a, b]\n").unwrap();
+        let config = ConfigLoader::new().file(&good).load().await.unwrap();
+        assert_eq!(config.get_as::<u16>("db.port").unwrap(), 5433);
+        assert_eq!(config.get("db.hosts"), Some(&json!(["a", "b"])));
+
+        let bad = dir.path().join("bad.yml");
+        std::fs::write(&bad, "name: shop\ndb:\n  port: 5433\n  pool: [1, 2\n  user: app\n").unwrap();
+        let err = ConfigLoader::new().file(&bad).load().await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("bad.yml"), "names the file: {text}");
+        assert!(text.contains("line 5"), "names the line: {text}");
+        assert!(text.contains("at key `db.user`") || text.contains("at key `db.pool`"), "names the key: {text}");
+    }
+
+    #[tokio::test]
+    async fn json_errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, "{\n  \"db\": {\n    \"port\": 54x\n  }\n}\n").unwrap();
+        let text = ConfigLoader::new().file(&bad).load().await.unwrap_err().to_string();
+        assert!(text.contains("line 3") && text.contains("at key `db.port`"), "{text}");
+    }
+
+    #[test]
+    fn keys_are_found_from_indentation_and_nesting() {
+        let yaml = "a: 1\nb:\n  c:\n    d: x\n  e: y\nf: z\n";
+        assert_eq!(key_at_line(yaml, 4, Syntax::Yaml).as_deref(), Some("b.c.d"));
+        assert_eq!(key_at_line(yaml, 5, Syntax::Yaml).as_deref(), Some("b.e"));
+        assert_eq!(key_at_line(yaml, 6, Syntax::Yaml).as_deref(), Some("f"));
+        let json = "{\n \"a\": {\n  \"b\": 1,\n  \"c\": 2\n },\n \"d\": 3\n}";
+        assert_eq!(key_at_line(json, 4, Syntax::Json).as_deref(), Some("a.c"));
+        assert_eq!(key_at_line(json, 6, Syntax::Json).as_deref(), Some("d"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The caller's side of a running rollout.
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::{RolloutError, RolloutEvent, RolloutReport};
@@ -10,9 +10,41 @@ use crate::model::{AppId, DeploymentId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Control {
     Abort,
-    Promote,
+    /// End the pause of this step.
+    Promote(usize),
     /// Roll back at once, on the caller's word, for this reason.
     Emergency(String),
+    /// Read the control requests in the state store now.
+    Poll,
+}
+
+/// Where a running rollout is, for its handle and its engine.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Progress {
+    /// The step running now.
+    pub(crate) step: Option<usize>,
+    /// What it does.
+    pub(crate) description: String,
+    /// Whether it is a pause that a promotion may end.
+    pub(crate) pause: bool,
+}
+
+impl Progress {
+    /// Accepts a promotion of the pause running now, or names the step instead.
+    pub(crate) fn promotable(&self, app: &AppId) -> Result<usize, RolloutError> {
+        match self.step {
+            Some(step) if self.pause => Ok(step),
+            step => Err(RolloutError::PromoteRejected {
+                app: app.clone(),
+                step,
+                current: if self.description.is_empty() {
+                    "between steps".to_owned()
+                } else {
+                    self.description.clone()
+                },
+            }),
+        }
+    }
 }
 
 /// A rollout running in its own task: its events, its controls and its result.
@@ -25,6 +57,7 @@ pub struct RolloutHandle {
     pub(crate) app: AppId,
     pub(crate) events: mpsc::UnboundedReceiver<RolloutEvent>,
     pub(crate) controls: mpsc::UnboundedSender<Control>,
+    pub(crate) progress: watch::Receiver<Progress>,
     pub(crate) task: JoinHandle<Result<RolloutReport, RolloutError>>,
 }
 
@@ -72,10 +105,16 @@ impl RolloutHandle {
         let _ = self.controls.send(Control::Emergency(reason.into()));
     }
 
-    /// Ends the current pause; when no pause is running, the next pause ends at
-    /// once. Analysis is never skipped.
-    pub fn promote(&self) {
-        let _ = self.controls.send(Control::Promote);
+    /// Ends the pause that runs now, as Argo Rollouts' promote does. Analysis is
+    /// never skipped.
+    ///
+    /// Only accepted while a pause step runs: at any other moment it fails with
+    /// [`RolloutError::PromoteRejected`], which names the current step, and
+    /// nothing is remembered for a later pause.
+    pub fn promote(&self) -> Result<(), RolloutError> {
+        let step = self.progress.borrow().promotable(&self.app)?;
+        let _ = self.controls.send(Control::Promote(step));
+        Ok(())
     }
 
     /// Waits for the rollout to end. Events not read are dropped.
@@ -90,9 +129,11 @@ impl RolloutHandle {
     }
 
     /// Stops the rollout's task at its next wait without any clean-up, as if its
-    /// process died: the lock stays until its lease lapses and the saved state lets
-    /// [`RolloutEngine::resume`](super::RolloutEngine::resume) finish the job.
-    /// For tests of crash recovery and for hard shutdowns.
+    /// process died: the lease stays stored and the saved state lets
+    /// [`RolloutEngine::resume`](super::RolloutEngine::resume) finish the job. This
+    /// engine may take its own killed rollout's lease back at once; another engine
+    /// only after watching it unchanged for its ttl. For tests of crash recovery
+    /// and for hard shutdowns.
     pub fn kill(self) {
         self.task.abort();
     }

@@ -2,19 +2,19 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Sleep};
 use tracing::Instrument;
 
-use super::handle::Control;
+use super::handle::{Control, Progress};
 use super::retry::retry;
 use super::{CauseKind, FailureCause, Inner, RolloutError, RolloutEvent, RolloutReport};
 use crate::analysis::{AnalysisOutcome, AnalysisRunner, AnalysisSpec, AnalysisTarget, CheckKind};
-use crate::error::Classify;
+use crate::error::{Classify, ErrorKind};
 use crate::model::record::LogLevel;
 use crate::model::{
     AppId, AppSpec, DeploymentStatus, HumanDuration, Percent, Release, RollingUpdateParams, StepOutcome, StepRecord,
@@ -22,49 +22,183 @@ use crate::model::{
 };
 use crate::plan::{CanaryScale, PauseKind, Plan, Step, canary_replicas, resolve_rolling};
 use crate::platform::{PlatformError, TrackState, TrackStatus};
-use crate::state::{LockLease, Revision, RolloutPhase, RolloutState, StateError, StateStore};
-use crate::traffic::{HeaderRoute, RouterError};
+use crate::state::{
+    ControlRequest, LockLease, PendingRequest, Revision, RolloutPhase, RolloutState, StateError, StateStore, WriteStamp,
+};
+use crate::traffic::{HeaderRoute, Mirror, RouterError};
 
-/// Keeps the per-app lease alive while a rollout runs. Its timer is made once and
-/// reset after each renewal, not registered anew at every step.
+/// What the driver knows of its lease, shared by the lease keeper (which renews
+/// it) and the driver (which checks it before every platform or router change).
+#[derive(Debug)]
+pub(crate) struct LeaseView {
+    inner: Mutex<LeaseState>,
+}
+
+#[derive(Debug)]
+struct LeaseState {
+    /// The lease as last written; `None` once released.
+    lease: Option<LockLease>,
+    /// Until when the driver may change the platform: two thirds of the lease
+    /// after the last successful renewal was *sent*, on this process' monotonic
+    /// clock, so nobody can take over before it stops (nor with a skewed clock).
+    safe_until: Instant,
+    /// When the lease may have lapsed for others: a full ttl after that send.
+    hard_until: Instant,
+    /// Why the lease is lost, once it is.
+    lost: Option<(String, String)>,
+}
+
+impl LeaseView {
+    pub(crate) fn new(lease: LockLease, sent: Instant, ttl: Duration) -> Arc<Self> {
+        let state =
+            LeaseState { lease: Some(lease), safe_until: sent + safe_part(ttl), hard_until: sent + ttl, lost: None };
+        Arc::new(Self { inner: Mutex::new(state) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LeaseState> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The lease as last written, unless released.
+    pub(crate) fn lease(&self) -> Option<LockLease> {
+        self.lock().lease.clone()
+    }
+
+    /// `Ok` while the driver may still change the platform; otherwise the holder
+    /// (if known) and why not.
+    fn check(&self) -> Result<(), (String, String)> {
+        let mut state = self.lock();
+        if let Some(lost) = &state.lost {
+            return Err(lost.clone());
+        }
+        if Instant::now() >= state.safe_until {
+            let lost = ("unknown".to_owned(), "the lease could not be renewed in time and may lapse".to_owned());
+            state.lost = Some(lost.clone());
+            return Err(lost);
+        }
+        Ok(())
+    }
+
+    /// Whether a write now still lands before anyone could take the lease over.
+    fn may_write(&self) -> bool {
+        Instant::now() < self.lock().hard_until
+    }
+}
+
+/// The share of a lease the driver may use after a renewal was sent (client-go's
+/// renew deadline against its lease duration).
+fn safe_part(ttl: Duration) -> Duration {
+    ttl.saturating_mul(2) / 3
+}
+
+/// Keeps the per-app lease alive while a rollout runs: renews it every third of
+/// its ttl, retries failed renewals every tenth, and declares it lost when it
+/// could not renew before the driver's safe deadline. Its timer is made once and
+/// reset after each renewal.
 pub(crate) struct LeaseKeeper {
     store: Arc<dyn StateStore>,
-    lease: LockLease,
+    app: AppId,
     ttl: Duration,
     next: Pin<Box<Sleep>>,
+    view: Arc<LeaseView>,
 }
 
 impl LeaseKeeper {
-    pub(crate) fn new(store: Arc<dyn StateStore>, lease: LockLease, ttl: Duration) -> Self {
-        Self { store, lease, ttl, next: Box::pin(tokio::time::sleep_until(Instant::now() + ttl / 3)) }
+    pub(crate) fn new(store: Arc<dyn StateStore>, view: Arc<LeaseView>, app: AppId, ttl: Duration) -> Self {
+        let first = view.lock().safe_until.min(Instant::now() + ttl / 3);
+        Self { store, app, ttl, next: Box::pin(tokio::time::sleep_until(first)), view }
     }
 
     async fn due(&mut self) {
         self.next.as_mut().await;
     }
 
+    fn lost(&self, (holder, reason): (String, String)) -> RolloutError {
+        RolloutError::LockLost { app: self.app.clone(), holder, reason }
+    }
+
     async fn renew(&mut self) -> Result<(), RolloutError> {
-        match self.store.renew_lock(&self.lease, self.ttl).await {
-            Ok(lease) => {
-                self.lease = lease;
+        self.view.check().map_err(|l| self.lost(l))?;
+        let Some(lease) = self.view.lease() else {
+            return Err(self.lost(("nobody".to_owned(), "the lease was released".to_owned())));
+        };
+        let sent = Instant::now();
+        let safe_until = self.view.lock().safe_until;
+        let renewal =
+            tokio::time::timeout(safe_until.saturating_duration_since(sent), self.store.renew_lock(&lease, self.ttl));
+        match renewal.await {
+            Ok(Ok(lease)) => {
+                let mut state = self.view.lock();
+                state.lease = Some(lease);
+                state.safe_until = sent + safe_part(self.ttl);
+                state.hard_until = sent + self.ttl;
+                drop(state);
                 self.next.as_mut().reset(Instant::now() + self.ttl / 3);
                 Ok(())
             }
-            Err(StateError::LockLost { holder, .. }) => {
-                Err(RolloutError::LockLost { app: self.lease.app.clone(), holder })
+            Ok(Err(StateError::LockLost { holder, .. })) => {
+                let lost = (holder, "another holder has the lease".to_owned());
+                self.view.lock().lost = Some(lost.clone());
+                Err(self.lost(lost))
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "could not renew the rollout lock; trying again soon");
-                self.next.as_mut().reset(Instant::now() + self.ttl / 10);
-                Ok(())
+                self.retry_soon()
+            }
+            Err(_) => {
+                tracing::warn!("renewing the rollout lock did not answer in time");
+                self.retry_soon()
             }
         }
     }
 
+    fn retry_soon(&mut self) -> Result<(), RolloutError> {
+        self.view.check().map_err(|l| self.lost(l))?;
+        let safe_until = self.view.lock().safe_until;
+        self.next.as_mut().reset((Instant::now() + self.ttl / 10).min(safe_until));
+        Ok(())
+    }
+
     async fn release(&self) {
-        if let Err(e) = self.store.release_lock(&self.lease).await {
-            tracing::warn!(error = %e, "could not release the rollout lock; it lapses with its lease");
+        let Some(lease) = self.view.lease() else { return };
+        match self.store.release_lock(&lease).await {
+            Ok(()) => self.view.lock().lease = None,
+            Err(e) => tracing::warn!(error = %e, "could not release the rollout lock; it lapses with its lease"),
         }
+    }
+}
+
+/// Control requests seen through the state store, shared by the guard (which
+/// polls them) and the driver (which saves what it handled).
+#[derive(Debug, Default)]
+pub(crate) struct ControlBook {
+    /// Every stored request not yet pruned.
+    requests: Vec<PendingRequest>,
+    /// The last one acted on.
+    handled: u64,
+    /// Paused by a caller until resumed.
+    paused: bool,
+}
+
+impl ControlBook {
+    pub(crate) fn from_state(state: &RolloutState) -> Self {
+        Self { requests: state.requests.clone(), handled: state.requests_handled, paused: state.paused }
+    }
+
+    /// Takes the stored requests in and returns the ones not acted on yet.
+    fn merge(&mut self, stored: &[PendingRequest]) -> Vec<PendingRequest> {
+        self.requests = stored.to_vec();
+        let fresh: Vec<PendingRequest> = stored.iter().filter(|r| r.id > self.handled).cloned().collect();
+        if let Some(last) = fresh.iter().map(|r| r.id).max() {
+            self.handled = last;
+        }
+        fresh
+    }
+
+    fn write_into(&self, state: &mut RolloutState) {
+        state.requests = self.requests.iter().filter(|r| r.id > self.handled).cloned().collect();
+        state.requests_handled = self.handled;
+        state.paused = self.paused;
     }
 }
 
@@ -72,34 +206,93 @@ impl LeaseKeeper {
 pub(crate) enum StepError {
     /// The step failed; roll back.
     Failed(FailureCause),
-    /// The caller aborted; roll back.
-    Aborted,
+    /// The caller aborted, for this reason; roll back.
+    Aborted(String),
     /// The caller asked for an emergency rollback, for this reason; roll back.
     Emergency(String),
     /// Stop touching anything (the lock or the state belongs to someone else now).
     Fatal(RolloutError),
 }
 
-struct Controls {
+pub(crate) struct Controls {
     rx: mpsc::UnboundedReceiver<Control>,
     open: bool,
+    /// The state store, polled for other processes' requests.
+    store: Arc<dyn StateStore>,
+    app: AppId,
+    deployment: crate::model::DeploymentId,
+    book: Arc<Mutex<ControlBook>>,
+    interval: Duration,
+    poll: Pin<Box<Sleep>>,
+}
+
+impl Controls {
+    pub(crate) fn new(
+        rx: mpsc::UnboundedReceiver<Control>,
+        store: Arc<dyn StateStore>,
+        app: AppId,
+        deployment: crate::model::DeploymentId,
+        book: Arc<Mutex<ControlBook>>,
+        interval: Duration,
+    ) -> Self {
+        let poll = Box::pin(tokio::time::sleep(interval));
+        Self { rx, open: true, store, app, deployment, book, interval, poll }
+    }
 }
 
 enum Wake<T> {
     Control(Option<Control>),
+    Poll,
     Renew,
     Done(Result<T, StepError>),
 }
 
-/// Runs `fut` under a deadline while answering the caller's controls and renewing
-/// the lease.
+/// Acts on control requests; returns the abort, if one was asked for.
+fn act_on(
+    requests: &[PendingRequest],
+    book: &Mutex<ControlBook>,
+    step: Option<usize>,
+    promote: &watch::Sender<Option<usize>>,
+    events: &mpsc::UnboundedSender<RolloutEvent>,
+) -> Option<String> {
+    let mut abort = None;
+    for r in requests {
+        let message = match &r.request {
+            ControlRequest::Promote { step: asked } if Some(*asked) == step => {
+                promote.send_replace(Some(*asked));
+                format!("another process asked to promote step {}", asked + 1)
+            }
+            ControlRequest::Promote { step: asked } => {
+                format!("ignored a promotion of step {}: the rollout is elsewhere", asked + 1)
+            }
+            ControlRequest::Abort { reason } => {
+                abort = Some(reason.clone());
+                format!("another process asked to abort: {reason}")
+            }
+            ControlRequest::Pause => {
+                book.lock().unwrap_or_else(PoisonError::into_inner).paused = true;
+                "another process asked to pause before the next step".to_owned()
+            }
+            ControlRequest::Resume => {
+                book.lock().unwrap_or_else(PoisonError::into_inner).paused = false;
+                "another process asked to resume".to_owned()
+            }
+        };
+        tracing::info!(decision = %message);
+        let _ = events.send(RolloutEvent::Decision { message });
+    }
+    abort
+}
+
+/// Runs `fut` under a deadline while answering the caller's controls (through the
+/// handle and through the state store) and renewing the lease.
 async fn guard<T>(
     fut: impl Future<Output = Result<T, StepError>>,
     deadline: Option<Duration>,
     step: Option<usize>,
     keeper: &mut LeaseKeeper,
     mut controls: Option<&mut Controls>,
-    promote: &Notify,
+    promote: &watch::Sender<Option<usize>>,
     events: &mpsc::UnboundedSender<RolloutEvent>,
 ) -> Result<T, StepError> {
     let fut = async move {
@@ -118,36 +311,86 @@ async fn guard<T>(
     tokio::pin!(fut);
     loop {
         let open = controls.as_ref().is_some_and(|c| c.open);
+        let polling = controls.is_some();
         let wake = {
+            let (recv, poll) = match controls.as_mut() {
+                Some(c) => {
+                    let Controls { rx, poll, .. } = &mut **c;
+                    (Some(rx), Some(poll))
+                }
+                None => (None, None),
+            };
             let recv = async {
-                match controls.as_mut() {
-                    Some(c) => c.rx.recv().await,
-                    None => None,
+                match recv {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let poll = async {
+                match poll {
+                    Some(p) => p.as_mut().await,
+                    None => std::future::pending().await,
                 }
             };
             tokio::select! {
                 biased;
-                control = recv, if open => Wake::Control(control),
                 () = keeper.due() => Wake::Renew,
+                control = recv, if open => Wake::Control(control),
+                () = poll, if polling => Wake::Poll,
                 result = &mut fut => Wake::Done(result),
             }
         };
         match wake {
-            Wake::Control(Some(Control::Abort)) => return Err(StepError::Aborted),
+            Wake::Control(Some(Control::Abort)) => return Err(StepError::Aborted("aborted by the caller".to_owned())),
             Wake::Control(Some(Control::Emergency(reason))) => return Err(StepError::Emergency(reason)),
-            Wake::Control(Some(Control::Promote)) => {
-                promote.notify_one();
-                let _ = events.send(RolloutEvent::Decision { message: "the caller asked to promote".to_owned() });
+            Wake::Control(Some(Control::Promote(asked))) => {
+                if Some(asked) == step {
+                    promote.send_replace(Some(asked));
+                    let _ = events.send(RolloutEvent::Decision { message: "the caller asked to promote".to_owned() });
+                }
+            }
+            Wake::Control(Some(Control::Poll)) => {
+                if let Some(c) = controls.as_mut() {
+                    c.poll.as_mut().reset(Instant::now());
+                }
             }
             Wake::Control(None) => {
                 if let Some(c) = controls.as_mut() {
                     c.open = false;
                 }
             }
+            Wake::Poll => {
+                let Some(c) = controls.as_mut() else { continue };
+                let next = Instant::now() + c.interval;
+                c.poll.as_mut().reset(next);
+                let fresh = match c.store.load(&c.app).await {
+                    Ok(Some(v)) if v.value.record.id == c.deployment => {
+                        c.book.lock().unwrap_or_else(PoisonError::into_inner).merge(&v.value.requests)
+                    }
+                    Ok(_) => Vec::new(),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "could not read control requests; trying at the next check");
+                        Vec::new()
+                    }
+                };
+                if let Some(reason) = act_on(&fresh, &c.book, step, promote, events) {
+                    return Err(StepError::Aborted(reason));
+                }
+            }
             Wake::Renew => keeper.renew().await.map_err(StepError::Fatal)?,
             Wake::Done(result) => return result,
         }
     }
+}
+
+/// The error a fenced platform call returns without being sent (not retryable).
+fn fence_error() -> PlatformError {
+    PlatformError::backend("change the platform", ErrorKind::Other, "the rollout's lease may have lapsed")
+}
+
+/// The error a fenced router call returns without being sent (not retryable).
+fn router_fence_error() -> RouterError {
+    RouterError::backend("change the traffic router", ErrorKind::Other, "the rollout's lease may have lapsed")
 }
 
 fn note_to(events: &mpsc::UnboundedSender<RolloutEvent>, notes: &mut Vec<String>, message: String) {
@@ -167,27 +410,74 @@ pub(crate) struct Run {
     app: AppId,
     revision: Option<Revision>,
     events: mpsc::UnboundedSender<RolloutEvent>,
-    promote: Arc<Notify>,
+    /// The pause step a promotion was asked for.
+    promote: Arc<watch::Sender<Option<usize>>>,
+    progress: watch::Sender<Progress>,
     notes: Vec<String>,
     step: Option<usize>,
+    lease: Arc<LeaseView>,
+    book: Arc<Mutex<ControlBook>>,
+    /// The stamp of this driver's last save that reached the store.
+    stamp: Option<WriteStamp>,
+    sequence: u64,
 }
 
 /// Executes the rollout to its end.
 pub(crate) async fn drive(
     mut run: Run,
-    controls: mpsc::UnboundedReceiver<Control>,
+    mut controls: Controls,
     mut keeper: LeaseKeeper,
 ) -> Result<RolloutReport, RolloutError> {
-    let mut controls = Controls { rx: controls, open: true };
-    if let RolloutPhase::RollingBack(cause) = run.state.phase.clone() {
-        return run.roll_back(cause, &mut keeper).await;
+    let result = drive_inner(&mut run, &mut controls, &mut keeper).await;
+    match result {
+        Outcome::Report(report) => *report,
+        Outcome::RollBack(cause) => run.roll_back(cause, &mut keeper).await,
+        Outcome::Stop(e) => Err(run.stop(e).await),
+    }
+}
+
+enum Outcome {
+    Report(Box<Result<RolloutReport, RolloutError>>),
+    RollBack(FailureCause),
+    Stop(RolloutError),
+}
+
+async fn drive_inner(run: &mut Run, controls: &mut Controls, keeper: &mut LeaseKeeper) -> Outcome {
+    if let RolloutPhase::RollingBack(cause) | RolloutPhase::Degraded(cause) = run.state.phase.clone() {
+        return Outcome::RollBack(cause);
+    }
+    // Requests stored while no engine ran it (an abort, a pause) count now.
+    let pending: Vec<PendingRequest> = run.state.pending_requests().cloned().collect();
+    let stored = run.state.requests.clone();
+    run.book.lock().unwrap_or_else(PoisonError::into_inner).merge(&stored);
+    let index = run.state.next_step;
+    if let Some(reason) = act_on(&pending, &run.book, Some(index), &run.promote, &run.events) {
+        return Outcome::RollBack(FailureCause::new(CauseKind::Aborted, Some(index), reason));
     }
     while run.state.next_step < run.plan.steps.len() {
         let index = run.state.next_step;
+        if let Err(e) = run.hold_while_paused(index, controls, keeper).await {
+            match e {
+                StepError::Fatal(e) => return Outcome::Stop(e),
+                StepError::Aborted(reason) => {
+                    return Outcome::RollBack(FailureCause::new(CauseKind::Aborted, Some(index), reason));
+                }
+                StepError::Emergency(reason) => {
+                    run.emergency_requested(&reason);
+                    return Outcome::RollBack(FailureCause::new(CauseKind::EmergencyRollback, Some(index), reason));
+                }
+                StepError::Failed(cause) => return Outcome::RollBack(cause),
+            }
+        }
         let step = run.plan.steps[index].clone();
         let description = step.to_string();
         run.step = Some(index);
         run.notes.clear();
+        run.progress.send_replace(Progress {
+            step: Some(index),
+            description: description.clone(),
+            pause: matches!(step, Step::Pause(_)),
+        });
         if run.listened() {
             run.emit(RolloutEvent::StepStarted { index, description: description.clone() });
         }
@@ -197,12 +487,13 @@ pub(crate) async fn drive(
         let span = tracing::info_span!("rollout.step", step.index = index, step.kind = step.kind());
         let result = {
             let fut = run.execute(index, &step).instrument(span);
-            guard(fut, deadline, Some(index), &mut keeper, Some(&mut controls), &promote, &events).await
+            guard(fut, deadline, Some(index), keeper, Some(controls), &promote, &events).await
         };
+        run.progress.send_replace(Progress { step: Some(index), description: description.clone(), pause: false });
         let outcome = match &result {
             Ok(()) => StepOutcome::Succeeded,
             Err(StepError::Failed(cause)) => StepOutcome::Failed(cause.to_string()),
-            Err(StepError::Aborted | StepError::Emergency(_)) => StepOutcome::Aborted,
+            Err(StepError::Aborted(_) | StepError::Emergency(_)) => StepOutcome::Aborted,
             Err(StepError::Fatal(e)) => StepOutcome::Failed(e.to_string()),
         };
         if let Err(StepError::Emergency(reason)) = &result {
@@ -220,28 +511,27 @@ pub(crate) async fn drive(
                 run.state.next_step += 1;
                 match run.save().await {
                     Ok(()) => {}
-                    Err(StepError::Failed(cause)) => return run.roll_back(cause, &mut keeper).await,
-                    Err(StepError::Fatal(e)) => return Err(e),
-                    Err(StepError::Aborted | StepError::Emergency(_)) => {}
+                    Err(StepError::Failed(cause)) => return Outcome::RollBack(cause),
+                    Err(StepError::Fatal(e)) => return Outcome::Stop(e),
+                    Err(StepError::Aborted(_) | StepError::Emergency(_)) => {}
                 }
             }
-            Err(StepError::Failed(cause)) => return run.roll_back(cause, &mut keeper).await,
-            Err(StepError::Aborted) => {
-                let cause = FailureCause::new(CauseKind::Aborted, Some(index), "aborted by the caller");
-                return run.roll_back(cause, &mut keeper).await;
+            Err(StepError::Failed(cause)) => return Outcome::RollBack(cause),
+            Err(StepError::Aborted(reason)) => {
+                return Outcome::RollBack(FailureCause::new(CauseKind::Aborted, Some(index), reason));
             }
             Err(StepError::Emergency(reason)) => {
-                let cause = FailureCause::new(CauseKind::EmergencyRollback, Some(index), reason);
-                return run.roll_back(cause, &mut keeper).await;
+                return Outcome::RollBack(FailureCause::new(CauseKind::EmergencyRollback, Some(index), reason));
             }
-            Err(StepError::Fatal(e)) => return Err(e),
+            Err(StepError::Fatal(e)) => return Outcome::Stop(e),
         }
     }
     run.step = None;
-    run.finish(DeploymentStatus::Succeeded, None, &mut keeper).await
+    Outcome::Report(Box::new(run.finish_in_place(DeploymentStatus::Succeeded, None, keeper).await))
 }
 
 impl Run {
+    #[expect(clippy::too_many_arguments, reason = "the parts of a run, built once by the engine")]
     pub(crate) fn new(
         engine: Arc<Inner>,
         state: RolloutState,
@@ -249,8 +539,13 @@ impl Run {
         spec: AppSpec,
         revision: Option<Revision>,
         events: mpsc::UnboundedSender<RolloutEvent>,
+        progress: watch::Sender<Progress>,
+        lease: Arc<LeaseView>,
+        book: Arc<Mutex<ControlBook>>,
     ) -> Self {
         let app = state.record.app.clone();
+        let stamp = state.written_by.clone();
+        let sequence = stamp.as_ref().map_or(0, |s| s.sequence);
         Self {
             engine,
             state,
@@ -259,10 +554,71 @@ impl Run {
             app,
             revision,
             events,
-            promote: Arc::new(Notify::new()),
+            promote: Arc::new(watch::Sender::new(None)),
+            progress,
             notes: Vec::new(),
             step: None,
+            lease,
+            book,
+            stamp,
+            sequence,
         }
+    }
+
+    /// Holds before step `index` while a caller's pause request is in force.
+    async fn hold_while_paused(
+        &mut self,
+        index: usize,
+        controls: &mut Controls,
+        keeper: &mut LeaseKeeper,
+    ) -> Result<(), StepError> {
+        if !self.book.lock().unwrap_or_else(PoisonError::into_inner).paused {
+            return Ok(());
+        }
+        self.emit(RolloutEvent::Decision { message: format!("paused by a caller before step {}", index + 1) });
+        self.save().await?;
+        let book = Arc::clone(&self.book);
+        let interval = self.engine.config.control_interval;
+        let (promote, events) = (Arc::clone(&self.promote), self.events.clone());
+        let wait = async move {
+            while book.lock().unwrap_or_else(PoisonError::into_inner).paused {
+                tokio::time::sleep(interval).await;
+            }
+            Ok(())
+        };
+        // A promotion of the step it stands before counts for that step's pause.
+        guard(wait, None, Some(index), keeper, Some(controls), &promote, &events).await?;
+        self.emit(RolloutEvent::Decision { message: format!("resumed by a caller before step {}", index + 1) });
+        self.save().await
+    }
+
+    /// `Ok` while the lease lets the driver change the platform and the router.
+    fn fenced(&self) -> Result<(), StepError> {
+        self.lease.check().map_err(|(holder, reason)| {
+            StepError::Fatal(RolloutError::LockLost { app: self.app.clone(), holder, reason })
+        })
+    }
+
+    /// Ends the run without touching the platform again: the lease is lost or the
+    /// state belongs to someone else. Saves the progress if the lease cannot have
+    /// lapsed yet, so another engine resumes from here.
+    async fn stop(&mut self, e: RolloutError) -> RolloutError {
+        let message = format!("stopping without further changes: {e}");
+        tracing::error!(decision = %message);
+        self.emit(RolloutEvent::Decision { message: message.clone() });
+        self.state.record.log(LogLevel::Error, message);
+        if matches!(e, RolloutError::LockLost { .. }) && self.lease.may_write() && self.revision.is_some() {
+            self.sequence += 1;
+            if let Some(lease) = self.lease.lease() {
+                self.state.written_by = Some(WriteStamp::new(lease.token, self.sequence));
+            }
+            self.book.lock().unwrap_or_else(PoisonError::into_inner).write_into(&mut self.state);
+            let saved = self.engine.state.save(&self.app, &self.state, self.revision.as_ref()).await;
+            if let Err(save) = saved {
+                tracing::warn!(error = %save, "could not save the progress before stopping");
+            }
+        }
+        e
     }
 
     /// Notes the caller's emergency rollback in the events, the trace and the record.
@@ -281,6 +637,13 @@ impl Run {
 
     fn emit(&self, event: RolloutEvent) {
         let _ = self.events.send(event);
+    }
+
+    /// A decision outside any step: in the events, the trace and the record's log.
+    fn decide(&mut self, level: LogLevel, message: &str) {
+        tracing::info!(decision = %message);
+        self.emit(RolloutEvent::Decision { message: message.to_owned() });
+        self.state.record.log(level, message);
     }
 
     fn note(&mut self, message: String) {
@@ -327,6 +690,7 @@ impl Run {
             Step::SetWeight(weight) => self.set_weight(*weight).await,
             Step::SetCanaryScale(scale) => self.set_canary_scale(*scale).await,
             Step::HeaderRoute(route) => self.header_route(route).await,
+            Step::Mirror(mirror) => self.mirror(mirror).await,
             Step::Pause(kind) => {
                 self.pause(index, *kind).await;
                 Ok(())
@@ -367,9 +731,17 @@ impl Run {
             &what,
             |e: &PlatformError| e.is_retryable(),
             &mut |m| note_to(&self.events, &mut self.notes, m),
-            || platform.apply(spec, track, release, replicas),
+            || {
+                let fenced = self.lease.check();
+                let platform = Arc::clone(&platform);
+                async move {
+                    fenced.map_err(|_| fence_error())?;
+                    platform.apply(spec, track, release, replicas).await
+                }
+            },
         )
         .await;
+        self.fenced()?;
         result.map_err(|e| self.platform_failure(&what(), &e))?;
         self.emit(RolloutEvent::Scaled { track, replicas });
         Ok(())
@@ -384,9 +756,17 @@ impl Run {
             &what,
             |e: &PlatformError| e.is_retryable(),
             &mut |m| note_to(&self.events, &mut self.notes, m),
-            || platform.scale(&app, track, replicas),
+            || {
+                let fenced = self.lease.check();
+                let (platform, app) = (Arc::clone(&platform), app.clone());
+                async move {
+                    fenced.map_err(|_| fence_error())?;
+                    platform.scale(&app, track, replicas).await
+                }
+            },
         )
         .await;
+        self.fenced()?;
         result.map_err(|e| self.platform_failure(&what(), &e))?;
         self.emit(RolloutEvent::Scaled { track, replicas });
         Ok(())
@@ -430,9 +810,17 @@ impl Run {
             &what,
             |e: &PlatformError| e.is_retryable(),
             &mut |m| note_to(&self.events, &mut self.notes, m),
-            || platform.remove(&app, track),
+            || {
+                let fenced = self.lease.check();
+                let (platform, app) = (Arc::clone(&platform), app.clone());
+                async move {
+                    fenced.map_err(|_| fence_error())?;
+                    platform.remove(&app, track).await
+                }
+            },
         )
         .await;
+        self.fenced()?;
         result.map_err(|e| self.platform_failure(&what(), &e))?;
         self.note(format!("removed {track}"));
         Ok(())
@@ -465,6 +853,12 @@ impl Run {
             self.ensure_ready(track).await?;
         }
         let (policy, app) = (self.engine.config.retry, self.app.clone());
+        // What the router can really produce (a replica ratio rounds); that is what
+        // is read back and recorded, next to what was asked.
+        let effective = router.effective_split(&split);
+        if effective != split {
+            self.note(format!("traffic {split} requested; the router can produce {effective}"));
+        }
         for _ in 0..policy.attempts.max(1) {
             let what = || format!("set traffic {split}");
             let set = retry(
@@ -472,9 +866,17 @@ impl Run {
                 &what,
                 |e: &RouterError| e.is_retryable(),
                 &mut |m| note_to(&self.events, &mut self.notes, m),
-                || router.set_weights(&app, &split),
+                || {
+                    let fenced = self.lease.check();
+                    let (router, app, split) = (Arc::clone(&router), app.clone(), split.clone());
+                    async move {
+                        fenced.map_err(|_| router_fence_error())?;
+                        router.set_weights(&app, &split).await
+                    }
+                },
             )
             .await;
+            self.fenced()?;
             set.map_err(|e| self.router_failure(&what(), &e))?;
             let read = retry(
                 &policy,
@@ -485,15 +887,18 @@ impl Run {
             )
             .await;
             let actual = read.map_err(|e| self.router_failure("read traffic back", &e))?;
-            if actual == split {
-                self.note(format!("traffic {split}, read back and verified"));
-                self.state.traffic = split.clone();
-                self.emit(RolloutEvent::WeightChanged { split });
+            if actual == effective {
+                self.note(format!("traffic {effective}, read back and verified"));
+                self.state.traffic = effective.clone();
+                self.emit(RolloutEvent::WeightChanged { split: effective });
                 return Ok(());
             }
-            self.note(format!("the router reports {actual} after {split} was set; setting it again"));
+            self.note(format!(
+                "the router reports {actual} after {split} was set (expected {effective}); setting it again"
+            ));
         }
-        Err(self.failed(CauseKind::WeightMismatch, format!("the router never reported {split}")))
+        Err(self
+            .failed(CauseKind::WeightMismatch, format!("the router never reported {effective} (requested {split})")))
     }
 
     async fn clear_header_routes(&mut self) -> Result<(), StepError> {
@@ -504,13 +909,33 @@ impl Run {
             &|| "clear header routes".to_owned(),
             |e: &RouterError| e.is_retryable(),
             &mut |m| note_to(&self.events, &mut self.notes, m),
-            || router.clear_header_routes(&app),
+            || {
+                let fenced = self.lease.check();
+                let (router, app) = (Arc::clone(&router), app.clone());
+                async move {
+                    fenced.map_err(|_| router_fence_error())?;
+                    router.clear_header_routes(&app).await
+                }
+            },
         )
         .await;
+        self.fenced()?;
         result.map_err(|e| self.router_failure("clear header routes", &e))?;
         if !self.state.header_routes.is_empty() {
             self.note("header routes removed".to_owned());
             self.state.header_routes.clear();
+        }
+        // Mirroring ends where header routes do: at promotion and on rollback.
+        if router.capabilities().mirroring && self.plan.steps.iter().any(|s| matches!(s, Step::Mirror(_))) {
+            let result = retry(
+                &policy,
+                &|| "stop mirroring".to_owned(),
+                |e: &RouterError| e.is_retryable(),
+                &mut |m| note_to(&self.events, &mut self.notes, m),
+                || router.clear_mirror(&app),
+            )
+            .await;
+            result.map_err(|e| self.router_failure("stop mirroring", &e))?;
         }
         Ok(())
     }
@@ -539,7 +964,10 @@ impl Run {
         } else {
             let n = canary_replicas(total, weight);
             let s = total - n.min(total);
-            self.note(format!("no weighted router: {weight} by replica ratio, {new} {n} and {old} {s} of {total}"));
+            self.note(format!(
+                "no weighted router: {weight} by replica ratio, {new} {n} and {old} {s} of {total} ({}% effective)",
+                u64::from(n.min(total)) * 100 / u64::from(total.max(1))
+            ));
             let current_old = self.status(old).await?.desired;
             if s > current_old {
                 // Grow before shrinking, so capacity never drops.
@@ -584,27 +1012,60 @@ impl Run {
             &what,
             |e: &RouterError| e.is_retryable(),
             &mut |m| note_to(&self.events, &mut self.notes, m),
-            || router.set_header_route(&app, route),
+            || {
+                let fenced = self.lease.check();
+                let (router, app) = (Arc::clone(&router), app.clone());
+                async move {
+                    fenced.map_err(|_| router_fence_error())?;
+                    router.set_header_route(&app, route).await
+                }
+            },
         )
         .await;
+        self.fenced()?;
         result.map_err(|e| self.router_failure(&what(), &e))?;
         self.state.header_routes.push(route.clone());
         self.note(format!("header route {route} in force"));
         Ok(())
     }
 
+    async fn mirror(&mut self, mirror: &Mirror) -> Result<(), StepError> {
+        let new = self.plan.new_track;
+        self.ensure_ready(new).await?;
+        let Some(router) = self.engine.router.clone() else {
+            return Err(self.failed(CauseKind::Router, "mirroring needs a traffic router".to_owned()));
+        };
+        let (policy, app) = (self.engine.config.retry, self.app.clone());
+        let what = || format!("mirror {mirror} to {new}");
+        let result = retry(
+            &policy,
+            &what,
+            |e: &RouterError| e.is_retryable(),
+            &mut |m| note_to(&self.events, &mut self.notes, m),
+            || router.set_mirror(&app, new, mirror),
+        )
+        .await;
+        result.map_err(|e| self.router_failure(&what(), &e))?;
+        self.note(format!("mirroring {mirror} to {new}; their answers are discarded"));
+        Ok(())
+    }
+
     async fn pause(&mut self, index: usize, kind: PauseKind) {
         self.emit(RolloutEvent::Paused { index, kind });
-        let promote = Arc::clone(&self.promote);
+        let mut promoted_rx = self.promote.subscribe();
+        let promoted = async move {
+            // Only a promotion of this very step ends it: one sent earlier was refused.
+            let _ = promoted_rx.wait_for(|asked| *asked == Some(index)).await;
+        };
         let promoted = match kind {
             PauseKind::Duration(d) => {
                 tokio::select! {
                     () = tokio::time::sleep(d.as_duration()) => false,
-                    () = promote.notified() => true,
+                    () = promoted => true,
                 }
             }
             PauseKind::UntilPromoted => {
-                promote.notified().await;
+                promoted.await;
                 true
             }
         };
@@ -703,41 +1164,118 @@ impl Run {
 
     // ---- saving, rolling back, finishing ----
 
+    /// Saves the progress (compare-and-swap). A save whose answer was lost and that
+    /// then meets a conflict is recognised by its stamp; requests other processes
+    /// stored meanwhile are merged in; a document deleted behind the engine's back
+    /// is written again.
     async fn save(&mut self) -> Result<(), StepError> {
+        let Some(lease) = self.lease.lease() else {
+            return Err(StepError::Fatal(RolloutError::LockLost {
+                app: self.app.clone(),
+                holder: "nobody".to_owned(),
+                reason: "the lease was released".to_owned(),
+            }));
+        };
+        self.sequence += 1;
+        let stamp = WriteStamp::new(lease.token, self.sequence);
+        self.state.written_by = Some(stamp.clone());
         let store = Arc::clone(&self.engine.state);
         let policy = self.engine.config.retry;
         let retryable = |e: &StateError| e.is_retryable() && !matches!(e, StateError::Conflict { .. });
-        let (app, state, revision) = (&self.app, &self.state, &self.revision);
-        let result = retry(
-            &policy,
-            &|| "save progress".to_owned(),
-            retryable,
-            &mut |m| note_to(&self.events, &mut self.notes, m),
-            || store.save(app, state, revision.as_ref()),
-        )
-        .await;
-        match result {
-            Ok(revision) => {
-                self.revision = Some(revision);
-                Ok(())
+        for _ in 0..policy.attempts.max(1) + 2 {
+            self.book.lock().unwrap_or_else(PoisonError::into_inner).write_into(&mut self.state);
+            let (app, state, revision) = (&self.app, &self.state, &self.revision);
+            let result = retry(
+                &policy,
+                &|| "save progress".to_owned(),
+                retryable,
+                &mut |m| note_to(&self.events, &mut self.notes, m),
+                || store.save(app, state, revision.as_ref()),
+            )
+            .await;
+            match result {
+                Ok(revision) => {
+                    self.revision = Some(revision);
+                    self.stamp = Some(stamp);
+                    return Ok(());
+                }
+                Err(StateError::Deleted { .. }) => {
+                    self.decide(LogLevel::Warn, "the saved progress was deleted by someone else; writing it again");
+                    self.revision = None;
+                }
+                Err(e @ StateError::Conflict { .. }) => {
+                    let stored = match store.load(&self.app).await {
+                        Ok(stored) => stored,
+                        Err(load) => {
+                            return Err(self.failed(CauseKind::StateStore, format!("save progress: {e}; then {load}")));
+                        }
+                    };
+                    let Some(stored) = stored else {
+                        self.revision = None;
+                        continue;
+                    };
+                    if stored.value.written_by.as_ref() == Some(&stamp) {
+                        self.decide(
+                            LogLevel::Info,
+                            "the answer to a save was lost; the stored progress is this engine's own",
+                        );
+                        self.revision = Some(stored.revision);
+                        self.stamp = Some(stamp);
+                        return Ok(());
+                    }
+                    let ours = stored.value.record.id == self.state.record.id
+                        && stored.value.written_by.is_some()
+                        && stored.value.written_by == self.stamp;
+                    if !ours {
+                        return Err(StepError::Fatal(RolloutError::State(e)));
+                    }
+                    // Another process stored a control request: keep it and write again.
+                    let fresh = self.book.lock().unwrap_or_else(PoisonError::into_inner).merge(&stored.value.requests);
+                    let step = self.step;
+                    if let Some(reason) = act_on(&fresh, &self.book, step, &self.promote, &self.events) {
+                        self.revision = Some(stored.revision);
+                        self.book.lock().unwrap_or_else(PoisonError::into_inner).write_into(&mut self.state);
+                        let _ = store
+                            .save(&self.app, &self.state, self.revision.as_ref())
+                            .await
+                            .map(|r| self.revision = Some(r));
+                        return Err(StepError::Aborted(reason));
+                    }
+                    self.revision = Some(stored.revision);
+                }
+                Err(e) => return Err(self.failed(CauseKind::StateStore, format!("save progress: {e}"))),
             }
-            Err(e @ StateError::Conflict { .. }) => Err(StepError::Fatal(RolloutError::State(e))),
-            Err(e) => Err(self.failed(CauseKind::StateStore, format!("save progress: {e}"))),
         }
+        Err(self.failed(CauseKind::StateStore, "save progress: the stored progress kept changing".to_owned()))
     }
 
-    async fn roll_back(mut self, cause: FailureCause, keeper: &mut LeaseKeeper) -> Result<RolloutReport, RolloutError> {
+    pub(crate) async fn roll_back(
+        &mut self,
+        cause: FailureCause,
+        keeper: &mut LeaseKeeper,
+    ) -> Result<RolloutReport, RolloutError> {
         self.step = None;
         self.notes.clear();
         tracing::warn!(%cause, "rolling back");
         self.emit(RolloutEvent::RollbackStarted { cause: cause.clone() });
         self.state.record.log(LogLevel::Warn, format!("rolling back: {cause}"));
+        // The "rollback required" marker goes to the store before anything is
+        // restored, so that nobody resumes this rollout forward.
         self.state.phase = RolloutPhase::RollingBack(cause.clone());
         match self.save().await {
-            Ok(()) | Err(StepError::Aborted | StepError::Emergency(_)) => {}
-            Err(StepError::Fatal(e)) => return Err(e),
+            Ok(()) | Err(StepError::Aborted(_) | StepError::Emergency(_)) => {}
+            Err(StepError::Fatal(e)) => return Err(self.stop(e).await),
             Err(StepError::Failed(e)) => {
-                self.note(format!("could not save the rollback phase ({e}); rolling back anyway"))
+                // The record is the second memory: marked failed until the rollback
+                // completes, so a resume from the stale progress never runs forward.
+                let mut marker = self.state.record.clone();
+                marker.finish(DeploymentStatus::Failed, Some(format!("rolling back: {cause}")));
+                let recorded = self.engine.history.record(&marker).await;
+                self.note(format!(
+                    "could not save the rollback marker ({e}); rolling back anyway, with the deployment record \
+                     marked failed until the rollback completes{}",
+                    recorded.err().map(|h| format!(" (recording that failed too: {h})")).unwrap_or_default()
+                ));
             }
         }
         let started = Timestamp::now();
@@ -756,30 +1294,57 @@ impl Run {
             Ok(()) => StepOutcome::Succeeded,
             Err(StepError::Failed(c)) => StepOutcome::Failed(c.to_string()),
             Err(StepError::Fatal(e)) => StepOutcome::Failed(e.to_string()),
-            Err(StepError::Aborted | StepError::Emergency(_)) => StepOutcome::Aborted,
+            Err(StepError::Aborted(_) | StepError::Emergency(_)) => StepOutcome::Aborted,
         };
         let mut record = StepRecord::new(self.plan.steps.len(), description, started, Timestamp::now(), outcome);
         record.details = std::mem::take(&mut self.notes);
         self.state.record.steps.push(record);
         match result {
-            Ok(()) => self.finish(DeploymentStatus::RolledBack, Some(cause), keeper).await,
-            Err(StepError::Fatal(e)) => Err(e),
+            Ok(()) => self.finish_in_place(DeploymentStatus::RolledBack, Some(cause), keeper).await,
+            Err(StepError::Fatal(e)) => Err(self.stop(e).await),
             Err(StepError::Failed(second)) => {
                 let mut cause = cause;
                 cause.message = format!("{}; the rollback failed too: {second}", cause.message);
-                self.finish(DeploymentStatus::Failed, Some(cause), keeper).await
+                self.degraded(cause, keeper).await
             }
-            Err(StepError::Aborted | StepError::Emergency(_)) => {
-                self.finish(DeploymentStatus::Failed, Some(cause), keeper).await
-            }
+            Err(StepError::Aborted(_) | StepError::Emergency(_)) => self.degraded(cause, keeper).await,
         }
     }
 
-    /// Makes the previous release serve 100 % and removes the new release's tracks.
+    /// The rollback failed: the application is marked degraded in the store (the
+    /// document stays, the lock goes), so `resume` retries the rollback and no new
+    /// rollout starts on a half-restored application.
+    async fn degraded(&mut self, cause: FailureCause, keeper: &mut LeaseKeeper) -> Result<RolloutReport, RolloutError> {
+        let status = DeploymentStatus::Failed;
+        let message =
+            format!("the rollback failed; {} stays degraded until a rollback completes (resume retries it)", self.app);
+        tracing::error!(decision = %message);
+        self.emit(RolloutEvent::Decision { message: message.clone() });
+        self.state.record.finish(status, Some(cause.to_string()));
+        self.state.record.log(LogLevel::Error, message);
+        self.state.phase = RolloutPhase::Degraded(cause.clone());
+        let saved = self.save().await;
+        self.record_history().await?;
+        match saved {
+            Ok(()) | Err(StepError::Aborted(_) | StepError::Emergency(_)) => {}
+            Err(StepError::Fatal(e)) => return Err(self.stop(e).await),
+            Err(StepError::Failed(e)) => {
+                tracing::error!(cause = %e, "could not save the degraded phase; the record says the deployment failed");
+            }
+        }
+        keeper.release().await;
+        self.emit(RolloutEvent::Finished { status, cause: Some(cause.clone()) });
+        Ok(RolloutReport { status, cause: Some(cause), record: self.state.record.clone() })
+    }
+
+    /// Makes the previous release serve 100 % and takes the new release off the
+    /// platform: tracks this rollout created are removed, tracks that existed
+    /// before are kept (scaled to zero when they run the new release).
     async fn restore(&mut self) -> Result<(), StepError> {
         let (old, total) = (self.plan.old_track, self.plan.replicas);
         let keep = self.engine.config.keep_failed_release;
         let from = self.state.record.from.clone();
+        let existed = self.state.existed_before.clone();
         if let Some(from) = &from {
             let status = self.status(old).await?;
             let intact = status.release.as_ref() == Some(&from.version)
@@ -800,6 +1365,22 @@ impl Run {
             if from.is_some() && track == old {
                 continue;
             }
+            let created = match &existed {
+                Some(existed) => !existed.contains(&track),
+                // Recorded before tracks were: never remove the old track.
+                None => track != old,
+            };
+            if !created {
+                let status = self.status(track).await?;
+                let runs_new = status.release.as_ref() == Some(&self.state.record.to.version);
+                if runs_new && status.desired > 0 {
+                    self.note(format!("{track} existed before this rollout: scaled to 0 instead of removed"));
+                    self.scale(track, 0).await?;
+                } else {
+                    self.note(format!("{track} existed before this rollout and is kept"));
+                }
+                continue;
+            }
             if keep {
                 if self.engine.router.is_none() || !self.weighted() {
                     // Without a router the platform sends traffic to every ready pod.
@@ -813,15 +1394,7 @@ impl Run {
         Ok(())
     }
 
-    async fn finish(
-        mut self,
-        status: DeploymentStatus,
-        cause: Option<FailureCause>,
-        keeper: &mut LeaseKeeper,
-    ) -> Result<RolloutReport, RolloutError> {
-        self.state.record.finish(status, cause.as_ref().map(ToString::to_string));
-        let level = if status == DeploymentStatus::Succeeded { LogLevel::Info } else { LogLevel::Error };
-        self.state.record.log(level, format!("finished: {status}"));
+    async fn record_history(&mut self) -> Result<(), RolloutError> {
         let history = Arc::clone(&self.engine.history);
         let policy = self.engine.config.retry;
         let record = self.state.record.clone();
@@ -834,13 +1407,27 @@ impl Run {
             || history.record(&record),
         )
         .await;
-        if let Err(e) = recorded {
+        recorded.map_err(|e| {
             tracing::error!(error = %e, "could not record the finished deployment");
-            return Err(RolloutError::History(e));
-        }
+            RolloutError::History(e)
+        })
+    }
+
+    pub(crate) async fn finish_in_place(
+        &mut self,
+        status: DeploymentStatus,
+        cause: Option<FailureCause>,
+        keeper: &mut LeaseKeeper,
+    ) -> Result<RolloutReport, RolloutError> {
+        self.state.record.finish(status, cause.as_ref().map(ToString::to_string));
+        let level = if status == DeploymentStatus::Succeeded { LogLevel::Info } else { LogLevel::Error };
+        self.state.record.log(level, format!("finished: {status}"));
+        self.record_history().await?;
+        let record = self.state.record.clone();
         if let Some(revision) = self.revision.clone() {
             let store = Arc::clone(&self.engine.state);
-            let app = self.app.clone();
+            let (app, policy) = (self.app.clone(), self.engine.config.retry);
+            let mut ignored = Vec::new();
             let cleared = retry(
                 &policy,
                 &|| "clear progress".to_owned(),
@@ -850,7 +1437,11 @@ impl Run {
             )
             .await;
             if let Err(e) = cleared {
-                return Err(RolloutError::State(e));
+                // The record says how it ended, so a resume only finishes the
+                // bookkeeping and never runs the rollout forward again.
+                let message = format!("could not clear the saved progress ({e}); a resume will clear it");
+                tracing::warn!(decision = %message);
+                self.emit(RolloutEvent::Decision { message });
             }
         }
         keeper.release().await;

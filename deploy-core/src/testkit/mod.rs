@@ -66,7 +66,7 @@ pub use history::TestHistoryStore;
 pub use metrics::{MetricScript, TestMetrics};
 pub use platform::TestPlatform;
 pub use router::TestRouter;
-pub use state::{SavedState, TestStateStore};
+pub use state::{SavedState, StateMethod, TestStateStore};
 
 use crate::error::ErrorKind;
 use crate::history::HistoryStore;
@@ -74,7 +74,7 @@ use crate::metrics::MetricsProvider;
 use crate::model::{AppId, AppSpec, ImageRef, Name, Release, Track, TrafficSplit, Version};
 use crate::platform::{Platform, TrackState};
 use crate::state::StateStore;
-use crate::traffic::{HeaderRoute, RouterCapabilities, TrafficRouter};
+use crate::traffic::{HeaderRoute, Mirror, RouterCapabilities, TrafficRouter};
 
 /// A platform or router method, for fault injection and the call log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -98,6 +98,10 @@ pub enum Method {
     SetHeaderRoute,
     /// [`TrafficRouter::clear_header_routes`].
     ClearHeaderRoutes,
+    /// [`TrafficRouter::set_mirror`].
+    SetMirror,
+    /// [`TrafficRouter::clear_mirror`].
+    ClearMirror,
 }
 
 /// What an injected fault does to the call it hits.
@@ -221,6 +225,7 @@ pub(crate) struct World {
     weights: BTreeMap<AppId, TrafficSplit>,
     stale_weights: BTreeMap<AppId, TrafficSplit>,
     header_routes: BTreeMap<AppId, Vec<HeaderRoute>>,
+    mirrors: BTreeMap<AppId, (Track, Mirror)>,
     log: Vec<Call>,
     counts: BTreeMap<Method, u32>,
     faults: Vec<(Method, u32, Fault)>,
@@ -397,6 +402,53 @@ impl TestKit {
         self.state.clone()
     }
 
+    /// The state store as seen by a process whose wall clock is `offset` ahead
+    /// (negative: behind) of the others: the leases it writes carry its skewed
+    /// timestamps. The documents and leases are shared with
+    /// [`TestKit::state_store`].
+    pub fn state_store_with_clock_offset(&self, offset: jiff::SignedDuration) -> Arc<dyn StateStore> {
+        Arc::new(self.state.with_offset(offset))
+    }
+
+    /// Fails the `nth` call (from 1, counted since the kit was made) of a state-store
+    /// method.
+    pub fn fail_state_call(&self, method: StateMethod, nth: u32, fault: Fault) {
+        self.state.fail_call(method, nth, fault);
+    }
+
+    /// Fails every call of a state-store method from now for `duration` on tokio's
+    /// clock (a store that is down, a network partition).
+    pub fn fail_state_calls_for(&self, method: StateMethod, duration: Duration, fault: Fault) {
+        self.state.fail_for(method, duration, fault);
+    }
+
+    /// Fails `count` calls of a state-store method from the `from`th on.
+    pub fn fail_state_calls(&self, method: StateMethod, from: u32, count: u32, fault: Fault) {
+        self.state.fail_calls(method, from, count, fault);
+    }
+
+    /// How many calls of a state-store method the kit has received.
+    pub fn state_calls(&self, method: StateMethod) -> u32 {
+        self.state.calls_of(method)
+    }
+
+    /// The `nth` save (from 1, counted since the kit was made) is stored, and its
+    /// caller gets a retryable error as if the response was lost on the way.
+    pub fn lose_save_response(&self, nth: u32) {
+        self.state.lose_save_response(nth);
+    }
+
+    /// The lease of `app`'s lock as stored now, if any.
+    pub fn lease(&self, app: &AppId) -> Option<crate::state::LockLease> {
+        self.state.lease(app)
+    }
+
+    /// Deletes `app`'s saved progress behind the engine's back (an operator's
+    /// `kubectl delete`).
+    pub fn delete_state(&self, app: &AppId) {
+        self.state.delete_state(app);
+    }
+
     /// The history store.
     pub fn history_store(&self) -> Arc<dyn HistoryStore> {
         self.history.clone()
@@ -506,6 +558,11 @@ impl TestKit {
     /// Routing calls that gave traffic to a track that was not ready at that moment.
     pub fn unready_routing(&self) -> Vec<Call> {
         self.shared.lock().log.iter().filter(|c| !c.unready.is_empty()).cloned().collect()
+    }
+
+    /// The mirror the router holds for `app`: the track it copies to, and what.
+    pub fn mirror(&self, app: &AppId) -> Option<(Track, Mirror)> {
+        self.shared.lock().mirrors.get(app).cloned()
     }
 
     /// The world of `app` now.

@@ -118,6 +118,7 @@ impl Platform for TestPlatform {
             Some(t) => {
                 let ready = if state == TrackState::Ready { t.replicas } else { 0 };
                 TrackStatus::new(Some(t.release.version.clone()), t.replicas, t.replicas, ready, ready, state)
+                    .with_image(t.release.image.clone())
             }
         })
     }

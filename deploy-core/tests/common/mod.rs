@@ -62,7 +62,12 @@ pub fn analysis(name: &str) -> AnalysisSpec {
 }
 
 pub fn plan(strat: Strat) -> Plan {
-    let input = PlanInput::new(REPLICAS);
+    plan_for_live(strat, if strat == Strat::BlueGreen { Track::Blue } else { Track::Stable })
+}
+
+/// The fixture's plan for `strat`, made as if `live` served (blue-green's colour).
+pub fn plan_for_live(strat: Strat, live: Track) -> Plan {
+    let input = PlanInput::new(REPLICAS).live_track(live);
     match strat {
         Strat::Rolling => RollingUpdate::default().analysis(analysis("post-update")).plan(&input),
         Strat::BlueGreen => BlueGreen::default()
@@ -71,7 +76,7 @@ pub fn plan(strat: Strat) -> Plan {
             .pre_promotion(analysis("pre-promotion"))
             .post_promotion(analysis("post-promotion"))
             .scale_down_delay(secs(30))
-            .plan(&input.live_track(Track::Blue)),
+            .plan(&input),
         Strat::Canary => {
             let mut steps = vec![Step::HeaderRoute(HeaderRoute::new(
                 "x-canary",
@@ -154,4 +159,20 @@ pub fn with_caps(strat: Strat, caps: RouterCapabilities) -> Fixture {
     f.engine = Fixture::engine_on(&kit, &f.smoke, strat, "engine-a");
     f.kit = kit;
     f
+}
+
+/// Resumes `app` on `engine` as soon as its lock lets it: a lease another engine
+/// left is taken over once this engine has seen it unchanged for its ttl.
+pub async fn resume_when_free(
+    engine: &RolloutEngine,
+    app: &deploy_core::model::AppId,
+) -> deploy_core::engine::RolloutHandle {
+    for _ in 0..600 {
+        match engine.resume(app).await {
+            Ok(handle) => return handle,
+            Err(deploy_core::engine::RolloutError::Locked { .. }) => tokio::time::sleep(Duration::from_secs(1)).await,
+            Err(e) => panic!("resume failed: {e}"),
+        }
+    }
+    panic!("the lock of {app} never became free")
 }

@@ -1,6 +1,6 @@
 //! HorizontalPodAutoscaler (autoscaling/v2) and PodDisruptionBudget.
 
-use deploy_core::model::{AppSpec, Quantity};
+use deploy_core::model::{AppSpec, Quantity, Track};
 use k8s_openapi::api::autoscaling::v2::{
     CrossVersionObjectReference, HPAScalingPolicy, HPAScalingRules, HorizontalPodAutoscaler,
     HorizontalPodAutoscalerBehavior, HorizontalPodAutoscalerSpec, MetricIdentifier, MetricSpec, MetricTarget,
@@ -72,8 +72,12 @@ impl PodsMetric {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HpaOptions {
-    /// The Deployment scaled; `None` is the app's name.
+    /// The Deployment scaled; `None` is the app's name (or the track's workload,
+    /// with [`HpaOptions::track`]).
     pub target: Option<String>,
+    /// The track whose Deployment `{app}-{track}` this HPA scales; it is named
+    /// after that Deployment and labelled with the track.
+    pub track: Option<Track>,
     /// Scale-up rules.
     pub scale_up: ScalingRules,
     /// Scale-down rules.
@@ -86,6 +90,7 @@ impl Default for HpaOptions {
     fn default() -> Self {
         Self {
             target: None,
+            track: None,
             scale_up: ScalingRules {
                 stabilization_window_seconds: 0,
                 policies: vec![
@@ -112,6 +117,13 @@ impl HpaOptions {
     #[must_use]
     pub fn target(mut self, deployment: impl Into<String>) -> Self {
         self.target = Some(deployment.into());
+        self
+    }
+
+    /// Scales the Deployment of `track` (`{app}-{track}`), and is named after it.
+    #[must_use]
+    pub fn track(mut self, track: Track) -> Self {
+        self.track = Some(track);
         self
     }
 
@@ -159,18 +171,19 @@ pub fn horizontal_pod_autoscaler(spec: &AppSpec, options: &HpaOptions) -> Option
         });
     }
     let app = spec.id();
+    let name = options.track.map_or_else(|| app.name.to_string(), |t| labels::workload_name(&app, t));
     Some(HorizontalPodAutoscaler {
         metadata: ObjectMeta {
-            name: Some(app.name.to_string()),
+            name: Some(name.clone()),
             namespace: Some(app.namespace.to_string()),
-            labels: Some(labels::pod_labels(&app, None, None)),
+            labels: Some(labels::pod_labels(&app, options.track, None)),
             ..ObjectMeta::default()
         },
         spec: HorizontalPodAutoscalerSpec {
             scale_target_ref: CrossVersionObjectReference {
                 api_version: Some("apps/v1".to_owned()),
                 kind: "Deployment".to_owned(),
-                name: options.target.clone().unwrap_or_else(|| app.name.to_string()),
+                name: options.target.clone().unwrap_or(name),
             },
             min_replicas: Some(to_i32(scaling.min_replicas)),
             max_replicas: to_i32(scaling.max_replicas),

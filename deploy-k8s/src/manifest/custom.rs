@@ -1,11 +1,15 @@
 //! Typed custom resources that k8s-openapi does not carry (Istio, Gateway API),
 //! usable with `kube::Api` like any built-in kind.
 
-/// Declares a namespaced custom kind `$kind` with `spec: $spec`, serialising
+/// Declares a namespaced custom kind `$kind` (or, with `as "Kind"`, a Rust type
+/// named apart from its kind) with `spec: $spec`, serialising
 /// `apiVersion` and `kind` as the API server expects, and implements
 /// `kube::Resource` for it.
 macro_rules! custom_kind {
     ($(#[$doc:meta])* $kind:ident, $spec:ty, $group:literal, $version:literal, $plural:literal) => {
+        $crate::manifest::custom::custom_kind!($(#[$doc])* $kind as stringify!($kind), $spec, $group, $version, $plural);
+    };
+    ($(#[$doc:meta])* $kind:ident as $kind_name:expr, $spec:ty, $group:literal, $version:literal, $plural:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
@@ -26,7 +30,7 @@ macro_rules! custom_kind {
             pub fn new(namespace: &str, name: &str, spec: $spec) -> Self {
                 Self {
                     api_version: concat!($group, "/", $version).to_owned(),
-                    kind: stringify!($kind).to_owned(),
+                    kind: $kind_name.to_owned(),
                     metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
                         name: Some(name.to_owned()),
                         namespace: Some(namespace.to_owned()),
@@ -42,7 +46,7 @@ macro_rules! custom_kind {
             type Scope = k8s_openapi::NamespaceResourceScope;
 
             fn kind(_: &()) -> std::borrow::Cow<'_, str> {
-                stringify!($kind).into()
+                $kind_name.into()
             }
             fn group(_: &()) -> std::borrow::Cow<'_, str> {
                 $group.into()

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use deploy_core::model::{AppSpec, EnvVar, ImageRef, IntOrPercent, Probe, ProbeAction, Release, ResourceList, Track};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMapEnvSource, ConfigMapKeySelector, Container, ContainerPort, EnvFromSource,
-    EnvVar as KubeEnvVar, EnvVarSource, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe as KubeProbe, ResourceRequirements, SeccompProfile, SecretEnvSource,
-    SecretKeySelector, SecurityContext, SleepAction, TCPSocketAction, Toleration,
+    Affinity, Capabilities, ConfigMapEnvSource, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
+    EmptyDirVolumeSource, EnvFromSource, EnvVar as KubeEnvVar, EnvVarSource, ExecAction, HTTPGetAction, Lifecycle,
+    LifecycleHandler, LocalObjectReference, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe as KubeProbe, ResourceRequirements, SeccompProfile, SecretEnvSource, SecretKeySelector,
+    SecretVolumeSource, SecurityContext, SleepAction, TCPSocketAction, Toleration, TopologySpreadConstraint, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KubeQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -25,6 +27,52 @@ pub enum EnvFrom {
     ConfigMap(String),
     /// Every key of this Secret.
     Secret(String),
+}
+
+/// Where a pod volume comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VolumeSource {
+    /// A scratch directory that lives as long as the pod (`emptyDir`), with an
+    /// optional size limit such as `64Mi`.
+    EmptyDir {
+        /// The most it may hold.
+        size_limit: Option<String>,
+    },
+    /// The keys of a ConfigMap, as files.
+    ConfigMap(String),
+    /// The keys of a Secret, as files.
+    Secret(String),
+    /// A PersistentVolumeClaim.
+    PersistentVolumeClaim(String),
+}
+
+/// A volume of the pod and where the app's container mounts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PodVolume {
+    /// The volume's name in the pod.
+    pub name: String,
+    /// What it holds.
+    pub source: VolumeSource,
+    /// Where the app's container sees it.
+    pub mount_path: String,
+    /// Mounted read-only (ConfigMaps and Secrets are, whatever this says).
+    pub read_only: bool,
+}
+
+impl PodVolume {
+    /// `source`, named `name`, mounted at `mount_path`, writable where the source allows.
+    pub fn new(name: impl Into<String>, source: VolumeSource, mount_path: impl Into<String>) -> Self {
+        Self { name: name.into(), source, mount_path: mount_path.into(), read_only: false }
+    }
+
+    /// Mounts it read-only.
+    #[must_use]
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
 }
 
 /// Kubernetes-only settings of a Deployment that [`AppSpec`] does not carry.
@@ -67,6 +115,33 @@ pub struct DeploymentOptions {
     pub revision_history_limit: i32,
     /// `spec.minReadySeconds`.
     pub min_ready_seconds: i32,
+    /// Volumes of the pod, each mounted into the app's container.
+    pub volumes: Vec<PodVolume>,
+    /// Containers that run to completion before the app starts (a migration).
+    pub init_containers: Vec<Container>,
+    /// Containers that run beside the app's (a proxy, a log shipper).
+    pub sidecars: Vec<Container>,
+    /// The app container's entrypoint, replacing the image's.
+    pub command: Option<Vec<String>>,
+    /// The app container's arguments, replacing the image's.
+    pub args: Option<Vec<String>>,
+    /// Secrets with the credentials to pull the images.
+    pub image_pull_secrets: Vec<String>,
+    /// How the pods spread over zones and nodes.
+    pub topology_spread: Vec<TopologySpreadConstraint>,
+    /// Replaces the pod security context built from the spec and the defaults.
+    pub pod_security: Option<PodSecurityContext>,
+    /// Replaces the app container's security context built from the spec and the defaults.
+    pub container_security: Option<SecurityContext>,
+    /// Mount a writable `emptyDir` at `/tmp` when the app's root file system is
+    /// read-only and nothing else is mounted there (on by default: most programs
+    /// need a temporary directory).
+    pub writable_tmp: bool,
+    /// A pod spec merged over the built one last (JSON merge patch, RFC 7386: the
+    /// fields it sets replace the built ones, non-empty lists whole; an empty list,
+    /// such as the `containers` every `PodSpec` has, leaves the built one), for what
+    /// these options do not express.
+    pub pod_spec_patch: Option<PodSpec>,
 }
 
 impl Default for DeploymentOptions {
@@ -85,6 +160,17 @@ impl Default for DeploymentOptions {
             progress_deadline_seconds: 600,
             revision_history_limit: 10,
             min_ready_seconds: 0,
+            volumes: Vec::new(),
+            init_containers: Vec::new(),
+            sidecars: Vec::new(),
+            command: None,
+            args: None,
+            image_pull_secrets: Vec::new(),
+            topology_spread: Vec::new(),
+            pod_security: None,
+            container_security: None,
+            writable_tmp: true,
+            pod_spec_patch: None,
         }
     }
 }
@@ -166,6 +252,83 @@ impl DeploymentOptions {
         self.progress_deadline_seconds = seconds;
         self
     }
+
+    /// Adds a volume mounted into the app's container.
+    #[must_use]
+    pub fn volume(mut self, volume: PodVolume) -> Self {
+        self.volumes.push(volume);
+        self
+    }
+
+    /// Adds an init container.
+    #[must_use]
+    pub fn init_container(mut self, container: Container) -> Self {
+        self.init_containers.push(container);
+        self
+    }
+
+    /// Adds a sidecar container.
+    #[must_use]
+    pub fn sidecar(mut self, container: Container) -> Self {
+        self.sidecars.push(container);
+        self
+    }
+
+    /// Sets the app container's entrypoint.
+    #[must_use]
+    pub fn command(mut self, command: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.command = Some(command.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets the app container's arguments.
+    #[must_use]
+    pub fn args(mut self, args: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.args = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Adds an image pull Secret.
+    #[must_use]
+    pub fn image_pull_secret(mut self, name: impl Into<String>) -> Self {
+        self.image_pull_secrets.push(name.into());
+        self
+    }
+
+    /// Adds a topology spread constraint.
+    #[must_use]
+    pub fn topology_spread(mut self, constraint: TopologySpreadConstraint) -> Self {
+        self.topology_spread.push(constraint);
+        self
+    }
+
+    /// Replaces the pod security context.
+    #[must_use]
+    pub fn pod_security(mut self, context: PodSecurityContext) -> Self {
+        self.pod_security = Some(context);
+        self
+    }
+
+    /// Replaces the app container's security context.
+    #[must_use]
+    pub fn container_security(mut self, context: SecurityContext) -> Self {
+        self.container_security = Some(context);
+        self
+    }
+
+    /// Turns the writable `/tmp` on or off.
+    #[must_use]
+    pub fn writable_tmp(mut self, on: bool) -> Self {
+        self.writable_tmp = on;
+        self
+    }
+
+    /// Merges `patch` over the built pod spec, last.
+    #[must_use]
+    pub fn pod_spec_patch(mut self, patch: PodSpec) -> Self {
+        self.pod_spec_patch = Some(patch);
+        self
+    }
 }
 
 /// Builds the Deployment of `spec` as `options` says.
@@ -244,18 +407,126 @@ pub fn deployment(spec: &AppSpec, options: &DeploymentOptions) -> Deployment {
 }
 
 fn pod_spec(spec: &AppSpec, image: &ImageRef, options: &DeploymentOptions) -> PodSpec {
-    PodSpec {
-        containers: vec![container(spec, image, options)],
-        security_context: Some(pod_security(spec, options.secure_defaults)),
+    let mut app = container(spec, image, options);
+    let mut volumes: Vec<Volume> = options.volumes.iter().map(volume).collect();
+    let mut mounts: Vec<VolumeMount> = options
+        .volumes
+        .iter()
+        .map(|v| VolumeMount {
+            name: v.name.clone(),
+            mount_path: v.mount_path.clone(),
+            read_only: v.read_only.then_some(true),
+            ..VolumeMount::default()
+        })
+        .collect();
+    let read_only_root = app.security_context.as_ref().and_then(|c| c.read_only_root_filesystem) == Some(true);
+    if options.writable_tmp && read_only_root && !mounts.iter().any(|m| m.mount_path == "/tmp") {
+        let name = unique_name("tmp", &volumes);
+        volumes.push(volume(&PodVolume::new(&name, VolumeSource::EmptyDir { size_limit: None }, "/tmp")));
+        mounts.push(VolumeMount { name, mount_path: "/tmp".to_owned(), ..VolumeMount::default() });
+    }
+    app.volume_mounts = (!mounts.is_empty()).then_some(mounts);
+    let mut containers = vec![app];
+    containers.extend(options.sidecars.iter().cloned());
+    let pull_secrets: Vec<LocalObjectReference> =
+        options.image_pull_secrets.iter().map(|name| LocalObjectReference { name: name.clone() }).collect();
+    let built = PodSpec {
+        containers,
+        init_containers: (!options.init_containers.is_empty()).then(|| options.init_containers.clone()),
+        volumes: (!volumes.is_empty()).then_some(volumes),
+        image_pull_secrets: (!pull_secrets.is_empty()).then_some(pull_secrets),
+        security_context: Some(
+            options.pod_security.clone().unwrap_or_else(|| pod_security(spec, options.secure_defaults)),
+        ),
         node_selector: non_empty(options.node_selector.clone()),
         affinity: options.affinity.clone(),
         tolerations: (!options.tolerations.is_empty()).then(|| options.tolerations.clone()),
+        topology_spread_constraints: (!options.topology_spread.is_empty()).then(|| options.topology_spread.clone()),
         service_account_name: options.service_account.clone(),
         termination_grace_period_seconds: spec
             .pre_stop_delay
             .map(|d| i64::try_from(d.as_duration().as_secs()).unwrap_or(i64::MAX).saturating_add(30)),
         ..PodSpec::default()
+    };
+    match &options.pod_spec_patch {
+        Some(patch) => merged(built, patch),
+        None => built,
     }
+}
+
+/// `built` with `patch` merged over it (RFC 7386). Both are pod specs, so the merge
+/// of their JSON forms is one too; were it ever not, the built spec is kept whole
+/// rather than half-patched.
+fn merged(built: PodSpec, patch: &PodSpec) -> PodSpec {
+    let (Ok(mut target), Ok(mut patch)) = (serde_json::to_value(&built), serde_json::to_value(patch)) else {
+        return built;
+    };
+    // A typed `PodSpec` always carries its required lists (`containers: []`):
+    // an empty list in the patch means "not set", not "clear".
+    drop_empty_lists(&mut patch);
+    merge_patch(&mut target, &patch);
+    serde_json::from_value(target).unwrap_or(built)
+}
+
+fn drop_empty_lists(value: &mut serde_json::Value) {
+    if let serde_json::Value::Object(fields) = value {
+        fields.retain(|_, v| !v.as_array().is_some_and(Vec::is_empty));
+        fields.values_mut().for_each(drop_empty_lists);
+    }
+}
+
+/// JSON merge patch (RFC 7386).
+fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(fields) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(serde_json::Map::new());
+    }
+    if let serde_json::Value::Object(out) = target {
+        for (key, value) in fields {
+            if value.is_null() {
+                out.remove(key);
+            } else {
+                merge_patch(out.entry(key.clone()).or_insert(serde_json::Value::Null), value);
+            }
+        }
+    }
+}
+
+/// `base`, or `base-2`, `base-3` ... if a volume already has that name.
+fn unique_name(base: &str, volumes: &[Volume]) -> String {
+    let taken = |n: &str| volumes.iter().any(|v| v.name == n);
+    if !taken(base) {
+        return base.to_owned();
+    }
+    (2..).map(|i| format!("{base}-{i}")).find(|n| !taken(n)).unwrap_or_else(|| base.to_owned())
+}
+
+fn volume(v: &PodVolume) -> Volume {
+    let mut out = Volume { name: v.name.clone(), ..Volume::default() };
+    match &v.source {
+        VolumeSource::EmptyDir { size_limit } => {
+            out.empty_dir = Some(EmptyDirVolumeSource {
+                size_limit: size_limit.clone().map(KubeQuantity),
+                ..EmptyDirVolumeSource::default()
+            });
+        }
+        VolumeSource::ConfigMap(name) => {
+            out.config_map = Some(ConfigMapVolumeSource { name: name.clone(), ..ConfigMapVolumeSource::default() });
+        }
+        VolumeSource::Secret(name) => {
+            out.secret = Some(SecretVolumeSource { secret_name: Some(name.clone()), ..SecretVolumeSource::default() });
+        }
+        VolumeSource::PersistentVolumeClaim(claim) => {
+            out.persistent_volume_claim = Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                read_only: v.read_only.then_some(true),
+            });
+        }
+    }
+    out
 }
 
 fn container(spec: &AppSpec, image: &ImageRef, options: &DeploymentOptions) -> Container {
@@ -301,7 +572,11 @@ fn container(spec: &AppSpec, image: &ImageRef, options: &DeploymentOptions) -> C
         liveness_probe: spec.liveness.as_ref().map(probe),
         readiness_probe: spec.readiness.as_ref().map(probe),
         startup_probe: spec.startup.as_ref().map(probe),
-        security_context: Some(container_security(spec, options.secure_defaults)),
+        security_context: Some(
+            options.container_security.clone().unwrap_or_else(|| container_security(spec, options.secure_defaults)),
+        ),
+        command: options.command.clone(),
+        args: options.args.clone(),
         lifecycle,
         ..Container::default()
     }
@@ -537,5 +812,34 @@ mod tests {
         let pod = d.spec.template.spec.unwrap();
         assert_eq!(pod.security_context.unwrap().run_as_non_root, None);
         assert_eq!(pod.containers[0].security_context.as_ref().unwrap().capabilities, None);
+    }
+
+    #[test]
+    fn a_pod_spec_patch_changes_what_it_sets_and_keeps_the_containers() {
+        let patch = PodSpec { termination_grace_period_seconds: Some(45), ..PodSpec::default() };
+        let d = deployment(&fixtures::spec(), &DeploymentOptions::default().pod_spec_patch(patch));
+        let pod = d.spec.template.spec.unwrap();
+        assert_eq!(pod.termination_grace_period_seconds, Some(45));
+        assert_eq!(pod.containers.len(), 1, "the patch's empty `containers` does not clear the app's");
+        assert!(pod.security_context.is_some(), "what the patch does not set is kept");
+    }
+
+    #[test]
+    fn a_read_only_root_gets_a_writable_tmp_unless_something_is_mounted_there() {
+        let pod = |o: DeploymentOptions| deployment(&fixtures::spec(), &o).spec.template.spec.unwrap();
+        let default = pod(DeploymentOptions::default());
+        let mounts = default.containers[0].volume_mounts.clone().unwrap();
+        assert_eq!((mounts[0].name.as_str(), mounts[0].mount_path.as_str()), ("tmp", "/tmp"));
+        assert!(default.volumes.unwrap()[0].empty_dir.is_some());
+        let own = pod(DeploymentOptions::default().volume(PodVolume::new(
+            "tmp",
+            VolumeSource::PersistentVolumeClaim("scratch".into()),
+            "/tmp",
+        )));
+        assert_eq!(own.volumes.unwrap().len(), 1, "the user's /tmp is kept, no second one");
+        let off = pod(DeploymentOptions::default().writable_tmp(false));
+        assert!(off.volumes.is_none() && off.containers[0].volume_mounts.is_none());
+        let writable = pod(DeploymentOptions::default().secure_defaults(false));
+        assert!(writable.volumes.is_none(), "a writable root needs no /tmp volume");
     }
 }

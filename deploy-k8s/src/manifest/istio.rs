@@ -436,8 +436,16 @@ impl VirtualServiceOptions {
     }
 }
 
-/// The name of the weighted route the VirtualService router owns.
+/// The name of the weighted route whose destinations the VirtualService router owns.
 pub const PRIMARY_ROUTE: &str = "primary";
+
+/// The name of the route the VirtualService router adds to mirror traffic; it
+/// removes only this one.
+pub const MIRROR_ROUTE: &str = "deploy-rs-mirror";
+
+/// The name prefix of the header routes the VirtualService router adds; it removes
+/// only routes whose name starts with it.
+pub const HEADER_ROUTE_PREFIX: &str = "deploy-rs-header-";
 
 /// Istio's form of a header match.
 pub fn string_match(matches: &HeaderMatch) -> StringMatch {
@@ -452,7 +460,7 @@ pub fn string_match(matches: &HeaderMatch) -> StringMatch {
 /// The route for requests whose header matches `route`.
 pub fn header_http_route(host: &str, route: &HeaderRoute) -> HttpRoute {
     HttpRoute {
-        name: Some(format!("header-{}", route.header)),
+        name: Some(crate::router::owned_route_name(HEADER_ROUTE_PREFIX, &route.header)),
         matches: vec![HttpMatchRequest {
             headers: BTreeMap::from([(route.header.clone(), string_match(&route.matches))]),
             uri: None,

@@ -5,16 +5,21 @@
 //! object, so manifests can be diffed and reviewed before anything is applied.
 
 pub mod autoscaling;
+pub mod backup;
 pub mod config;
 pub mod crd;
 pub(crate) mod custom;
 pub mod deployment;
+pub mod edge;
 pub mod gateway;
+pub mod gitops;
 pub mod ingress;
 pub mod istio;
 pub mod network_policy;
 pub mod render;
+pub mod scaling;
 pub mod service;
+pub mod stateful;
 
 pub use autoscaling::{
     DisruptionBudget, HpaOptions, PodsMetric, ScalingPolicy, ScalingRules, horizontal_pod_autoscaler,
@@ -25,7 +30,7 @@ pub use config::{
     secret_revision_checksum,
 };
 pub use crd::{CrdDescription, CrdScope, CrdVersion, custom_resource_definition};
-pub use deployment::{DeploymentOptions, EnvFrom, deployment};
+pub use deployment::{DeploymentOptions, EnvFrom, PodVolume, VolumeSource, deployment};
 pub use gateway::HTTPRoute;
 pub use ingress::{IngressOptions, IngressPath, ingress};
 pub use istio::{

@@ -65,27 +65,96 @@ pub(crate) fn single_track(split: &TrafficSplit) -> Option<Track> {
     }
 }
 
-/// Read-modify-write of one object with its `resourceVersion` as the guard: a 409
-/// (someone wrote in between) reads again and retries, up to `retries` times.
-pub(crate) async fn update_object<K, F>(
-    api: &kube::Api<K>,
+/// Read-modify-write of one object as untyped JSON, so that every field the
+/// router does not model is written back as it was read: `change` edits the
+/// object's body (everything but `apiVersion`, `kind` and `metadata`), and the
+/// write is a replace guarded by the `resourceVersion` read. A 409 (someone wrote
+/// in between) reads again and retries, up to [`CONFLICT_RETRIES`] times; an
+/// object `change` leaves as it was is not written at all.
+pub(crate) async fn update_untyped<F>(
+    api: &kube::Api<kube::api::DynamicObject>,
+    app: &AppId,
+    what: &str,
     name: &str,
-    retries: u32,
     mut change: F,
-) -> Result<K, kube::Error>
+) -> Result<(), RouterError>
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-    F: FnMut(&mut K),
+    F: FnMut(&mut serde_json::Value) -> Result<(), RouterError>,
 {
     let mut attempt = 0;
     loop {
-        let mut object = api.get(name).await?;
-        change(&mut object);
+        let mut object = api.get(name).await.map_err(|e| router_error(app, what, "read", e))?;
+        let before = object.data.clone();
+        change(&mut object.data)?;
+        if object.data == before {
+            return Ok(());
+        }
         match api.replace(name, &kube::api::PostParams::default(), &object).await {
-            Err(e) if crate::error::is_conflict(&e) && attempt < retries => attempt += 1,
-            other => return other,
+            Ok(_) => return Ok(()),
+            Err(e) if crate::error::is_conflict(&e) && attempt < CONFLICT_RETRIES => attempt += 1,
+            Err(e) => return Err(router_error(app, what, "update", e)),
         }
     }
+}
+
+/// A routing object whose shape the router cannot work with (a weight that is not
+/// a number, a route list that is not a list).
+pub(crate) fn malformed(what: &str, problem: impl Into<String>) -> RouterError {
+    RouterError::backend(format!("read {what}"), deploy_core::error::ErrorKind::InvalidInput, problem.into())
+}
+
+/// The array at `key` of `object`, created empty when missing; an error naming
+/// `what` when it is something else.
+pub(crate) fn array_at<'a>(
+    object: &'a mut serde_json::Value,
+    key: &str,
+    what: &str,
+) -> Result<&'a mut Vec<serde_json::Value>, RouterError> {
+    let map = object.as_object_mut().ok_or_else(|| malformed(what, format!("{key} is not inside an object")))?;
+    map.entry(key.to_owned())
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+        .as_array_mut()
+        .ok_or_else(|| malformed(what, format!("{key} is not a list")))
+}
+
+/// `matches` restricted to each of `methods`: every match (an empty one when there
+/// are none) once per method, with `method(m)` as its method condition; a match
+/// whose own method condition `keeps` does not accept is dropped, so nothing is
+/// ever widened to a method not listed.
+pub(crate) fn with_methods(
+    matches: &[serde_json::Value],
+    methods: &[String],
+    method: impl Fn(&str) -> serde_json::Value,
+    keeps: impl Fn(&serde_json::Value, &str) -> bool,
+) -> Vec<serde_json::Value> {
+    let any = [serde_json::json!({})];
+    let base = if matches.is_empty() { &any[..] } else { matches };
+    let mut out = Vec::new();
+    for m in base.iter().filter(|m| m.is_object()) {
+        for name in methods {
+            let own = &m["method"];
+            if own.is_null() {
+                let mut restricted = m.clone();
+                restricted["method"] = method(name);
+                out.push(restricted);
+            } else if keeps(own, name) {
+                out.push(m.clone());
+            }
+        }
+    }
+    out.dedup();
+    out
+}
+
+/// The name of a header route a router adds for `header`: `prefix` and the header
+/// name, lower case, with every character outside `[a-z0-9-]` as `-`.
+pub(crate) fn owned_route_name(prefix: &str, header: &str) -> String {
+    let cleaned: String = header
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .collect();
+    format!("{prefix}{}", cleaned.trim_matches('-'))
 }
 
 /// How many times routers retry a write that lost a race.

@@ -1,6 +1,9 @@
 use async_trait::async_trait;
 use deploy_core::model::{AppId, Percent, Track, TrafficSplit};
-use deploy_core::traffic::{HeaderMatch, HeaderRoute, RouterCapabilities, RouterError, TrafficRouter};
+use deploy_core::traffic::{
+    HeaderMatch, HeaderMatchKind, HeaderMatchKinds, HeaderRoute, RouterCapabilities, RouterError, TrackSet,
+    TrafficRouter,
+};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, Patch, PatchParams};
 use tracing::instrument;
@@ -22,7 +25,13 @@ pub const CANARY_BY_HEADER_PATTERN: &str = "nginx.ingress.kubernetes.io/canary-b
 /// Canary through the NGINX Ingress controller: the main Ingress sends to the
 /// stable Service, and a second Ingress `{app}-canary` (same host and path, to the
 /// canary Service) carries the canary annotations this router sets: the weight,
-/// and one header route (exact value or pattern).
+/// and one header route (exact value or pattern) to the canary.
+///
+/// The router changes only its own annotations, with merge patches that name
+/// them alone; the Ingress's other annotations, labels and spec are not touched.
+/// It routes only the stable and canary tracks, holds one header route (a route
+/// for another header is refused, not put in place of the first), and routes a
+/// header only to the canary.
 #[derive(Debug, Clone)]
 pub struct NginxCanaryRouter {
     cluster: Cluster,
@@ -32,6 +41,12 @@ impl NginxCanaryRouter {
     /// Annotates the Ingress `{app}-canary`.
     pub fn new(cluster: Cluster) -> Self {
         Self { cluster }
+    }
+
+    async fn ingress(&self, app: &AppId) -> Result<Ingress, RouterError> {
+        let name = format!("{}-canary", app.name);
+        let api: Api<Ingress> = Api::namespaced(self.cluster.client().clone(), app.namespace.as_str());
+        api.get(&name).await.map_err(|e| router_error(app, &format!("ingress {name}"), "read", e))
     }
 
     async fn annotate(&self, app: &AppId, annotations: serde_json::Value) -> Result<(), RouterError> {
@@ -48,7 +63,13 @@ impl NginxCanaryRouter {
 #[async_trait]
 impl TrafficRouter for NginxCanaryRouter {
     fn capabilities(&self) -> RouterCapabilities {
-        RouterCapabilities::weights_only().with_header_routes()
+        let tracks = TrackSet::of([Track::Stable, Track::Canary]);
+        RouterCapabilities::weights_only()
+            .with_tracks(tracks)
+            .with_header_routes()
+            .with_header_matches(HeaderMatchKinds::of([HeaderMatchKind::Exact, HeaderMatchKind::Regex]))
+            .with_header_route_tracks(TrackSet::of([Track::Canary]))
+            .with_max_header_routes(1)
     }
 
     #[instrument(skip_all, fields(deploy.app = %app, split = %split), err)]
@@ -62,8 +83,7 @@ impl TrafficRouter for NginxCanaryRouter {
 
     async fn weights(&self, app: &AppId) -> Result<TrafficSplit, RouterError> {
         let name = format!("{}-canary", app.name);
-        let api: Api<Ingress> = Api::namespaced(self.cluster.client().clone(), app.namespace.as_str());
-        let ingress = api.get(&name).await.map_err(|e| router_error(app, &format!("ingress {name}"), "read", e))?;
+        let ingress = self.ingress(app).await?;
         let annotations = ingress.metadata.annotations.unwrap_or_default();
         if annotations.get(CANARY).map(String::as_str) != Some("true") {
             return Ok(TrafficSplit::all(Track::Stable));
@@ -99,8 +119,20 @@ impl TrafficRouter for NginxCanaryRouter {
                 CANARY_BY_HEADER_VALUE: v, CANARY_BY_HEADER_PATTERN: null}),
             HeaderMatch::Regex(v) => serde_json::json!({CANARY: "true", CANARY_BY_HEADER: route.header,
                 CANARY_BY_HEADER_PATTERN: v, CANARY_BY_HEADER_VALUE: null}),
-            _ => return Err(RouterError::Unsupported { capability: "match a header by prefix".to_owned() }),
+            other => {
+                return Err(RouterError::Unsupported {
+                    capability: format!("match a header by {} with NGINX canary annotations", other.kind()),
+                });
+            }
         };
+        let existing = self.ingress(app).await?.metadata.annotations.unwrap_or_default();
+        if let Some(held) = existing.get(CANARY_BY_HEADER)
+            && *held != route.header
+        {
+            return Err(RouterError::Unsupported {
+                capability: format!("hold a second header route ({}) next to the one for {held}", route.header),
+            });
+        }
         self.annotate(app, annotations).await
     }
 

@@ -2,12 +2,14 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use deploy_core::model::{AppId, Track, TrafficSplit};
-use deploy_core::traffic::{RouterCapabilities, RouterError, TrafficRouter};
+use deploy_core::traffic::{
+    RouterCapabilities, RouterError, TrackSet, TrafficRouter, replicas_for_split, split_of_replicas,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use tracing::instrument;
 
-use super::{router_error, split_from};
+use super::router_error;
 use crate::cluster::Cluster;
 use crate::labels;
 
@@ -16,9 +18,13 @@ use crate::labels;
 ///
 /// `set_weights` scales the tracks' Deployments (scale subresource) so that
 /// `total` replicas are divided as the split says, at least one for a track with a
-/// weight above 0. `weights` reads the Deployments' desired replicas back and
-/// reports the effective split, so a ratio the replica count cannot express
-/// exactly (10 % of 4) shows as what it really is.
+/// weight above 0 ([`deploy_core::traffic::replicas_for_split`]). A ratio the
+/// replica count cannot express exactly (10 % of 4) is rounded: the router
+/// declares it ([`RouterCapabilities::replica_ratio`], so
+/// [`TrafficRouter::effective_split`] answers 25 % for 10 % of 4), `weights`
+/// reads the Deployments' desired replicas back and reports that effective split,
+/// and plan validation refuses a weight that would round to 0 % or 100 %. It
+/// routes the stable and canary tracks only.
 #[derive(Debug, Clone)]
 pub struct ReplicaRatioRouter {
     cluster: Cluster,
@@ -32,21 +38,10 @@ impl ReplicaRatioRouter {
         Self { cluster, total: total.max(1), tracks: vec![Track::Stable, Track::Canary] }
     }
 
-    /// The replicas of each managed track for `split`: every weighted track but the
-    /// heaviest gets its rounded share (at least one), the heaviest the rest.
+    /// The replicas of each managed track for `split` (0 for a track without traffic).
     pub fn replicas_for(&self, split: &TrafficSplit) -> BTreeMap<Track, u32> {
         let mut out: BTreeMap<Track, u32> = self.tracks.iter().map(|t| (*t, 0)).collect();
-        let mut weighted: Vec<_> = split.iter().collect();
-        weighted.sort_by_key(|(_, w)| *w);
-        let Some((heaviest, _)) = weighted.pop() else { return out };
-        let mut assigned = 0u32;
-        for (track, weight) in weighted {
-            let share = (u64::from(self.total) * u64::from(weight.value()) + 50) / 100;
-            let n = u32::try_from(share).unwrap_or(self.total).max(1);
-            assigned = assigned.saturating_add(n);
-            out.insert(track, n);
-        }
-        out.insert(heaviest, self.total.saturating_sub(assigned).max(1));
+        out.extend(replicas_for_split(self.total, split));
         out
     }
 }
@@ -54,11 +49,14 @@ impl ReplicaRatioRouter {
 #[async_trait]
 impl TrafficRouter for ReplicaRatioRouter {
     fn capabilities(&self) -> RouterCapabilities {
-        RouterCapabilities::weights_only()
+        RouterCapabilities::replica_ratio(self.total).with_tracks(TrackSet::of(self.tracks.iter().copied()))
     }
 
     #[instrument(skip_all, fields(deploy.app = %app, split = %split), err)]
     async fn set_weights(&self, app: &AppId, split: &TrafficSplit) -> Result<(), RouterError> {
+        if !self.capabilities().supports_split(split) {
+            return Err(RouterError::Unsupported { capability: format!("route {split} (only stable and canary)") });
+        }
         let api: Api<Deployment> = Api::namespaced(self.cluster.client().clone(), app.namespace.as_str());
         // Scale the tracks that receive traffic first, then the others to zero.
         let mut plan: Vec<(Track, u32)> = self.replicas_for(split).into_iter().collect();
@@ -84,24 +82,16 @@ impl TrafficRouter for ReplicaRatioRouter {
 
     async fn weights(&self, app: &AppId) -> Result<TrafficSplit, RouterError> {
         let api: Api<Deployment> = Api::namespaced(self.cluster.client().clone(), app.namespace.as_str());
-        let mut counts = Vec::new();
+        let mut counts = BTreeMap::new();
         for track in &self.tracks {
             let name = labels::workload_name(app, *track);
             let replicas = match api.get_opt(&name).await {
                 Ok(d) => d.and_then(|d| d.spec.replicas).unwrap_or(0),
                 Err(e) => return Err(router_error(app, &format!("deployment {name}"), "read", e)),
             };
-            counts.push((*track, i64::from(replicas.max(0))));
+            counts.insert(*track, u32::try_from(replicas.max(0)).unwrap_or(u32::MAX));
         }
-        let total: i64 = counts.iter().map(|(_, n)| n).sum();
-        if total == 0 {
-            return Err(RouterError::NotFound { app: app.clone(), what: "replicas of any track".to_owned() });
-        }
-        let mut weights: Vec<(Track, i64)> = counts.iter().map(|(t, n)| (*t, n * 100 / total)).collect();
-        let rest = 100 - weights.iter().map(|(_, w)| w).sum::<i64>();
-        if let Some(largest) = weights.iter_mut().max_by_key(|(_, w)| *w) {
-            largest.1 += rest;
-        }
-        split_from(weights, "replica counts")
+        split_of_replicas(&counts)
+            .ok_or_else(|| RouterError::NotFound { app: app.clone(), what: "replicas of any track".to_owned() })
     }
 }

@@ -11,6 +11,11 @@ use crate::labels;
 
 /// Blue-green by switching the Service's selector to one track's pods: every
 /// request goes to one track, and the switch is one atomic update.
+///
+/// The router changes only the selector's track label (`deploy-rs.io/track`),
+/// with a merge patch that names it alone: the selector's other labels, the ports
+/// and everything else of the Service stay as the user wrote them. It only
+/// switches: a split across tracks is refused.
 #[derive(Debug, Clone)]
 pub struct ServiceSelectorRouter {
     cluster: Cluster,
@@ -48,7 +53,7 @@ impl TrafficRouter for ServiceSelectorRouter {
         })?;
         let name = self.name(app);
         let api: Api<Service> = Api::namespaced(self.cluster.client().clone(), app.namespace.as_str());
-        let patch = serde_json::json!({"spec": {"selector": labels::track_selector(app, track)}});
+        let patch = serde_json::json!({"spec": {"selector": {labels::TRACK: track.as_str()}}});
         api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map(drop)

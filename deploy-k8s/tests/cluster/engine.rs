@@ -136,6 +136,8 @@ pub fn plan(strat: Strat) -> Plan {
 /// One app on the real server, its old release serving, and an engine for it.
 pub struct World {
     pub s: Scratch,
+    /// Replicas of the app.
+    pub replicas: u32,
     pub strat: Strat,
     pub route: Route,
     pub plan: Plan,
@@ -154,14 +156,19 @@ pub fn engine_config(holder: &str) -> EngineConfig {
 
 impl World {
     pub async fn new(test: &str, strat: Strat, route: Route) -> Self {
+        Self::with_replicas(test, strat, route, REPLICAS).await
+    }
+
+    /// The old release running on `replicas` replicas, and a plan for as many.
+    pub async fn with_replicas(test: &str, strat: Strat, route: Route, replicas: u32) -> Self {
         let s = Scratch::new(test).await;
         if matches!(route, Route::Istio | Route::Gateway) {
             support::install_crds(s.cluster.client()).await;
         }
-        let spec = s.spec();
+        let spec = s.spec().replicas(replicas);
         let old = old_track(strat);
         let platform = KubePlatform::new(s.cluster.clone());
-        platform.apply(&spec, old, &support::release(OLD), REPLICAS).await.expect("deploy the old release");
+        platform.apply(&spec, old, &support::release(OLD), replicas).await.expect("deploy the old release");
         platform.wait_ready(&s.app(), old, Duration::from_secs(60)).await.expect("the old release gets ready");
         let main =
             if strat == Strat::BlueGreen { ServiceOptions::default().track(old) } else { ServiceOptions::default() };
@@ -185,14 +192,13 @@ impl World {
             _ => {}
         }
         let history = KubeHistoryStore::new(s.cluster.clone(), s.namespace.clone());
-        Self { plan: plan(strat), kit: TestKit::new(), history, s, strat, route }
+        Self { plan: plan(strat), kit: TestKit::new(), history, s, strat, route, replicas }
     }
 
-    pub fn router(&self) -> Option<Arc<dyn TrafficRouter>> {
-        let c = self.s.cluster.clone();
+    fn router_on(&self, c: deploy_k8s::Cluster) -> Option<Arc<dyn TrafficRouter>> {
         match self.route {
             Route::Replicas => None,
-            Route::ReplicaRatio => Some(Arc::new(ReplicaRatioRouter::new(c, REPLICAS))),
+            Route::ReplicaRatio => Some(Arc::new(ReplicaRatioRouter::new(c, self.replicas))),
             Route::ServiceSelector => Some(Arc::new(ServiceSelectorRouter::new(c))),
             Route::Istio => Some(Arc::new(IstioRouter::new(c))),
             Route::Gateway => Some(Arc::new(GatewayRouter::new(c, 80))),
@@ -205,7 +211,12 @@ impl World {
     }
 
     pub fn engine_with(&self, config: EngineConfig) -> RolloutEngine {
-        let c = self.s.cluster.clone();
+        self.engine_on(self.s.cluster.clone(), config)
+    }
+
+    /// An engine whose platform, router and stores talk through `c`.
+    pub fn engine_on(&self, c: deploy_k8s::Cluster, config: EngineConfig) -> RolloutEngine {
+        let c_router = c.clone();
         let mut builder = RolloutEngine::builder(
             Arc::new(KubePlatform::new(c.clone())),
             Arc::new(KubeStateStore::new(c.clone())),
@@ -213,14 +224,14 @@ impl World {
         )
         .metrics(self.kit.metrics())
         .config(config);
-        if let Some(router) = self.router() {
+        if let Some(router) = self.router_on(c_router) {
             builder = builder.router(router);
         }
         builder.build()
     }
 
     pub fn request(&self, to: Release) -> RolloutRequest {
-        RolloutRequest::new(self.s.spec(), to, self.plan.clone()).from(support::release(OLD))
+        RolloutRequest::new(self.s.spec().replicas(self.replicas), to, self.plan.clone()).from(support::release(OLD))
     }
 
     /// Scripts the error rate the analysis reads for the track under test.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use deploy_core::engine::{RolloutError, RolloutEvent};
 use deploy_core::model::{DeploymentStatus, Track};
-use deploy_core::state::{StateError, StateStore};
+use deploy_core::state::{LockRequest, StateError, StateStore};
 use deploy_k8s::state::{KubeStateStore, state_name};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
@@ -105,7 +105,7 @@ async fn progress_changed_behind_the_store_is_a_conflict_and_is_not_overwritten(
     let w = World::new("state-conflict", Strat::Canary, Route::Replicas).await;
     let store = KubeStateStore::new(w.s.cluster.clone());
     let app = w.s.app();
-    let lease = store.acquire_lock(&app, "engine-a", Duration::from_secs(30)).await.unwrap();
+    let lease = store.acquire_lock(&app, &LockRequest::new("engine-a", Duration::from_secs(30))).await.unwrap();
     let engine = w.engine("engine-a");
     drop(engine);
     // Save a first version of progress as the engine would, then change the

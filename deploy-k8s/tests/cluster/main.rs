@@ -9,9 +9,15 @@
 //! node stand-in ([`node`]) writes the pod statuses a kubelet would.
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code fails the test on any error")]
 
+mod addons;
 mod api_versions;
+mod budget;
 mod engine;
 mod faults;
 mod node;
 mod platform;
+mod preflight;
+mod routers;
+mod safety;
 mod support;
+mod workloads;

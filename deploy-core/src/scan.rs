@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BoxError, Classify, ErrorKind, backend_error};
-use crate::model::{ImageRef, ValidationError};
+use crate::model::{Digest, ImageRef, ValidationError};
 
 /// How serious a finding is, ordered from least to most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -200,17 +200,51 @@ pub struct ScanReport {
     pub vulnerabilities: Vec<Vulnerability>,
     /// Misconfigurations.
     pub misconfigurations: Vec<Misconfiguration>,
+    /// The image (manifest) digests the report names, from the scanner's own
+    /// metadata; a report counts only for an image with one of these digests.
+    #[serde(default)]
+    pub digests: Vec<Digest>,
+    /// The operating system the scanner detected (`debian 12.5`), if any.
+    #[serde(default)]
+    pub os: Option<String>,
+    /// What the scanner examined (OS packages, lock files, config files, matched
+    /// packages). Empty together with no `os` means the scanner recognised nothing
+    /// (Trivy's "OS not detected"): such a report is not evidence of a clean image.
+    #[serde(default)]
+    pub scanned_targets: Vec<String>,
 }
 
 impl ScanReport {
-    /// An empty report of `target` by `scanner`.
+    /// An empty report of `target` by `scanner`, naming no digest, no OS and no
+    /// scanned target (see [`ScanReport::scanned_anything`]).
     pub fn new(target: impl Into<String>, scanner: impl Into<String>) -> Self {
         Self {
             target: target.into(),
             scanner: scanner.into(),
             vulnerabilities: Vec::new(),
             misconfigurations: Vec::new(),
+            digests: Vec::new(),
+            os: None,
+            scanned_targets: Vec::new(),
         }
+    }
+
+    /// Whether the report names `digest`.
+    pub fn names_digest(&self, digest: &Digest) -> bool {
+        self.digests.contains(digest)
+    }
+
+    /// Whether the scanner recognised anything: an OS or at least one target.
+    ///
+    /// ```
+    /// use deploy_core::scan::ScanReport;
+    /// let mut report = ScanReport::new("app:1", "trivy");
+    /// assert!(!report.scanned_anything());
+    /// report.os = Some("alpine 3.20.0".into());
+    /// assert!(report.scanned_anything());
+    /// ```
+    pub fn scanned_anything(&self) -> bool {
+        self.os.is_some() || !self.scanned_targets.is_empty() || !self.vulnerabilities.is_empty()
     }
 
     /// Vulnerabilities counted by severity.
@@ -261,6 +295,23 @@ pub enum ScanError {
         /// What was wrong.
         reason: String,
     },
+    /// The scanner wrote more than the configured limit; it was stopped.
+    #[error("scanner {scanner} wrote more than the limit of {limit} bytes")]
+    OutputTooLarge {
+        /// The scanner.
+        scanner: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// The report cannot vouch for the image: it names another digest (or none), or
+    /// it shows neither an OS nor any result.
+    #[error("scan report for {target} is not usable: {reason}")]
+    Inconclusive {
+        /// The image asked about.
+        target: String,
+        /// Why the report does not count.
+        reason: String,
+    },
     /// The scanner's backend failed.
     #[error("failed to {operation}: {source}")]
     Backend {
@@ -282,7 +333,8 @@ impl Classify for ScanError {
             Self::NotInstalled { .. } => ErrorKind::Unsupported,
             Self::Failed { .. } => ErrorKind::Other,
             Self::Timeout { .. } => ErrorKind::Timeout,
-            Self::Malformed { .. } => ErrorKind::InvalidInput,
+            Self::Malformed { .. } | Self::Inconclusive { .. } => ErrorKind::InvalidInput,
+            Self::OutputTooLarge { .. } => ErrorKind::Other,
             Self::Backend { kind, .. } => *kind,
         }
     }

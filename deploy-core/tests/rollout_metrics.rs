@@ -22,8 +22,9 @@ use serde_json::Value;
 
 /// The value of an instant query, summed over its series; `None` before it has data.
 async fn query(prometheus: &str, expr: &str) -> Option<f64> {
-    let url = format!("{prometheus}/api/v1/query");
-    let body: Value = reqwest::Client::new().get(url).query(&[("query", expr)]).send().await.ok()?.json().await.ok()?;
+    let mut url = reqwest::Url::parse(&format!("{prometheus}/api/v1/query")).ok()?;
+    url.query_pairs_mut().append_pair("query", expr);
+    let body: Value = serde_json::from_str(&prometheus_server::get(url.as_str()).await?).ok()?;
     let results = body["data"]["result"].as_array()?;
     if results.is_empty() {
         return None;

@@ -8,9 +8,12 @@ use std::sync::mpsc;
 use std::thread;
 
 use deploy_core::error::Classify;
+use deploy_core::http_client::{HttpError, HttpPolicy};
 use deploy_core::model::{AppId, Environment, Name};
 use deploy_core::notify::{Notification, NotificationKind, Notifier, NotifyError};
-use deploy_core::webhook::WebhookNotifier;
+use deploy_core::webhook::{WebhookFormat, WebhookNotifier};
+
+mod trace_capture;
 
 /// What the server saw of one request.
 struct Seen {
@@ -19,8 +22,18 @@ struct Seen {
     body: Vec<u8>,
 }
 
+/// A notifier for a test receiver on loopback, which speaks plain http.
+fn loopback(url: &str) -> Result<WebhookNotifier, NotifyError> {
+    WebhookNotifier::with_policy(url, HttpPolicy::default().danger_allow_plain_http())
+}
+
 /// Serves one request on a free loopback port, answering `status` and `body`.
 fn serve_once(status: &'static str, reply: &'static str) -> (String, mpsc::Receiver<Seen>) {
+    serve_once_with(status, String::new(), reply)
+}
+
+/// As [`serve_once`], with extra response header lines (each ending in `\r\n`).
+fn serve_once_with(status: &'static str, extra: String, reply: &'static str) -> (String, mpsc::Receiver<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hooks/T0/B0/tok3n", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
@@ -45,8 +58,12 @@ fn serve_once(status: &'static str, reply: &'static str) -> (String, mpsc::Recei
         let mut body = vec![0; len];
         reader.read_exact(&mut body).unwrap();
         let mut stream = stream;
-        write!(stream, "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}", reply.len())
-            .unwrap();
+        write!(
+            stream,
+            "HTTP/1.1 {status}\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{reply}",
+            reply.len()
+        )
+        .unwrap();
         stream.flush().unwrap();
         tx.send(Seen { request_line: request_line.trim_end().to_owned(), headers, body }).unwrap();
     });
@@ -63,7 +80,7 @@ fn notification() -> Notification {
 #[tokio::test]
 async fn posts_the_notification_as_json() {
     let (url, seen) = serve_once("204 No Content", "");
-    let hook = WebhookNotifier::new(&url).unwrap().header("Authorization", "Bearer s3cr3t");
+    let hook = loopback(&url).unwrap().header("Authorization", "Bearer s3cr3t");
     assert!(!format!("{hook:?}").contains("tok3n") && !format!("{hook:?}").contains("s3cr3t"), "{hook:?}");
     hook.notify(&notification()).await.unwrap();
 
@@ -86,17 +103,17 @@ async fn posts_the_notification_as_json() {
 #[tokio::test]
 async fn rejections_and_unreachable_receivers_are_classified() {
     let (url, _seen) = serve_once("503 Service Unavailable", "maintenance");
-    let err = WebhookNotifier::new(&url).unwrap().notify(&notification()).await.unwrap_err();
+    let err = loopback(&url).unwrap().notify(&notification()).await.unwrap_err();
     assert!(matches!(&err, NotifyError::Rejected { status: 503, body } if body == "maintenance"), "{err:?}");
     assert!(err.is_retryable());
 
     let (url, _seen) = serve_once("400 Bad Request", "bad payload");
-    let err = WebhookNotifier::new(&url).unwrap().notify(&notification()).await.unwrap_err();
+    let err = loopback(&url).unwrap().notify(&notification()).await.unwrap_err();
     assert!(!err.is_retryable());
 
     // A port nobody listens on: bind, note the port, close.
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let err = WebhookNotifier::new(&format!("http://127.0.0.1:{port}/hooks/secret-token"))
+    let err = loopback(&format!("http://127.0.0.1:{port}/hooks/secret-token"))
         .unwrap()
         .notify(&notification())
         .await
@@ -106,4 +123,152 @@ async fn rejections_and_unreachable_receivers_are_classified() {
 
     assert!(WebhookNotifier::new("ftp://example.com/x").is_err());
     assert!(WebhookNotifier::new("not a url").is_err());
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_is_an_error_and_the_other_host_sees_nothing() {
+    let (elsewhere, stolen) = serve_once("200 OK", "thanks");
+    let (url, seen) = serve_once_with("307 Temporary Redirect", format!("location: {elsewhere}\r\n"), "");
+    let hook = loopback(&url).unwrap().header("X-Api-Key", "k3y-s3cret");
+    let err = hook.notify(&notification()).await.unwrap_err();
+    let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<HttpError>());
+    assert!(matches!(source, Some(HttpError::RedirectRefused { status: 307, .. })), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("k3y-s3cret"));
+    // The first receiver got the key; the one it pointed to never got a request.
+    let first = seen.recv().unwrap();
+    assert!(first.headers.iter().any(|(k, v)| k == "x-api-key" && v == "k3y-s3cret"));
+    assert!(stolen.recv_timeout(std::time::Duration::from_millis(300)).is_err());
+}
+
+#[tokio::test]
+async fn plain_http_needs_the_named_opt_out() {
+    let err = WebhookNotifier::new("http://hooks.example.com/T0/B0/tok3n").unwrap_err();
+    let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<HttpError>());
+    assert!(matches!(source, Some(HttpError::PlainHttpRefused { host }) if host == "hooks.example.com:80"), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("tok3n"));
+    WebhookNotifier::new("https://hooks.example.com/T0/B0/tok3n").unwrap();
+}
+
+/// Checks `payload` against Slack's documented incoming-webhook message shape
+/// (api.slack.com/reference/block-kit/blocks): a string `text`, at most 50 blocks,
+/// each a known type with its required parts and length limits.
+fn assert_slack_message(payload: &serde_json::Value) {
+    assert!(payload["text"].is_string(), "a top-level text is the notification fallback: {payload}");
+    let blocks = payload["blocks"].as_array().unwrap();
+    assert!(!blocks.is_empty() && blocks.len() <= 50);
+    for block in blocks {
+        match block["type"].as_str().unwrap() {
+            "header" => {
+                assert_eq!(block["text"]["type"], "plain_text", "a header's text is plain_text");
+                assert!(block["text"]["text"].as_str().unwrap().chars().count() <= 150);
+            }
+            "section" => {
+                assert!(block.get("text").is_some() || block.get("fields").is_some(), "a section needs text or fields");
+                if let Some(text) = block.get("text") {
+                    assert!(matches!(text["type"].as_str(), Some("mrkdwn" | "plain_text")));
+                    assert!(text["text"].as_str().unwrap().chars().count() <= 3000);
+                }
+                if let Some(fields) = block.get("fields") {
+                    let fields = fields.as_array().unwrap();
+                    assert!(!fields.is_empty() && fields.len() <= 10, "at most 10 fields");
+                    for field in fields {
+                        assert!(matches!(field["type"].as_str(), Some("mrkdwn" | "plain_text")));
+                        assert!(field["text"].as_str().unwrap().chars().count() <= 2000);
+                    }
+                }
+            }
+            "context" => {
+                let elements = block["elements"].as_array().unwrap();
+                assert!(!elements.is_empty() && elements.len() <= 10);
+            }
+            other => panic!("unexpected block type {other}"),
+        }
+        for (key, _) in block.as_object().unwrap() {
+            assert!(["type", "text", "fields", "elements", "block_id"].contains(&key.as_str()), "unknown key {key}");
+        }
+    }
+}
+
+/// Checks `payload` against the documented legacy actionable message card
+/// (learn.microsoft.com, "Legacy actionable message card reference"): `@type`
+/// MessageCard, `@context`, a `summary` (required when there is no `text`), a hex
+/// `themeColor`, and sections whose facts are `name`/`value` strings.
+fn assert_teams_message_card(payload: &serde_json::Value) {
+    assert_eq!(payload["@type"], "MessageCard");
+    assert_eq!(payload["@context"], "https://schema.org/extensions");
+    assert!(payload["summary"].as_str().is_some_and(|s| !s.is_empty()), "summary is required");
+    let color = payload["themeColor"].as_str().unwrap();
+    assert!(color.len() == 6 && color.chars().all(|c| c.is_ascii_hexdigit()), "{color}");
+    for section in payload["sections"].as_array().unwrap() {
+        for fact in section["facts"].as_array().into_iter().flatten() {
+            assert!(fact["name"].is_string() && fact["value"].is_string(), "{fact}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn slack_receives_block_kit_within_its_limits_with_mrkdwn_escaped() {
+    let (url, seen) = serve_once("200 OK", "ok");
+    let mut long = notification();
+    long.title = "t".repeat(400);
+    long.message = format!("<!channel> & {}", "m".repeat(5000));
+    for i in 0..14 {
+        long.fields.insert(format!("f{i:02}"), "v".repeat(2500));
+    }
+    loopback(&url).unwrap().format(WebhookFormat::Slack).notify(&long).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&seen.recv().unwrap().body).unwrap();
+    assert_slack_message(&body);
+    let blocks = body["blocks"].as_array().unwrap();
+    assert_eq!(blocks[0]["type"], "header");
+    let message = blocks[1]["text"]["text"].as_str().unwrap();
+    assert!(message.starts_with("&lt;!channel&gt; &amp; "), "a message cannot ping the channel: {message}");
+    assert_eq!(blocks[2]["fields"][0]["text"], "*app*\nshop/web");
+    assert_eq!(blocks[2]["fields"][1]["text"], "*environment*\nproduction");
+
+    // The usual notification, to the letter.
+    let (url, seen) = serve_once("200 OK", "ok");
+    loopback(&url).unwrap().format(WebhookFormat::Slack).notify(&notification()).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&seen.recv().unwrap().body).unwrap();
+    assert_slack_message(&body);
+    assert_eq!(body["text"], "pipeline pl-1 failed");
+    assert_eq!(body["blocks"][0]["text"]["text"], "pipeline pl-1 failed");
+    assert_eq!(body["blocks"][1]["text"]["text"], "stage deploy failed: timeout");
+    assert_eq!(body["blocks"][2]["fields"][2]["text"], "*pipeline*\npl-1");
+    assert!(body["blocks"][3]["elements"][0]["text"].as_str().unwrap().starts_with("pipeline_failed · "));
+}
+
+#[tokio::test]
+async fn teams_receives_a_message_card() {
+    let (url, seen) = serve_once("200 OK", "1");
+    loopback(&url).unwrap().format(WebhookFormat::TeamsMessageCard).notify(&notification()).await.unwrap();
+    let seen = seen.recv().unwrap();
+    assert!(seen.headers.iter().any(|(k, v)| k == "content-type" && v == "application/json"));
+    let body: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+    assert_teams_message_card(&body);
+    assert_eq!(body["summary"], "pipeline pl-1 failed");
+    assert_eq!(body["title"], "pipeline pl-1 failed");
+    assert_eq!(body["text"], "stage deploy failed: timeout");
+    assert_eq!(body["themeColor"], "D00000", "failures are red");
+    let facts = body["sections"][0]["facts"].as_array().unwrap();
+    let pairs: Vec<(&str, &str)> =
+        facts.iter().map(|f| (f["name"].as_str().unwrap(), f["value"].as_str().unwrap())).collect();
+    assert_eq!(pairs, [("app", "shop/web"), ("environment", "production"), ("pipeline", "pl-1")]);
+}
+
+#[tokio::test]
+async fn a_run_with_secret_urls_and_headers_traces_no_secret() {
+    let capture = trace_capture::TraceCapture::default();
+    let _guard = capture.set_default();
+    let (url, _seen) = serve_once("204 No Content", "");
+    let hook = loopback(&url).unwrap().header("X-Api-Key", "k3y-in-header").format(WebhookFormat::Slack);
+    hook.notify(&notification()).await.unwrap();
+    let (url, _seen) = serve_once("403 Forbidden", "no");
+    let _ = loopback(&url).unwrap().header("X-Api-Key", "k3y-in-header").notify(&notification()).await;
+    let (elsewhere, _stolen) = serve_once("200 OK", "");
+    let (url, _seen) = serve_once_with("307 Temporary Redirect", format!("location: {elsewhere}\r\n"), "");
+    let _ = loopback(&url).unwrap().header("X-Api-Key", "k3y-in-header").notify(&notification()).await;
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _ = loopback(&format!("http://127.0.0.1:{port}/hooks/T0/B0/tok3n")).unwrap().notify(&notification()).await;
+    // The receivers' URLs end in the token `tok3n`.
+    capture.assert_free_of(&["tok3n", "k3y-in-header"]);
 }

@@ -5,9 +5,15 @@ use std::collections::VecDeque;
 
 use deploy_core::build::BuildEvent;
 
+/// The longest output line kept whole; the rest of a longer line is dropped (the
+/// line ends with a note saying so), so a step that prints without newlines cannot
+/// grow the reader's memory.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
 /// Turns chunks of the builder's `stream` text into [`BuildEvent`]s and keeps the
 /// counts the analysis needs. Chunks may split or join lines; a partial line waits
-/// for the rest.
+/// for the rest, up to [`MAX_LINE_BYTES`]. Memory is bounded: the tail keeps
+/// `tail_capacity` lines of at most [`MAX_LINE_BYTES`] each.
 ///
 /// ```
 /// use deploy_docker::build_log::BuildLog;
@@ -25,6 +31,8 @@ pub struct BuildLog {
     tail: VecDeque<String>,
     tail_capacity: usize,
     built_id: Option<String>,
+    /// Dropping the rest of a line that was cut.
+    skipping: bool,
 }
 
 impl BuildLog {
@@ -38,16 +46,34 @@ impl BuildLog {
             tail: VecDeque::with_capacity(tail_capacity),
             tail_capacity,
             built_id: None,
+            skipping: false,
         }
     }
 
     /// Reads one chunk and returns the events for the complete lines in it.
     pub fn feed(&mut self, chunk: &str) -> Vec<BuildEvent> {
-        self.partial.push_str(chunk);
         let mut events = Vec::new();
+        let mut chunk = chunk;
+        if self.skipping {
+            match chunk.find('\n') {
+                Some(end) => {
+                    self.skipping = false;
+                    chunk = &chunk[end + 1..];
+                }
+                None => return events,
+            }
+        }
+        self.partial.push_str(chunk);
         while let Some(end) = self.partial.find('\n') {
             let line: String = self.partial.drain(..=end).collect();
             self.line(line.trim_end_matches(['\n', '\r']), &mut events);
+        }
+        if self.partial.len() > MAX_LINE_BYTES {
+            let cut = (0..=MAX_LINE_BYTES).rev().find(|i| self.partial.is_char_boundary(*i)).unwrap_or(0);
+            self.partial.truncate(cut);
+            let line = format!("{} [line cut at {MAX_LINE_BYTES} bytes]", std::mem::take(&mut self.partial));
+            self.line(&line, &mut events);
+            self.skipping = true;
         }
         events
     }
@@ -132,6 +158,28 @@ fn parse_step(line: &str) -> Option<(u32, Option<u32>, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_without_end_is_cut_and_memory_stays_bounded() {
+        let mut log = BuildLog::new(3);
+        let mut events = Vec::new();
+        for _ in 0..1000 {
+            events.extend(log.feed(&"x".repeat(10_000)));
+        }
+        events.extend(log.feed("tail of the long line\nStep 2/2 : RUN true\nnext\n"));
+        assert!(log.partial.is_empty());
+        let outputs: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                BuildEvent::Output { line } => Some(line.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(outputs.len(), 2, "the cut line once, then `next`");
+        assert!(outputs[0].len() < MAX_LINE_BYTES + 64 && outputs[0].ends_with("[line cut at 65536 bytes]"));
+        assert_eq!(outputs[1], "next");
+        assert_eq!(log.steps(), 1);
+    }
 
     const REAL: &str = "Step 1/4 : FROM scratch\n ---> \nStep 2/4 : COPY busybox /bin/busybox\n ---> Using cache\n ---> 1a2b3c\nStep 3/4 : RUN [\"/bin/busybox\", \"echo\", \"hi\"]\n ---> Running in 9f8e7d\nhi\nRemoving intermediate container 9f8e7d\n ---> 4d5e6f\nStep 4/4 : CMD [\"/bin/busybox\"]\n ---> Running in 0a0b0c\nRemoving intermediate container 0a0b0c\n ---> 7a8b9c\nSuccessfully built 7a8b9c\nSuccessfully tagged t:1\n";
 

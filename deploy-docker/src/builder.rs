@@ -15,7 +15,7 @@ use futures::{FutureExt, SinkExt, StreamExt};
 use tracing::Instrument;
 
 use crate::build_log::BuildLog;
-use crate::context::{ContextError, pack_context};
+use crate::context::{ChunkSender, ContextError, ContextStats, pack_context};
 use crate::error::{bollard_message, classify_bollard};
 
 /// Settings of a [`DockerImageBuilder`].
@@ -104,15 +104,26 @@ impl DockerImageBuilder {
         request: &BuildRequest,
         events: &mut mpsc::Sender<Result<BuildEvent, BuildError>>,
     ) -> Result<BuildResult, BuildError> {
-        let context = request.context.clone();
-        let dockerfile = request.dockerfile.clone();
-        let packed = tokio::task::spawn_blocking(move || {
-            let mut tar = Vec::new();
-            pack_context(&context, &dockerfile, &mut tar).map(|_| tar)
-        })
-        .await
-        .map_err(|e| BuildError::backend("pack the build context", ErrorKind::Other, e))?
-        .map_err(context_error)?;
+        // A context that cannot be packed at all fails before the engine is asked.
+        let (context, dockerfile) = (request.context.clone(), request.dockerfile.clone());
+        if !context.is_dir() || !context.join(&dockerfile).is_file() {
+            let mut sink = std::io::sink();
+            pack_context(&context, &dockerfile, &mut sink).map_err(context_error)?;
+        }
+        // The context streams to the engine while it is packed: 1 MiB chunks, at most
+        // 4 in flight, whatever its size.
+        let (mut sender, chunks) = ChunkSender::channel(1024 * 1024, 4);
+        let packing = tokio::task::spawn_blocking(move || {
+            let result = pack_context(&context, &dockerfile, &mut sender);
+            match &result {
+                Ok(_) => {
+                    let _ = std::io::Write::flush(&mut sender);
+                }
+                Err(e) => sender.fail(std::io::Error::other(e.to_string())),
+            }
+            result
+        });
+        let body = futures::stream::unfold(chunks, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
 
         let mut options = BuildImageOptionsBuilder::new()
             .dockerfile(&dockerfile_in_context(&request.dockerfile))
@@ -136,8 +147,16 @@ impl DockerImageBuilder {
 
         let mut log = BuildLog::new(self.config.log_tail_lines);
         let mut image_id = None;
-        let mut stream = self.docker.build_image(options.build(), None, Some(bollard::body_full(packed.into())));
+        let mut stream = self.docker.build_image(options.build(), None, Some(bollard::body_try_stream(body)));
+        let mut packing = Some(packing);
         while let Some(item) = stream.next().await {
+            if item.is_err()
+                && packing.as_ref().is_some_and(tokio::task::JoinHandle::is_finished)
+                && let Some(handle) = packing.take()
+            {
+                // A packing failure explains a failed upload better than the upload error.
+                packing_result(handle).await?;
+            }
             let info = match item {
                 Ok(info) => info,
                 Err(bollard::errors::Error::DockerStreamError { error }) => {
@@ -158,6 +177,9 @@ impl DockerImageBuilder {
                     send(events, Ok(event)).await?;
                 }
             }
+        }
+        if let Some(handle) = packing.take() {
+            packing_result(handle).await?;
         }
         for event in log.finish() {
             send(events, Ok(event)).await?;
@@ -258,4 +280,11 @@ fn build_backend(operation: &str, error: bollard::errors::Error) -> BuildError {
     let kind = classify_bollard(&error);
     tracing::debug!(message = %bollard_message(&error), "docker build request failed");
     BuildError::backend(operation, kind, error)
+}
+
+/// The outcome of the packing task.
+async fn packing_result(
+    handle: tokio::task::JoinHandle<Result<ContextStats, ContextError>>,
+) -> Result<ContextStats, BuildError> {
+    handle.await.map_err(|e| BuildError::backend("pack the build context", ErrorKind::Other, e))?.map_err(context_error)
 }

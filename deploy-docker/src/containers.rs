@@ -165,7 +165,9 @@ pub struct ContainerSpec {
     pub network_aliases: Vec<String>,
     /// The restart policy.
     pub restart: RestartPolicy,
-    /// Labels.
+    /// Labels; the ownership mark [`MANAGED_BY`](crate::labels::MANAGED_BY)` =
+    /// `[`MANAGER`](crate::labels::MANAGER) is always added when the container is
+    /// created.
     pub labels: BTreeMap<String, String>,
     /// A health check overriding the image's.
     pub health: Option<HealthCheck>,
@@ -310,7 +312,7 @@ impl ContainerSpec {
             cmd: self.command.clone(),
             env: Some(self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             exposed_ports: Some(self.ports.iter().map(|p| format!("{}/tcp", p.container_port)).collect()),
-            labels: Some(self.labels.clone().into_iter().collect()),
+            labels: Some(owned_labels(&self.labels).into_iter().collect()),
             healthcheck: self.health.as_ref().map(HealthCheck::to_config),
             user: self.user.clone(),
             host_config: Some(HostConfig {
@@ -592,8 +594,12 @@ impl Containers {
         Ok(text.lines().map(str::to_owned).collect())
     }
 
-    /// Removes every container and then every network whose labels include all of
-    /// `labels`. An empty selector is refused: it would match everything.
+    /// Removes every container and then every network that this crate created
+    /// (they carry [`MANAGED_BY`](crate::labels::MANAGED_BY)` =
+    /// `[`MANAGER`](crate::labels::MANAGER), which the selector always includes) and
+    /// whose labels include all of `labels`. A container someone else made with the
+    /// same labels is left alone. An empty selector is refused: it would match
+    /// everything this crate made.
     #[instrument(skip_all, fields(labels = ?labels), err)]
     pub async fn remove_labelled(&self, labels: &BTreeMap<String, String>) -> Result<CleanupReport, DockerError> {
         if labels.is_empty() {
@@ -602,6 +608,7 @@ impl Containers {
                 message: "an empty label selector would remove everything".to_owned(),
             });
         }
+        let labels = &owned_labels(labels);
         let mut report = CleanupReport::default();
         for id in self.list(labels).await? {
             self.remove(&id).await?;
@@ -610,6 +617,13 @@ impl Containers {
         report.networks = crate::networks::Networks::new(self.docker.clone()).remove_labelled(labels).await?;
         Ok(report)
     }
+}
+
+/// `labels` plus the ownership mark every object this crate creates carries.
+pub(crate) fn owned_labels(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut owned = labels.clone();
+    owned.insert(crate::labels::MANAGED_BY.to_owned(), crate::labels::MANAGER.to_owned());
+    owned
 }
 
 /// `{"label": ["k=v", …]}` for list filters.

@@ -3,12 +3,71 @@
 //!
 //! Headers are deterministic (owner 0, a fixed modification time, mode 0644 or
 //! 0755), so the same files give the same bytes and the engine's layer cache hits.
+//!
+//! Packing streams: file contents are copied through a fixed 256 KiB buffer into
+//! the writer, and [`ChunkSender`] hands the archive on in chunks through a bounded
+//! channel, so a build context of any size is packed and sent in constant memory
+//! (the image builder streams it to the engine as it is packed).
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::dockerignore::{DockerIgnore, PatternError};
+
+/// A [`Write`] that hands what is written on in chunks of `chunk` bytes through a
+/// bounded channel: the writer blocks while the channel is full, so at most
+/// `capacity + 1` chunks exist at a time. For a blocking thread that packs a
+/// context while an async task sends it ([`ChunkSender::channel`]).
+#[derive(Debug)]
+pub struct ChunkSender {
+    tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, io::Error>>,
+    pending: Vec<u8>,
+    chunk: usize,
+}
+
+impl ChunkSender {
+    /// A sender of `chunk`-byte pieces over a channel of `capacity` pieces, and the
+    /// receiving end.
+    pub fn channel(
+        chunk: usize,
+        capacity: usize,
+    ) -> (Self, tokio::sync::mpsc::Receiver<Result<bytes::Bytes, io::Error>>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        (Self { tx, pending: Vec::with_capacity(chunk), chunk: chunk.max(1) }, rx)
+    }
+
+    /// Passes an error on to the receiver (the stream ends with it).
+    pub fn fail(self, error: io::Error) {
+        let _ = self.tx.blocking_send(Err(error));
+    }
+
+    fn ship(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.pending, Vec::with_capacity(self.chunk));
+        self.tx
+            .blocking_send(Ok(bytes::Bytes::from(full)))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the receiver of the build context hung up"))
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = self.chunk - self.pending.len();
+        let n = room.min(buf.len());
+        self.pending.extend_from_slice(&buf[..n]);
+        if self.pending.len() >= self.chunk {
+            self.ship()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.ship()
+    }
+}
 
 /// A failure while packing a build context.
 #[derive(Debug, thiserror::Error)]
@@ -87,13 +146,7 @@ pub fn pack_context<W: Write>(context: &Path, dockerfile: &Path, out: W) -> Resu
         Err(source) => return Err(ContextError::Io { path: context.join(".dockerignore"), source }),
     };
     let always: [String; 2] = [to_slash(dockerfile), ".dockerignore".to_owned()];
-    let mut packer = Packer {
-        builder: tar::Builder::new(out),
-        ignore,
-        always,
-        stats: ContextStats::default(),
-        buffer: Vec::with_capacity(256 * 1024),
-    };
+    let mut packer = Packer { builder: tar::Builder::new(out), ignore, always, stats: ContextStats::default() };
     packer.builder.mode(tar::HeaderMode::Deterministic);
     packer.builder.follow_symlinks(false);
     packer.walk(context, "")?;
@@ -106,7 +159,27 @@ struct Packer<W: Write> {
     ignore: DockerIgnore,
     always: [String; 2],
     stats: ContextStats,
-    buffer: Vec<u8>,
+}
+
+/// Reads exactly `expected` bytes from a file: more are not read, fewer (the file
+/// shrank while it was packed) is an error, so the tar header's size always holds.
+struct ExactReader<R> {
+    inner: io::Take<io::BufReader<R>>,
+    left: u64,
+}
+
+impl<R: io::Read> io::Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while it was being packed"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 impl<W: Write> Packer<W> {
@@ -166,13 +239,14 @@ impl<W: Write> Packer<W> {
         let metadata = file.metadata().map_err(io_err)?;
         let mut header = tar::Header::new_gnu();
         header.set_metadata_in_mode(&metadata, tar::HeaderMode::Deterministic);
-        // The whole file into one reused buffer, then one copy into the archive:
-        // fewer, larger reads than `Builder::append_file`'s 8 KiB copy loop.
-        self.buffer.clear();
-        io::Read::read_to_end(&mut file, &mut self.buffer).map_err(io_err)?;
-        let size = u64::try_from(self.buffer.len()).unwrap_or(u64::MAX);
+        // Streamed through a 256 KiB buffer: memory does not grow with the file.
+        let size = metadata.len();
         header.set_size(size);
-        self.builder.append_data(&mut header, relative, self.buffer.as_slice()).map_err(io_err)?;
+        let reader = ExactReader {
+            inner: io::Read::take(io::BufReader::with_capacity(256 * 1024, &mut file), size),
+            left: size,
+        };
+        self.builder.append_data(&mut header, relative, reader).map_err(io_err)?;
         self.stats.files += 1;
         self.stats.content_bytes += size;
         Ok(())

@@ -17,7 +17,8 @@ use crate::error::{DockerError, is_not_found};
 pub struct NetworkSpec {
     /// The network's name.
     pub name: String,
-    /// Labels.
+    /// Labels; the ownership mark [`MANAGED_BY`](crate::labels::MANAGED_BY) is
+    /// always added when the network is created.
     pub labels: BTreeMap<String, String>,
     /// No route to the outside.
     pub internal: bool,
@@ -66,7 +67,7 @@ impl Networks {
             name: spec.name.clone(),
             driver: Some("bridge".to_owned()),
             internal: Some(spec.internal),
-            labels: Some(spec.labels.clone().into_iter().collect()),
+            labels: Some(crate::containers::owned_labels(&spec.labels).into_iter().collect()),
             ..Default::default()
         };
         match self.docker.create_network(request).await {
@@ -102,9 +103,18 @@ impl Networks {
         }
     }
 
-    /// Removes every network whose labels include all of `labels`; returns how many.
+    /// Removes every network this crate created (the selector always includes
+    /// [`MANAGED_BY`](crate::labels::MANAGED_BY)) whose labels include all of
+    /// `labels`; returns how many. An empty selector is refused.
     pub async fn remove_labelled(&self, labels: &BTreeMap<String, String>) -> Result<usize, DockerError> {
-        let options = ListNetworksOptionsBuilder::new().filters(&label_filters(labels)).build();
+        if labels.is_empty() {
+            return Err(DockerError::Invalid {
+                operation: "remove labelled networks".to_owned(),
+                message: "an empty label selector would remove every network this crate made".to_owned(),
+            });
+        }
+        let labels = crate::containers::owned_labels(labels);
+        let options = ListNetworksOptionsBuilder::new().filters(&label_filters(&labels)).build();
         let list = self
             .docker
             .list_networks(Some(options))

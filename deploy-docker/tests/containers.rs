@@ -113,3 +113,49 @@ async fn an_unreachable_daemon_is_a_typed_retryable_error() {
         connect(&ConnectOptions::default().endpoint(Endpoint::Unix(path.display().to_string()))).await.unwrap_err();
     assert!(matches!(err, DockerError::Unreachable { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn clean_up_by_label_leaves_a_foreign_container_with_the_same_labels() {
+    let docker = docker().await;
+    let cleanup = Cleanup::new("foreign");
+    let image = format!("deploy-rs-test/{}:1", cleanup.id);
+    build_busybox(&docker, &cleanup, &image, "1", true).await;
+    let labels: BTreeMap<String, String> =
+        [cleanup.label(), ("team".to_owned(), "payments".to_owned())].into_iter().collect();
+
+    // Ours: created through this crate, so it carries the managed-by mark.
+    let containers = Containers::new(docker.clone());
+    let ours = containers
+        .run(
+            &ContainerSpec::new(format!("{}-ours", cleanup.id), &image)
+                .command(["/bin/sleep", "300"])
+                .labels(labels.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        containers.state(&ours).await.unwrap().labels.get(deploy_docker::labels::MANAGED_BY).map(String::as_str),
+        Some(deploy_docker::labels::MANAGER)
+    );
+    // Someone else's: the same labels, made straight through the engine's API.
+    let body = bollard::models::ContainerCreateBody {
+        image: Some(image.clone()),
+        cmd: Some(vec!["/bin/sleep".to_owned(), "300".to_owned()]),
+        labels: Some(labels.clone().into_iter().collect()),
+        ..Default::default()
+    };
+    let options = bollard::query_parameters::CreateContainerOptionsBuilder::new()
+        .name(&format!("{}-foreign", cleanup.id))
+        .build();
+    let foreign = docker.create_container(Some(options), body).await.unwrap().id;
+    docker.start_container(&foreign, None::<bollard::query_parameters::StartContainerOptions>).await.unwrap();
+
+    let report = containers.remove_labelled(&labels).await.unwrap();
+    assert_eq!(report.containers, 1);
+    assert!(containers.state(&ours).await.unwrap_err().is_not_found());
+    let survivor =
+        docker.inspect_container(&foreign, None::<bollard::query_parameters::InspectContainerOptions>).await.unwrap();
+    assert_eq!(survivor.state.unwrap().running, Some(true), "the foreign container was touched");
+    // The engine-level selector of the caller's labels alone still sees it.
+    assert_eq!(cleanup.leftovers(&docker).await.0, 1);
+}

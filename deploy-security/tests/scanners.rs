@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use deploy_core::cache::{Cache, CacheError, CacheStats};
 use deploy_core::error::{Classify, ErrorKind};
-use deploy_core::model::ImageRef;
+use deploy_core::model::{Digest, ImageRef};
 use deploy_core::scan::{ScanError, ScanReport, Severity, VulnerabilityScanner};
 use deploy_security::scan::{
     CachingScanner, CliScannerConfig, GrypeReport, GrypeScanner, ReportFileScanner, ReportFormat, ScanPolicy,
@@ -204,23 +204,76 @@ async fn grype_cli_success() {
     assert_eq!(report.severity_counts().critical, 1);
 }
 
+/// The digest the nginx reports name.
+const NGINX_DIGEST: &str = "sha256:6db391d1c0cfb30588ba0bf72ea999404f2764febf0f1f196acd5867ac7efa7e";
+
+fn pinned(reference: &str, digest: &str) -> ImageRef {
+    ImageRef::parse(reference).unwrap().with_digest(Digest::parse(digest).unwrap())
+}
+
 #[tokio::test]
-async fn report_files_must_be_about_the_scanned_image() {
+async fn report_files_count_only_for_the_digest_they_name() {
     let scanner = ReportFileScanner::new(ReportFormat::Trivy, data("trivy/nginx.json"));
-    assert_eq!(scanner.scan(&image()).await.unwrap().vulnerabilities.len(), 3);
-    let other = ImageRef::parse("nginx:1.27").unwrap();
-    let err = scanner.scan(&other).await.unwrap_err();
-    assert!(err.to_string().contains("not docker.io/library/nginx:1.27"), "{err}");
+    assert_eq!(scanner.scan(&pinned("nginx:1.25.4", NGINX_DIGEST)).await.unwrap().vulnerabilities.len(), 3);
+    // The same tag with another digest: the report is not about that image.
+    let other = format!("sha256:{}", "e".repeat(64));
+    let err = scanner.scan(&pinned("nginx:1.25.4", &other)).await.unwrap_err();
+    assert!(matches!(err, ScanError::Inconclusive { .. }), "{err:?}");
+    assert!(err.to_string().contains(&format!("is about {NGINX_DIGEST}, not {other}")), "{err}");
+    // A tag alone binds nothing.
+    let err = scanner.scan(&image()).await.unwrap_err();
+    assert!(err.to_string().contains("pinned by digest"), "{err}");
+    // Grype's manifest digest binds its report the same way.
+    let grype = ReportFileScanner::new(ReportFormat::Grype, data("grype/nginx.json"));
+    assert_eq!(grype.scan(&pinned("nginx:1.25.4", NGINX_DIGEST)).await.unwrap().severity_counts().critical, 1);
+    assert!(grype.scan(&pinned("nginx:1.25.4", &other)).await.is_err());
+
     let missing = ReportFileScanner::new(ReportFormat::Grype, data("grype/missing.json"));
-    assert!(missing.scan(&image()).await.unwrap_err().is_not_found());
+    assert!(missing.scan(&pinned("nginx:1.25.4", NGINX_DIGEST)).await.unwrap_err().is_not_found());
     let clean = ReportFileScanner::new(ReportFormat::Trivy, data("trivy/clean.json"));
-    let report = clean.scan(&ImageRef::parse("registry.local:5000/shop/checkout:1.4.2").unwrap()).await.unwrap();
+    let report = clean
+        .scan(&pinned("registry.local:5000/shop/checkout:1.4.2", &format!("sha256:{}", "c".repeat(64))))
+        .await
+        .unwrap();
     assert!(report.vulnerabilities.is_empty() && report.misconfigurations.is_empty());
+    assert_eq!(report.os.as_deref(), Some("alpine 3.20.0"));
+    assert!(ScanPolicy::default().evaluate(&report, jiff::civil::date(2024, 6, 12)).passed);
+}
+
+#[tokio::test]
+async fn a_report_with_neither_an_os_nor_any_result_is_an_error_not_clean() {
+    let digest = format!("sha256:{}", "d".repeat(64));
+    let image = pinned("registry.local:5000/shop/static:2.0.0", &digest);
+    let err = ReportFileScanner::new(ReportFormat::Trivy, data("trivy/no-os.json")).scan(&image).await.unwrap_err();
+    assert!(matches!(err, ScanError::Inconclusive { .. }), "{err:?}");
+    assert!(err.to_string().contains("neither an operating system nor any result"), "{err}");
+
+    let report = data("trivy/no-os.json");
+    let stand_in = StandIn::new("trivy", &format!("cat '{}'", report.display()));
+    let err = TrivyScanner::new(stand_in.config(CliScannerConfig::trivy())).scan(&image).await.unwrap_err();
+    assert!(matches!(err, ScanError::Inconclusive { .. }), "{err:?}");
+
+    // The parsed report itself, judged by the gate, fails too.
+    let parsed = ReportFormat::Trivy.parse(&read("trivy/no-os.json")).unwrap();
+    let decision = ScanPolicy::default().evaluate(&parsed, jiff::civil::date(2024, 6, 12));
+    assert!(!decision.passed, "{decision}");
+}
+
+#[tokio::test]
+async fn a_cli_scan_of_a_pinned_image_that_reports_another_digest_is_refused() {
+    let report = data("trivy/nginx.json");
+    let stand_in = StandIn::new("trivy", &format!("cat '{}'", report.display()));
+    let scanner = TrivyScanner::new(stand_in.config(CliScannerConfig::trivy()));
+    let err = scanner.scan(&pinned("nginx:1.25.4", &format!("sha256:{}", "f".repeat(64)))).await.unwrap_err();
+    assert!(matches!(err, ScanError::Inconclusive { .. }), "{err:?}");
+    let report = scanner.scan(&pinned("nginx:1.25.4", NGINX_DIGEST)).await.unwrap();
+    assert_eq!(report.digests, [Digest::parse(NGINX_DIGEST).unwrap()]);
 }
 
 #[tokio::test]
 async fn the_default_policy_blocks_the_nginx_report_and_sarif_lists_every_finding() {
-    let report = ReportFileScanner::new(ReportFormat::Trivy, data("trivy/nginx.json")).scan(&image()).await.unwrap();
+    let image = pinned("nginx:1.25.4", NGINX_DIGEST);
+    let report = ReportFileScanner::new(ReportFormat::Trivy, data("trivy/nginx.json")).scan(&image).await.unwrap();
     let decision = ScanPolicy::default().evaluate(&report, jiff::civil::date(2024, 6, 12));
     assert!(!decision.passed);
     assert_eq!(
@@ -317,4 +370,24 @@ async fn caching_scanner_caches_by_digest_only_and_never_caches_errors() {
     cache.failing.store(true, Ordering::SeqCst);
     assert_eq!(scanner.scan(&pinned).await.unwrap(), first);
     assert_eq!(scans.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn a_scanner_that_writes_past_the_limit_is_stopped_with_the_typed_error() {
+    // An endless report: `yes` never stops on its own.
+    let stand_in = StandIn::new("trivy", "echo $$ > \"$STANDIN_DIR/pid\"\nexec yes '{\"SchemaVersion\": 2}'");
+    let config = stand_in.config(CliScannerConfig::trivy()).max_output_bytes(64 * 1024);
+    let err = TrivyScanner::new(config).scan(&image()).await.unwrap_err();
+    assert!(matches!(&err, ScanError::OutputTooLarge { limit: 65536, .. }), "{err:?}");
+    assert_eq!(err.to_string(), "scanner trivy wrote more than the limit of 65536 bytes");
+    let pid = std::fs::read_to_string(stand_in.file("pid")).unwrap();
+    assert!(!Path::new(&format!("/proc/{}", pid.trim())).exists(), "the scanner {pid} was killed and reaped");
+}
+
+#[tokio::test]
+async fn only_the_end_of_a_long_error_output_is_kept() {
+    let stand_in = StandIn::new("trivy", "yes 'noise' | head -c 5000000 >&2\necho 'FATAL the real reason' >&2\nexit 3");
+    let err = TrivyScanner::new(stand_in.config(CliScannerConfig::trivy())).scan(&image()).await.unwrap_err();
+    let ScanError::Failed { stderr, .. } = err else { panic!("{err:?}") };
+    assert!(stderr.len() <= 4096 && stderr.ends_with("FATAL the real reason"), "{}", stderr.len());
 }

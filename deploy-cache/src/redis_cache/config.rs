@@ -4,8 +4,9 @@ use std::time::Duration;
 
 /// Which Redis deployment a [`RedisCache`](crate::RedisCache) talks to.
 ///
-/// URLs are `redis://[user:password@]host:port[/db]`; the password never appears in
-/// `Debug`.
+/// URLs are `redis://[user:password@]host:port[/db]`, `rediss://…` for TLS (see
+/// [`RedisConfig::tls_ca_file`]), or `redis+unix:///path?pass=…`; the password never
+/// appears in `Debug`, in any form.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RedisTopology {
@@ -35,14 +36,34 @@ impl std::fmt::Debug for RedisTopology {
     }
 }
 
-/// `url` with any `user:password@` replaced, so that it can be logged.
+/// `url` with any `user:password@` replaced, and the value of any `pass` or
+/// `password` query parameter (`redis+unix:///run/redis.sock?pass=…`, `unix://…`)
+/// replaced, so that it can be logged.
 pub(crate) fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://[redacted]@{}", &url[..scheme_end], &url[at + 1..])
+            format!("{}://[redacted]@{}", &base[..scheme_end], &base[at + 1..])
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if matches!(key.to_ascii_lowercase().as_str(), "pass" | "password") => {
+                    format!("{key}=[redacted]")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
     }
+    out
 }
 
 /// Configuration of a [`RedisCache`](crate::RedisCache).
@@ -79,6 +100,10 @@ pub struct RedisConfig {
     /// Values larger than this are refused with `CacheError::TooLarge` before they
     /// are sent. Default: 512 MiB, Redis's own limit for a string.
     pub max_value_size: usize,
+    /// The certificate authority (PEM file) that signed the server's certificate,
+    /// for `rediss://` URLs; `None` trusts the platform's roots. Setting it with a
+    /// plain `redis://` URL is an error: the CA would protect nothing.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -111,7 +136,15 @@ impl RedisConfig {
             response_timeout: Duration::from_secs(1),
             reconnect_retries: 2,
             max_value_size: 512 * 1024 * 1024,
+            tls_ca_file: None,
         }
+    }
+
+    /// Sets [`RedisConfig::tls_ca_file`].
+    #[must_use]
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls_ca_file = Some(path.into());
+        self
     }
 
     /// Sets [`RedisConfig::key_prefix`].
@@ -174,5 +207,19 @@ mod tests {
     fn redaction_leaves_urls_without_credentials_alone() {
         assert_eq!(redact_url("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
         assert_eq!(redact_url("redis://:pw@h:1"), "redis://[redacted]@h:1");
+    }
+
+    #[test]
+    fn every_url_form_redis_accepts_is_redacted() {
+        for (url, shown) in [
+            ("redis+unix:///run/redis.sock?db=2&pass=hunter2", "redis+unix:///run/redis.sock?db=2&pass=[redacted]"),
+            ("unix:///run/redis.sock?user=u&password=hunter2", "unix:///run/redis.sock?user=u&password=[redacted]"),
+            ("rediss://u:hunter2@h:6380/0?protocol=resp3", "rediss://[redacted]@h:6380/0?protocol=resp3"),
+            ("redis://u:hun@ter2@h:1", "redis://[redacted]@h:1"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+            let config = RedisConfig::single(url);
+            assert!(!format!("{config:?}").contains("hunter2"), "{config:?}");
+        }
     }
 }

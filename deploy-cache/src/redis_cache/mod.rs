@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use deploy_core::cache::{Cache, CacheError, CacheStats};
+use deploy_core::error::ErrorKind;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -124,6 +125,30 @@ impl std::fmt::Debug for RedisCache {
     }
 }
 
+/// The CA of `config` for the TLS client, after checking it goes with `rediss://`.
+fn tls_certificates(config: &RedisConfig) -> Result<Option<redis::TlsCertificates>, CacheError> {
+    let Some(path) = &config.tls_ca_file else { return Ok(None) };
+    let urls: Vec<&str> = match &config.topology {
+        RedisTopology::Single { url } => vec![url.as_str()],
+        RedisTopology::Cluster { nodes } => nodes.iter().map(String::as_str).collect(),
+    };
+    if let Some(plain) = urls.iter().find(|url| !url.starts_with("rediss://")) {
+        return Err(CacheError::backend(
+            "configure redis tls",
+            ErrorKind::InvalidInput,
+            format!("a tls CA file is set but {} is not a rediss:// url", redact_url(plain)),
+        ));
+    }
+    let pem = std::fs::read(path).map_err(|e| {
+        CacheError::backend(
+            "configure redis tls",
+            ErrorKind::InvalidInput,
+            format!("failed to read the CA file {}: {e}", path.display()),
+        )
+    })?;
+    Ok(Some(redis::TlsCertificates { client_tls: None, root_cert: Some(pem) }))
+}
+
 impl RedisCache {
     /// Connects to the Redis of `config` and checks that it answers.
     ///
@@ -131,9 +156,14 @@ impl RedisCache {
     /// and an `InvalidInput` error when a URL is malformed.
     #[instrument(skip_all, fields(redis.topology = ?config.topology), err)]
     pub async fn connect(config: RedisConfig) -> Result<Self, CacheError> {
+        let tls = tls_certificates(&config)?;
         let connection = match &config.topology {
             RedisTopology::Single { url } => {
-                let client = redis::Client::open(url.as_str()).map_err(|e| backend("open redis client", e))?;
+                let client = match &tls {
+                    Some(certs) => redis::Client::build_with_tls(url.as_str(), certs.clone()),
+                    None => redis::Client::open(url.as_str()),
+                }
+                .map_err(|e| backend("open redis client", e))?;
                 let manager_config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(config.connection_timeout))
                     .set_response_timeout(Some(config.response_timeout))
@@ -146,12 +176,14 @@ impl RedisCache {
                 Connection::Single(manager)
             }
             RedisTopology::Cluster { nodes } => {
-                let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
                     .connection_timeout(config.connection_timeout)
                     .response_timeout(config.response_timeout)
-                    .retries(config.reconnect_retries)
-                    .build()
-                    .map_err(|e| backend("open redis cluster client", e))?;
+                    .retries(config.reconnect_retries);
+                if let Some(certs) = tls.clone() {
+                    builder = builder.certs(certs);
+                }
+                let client = builder.build().map_err(|e| backend("open redis cluster client", e))?;
                 let cluster =
                     client.get_async_connection().await.map_err(|e| backend("connect to redis cluster", e))?;
                 Connection::Cluster(cluster)

@@ -5,3 +5,5 @@ mod cluster;
 mod single;
 mod support;
 mod tiered;
+mod tls;
+mod trace_capture;

@@ -109,6 +109,116 @@ impl RedisServer {
     }
 }
 
+/// A redis-server serving TLS on `tls_port` (and plain on another port, for the
+/// readiness check), with a certificate authority and a server certificate for
+/// 127.0.0.1 made with `openssl` for this server alone.
+pub struct TlsRedisServer {
+    pub tls_port: u16,
+    /// The CA that signed the server's certificate (PEM).
+    pub ca_file: std::path::PathBuf,
+    /// Another CA, which signed nothing here.
+    pub other_ca_file: std::path::PathBuf,
+    _server: RedisServer,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let status = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("the Redis TLS test makes its certificates with openssl: {e}"));
+    assert!(status.success(), "openssl {args:?} failed");
+}
+
+impl TlsRedisServer {
+    pub fn start() -> Self {
+        let dir = TempDir::new().unwrap();
+        let d = dir.path();
+        for ca in ["ca", "other-ca"] {
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "1",
+                    "-subj",
+                    &format!("/CN=deploy-rs test {ca}"),
+                    "-keyout",
+                    &format!("{ca}.key"),
+                    "-out",
+                    &format!("{ca}.pem"),
+                ],
+            );
+        }
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        );
+        std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                "san.ext",
+                "-out",
+                "server.pem",
+            ],
+        );
+        let port = free_port(false);
+        let tls_port = free_port(false);
+        let child = spawn_redis(
+            port,
+            d,
+            &[
+                "--tls-port",
+                &tls_port.to_string(),
+                "--tls-cert-file",
+                &d.join("server.pem").display().to_string(),
+                "--tls-key-file",
+                &d.join("server.key").display().to_string(),
+                "--tls-ca-cert-file",
+                &d.join("ca.pem").display().to_string(),
+                "--tls-auth-clients",
+                "no",
+            ],
+        );
+        let (ca_file, other_ca_file) = (d.join("ca.pem"), d.join("other-ca.pem"));
+        Self { tls_port, ca_file, other_ca_file, _server: RedisServer { port, dir, child: Some(child) } }
+    }
+
+    pub fn url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.tls_port)
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();

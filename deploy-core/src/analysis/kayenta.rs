@@ -176,12 +176,36 @@ impl MannWhitneyClassifier {
     }
 }
 
+/// The most values of each sample that [`MannWhitneyJudge`] uses: a longer series
+/// is thinned evenly (every k-th value, keeping its time spread) to this many. A day
+/// at 5 s steps (17 280 points) fits.
+pub const MAX_JUDGE_SAMPLE: usize = 20_000;
+
+/// Samples with more values than this, both together, are judged on tokio's
+/// blocking pool (`spawn_blocking`) rather than on the async thread.
+pub const BLOCKING_JUDGE_THRESHOLD: usize = 2_000;
+
+/// `sample` thinned evenly to at most `max` values.
+fn thin(sample: Vec<f64>, max: usize) -> Vec<f64> {
+    let len = sample.len();
+    if len <= max || max == 0 {
+        return sample;
+    }
+    (0..max).map(|i| sample[i * len / max]).collect()
+}
+
 /// A [`Judge`] that classifies a metric with [`MannWhitneyClassifier`] over the
 /// values of the last `lookback`, sampled every `step`, of the candidate's and the
 /// baseline's track ([`MetricsProvider::query_range`]).
 ///
 /// Pass is a successful measurement, High or Low a failed one, NoData an
 /// inconclusive one. The verdict's value is the p-value.
+///
+/// Bounded work: each sample is capped at [`MAX_JUDGE_SAMPLE`] values (thinned
+/// evenly, and the verdict's detail says so), the statistics cost
+/// O((m + n) log(m + n)) time and O(m + n) memory (see
+/// [`mann_whitney`](super::mann_whitney)), and samples above
+/// [`BLOCKING_JUDGE_THRESHOLD`] values are judged off the async threads.
 ///
 /// [`MetricsProvider::query_range`]: crate::metrics::MetricsProvider::query_range
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -237,7 +261,24 @@ impl Judge for MannWhitneyJudge {
         let (range, step) = (self.lookback.as_duration(), self.step.as_duration());
         let candidate = input.metrics.query_range(input.candidate, range, step).await?;
         let baseline = input.metrics.query_range(input.baseline, range, step).await?;
-        Ok(self.judge_samples(&candidate, &baseline))
+        let sizes = (candidate.len(), baseline.len());
+        let candidate = thin(candidate, MAX_JUDGE_SAMPLE);
+        let baseline = thin(baseline, MAX_JUDGE_SAMPLE);
+        let judge = *self;
+        let mut verdict = if candidate.len() + baseline.len() > BLOCKING_JUDGE_THRESHOLD {
+            tokio::task::spawn_blocking(move || judge.judge_samples(&candidate, &baseline)).await.map_err(|e| {
+                MetricsError::backend("judge with mann-whitney", crate::error::ErrorKind::Other, e.to_string())
+            })?
+        } else {
+            judge.judge_samples(&candidate, &baseline)
+        };
+        if sizes.0 > MAX_JUDGE_SAMPLE || sizes.1 > MAX_JUDGE_SAMPLE {
+            verdict.detail.push_str(&format!(
+                " (samples of {} and {} values thinned to at most {MAX_JUDGE_SAMPLE})",
+                sizes.0, sizes.1
+            ));
+        }
+        Ok(verdict)
     }
 }
 
@@ -457,6 +498,64 @@ impl CanaryScorer {
             })
             .collect();
         self.score(&metrics)
+    }
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[test]
+    fn thinning_keeps_the_spread_and_short_samples_whole() {
+        let long: Vec<f64> = (0..100_000).map(f64::from).collect();
+        let thinned = thin(long, MAX_JUDGE_SAMPLE);
+        assert_eq!(thinned.len(), MAX_JUDGE_SAMPLE);
+        assert_eq!(thinned[0], 0.0);
+        assert_eq!(thinned[MAX_JUDGE_SAMPLE - 1], 99_995.0);
+        assert_eq!(thin(vec![1.0, 2.0], MAX_JUDGE_SAMPLE), [1.0, 2.0]);
+    }
+
+    /// Long series: 60 000 values per track, a canary 30 % higher.
+    struct LongSeries;
+
+    #[async_trait]
+    impl crate::metrics::MetricsProvider for LongSeries {
+        async fn query(&self, _: &crate::metrics::MetricQuery) -> Result<crate::metrics::MetricValue, MetricsError> {
+            Ok(crate::metrics::MetricValue::Empty)
+        }
+
+        async fn query_range(
+            &self,
+            query: &crate::metrics::MetricQuery,
+            _: std::time::Duration,
+            _: std::time::Duration,
+        ) -> Result<Vec<f64>, MetricsError> {
+            let base = if query.track == crate::model::Track::Canary { 130.0 } else { 100.0 };
+            Ok((0..60_000).map(|i| base + f64::from(i % 101) * 0.1).collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn long_series_are_capped_and_judged_off_the_async_thread() {
+        use crate::model::{AppId, Name, Track};
+        let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+        let query = |track| {
+            crate::metrics::MetricQuery::new("latency", "q", app.clone(), track, std::time::Duration::from_secs(60))
+        };
+        let (candidate, baseline) = (query(Track::Canary), query(Track::Stable));
+        let judge = MannWhitneyJudge::new(
+            MannWhitneyClassifier::new(Direction::Increase),
+            "1d".parse().unwrap(),
+            "1s".parse().unwrap(),
+        );
+        // A current-thread runtime: the statistics must not need it to be free.
+        let verdict = judge.judge(&JudgeInput::new(&LongSeries, &candidate, &baseline, 0)).await.unwrap();
+        assert_eq!(verdict.outcome, MeasurementOutcome::Failed, "{}", verdict.detail);
+        assert!(
+            verdict.detail.ends_with("samples of 60000 and 60000 values thinned to at most 20000)"),
+            "{}",
+            verdict.detail
+        );
     }
 }
 

@@ -14,6 +14,10 @@ use tokio::task::JoinHandle;
 pub(crate) enum Reply {
     /// Answers with a status, a content type and a body.
     Respond { status: u16, content_type: &'static str, body: String },
+    /// Answers with a redirect to `location`.
+    Redirect { status: u16, location: String },
+    /// Answers with a chunked body (no content-length).
+    Chunked { status: u16, body: String },
     /// Reads the request and never answers.
     Hang,
 }
@@ -21,6 +25,10 @@ pub(crate) enum Reply {
 impl Reply {
     pub(crate) fn text(status: u16, body: &str) -> Self {
         Self::Respond { status, content_type: "text/plain", body: body.to_owned() }
+    }
+
+    pub(crate) fn redirect(status: u16, location: &str) -> Self {
+        Self::Redirect { status, location: location.to_owned() }
     }
 
     pub(crate) fn json(status: u16, body: &str) -> Self {
@@ -109,6 +117,24 @@ async fn serve(mut stream: TcpStream, reply: Reply, log: Arc<Mutex<Vec<SeenReque
             );
             let _ = stream.write_all(head.as_bytes()).await;
             let _ = stream.write_all(body.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        }
+        Reply::Redirect { status, location } => {
+            let head = format!(
+                "HTTP/1.1 {status} Moved\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        }
+        Reply::Chunked { status, body } => {
+            let head = format!("HTTP/1.1 {status} Scripted\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n");
+            let _ = stream.write_all(head.as_bytes()).await;
+            for piece in body.as_bytes().chunks(1000) {
+                let _ = stream.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).await;
+                let _ = stream.write_all(piece).await;
+                let _ = stream.write_all(b"\r\n").await;
+            }
+            let _ = stream.write_all(b"0\r\n\r\n").await;
             let _ = stream.shutdown().await;
         }
         Reply::Hang => tokio::time::sleep(Duration::from_secs(3600)).await,

@@ -37,6 +37,8 @@ use tokio::time::Instant;
 pub use backoff::Backoff;
 
 use crate::health::{HealthCheck, HealthError, HealthOutcome, HealthTarget};
+use crate::http_client::{HttpClient, HttpError, HttpPolicy, sensitive_header};
+use crate::secret::SecretString;
 
 /// What an [`HttpHealthCheck`] asks and accepts.
 ///
@@ -47,8 +49,12 @@ use crate::health::{HealthCheck, HealthError, HealthOutcome, HealthTarget};
 pub struct HttpCheckConfig {
     /// The URL template (`http` or `https`).
     pub url: String,
-    /// Extra request headers, for instance a header route to the canary.
+    /// Extra request headers that are not secret, for instance a header route to
+    /// the canary.
     pub headers: BTreeMap<String, String>,
+    /// Request headers that carry a secret (an API key, a bearer token): sent
+    /// marked sensitive, never printed, and only over https unless `http` opts out.
+    pub secret_headers: BTreeMap<String, SecretString>,
     /// Accepted status codes; empty accepts any 2xx.
     pub expected_status: Vec<u16>,
     /// Text the body must contain, if any.
@@ -62,6 +68,13 @@ pub struct HttpCheckConfig {
     /// The longest the whole check may take, waits included; no attempt starts or
     /// runs past it.
     pub deadline: Duration,
+    /// The client policy: no redirects (a redirect is a failed attempt, and its
+    /// target never sees the headers), a connect timeout, a cap on the body read
+    /// for `body_contains` (64 KiB by default). Its total timeout is replaced by
+    /// `attempt_timeout`. A check with secret headers needs https unless the policy
+    /// opts out ([`HttpPolicy::danger_allow_plain_http`]); a check without is free to
+    /// use plain http, as checks inside a cluster do.
+    pub http: HttpPolicy,
 }
 
 impl Default for HttpCheckConfig {
@@ -70,12 +83,14 @@ impl Default for HttpCheckConfig {
         Self {
             url: String::new(),
             headers: BTreeMap::new(),
+            secret_headers: BTreeMap::new(),
             expected_status: Vec::new(),
             body_contains: None,
             attempt_timeout: Duration::from_secs(5),
             attempts: 3,
             backoff: Backoff::default(),
             deadline: Duration::from_secs(30),
+            http: HttpPolicy::default().max_body_bytes(64 * 1024),
         }
     }
 }
@@ -90,6 +105,20 @@ impl HttpCheckConfig {
     #[must_use]
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Adds a request header that carries a secret.
+    #[must_use]
+    pub fn secret_header(mut self, name: impl Into<String>, value: impl Into<SecretString>) -> Self {
+        self.secret_headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets the client policy.
+    #[must_use]
+    pub fn http(mut self, policy: HttpPolicy) -> Self {
+        self.http = policy;
         self
     }
 
@@ -181,6 +210,18 @@ pub enum AttemptFailure {
         /// The time it was given.
         after: Duration,
     },
+    /// The target redirected and the client policy does not follow it.
+    Redirect {
+        /// The redirect's status.
+        status: u16,
+        /// Where it pointed (scheme, host and port only).
+        target: String,
+    },
+    /// The body was larger than the policy's cap.
+    BodyTooLarge {
+        /// The cap, in bytes.
+        limit: u64,
+    },
     /// No connection could be made (refused, unreachable, DNS, TLS).
     Connect {
         /// The client's reason.
@@ -199,6 +240,8 @@ impl fmt::Display for AttemptFailure {
             Self::Status { got, expected } => write!(f, "status {got} (expected {expected})"),
             Self::BodyMismatch { expected } => write!(f, "body does not contain {expected:?}"),
             Self::Timeout { after } => write!(f, "no answer within {after:?}"),
+            Self::Redirect { status, target } => write!(f, "redirect (http {status}) to {target} not followed"),
+            Self::BodyTooLarge { limit } => write!(f, "body larger than the limit of {limit} bytes"),
             Self::Connect { reason } => write!(f, "connection failed: {reason}"),
             Self::Request { reason } => write!(f, "request failed: {reason}"),
         }
@@ -286,7 +329,7 @@ impl HttpCheckReport {
 pub struct HttpHealthCheck {
     name: String,
     config: HttpCheckConfig,
-    client: reqwest::Client,
+    client: HttpClient,
 }
 
 impl fmt::Debug for HttpHealthCheck {
@@ -296,6 +339,7 @@ impl fmt::Debug for HttpHealthCheck {
             .field("url", &self.config.url)
             .field("expected_status", &self.config.expected_status)
             .field("attempts", &self.config.attempts)
+            .field("secret_headers", &self.config.secret_headers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -303,7 +347,8 @@ impl fmt::Debug for HttpHealthCheck {
 impl HttpHealthCheck {
     /// A check named `name` (the name analyses refer to); fails with
     /// [`HealthError::Misconfigured`] on a URL template that cannot become a URL, no
-    /// attempts, a zero timeout or deadline, or a header that is not valid HTTP.
+    /// attempts, a zero timeout or deadline, a header that is not valid HTTP, or
+    /// secret headers on a plain `http` URL without the policy's opt-out.
     pub fn new(name: impl Into<String>, config: HttpCheckConfig) -> Result<Self, HealthError> {
         let name = name.into();
         let bad = |reason: String| HealthError::Misconfigured { check: name.clone(), reason };
@@ -313,11 +358,11 @@ impl HttpHealthCheck {
             .replace("{{namespace}}", "namespace")
             .replace("{{track}}", "canary")
             .replace("{{version}}", "1.0.0");
-        match reqwest::Url::parse(&probe) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+        let probe_url = match reqwest::Url::parse(&probe) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => url,
             Ok(url) => return Err(bad(format!("url scheme {} is not http or https", url.scheme()))),
             Err(e) => return Err(bad(format!("url {:?} is not valid: {e}", config.url))),
-        }
+        };
         if config.attempts == 0 {
             return Err(bad("needs at least one attempt".to_owned()));
         }
@@ -331,10 +376,20 @@ impl HttpHealthCheck {
                 return Err(bad(format!("header {header:?} is not valid HTTP")));
             }
         }
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .build()
+        for (header, value) in &config.secret_headers {
+            if reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_err()
+                || sensitive_header(header, value).is_err()
+            {
+                return Err(bad(format!("header {header:?} is not valid HTTP")));
+            }
+        }
+        let mut policy = config.http.clone().timeout(config.attempt_timeout);
+        if config.secret_headers.is_empty() {
+            policy = policy.danger_allow_plain_http();
+        }
+        let client = HttpClient::new(policy)
             .map_err(|e| HealthError::backend("build the http client", crate::error::ErrorKind::Other, e))?;
+        client.check_url(&probe_url).map_err(|e| bad(e.to_string()))?;
         Ok(Self { name, config, client })
     }
 
@@ -379,40 +434,61 @@ impl HttpHealthCheck {
     }
 
     async fn attempt(&self, url: &str) -> (Option<u16>, Option<AttemptFailure>) {
-        let mut request = self.client.get(url);
+        let request = reqwest::Url::parse(url)
+            .map_err(|e| HttpError::InvalidUrl { reason: e.to_string() })
+            .and_then(|url| self.client.request(reqwest::Method::GET, url));
+        let mut request = match request {
+            Ok(r) => r,
+            Err(e) => return (None, Some(policy_failure(e))),
+        };
         for (name, value) in &self.config.headers {
             request = request.header(name, value);
         }
-        let response = match request.send().await {
+        for (name, value) in &self.config.secret_headers {
+            match sensitive_header(name, value) {
+                Ok(value) => request = request.header(name, value),
+                Err(e) => return (None, Some(policy_failure(e))),
+            }
+        }
+        let response = match self.client.send(request).await {
             Ok(r) => r,
-            Err(e) => return (None, Some(transport_failure(&e))),
+            Err(e) => return (None, Some(policy_failure(e))),
         };
         let status = response.status().as_u16();
         if !self.config.accepts(status) {
             return (Some(status), Some(AttemptFailure::Status { got: status, expected: self.config.expected() }));
         }
         if let Some(needle) = &self.config.body_contains {
-            match response.text().await {
-                Ok(body) if body.contains(needle.as_str()) => {}
+            match self.client.read_body(response).await {
+                Ok(body) if String::from_utf8_lossy(&body).contains(needle.as_str()) => {}
                 Ok(_) => return (Some(status), Some(AttemptFailure::BodyMismatch { expected: needle.clone() })),
-                Err(e) => return (Some(status), Some(transport_failure(&e))),
+                Err(e) => return (Some(status), Some(policy_failure(e))),
             }
         }
         (Some(status), None)
     }
 }
 
-/// Describes a reqwest failure with its whole chain of causes (the useful part,
-/// "Connection refused", is usually at the bottom).
-fn transport_failure(e: &reqwest::Error) -> AttemptFailure {
-    let mut reason = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        reason.push_str(": ");
-        reason.push_str(&s.to_string());
-        source = s.source();
+/// An attempt's failure from the client: a refused redirect, a body over the cap, a
+/// timeout, or a transport failure described with its whole chain of causes (the
+/// useful part, "Connection refused", is usually at the bottom).
+fn policy_failure(e: HttpError) -> AttemptFailure {
+    match e {
+        HttpError::RedirectRefused { status, target } => AttemptFailure::Redirect { status, target },
+        HttpError::BodyTooLarge { limit } => AttemptFailure::BodyTooLarge { limit },
+        HttpError::Timeout { after } => AttemptFailure::Timeout { after },
+        HttpError::Transport(e) => {
+            let mut reason = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                reason.push_str(": ");
+                reason.push_str(&s.to_string());
+                source = s.source();
+            }
+            if e.is_connect() { AttemptFailure::Connect { reason } } else { AttemptFailure::Request { reason } }
+        }
+        other => AttemptFailure::Request { reason: other.to_string() },
     }
-    if e.is_connect() { AttemptFailure::Connect { reason } } else { AttemptFailure::Request { reason } }
 }
 
 #[async_trait]
@@ -556,6 +632,50 @@ mod tests {
         assert!(!outcome.healthy);
         assert!(outcome.detail.contains("body does not contain \"ok\""), "{}", outcome.detail);
         assert_eq!(server.requests()[0].header("x-canary"), Some("always"));
+    }
+
+    #[tokio::test]
+    async fn a_cross_host_redirect_fails_the_attempt_and_never_sees_the_secret_header() {
+        let other = ScriptedServer::start(vec![Reply::text(200, "ok")]).await;
+        let server = ScriptedServer::start(vec![Reply::redirect(302, &other.url("/steal"))]).await;
+        let config = quick(server.url("/healthz"))
+            .attempts(1)
+            .secret_header("x-api-key", "k3y-value")
+            .http(HttpPolicy::default().danger_allow_plain_http());
+        let check = HttpHealthCheck::new("http", config).unwrap();
+        assert!(!format!("{check:?} {:?}", check.config()).contains("k3y-value"));
+        let report = check.probe(&target(Track::Canary)).await;
+        assert_eq!(
+            report.attempts[0].failure,
+            Some(AttemptFailure::Redirect { status: 302, target: format!("http://{}", other.addr) })
+        );
+        assert_eq!(server.requests()[0].header("x-api-key"), Some("k3y-value"));
+        assert!(other.requests().is_empty(), "{:?}", other.requests());
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_cap_fails_the_attempt_naming_the_limit() {
+        let server = ScriptedServer::start(vec![Reply::text(200, &format!("{} ok", "x".repeat(2000)))]).await;
+        let config = quick(server.url("/healthz"))
+            .attempts(1)
+            .body_contains("ok")
+            .http(HttpPolicy::default().max_body_bytes(1024));
+        let outcome = HttpHealthCheck::new("http", config).unwrap().check(&target(Track::Canary)).await.unwrap();
+        assert!(!outcome.healthy);
+        assert!(outcome.detail.contains("body larger than the limit of 1024 bytes"), "{}", outcome.detail);
+    }
+
+    #[test]
+    fn secret_headers_need_https_unless_the_policy_opts_out() {
+        let config = HttpCheckConfig::new("http://{{app}}:8080/healthz").secret_header("authorization", "Bearer t");
+        let err = HttpHealthCheck::new("http", config.clone()).unwrap_err();
+        assert!(err.to_string().contains("https is required"), "{err}");
+        HttpHealthCheck::new("http", config.http(HttpPolicy::default().danger_allow_plain_http())).unwrap();
+        HttpHealthCheck::new("http", HttpCheckConfig::new("https://{{app}}/h").secret_header("authorization", "t"))
+            .unwrap();
+        // Without a secret, plain http is fine: the usual in-cluster check.
+        HttpHealthCheck::new("http", HttpCheckConfig::new("http://{{app}}:8080/healthz").header("x-canary", "1"))
+            .unwrap();
     }
 
     #[test]

@@ -34,7 +34,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use crate::error::ErrorKind;
+use crate::error::{Classify, ErrorKind};
+use crate::http_client::{HttpClient, HttpError, HttpPolicy};
 use crate::metrics::{MetricQuery, MetricValue, MetricsError, MetricsProvider};
 use crate::secret::SecretString;
 use response::{Data, Envelope};
@@ -86,14 +87,25 @@ pub struct PrometheusConfig {
     /// Credentials.
     pub auth: PrometheusAuth,
     /// The longest one query may take, answer included; also sent to Prometheus as
-    /// its evaluation timeout.
+    /// its evaluation timeout. It replaces the timeout of `http`.
     pub timeout: Duration,
+    /// The client policy: no redirects, connect timeout, body cap (16 MiB by
+    /// default, room for long range queries). With credentials, https is required
+    /// unless the policy opts out ([`HttpPolicy::danger_allow_plain_http`]); without
+    /// credentials, plain http is allowed, as most Prometheus servers inside a
+    /// cluster serve it.
+    pub http: HttpPolicy,
 }
 
 impl Default for PrometheusConfig {
-    /// `http://localhost:9090`, no credentials, 30 s per query.
+    /// `http://localhost:9090`, no credentials, 30 s per query, bodies up to 16 MiB.
     fn default() -> Self {
-        Self { url: "http://localhost:9090".to_owned(), auth: PrometheusAuth::None, timeout: Duration::from_secs(30) }
+        Self {
+            url: "http://localhost:9090".to_owned(),
+            auth: PrometheusAuth::None,
+            timeout: Duration::from_secs(30),
+            http: HttpPolicy::default().max_body_bytes(16 * 1024 * 1024),
+        }
     }
 }
 
@@ -114,6 +126,13 @@ impl PrometheusConfig {
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Sets the client policy.
+    #[must_use]
+    pub fn http(mut self, policy: HttpPolicy) -> Self {
+        self.http = policy;
         self
     }
 }
@@ -150,9 +169,10 @@ pub enum PrometheusError {
         /// The timeout.
         after: Duration,
     },
-    /// The request could not be sent or its answer not read.
+    /// The request could not be sent or its answer not read, or broke the client
+    /// policy (a redirect, a body over the cap, plain http with credentials).
     #[error("request to prometheus failed")]
-    Transport(#[source] reqwest::Error),
+    Transport(#[source] HttpError),
     /// The configuration cannot work.
     #[error("invalid prometheus configuration: {0}")]
     Config(String),
@@ -172,7 +192,7 @@ pub enum PrometheusError {
 pub struct PrometheusProvider {
     base: reqwest::Url,
     config: PrometheusConfig,
-    client: reqwest::Client,
+    client: HttpClient,
 }
 
 impl fmt::Debug for PrometheusProvider {
@@ -192,7 +212,8 @@ fn seconds(d: Duration) -> String {
 
 impl PrometheusProvider {
     /// A provider; fails on a URL that is not `http`/`https`, a URL with
-    /// credentials in it, or a zero timeout.
+    /// credentials in it, plain http with credentials (unless the policy opts out),
+    /// or a zero timeout.
     pub fn new(config: PrometheusConfig) -> Result<Self, MetricsError> {
         let invalid = |reason: String| {
             MetricsError::backend("configure prometheus", ErrorKind::InvalidInput, PrometheusError::Config(reason))
@@ -211,9 +232,16 @@ impl PrometheusProvider {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let client = reqwest::Client::builder().build().map_err(|e| {
-            MetricsError::backend("build the http client", ErrorKind::Other, PrometheusError::Transport(e))
-        })?;
+        let mut policy = config.http.clone().timeout(config.timeout);
+        if config.auth == PrometheusAuth::None {
+            // Nothing secret travels: plain http is the caller's choice of URL.
+            policy = policy.danger_allow_plain_http();
+        }
+        let client = HttpClient::new(policy)
+            .map_err(|e| MetricsError::backend("build the http client", e.kind(), PrometheusError::Transport(e)))?;
+        client
+            .check_url(&base)
+            .map_err(|e| MetricsError::backend("configure prometheus", e.kind(), PrometheusError::Transport(e)))?;
         Ok(Self { base, config, client })
     }
 
@@ -227,8 +255,16 @@ impl PrometheusProvider {
         let url = self.base.join(endpoint).map_err(|e| {
             MetricsError::backend(&operation, ErrorKind::InvalidInput, PrometheusError::Config(e.to_string()))
         })?;
-        let mut request =
-            self.client.get(url.clone()).query(params).query(&[("timeout", seconds(self.config.timeout))]);
+        let transport = |e: HttpError| {
+            let kind = e.kind();
+            MetricsError::backend(&operation, kind, PrometheusError::Transport(e))
+        };
+        let mut request = self
+            .client
+            .request(reqwest::Method::GET, url.clone())
+            .map_err(transport)?
+            .query(params)
+            .query(&[("timeout", seconds(self.config.timeout))]);
         request = match &self.config.auth {
             PrometheusAuth::None => request,
             PrometheusAuth::Basic { username, password } => {
@@ -240,22 +276,14 @@ impl PrometheusProvider {
         let timed_out =
             || MetricsError::backend(&operation, ErrorKind::Timeout, PrometheusError::Timeout { after: timeout });
         let exchange = async {
-            let response = request.send().await?;
+            let response = self.client.send(request).await?;
             let status = response.status().as_u16();
-            let body = response.text().await?;
-            Ok::<_, reqwest::Error>((status, body))
+            let body = self.client.read_body(response).await?;
+            Ok::<_, HttpError>((status, String::from_utf8_lossy(&body).into_owned()))
         };
         let (status, body) = match tokio::time::timeout(timeout, exchange).await {
-            Err(_) => return Err(timed_out()),
-            Ok(Err(e)) if e.is_timeout() => return Err(timed_out()),
-            Ok(Err(e)) => {
-                let kind = if e.is_connect() || e.is_request() || e.is_body() {
-                    ErrorKind::Unavailable
-                } else {
-                    ErrorKind::Other
-                };
-                return Err(MetricsError::backend(&operation, kind, PrometheusError::Transport(e.without_url())));
-            }
+            Err(_) | Ok(Err(HttpError::Timeout { .. })) => return Err(timed_out()),
+            Ok(Err(e)) => return Err(transport(e)),
             Ok(Ok(answer)) => answer,
         };
         let envelope = serde_json::from_str::<Envelope>(&body);
@@ -464,14 +492,16 @@ mod tests {
     async fn credentials_are_sent_and_never_printed() {
         let ok = r#"{"status":"success","data":{"resultType":"scalar","result":[1,"1"]}}"#;
         let server = ScriptedServer::start(vec![Reply::json(200, ok)]).await;
+        let loopback = || HttpPolicy::default().danger_allow_plain_http();
         let basic = PrometheusProvider::new(
-            PrometheusConfig::new(server.url("")).auth(PrometheusAuth::basic("reader", "open sesame")),
+            PrometheusConfig::new(server.url("")).auth(PrometheusAuth::basic("reader", "open sesame")).http(loopback()),
         )
         .unwrap();
         basic.query(&query("q")).await.unwrap();
-        let bearer =
-            PrometheusProvider::new(PrometheusConfig::new(server.url("")).auth(PrometheusAuth::bearer("t0ken")))
-                .unwrap();
+        let bearer = PrometheusProvider::new(
+            PrometheusConfig::new(server.url("")).auth(PrometheusAuth::bearer("t0ken")).http(loopback()),
+        )
+        .unwrap();
         bearer.query(&query("q")).await.unwrap();
         let seen = server.requests();
         // base64("reader:open sesame")
@@ -486,5 +516,43 @@ mod tests {
         let err = PrometheusProvider::new(PrometheusConfig::new("http://u:p@host:9090")).unwrap_err();
         assert!(err.to_string().contains("configure prometheus"), "{err}");
         assert!(PrometheusProvider::new(PrometheusConfig::new("ftp://host")).is_err());
+        // Credentials over plain http need the policy's opt-out.
+        let err = PrometheusProvider::new(PrometheusConfig::new(server.url("")).auth(PrometheusAuth::bearer("t0ken")))
+            .unwrap_err();
+        let source = std::error::Error::source(&err).and_then(std::error::Error::source).map(ToString::to_string);
+        assert!(source.unwrap_or_default().contains("https is required"), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn redirects_and_oversized_answers_are_refused() {
+        let other = ScriptedServer::start(vec![Reply::json(200, "{}")]).await;
+        let server = ScriptedServer::start(vec![Reply::redirect(307, &other.url("/api/v1/query"))]).await;
+        let p = PrometheusProvider::new(
+            PrometheusConfig::new(server.url(""))
+                .auth(PrometheusAuth::bearer("t0ken"))
+                .http(HttpPolicy::default().danger_allow_plain_http()),
+        )
+        .unwrap();
+        let err = p.query(&query("q")).await.unwrap_err();
+        let Some(PrometheusError::Transport(HttpError::RedirectRefused { status: 307, .. })) =
+            std::error::Error::source(&err).and_then(|s| s.downcast_ref::<PrometheusError>())
+        else {
+            panic!("{err:?}")
+        };
+        assert!(other.requests().is_empty());
+
+        let big =
+            format!(r#"{{"status":"success","data":{{"resultType":"scalar","result":[1,"{}"]}}}}"#, "1".repeat(3000));
+        let server = ScriptedServer::start(vec![Reply::json(200, &big)]).await;
+        let p = PrometheusProvider::new(
+            PrometheusConfig::new(server.url("")).http(HttpPolicy::default().max_body_bytes(2048)),
+        )
+        .unwrap();
+        let err = p.query(&query("q")).await.unwrap_err();
+        let Some(PrometheusError::Transport(HttpError::BodyTooLarge { limit: 2048 })) =
+            std::error::Error::source(&err).and_then(|s| s.downcast_ref::<PrometheusError>())
+        else {
+            panic!("{err:?}")
+        };
     }
 }

@@ -6,6 +6,19 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The body of a plain-http GET of `url` on loopback, `None` unless it answers 2xx.
+pub async fn get(url: &str) -> Option<String> {
+    let policy = deploy_core::http_client::HttpPolicy::default().danger_allow_plain_http();
+    let client = deploy_core::http_client::HttpClient::new(policy).ok()?;
+    let request = client.request(reqwest::Method::GET, reqwest::Url::parse(url).ok()?).ok()?;
+    let response = client.send(request).await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let body = client.read_body(response).await.ok()?;
+    String::from_utf8(body.to_vec()).ok()
+}
+
 /// A Prometheus server on a loopback port; killed, and its data removed, on drop.
 pub struct PrometheusServer {
     child: Child,
@@ -64,12 +77,10 @@ impl PrometheusServer {
 
     /// Waits until it answers `/-/ready`.
     pub async fn wait_ready(&mut self, deadline: Duration) {
-        let client = reqwest::Client::new();
+        // The workspace's reqwest has no default TLS provider: use the crate's client.
         let start = Instant::now();
         loop {
-            if let Ok(r) = client.get(format!("{}/-/ready", self.url)).send().await
-                && r.status().is_success()
-            {
+            if get(&format!("{}/-/ready", self.url)).await.is_some() {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {

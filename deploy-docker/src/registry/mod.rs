@@ -11,43 +11,77 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{PushImageOptionsBuilder, TagImageOptionsBuilder};
 use deploy_core::error::ErrorKind;
+use deploy_core::http_client::HttpPolicy;
 use deploy_core::model::{Digest, ImageRef};
 use deploy_core::registry::{ImageRegistry, PushEvent, RegistryError};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tracing::instrument;
 
-pub use credentials::Credentials;
+pub use credentials::{CredentialError, Credentials, RegistryCredentials};
 pub use distribution::MANIFEST_ACCEPT;
 
 use crate::error::{bollard_message, classify_bollard};
 use distribution::DistributionClient;
 
 /// Settings of a [`DockerRegistry`].
+///
+/// ```
+/// use deploy_docker::registry::{Credentials, RegistryConfig, RegistryCredentials};
+/// let config = RegistryConfig::default()
+///     .credentials(RegistryCredentials::default().host("ghcr.io", Credentials::new("robot", "ghp_x")))
+///     .insecure_registry("127.0.0.1:5000")
+///     .allow_token_host("login.example.com");
+/// assert_eq!(config.insecure_registries, ["127.0.0.1:5000"]);
+/// ```
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct RegistryConfig {
-    /// Credentials for the registry, used for pushes and look-ups alike.
-    pub credentials: Option<Credentials>,
-    /// Registries (`host:port`) to reach over plain HTTP; loopback registries
-    /// always are, as the engine treats them as insecure by default.
-    pub plain_http_hosts: Vec<String>,
-    /// How long one look-up may take; 30 s when unset.
+    /// Credentials per registry host, for pushes and look-ups alike; each host's go
+    /// to that host only (see [`RegistryCredentials`]).
+    pub credentials: RegistryCredentials,
+    /// Registries (`host:port`) reached over plain HTTP, as the engine's
+    /// `insecure-registries`; every other registry, loopback ones included, is
+    /// reached over https.
+    pub insecure_registries: Vec<String>,
+    /// Hosts (`host` or `host:port`) that may receive a registry's credentials as its
+    /// token realm besides the registry's own host (Docker Hub's `auth.docker.io` is
+    /// built in). A realm elsewhere is asked for an anonymous token.
+    pub token_hosts: Vec<String>,
+    /// How long one look-up may take; 30 s when unset (it replaces the timeout of
+    /// `http`).
     pub timeout: Option<Duration>,
+    /// The client policy of look-ups: no redirects, connect timeout, token answers
+    /// capped (1 MiB by default).
+    pub http: Option<HttpPolicy>,
 }
 
 impl RegistryConfig {
     /// Sets the credentials.
     #[must_use]
-    pub fn credentials(mut self, credentials: Credentials) -> Self {
-        self.credentials = Some(credentials);
+    pub fn credentials(mut self, credentials: RegistryCredentials) -> Self {
+        self.credentials = credentials;
         self
     }
 
-    /// Adds a registry reached over plain HTTP.
+    /// Adds credentials for one registry host.
     #[must_use]
-    pub fn plain_http_host(mut self, host: impl Into<String>) -> Self {
-        self.plain_http_hosts.push(host.into());
+    pub fn credentials_for(mut self, host: &str, credentials: Credentials) -> Self {
+        self.credentials = self.credentials.host(host, credentials);
+        self
+    }
+
+    /// Adds a registry reached over plain HTTP (the test registry on loopback).
+    #[must_use]
+    pub fn insecure_registry(mut self, host: impl Into<String>) -> Self {
+        self.insecure_registries.push(host.into());
+        self
+    }
+
+    /// Lets `host` receive credentials as a token realm.
+    #[must_use]
+    pub fn allow_token_host(mut self, host: impl Into<String>) -> Self {
+        self.token_hosts.push(host.into());
         self
     }
 
@@ -55,6 +89,13 @@ impl RegistryConfig {
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the client policy of look-ups.
+    #[must_use]
+    pub fn http(mut self, policy: HttpPolicy) -> Self {
+        self.http = Some(policy);
         self
     }
 }
@@ -74,7 +115,8 @@ impl RegistryConfig {
 /// use deploy_docker::registry::{Credentials, DockerRegistry, RegistryConfig};
 ///
 /// let docker = deploy_docker::connect::connect(&Default::default()).await?;
-/// let registry = DockerRegistry::new(docker, RegistryConfig::default().credentials(Credentials::new("ci", "token")))?;
+/// let config = RegistryConfig::default().credentials_for("registry.example.com", Credentials::new("ci", "token"));
+/// let registry = DockerRegistry::new(docker, config)?;
 /// let image = ImageRef::parse("registry.example.com/shop/web:1.4.2")?;
 /// let digest = registry.push_to_end(image.clone()).await?;
 /// assert!(registry.exists(&image.with_digest(digest)).await?);
@@ -83,16 +125,27 @@ impl RegistryConfig {
 #[derive(Debug, Clone)]
 pub struct DockerRegistry {
     docker: Docker,
-    credentials: Option<Credentials>,
+    credentials: RegistryCredentials,
     distribution: DistributionClient,
 }
 
 impl DockerRegistry {
     /// A registry client; fails only if the HTTP client cannot be set up.
     pub fn new(docker: Docker, config: RegistryConfig) -> Result<Self, RegistryError> {
-        let distribution =
-            DistributionClient::new(config.timeout.unwrap_or(Duration::from_secs(30)), config.plain_http_hosts)?;
+        let policy = config
+            .http
+            .unwrap_or_else(|| HttpPolicy::default().max_body_bytes(1024 * 1024))
+            .timeout(config.timeout.unwrap_or(Duration::from_secs(30)));
+        let distribution = DistributionClient::new(policy, config.insecure_registries, config.token_hosts)?;
         Ok(Self { docker, credentials: config.credentials, distribution })
+    }
+
+    /// The credentials of `image`'s registry, if any.
+    async fn credentials_for(&self, image: &ImageRef) -> Result<Option<Credentials>, RegistryError> {
+        let registry = image.registry();
+        self.credentials.lookup(registry).await.map_err(|e| {
+            RegistryError::backend(format!("find the credentials of registry {registry}"), ErrorKind::Unauthorized, e)
+        })
     }
 
     /// Gives the local image `source` (an id or a reference) the name `target`, so
@@ -113,8 +166,8 @@ impl DockerRegistry {
         })
     }
 
-    fn docker_credentials(&self, image: &ImageRef) -> Option<DockerCredentials> {
-        self.credentials.as_ref().map(|c| DockerCredentials {
+    fn docker_credentials(image: &ImageRef, credentials: Option<&Credentials>) -> Option<DockerCredentials> {
+        credentials.map(|c| DockerCredentials {
             username: Some(c.username().to_owned()),
             password: Some(c.danger_password().to_owned()),
             serveraddress: Some(image.registry().to_owned()),
@@ -132,33 +185,43 @@ impl ImageRegistry for DockerRegistry {
 
     #[instrument(skip_all, fields(image = %image), err)]
     async fn digest(&self, image: &ImageRef) -> Result<Option<Digest>, RegistryError> {
-        self.distribution.manifest_digest(image, self.credentials.as_ref()).await
+        let credentials = self.credentials_for(image).await?;
+        self.distribution.manifest_digest(image, credentials.as_ref()).await
     }
 
     fn push(&self, image: ImageRef) -> BoxStream<'_, Result<PushEvent, RegistryError>> {
-        let mut options = PushImageOptionsBuilder::new();
-        if let Some(tag) = image.tag() {
-            options = options.tag(tag);
-        }
-        let name = image.name();
-        let stream = self.docker.push_image(&name, Some(options.build()), self.docker_credentials(&image));
-        let mut finished = false;
-        stream
-            .scan(image, move |image, item| {
-                if finished {
-                    return futures::future::ready(None);
-                }
-                let event = match item {
-                    Ok(info) => Ok(push_event(info)),
-                    Err(error) => {
-                        finished = true;
-                        Err(push_error(image, error))
+        let start = async move {
+            // The engine gets the credentials of the image's own registry only.
+            let credentials = match self.credentials_for(&image).await {
+                Ok(credentials) => credentials,
+                Err(e) => return futures::stream::once(futures::future::ready(Err(e))).boxed(),
+            };
+            let mut options = PushImageOptionsBuilder::new();
+            if let Some(tag) = image.tag() {
+                options = options.tag(tag);
+            }
+            let name = image.name();
+            let auth = Self::docker_credentials(&image, credentials.as_ref());
+            let stream = self.docker.push_image(&name, Some(options.build()), auth);
+            let mut finished = false;
+            stream
+                .scan(image, move |image, item| {
+                    if finished {
+                        return futures::future::ready(None);
                     }
-                };
-                futures::future::ready(Some(event))
-            })
-            .filter_map(|event| futures::future::ready(event.transpose()))
-            .boxed()
+                    let event = match item {
+                        Ok(info) => Ok(push_event(info)),
+                        Err(error) => {
+                            finished = true;
+                            Err(push_error(image, error))
+                        }
+                    };
+                    futures::future::ready(Some(event))
+                })
+                .filter_map(|event| futures::future::ready(event.transpose()))
+                .boxed()
+        };
+        futures::stream::once(start).flatten().boxed()
     }
 }
 

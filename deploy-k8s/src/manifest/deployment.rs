@@ -99,7 +99,9 @@ pub struct DeploymentOptions {
     /// ConfigMaps and Secrets loaded whole into the environment.
     pub env_from: Vec<EnvFrom>,
     /// `checksum/{name}` pod annotations: a change restarts the pods. Fill with
-    /// [`crate::manifest::config::config_map_checksum`] and `secret_checksum`.
+    /// [`crate::manifest::config::config_map_checksum`] and
+    /// [`crate::manifest::config::secret_checksum`] (keyed) or
+    /// [`crate::manifest::config::secret_revision_checksum`].
     pub checksums: BTreeMap<String, String>,
     /// The pods' service account.
     pub service_account: Option<String>,

@@ -26,7 +26,10 @@ pub use autoscaling::{
     DisruptionBudget, HpaOptions, PodsMetric, ScalingPolicy, ScalingRules, horizontal_pod_autoscaler,
     pod_disruption_budget,
 };
-pub use config::{config_map, config_map_checksum, namespace, secret, secret_checksum};
+pub use config::{
+    ChecksumKey, ChecksumKeyError, config_map, config_map_checksum, namespace, secret, secret_checksum,
+    secret_revision_checksum,
+};
 pub use crd::{CrdDescription, CrdScope, CrdVersion, custom_resource_definition};
 pub use deployment::{DeploymentOptions, EnvFrom, PodVolume, VolumeSource, deployment};
 pub use gateway::HTTPRoute;

@@ -33,17 +33,36 @@ pub struct CliScannerConfig {
     /// Environment variables set for the program (`TRIVY_CACHE_DIR`, proxies). A `PATH`
     /// here is also where the program is looked up.
     pub env: Vec<(OsString, OsString)>,
+    /// The most report (standard output) read; beyond it the program is killed and
+    /// the scan is [`ScanError::OutputTooLarge`](deploy_core::scan::ScanError::OutputTooLarge).
+    /// 256 MiB by default. Of the error output only the last 4 KiB are kept.
+    pub max_output_bytes: u64,
 }
+
+/// The default [`CliScannerConfig::max_output_bytes`].
+const DEFAULT_MAX_OUTPUT: u64 = 256 * 1024 * 1024;
 
 impl CliScannerConfig {
     /// `trivy` on `PATH`, 10 minutes.
     pub fn trivy() -> Self {
-        Self { program: "trivy".into(), timeout: Duration::from_secs(600), extra_args: Vec::new(), env: Vec::new() }
+        Self {
+            program: "trivy".into(),
+            timeout: Duration::from_secs(600),
+            extra_args: Vec::new(),
+            env: Vec::new(),
+            max_output_bytes: DEFAULT_MAX_OUTPUT,
+        }
     }
 
     /// `grype` on `PATH`, 10 minutes.
     pub fn grype() -> Self {
-        Self { program: "grype".into(), timeout: Duration::from_secs(600), extra_args: Vec::new(), env: Vec::new() }
+        Self {
+            program: "grype".into(),
+            timeout: Duration::from_secs(600),
+            extra_args: Vec::new(),
+            env: Vec::new(),
+            max_output_bytes: DEFAULT_MAX_OUTPUT,
+        }
     }
 
     /// Sets the program.
@@ -67,6 +86,13 @@ impl CliScannerConfig {
         self
     }
 
+    /// Sets the most report bytes read.
+    #[must_use]
+    pub fn max_output_bytes(mut self, limit: u64) -> Self {
+        self.max_output_bytes = limit;
+        self
+    }
+
     /// Adds an argument.
     #[must_use]
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
@@ -79,7 +105,9 @@ impl CliScannerConfig {
 /// --scanners vuln,misconfig,secret [extra args] <image>`.
 ///
 /// A missing program, a non-zero exit, a scan past the deadline or a report that does
-/// not parse is an error; there is no path by which a failed scan reads as clean.
+/// not parse is an error; there is no path by which a failed scan reads as clean. A
+/// report that shows neither an OS nor any result, or (for an image pinned by
+/// digest) names only other digests, is [`ScanError::Inconclusive`].
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -114,6 +142,7 @@ impl VulnerabilityScanner for TrivyScanner {
         args.push(image.to_string().into());
         let stdout = command::run("trivy", &self.config, &args).await?;
         let mut report = TrivyReport::parse(&stdout)?.into_scan_report();
+        super::check_report(image, &report)?;
         report.target = image.to_string();
         Ok(report)
     }
@@ -141,6 +170,7 @@ impl VulnerabilityScanner for GrypeScanner {
         args.extend(["-o".into(), "json".into(), image.to_string().into()]);
         let stdout = command::run("grype", &self.config, &args).await?;
         let mut report = GrypeReport::parse(&stdout)?.into_scan_report();
+        super::check_report(image, &report)?;
         report.target = image.to_string();
         Ok(report)
     }

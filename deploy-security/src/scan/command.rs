@@ -41,18 +41,34 @@ pub(crate) async fn run(scanner: &str, config: &CliScannerConfig, args: &[OsStri
 
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
+    let limit = config.max_output_bytes;
+    // The error output drains on its own task, so that a scanner filling it never
+    // blocks the report; the report is read up to the limit.
+    let stderr_task = tokio::spawn(read_tail(stderr, STDERR_TAIL));
     let outcome = tokio::time::timeout(timeout, async {
-        let (out, err, status) = tokio::join!(read_all(stdout), read_all(stderr), child.wait());
-        (out, err, status)
+        let out = read_limited(stdout, limit).await;
+        if matches!(out, Ok(None)) {
+            return (out, None);
+        }
+        (out, Some(child.wait().await))
     })
     .await;
-    let Ok((stdout, stderr, status)) = outcome else {
+    let Ok((stdout, status)) = outcome else {
         // Kill and reap: no zombie and no scanner left running past its deadline.
         let _ = child.kill().await;
+        stderr_task.abort();
         return Err(ScanError::Timeout { scanner: scanner.to_owned(), after: timeout });
     };
+    let Some(status) = status else {
+        let _ = child.kill().await;
+        stderr_task.abort();
+        return Err(ScanError::OutputTooLarge { scanner: scanner.to_owned(), limit });
+    };
+    let stderr = stderr_task.await.ok().and_then(Result::ok);
     let status = status.map_err(|e| ScanError::backend(format!("wait for {scanner}"), ErrorKind::Other, e))?;
-    let stdout = stdout.map_err(|e| ScanError::backend(format!("read {scanner} output"), ErrorKind::Other, e))?;
+    let stdout = stdout
+        .map_err(|e| ScanError::backend(format!("read {scanner} output"), ErrorKind::Other, e))?
+        .unwrap_or_default();
     let stderr = stderr.unwrap_or_default();
     if !status.success() {
         let text = String::from_utf8_lossy(&stderr);
@@ -67,11 +83,32 @@ pub(crate) async fn run(scanner: &str, config: &CliScannerConfig, args: &[OsStri
     Ok(stdout)
 }
 
-async fn read_all(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> io::Result<Vec<u8>> {
+/// All of `pipe` up to `limit` bytes; `None` as soon as it holds more.
+async fn read_limited(pipe: Option<impl tokio::io::AsyncRead + Unpin>, limit: u64) -> io::Result<Option<Vec<u8>>> {
     use tokio::io::AsyncReadExt;
     let mut buffer = Vec::new();
-    if let Some(mut pipe) = pipe {
-        pipe.read_to_end(&mut buffer).await?;
+    if let Some(pipe) = pipe {
+        // One byte past the limit tells "exactly the limit" from "more".
+        pipe.take(limit.saturating_add(1)).read_to_end(&mut buffer).await?;
     }
-    Ok(buffer)
+    Ok(if buffer.len() as u64 > limit { None } else { Some(buffer) })
+}
+
+/// The last `keep` bytes of `pipe`, read to its end in fixed chunks.
+async fn read_tail(pipe: Option<impl tokio::io::AsyncRead + Unpin>, keep: usize) -> io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut tail = std::collections::VecDeque::with_capacity(keep);
+    if let Some(mut pipe) = pipe {
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = pipe.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            tail.extend(&chunk[..n]);
+            let excess = tail.len().saturating_sub(keep);
+            tail.drain(..excess);
+        }
+    }
+    Ok(tail.into())
 }

@@ -15,6 +15,21 @@ pub struct GrypeReport {
     /// What was scanned.
     #[serde(default)]
     pub source: Option<GrypeSource>,
+    /// The detected distribution; missing or empty when Grype detected none.
+    #[serde(default)]
+    pub distro: Option<GrypeDistro>,
+}
+
+/// A distribution detected by Grype.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct GrypeDistro {
+    /// `debian`, `alpine`; empty when none was detected.
+    #[serde(default)]
+    pub name: String,
+    /// The version.
+    #[serde(default)]
+    pub version: String,
 }
 
 /// A vulnerability matched to a package.
@@ -102,6 +117,23 @@ impl GrypeReport {
     pub fn into_scan_report(self) -> ScanReport {
         let target = self.target().unwrap_or_default().to_owned();
         let mut report = ScanReport::new(target, "grype");
+        if let Some(source) = &self.source {
+            let mut entries: Vec<&str> = Vec::new();
+            entries.extend(source.target.get("manifestDigest").and_then(|v| v.as_str()));
+            if let Some(list) = source.target.get("repoDigests").and_then(|v| v.as_array()) {
+                entries.extend(list.iter().filter_map(|v| v.as_str()));
+            }
+            report.digests = super::trivy_report::repo_digests(entries);
+        }
+        report.os = self
+            .distro
+            .as_ref()
+            .filter(|d| !d.name.is_empty())
+            .map(|d| format!("{} {}", d.name, d.version).trim().to_owned());
+        let mut packages: Vec<String> =
+            self.matches.iter().map(|m| format!("{}@{}", m.artifact.name, m.artifact.version)).collect();
+        packages.dedup();
+        report.scanned_targets = packages;
         for m in self.matches {
             let v = m.vulnerability;
             let mut vulnerability = Vulnerability::new(v.id, m.artifact.name, m.artifact.version, v.severity);

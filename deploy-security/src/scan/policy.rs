@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use deploy_core::model::ImageRef;
 use deploy_core::scan::{ScanReport, Severity, SeverityCounts};
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
@@ -134,6 +135,7 @@ impl AllowlistEntry {
 /// use deploy_core::scan::{ScanReport, Severity, Vulnerability};
 /// use deploy_security::scan::{AllowlistEntry, ScanPolicy, SeverityLimits};
 /// let mut report = ScanReport::new("shop/checkout:1.4.2", "trivy");
+/// report.os = Some("alpine 3.20.0".into());
 /// report.vulnerabilities.push(Vulnerability::new("CVE-1", "openssl", "3.0.1", Severity::Critical));
 ///
 /// let today = jiff::civil::date(2025, 6, 1);
@@ -197,9 +199,33 @@ impl ScanPolicy {
         self
     }
 
+    /// Judges `report` for `image` as of `today`: [`ScanPolicy::evaluate`], and the
+    /// report must name `image`'s digest (an image not pinned by digest fails: a tag
+    /// is not bound to what was scanned).
+    pub fn evaluate_for(&self, image: &ImageRef, report: &ScanReport, today: Date) -> PolicyDecision {
+        let mut decision = self.evaluate(report, today);
+        match image.digest() {
+            None => decision.reasons.push(format!("{image} is not pinned by digest, so no report can vouch for it")),
+            Some(digest) if !report.names_digest(digest) => {
+                decision.reasons.push(format!("the report is about {}, not {digest}", super::digest_list(report)))
+            }
+            Some(_) => {}
+        }
+        decision.passed = decision.reasons.is_empty();
+        decision
+    }
+
     /// Judges `report` as of `today` (allowlist expiry is by calendar day, inclusive).
+    /// A report that shows neither an OS nor any result fails: the scanner
+    /// recognised nothing, which is not a clean image.
     pub fn evaluate(&self, report: &ScanReport, today: Date) -> PolicyDecision {
         let mut decision = PolicyDecision::default();
+        if !report.scanned_anything() {
+            decision.reasons.push(
+                "the report shows neither an operating system nor any result: the scanner recognised nothing"
+                    .to_owned(),
+            );
+        }
         let mut expired_used = Vec::new();
         let mut waive = |id: &str, package: Option<&str>, decision: &mut PolicyDecision| -> bool {
             let Some(entry) = self.allowlist.iter().find(|e| e.matches(id, package)) else { return false };
@@ -310,6 +336,7 @@ mod tests {
 
     fn report() -> ScanReport {
         let mut r = ScanReport::new("app:1", "trivy");
+        r.os = Some("debian 12.5".to_owned());
         r.vulnerabilities = vec![
             vuln("CVE-A", "openssl", Severity::Critical, Some("3.0.2")),
             vuln("CVE-B", "zlib", Severity::High, None),
@@ -362,8 +389,34 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_report_passes_and_policies_round_trip_through_json() {
-        assert!(ScanPolicy::default().evaluate(&ScanReport::new("a:1", "trivy"), date(2025, 1, 1)).passed);
+    fn a_report_that_scanned_nothing_fails_and_a_clean_one_passes() {
+        let nothing = ScanPolicy::default().evaluate(&ScanReport::new("a:1", "trivy"), date(2025, 1, 1));
+        assert!(!nothing.passed);
+        assert!(nothing.reasons[0].contains("neither an operating system nor any result"), "{nothing}");
+        let mut clean = ScanReport::new("a:1", "trivy");
+        clean.scanned_targets.push("a:1 (alpine 3.20.0)".to_owned());
+        assert!(ScanPolicy::default().evaluate(&clean, date(2025, 1, 1)).passed);
+    }
+
+    #[test]
+    fn evaluate_for_binds_the_report_to_the_image_digest() {
+        let digest = deploy_core::model::Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
+        let other = deploy_core::model::Digest::parse(&format!("sha256:{}", "b".repeat(64))).unwrap();
+        let mut report = ScanReport::new("app:1", "trivy");
+        report.os = Some("alpine 3.20.0".to_owned());
+        report.digests = vec![digest.clone()];
+        let today = date(2025, 1, 1);
+        let policy = ScanPolicy::default();
+        let image = ImageRef::parse("app:1").unwrap();
+        let by_tag = policy.evaluate_for(&image, &report, today);
+        assert!(!by_tag.passed && by_tag.reasons[0].contains("not pinned by digest"), "{by_tag}");
+        assert!(policy.evaluate_for(&image.with_digest(digest), &report, today).passed);
+        let wrong = policy.evaluate_for(&image.with_digest(other), &report, today);
+        assert!(!wrong.passed && wrong.reasons[0].contains("not sha256:bbbb"), "{wrong}");
+    }
+
+    #[test]
+    fn policies_round_trip_through_json() {
         let policy = ScanPolicy::default().allow(AllowlistEntry::new("CVE-1", "x").expires(date(2026, 1, 2)));
         let json = serde_json::to_string(&policy).unwrap();
         assert!(json.contains("2026-01-02"));

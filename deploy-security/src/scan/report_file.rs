@@ -36,14 +36,20 @@ impl ReportFormat {
 /// scanner is not installed.
 ///
 /// The file is read on every scan. A missing or unreadable file, a malformed report, or
-/// a report about another image is an error.
+/// a report that is not bound to the image is an error: the image must be pinned by
+/// digest (`repo@sha256:…`) and the report must name that digest (Trivy's
+/// `Metadata.RepoDigests`, Grype's `source.target.manifestDigest` / `repoDigests`),
+/// since a tag can point at another image by the time the report is used. A report
+/// that shows neither an OS nor any result is [`ScanError::Inconclusive`], never
+/// clean.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use deploy_core::{model::ImageRef, scan::VulnerabilityScanner};
 /// use deploy_security::scan::{ReportFileScanner, ReportFormat};
 /// let scanner = ReportFileScanner::new(ReportFormat::Trivy, "target/trivy.json");
-/// let report = scanner.scan(&ImageRef::parse("shop/checkout:1.4.2")?).await?;
+/// let image = ImageRef::parse(&format!("shop/checkout:1.4.2@sha256:{}", "a".repeat(64)))?;
+/// let report = scanner.scan(&image).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -68,16 +74,23 @@ impl VulnerabilityScanner for ReportFileScanner {
             ScanError::backend(format!("read scan report {}", self.path.display()), kind, e)
         })?;
         let mut report = self.format.parse(&bytes)?;
-        if !report.target.is_empty() {
-            let same = ImageRef::parse(&report.target).is_ok_and(|reported| reported == *image);
-            if !same {
-                return Err(ScanError::backend(
-                    "match the scan report to the image",
-                    ErrorKind::InvalidInput,
-                    format!("report {} is about {:?}, not {image}", self.path.display(), report.target),
-                ));
-            }
+        let Some(digest) = image.digest() else {
+            return Err(ScanError::Inconclusive {
+                target: image.to_string(),
+                reason: format!("a report file ({}) counts only for an image pinned by digest", self.path.display()),
+            });
+        };
+        if !report.names_digest(digest) {
+            return Err(ScanError::Inconclusive {
+                target: image.to_string(),
+                reason: format!(
+                    "report {} is about {}, not {digest}",
+                    self.path.display(),
+                    super::digest_list(&report)
+                ),
+            });
         }
+        super::check_report(image, &report)?;
         report.target = image.to_string();
         Ok(report)
     }

@@ -1,5 +1,6 @@
 //! Trivy's JSON report (`trivy image --format json`, schema version 2).
 
+use deploy_core::model::Digest;
 use deploy_core::scan::{Misconfiguration, ScanError, ScanReport, Severity, Vulnerability};
 use serde::{Deserialize, Deserializer};
 
@@ -22,9 +23,49 @@ pub struct TrivyReport {
     /// The kind of artifact (`container_image`).
     #[serde(default)]
     pub artifact_type: Option<String>,
+    /// What Trivy learned about the image: its OS and digests.
+    #[serde(default)]
+    pub metadata: TrivyMetadata,
     /// One result per scanned target (OS packages, a language lock file, a Dockerfile).
     #[serde(default, deserialize_with = "null_as_empty")]
     pub results: Vec<TrivyResult>,
+}
+
+/// The image metadata of a Trivy report.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct TrivyMetadata {
+    /// The detected OS; missing when Trivy did not detect one.
+    #[serde(default, rename = "OS")]
+    pub os: Option<TrivyOs>,
+    /// `repository@sha256:…` for each registry the image was pulled from.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub repo_digests: Vec<String>,
+}
+
+/// An OS detected by Trivy.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct TrivyOs {
+    /// `debian`, `alpine`.
+    #[serde(default)]
+    pub family: String,
+    /// The version (`12.5`).
+    #[serde(default)]
+    pub name: String,
+}
+
+/// The digests of `repository@sha256:…` entries; other entries are skipped.
+pub(crate) fn repo_digests<'a>(entries: impl IntoIterator<Item = &'a str>) -> Vec<Digest> {
+    let mut digests: Vec<Digest> = entries
+        .into_iter()
+        .filter_map(|entry| Digest::parse(entry.rsplit_once('@').map_or(entry, |(_, d)| d)).ok())
+        .collect();
+    digests.sort();
+    digests.dedup();
+    digests
 }
 
 /// The findings for one target inside the artifact.
@@ -166,6 +207,13 @@ impl TrivyReport {
     /// the matched text).
     pub fn into_scan_report(self) -> ScanReport {
         let mut report = ScanReport::new(self.artifact_name, "trivy");
+        report.digests = repo_digests(self.metadata.repo_digests.iter().map(String::as_str));
+        report.os = self
+            .metadata
+            .os
+            .filter(|os| !os.family.is_empty())
+            .map(|os| format!("{} {}", os.family, os.name).trim().to_owned());
+        report.scanned_targets = self.results.iter().map(|r| r.target.clone()).collect();
         for result in self.results {
             for v in result.vulnerabilities {
                 let mut vulnerability =

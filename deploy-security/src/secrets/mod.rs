@@ -11,6 +11,8 @@ mod kubernetes;
 mod memory;
 #[cfg(feature = "vault")]
 mod vault;
+#[cfg(feature = "vault")]
+mod vault_auth;
 
 #[cfg(feature = "file")]
 pub use file::{FileSecretManager, FileStoreConfig};
@@ -22,3 +24,5 @@ pub use memory::MemorySecretManager;
 pub use vault::{
     VALUE_BASE64_FIELD, VALUE_FIELD, VaultConfig, VaultMetadata, VaultSecret, VaultSecretManager, VaultVersionMetadata,
 };
+#[cfg(feature = "vault")]
+pub use vault_auth::{SERVICE_ACCOUNT_TOKEN_PATH, VaultAuth, VaultAuthStats};

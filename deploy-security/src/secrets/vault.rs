@@ -7,12 +7,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use deploy_core::error::ErrorKind;
+use deploy_core::error::{Classify, ErrorKind};
+use deploy_core::http_client::{HttpClient, HttpError, HttpPolicy, sensitive_header};
 use deploy_core::secret::{PutOptions, Secret, SecretBytes, SecretError, SecretManager, SecretString, validate_key};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::instrument;
+
+use super::vault_auth::{AuthEnvelope, LeasedToken, VaultAuth, VaultAuthStats};
 
 /// The field a [`SecretManager`] value is stored under when it is UTF-8 text.
 pub const VALUE_FIELD: &str = "value";
@@ -23,42 +26,56 @@ pub const VALUE_BASE64_FIELD: &str = "value_base64";
 ///
 /// ```
 /// use deploy_core::secret::SecretString;
-/// use deploy_security::secrets::VaultConfig;
+/// use deploy_security::secrets::{VaultAuth, VaultConfig};
 /// let config = VaultConfig::new("https://vault.example.com:8200", SecretString::from("s.token"))
 ///     .mount("kv")
 ///     .prefix("apps/checkout")
 ///     .namespace("team-a");
 /// assert_eq!(config.mount, "kv");
 /// assert!(!format!("{config:?}").contains("s.token"));
+/// let config = config.auth(VaultAuth::approle("role-id", SecretString::from("secret-id")));
+/// assert!(!format!("{config:?}").contains("secret-id\""));
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct VaultConfig {
     /// The server's address (`https://vault:8200`).
     pub address: String,
-    /// The token sent as `X-Vault-Token`.
-    pub token: SecretString,
+    /// How the token sent as `X-Vault-Token` is obtained: a static token, or a
+    /// login (AppRole, Kubernetes) whose token is renewed before it expires.
+    pub auth: VaultAuth,
     /// The KV v2 mount (`secret`).
     pub mount: String,
     /// A path prefix under the mount that every key lives in (empty for none).
     pub prefix: String,
     /// The Vault Enterprise namespace (`X-Vault-Namespace`), if any.
     pub namespace: Option<String>,
-    /// The deadline of each request.
-    pub timeout: Duration,
+    /// The client policy: https only (a plain `http://` address needs
+    /// [`HttpPolicy::danger_allow_plain_http`]), no redirects (the token and a
+    /// secret's body never follow one to another host), a deadline per request and a
+    /// cap on each answer's size (1 MiB by default).
+    pub http: HttpPolicy,
 }
 
 impl VaultConfig {
-    /// Vault at `address` with `token`, the `secret` mount, no prefix, 10 s requests.
+    /// Vault at `address` with `token`, the `secret` mount, no prefix, 10 s
+    /// requests, answers up to 1 MiB.
     pub fn new(address: impl Into<String>, token: SecretString) -> Self {
         Self {
             address: address.into(),
-            token,
+            auth: VaultAuth::Token(token),
             mount: "secret".to_owned(),
             prefix: String::new(),
             namespace: None,
-            timeout: Duration::from_secs(10),
+            http: HttpPolicy::default().timeout(Duration::from_secs(10)).max_body_bytes(1024 * 1024),
         }
+    }
+
+    /// Sets how to authenticate.
+    #[must_use]
+    pub fn auth(mut self, auth: VaultAuth) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// Sets the KV v2 mount.
@@ -82,10 +99,17 @@ impl VaultConfig {
         self
     }
 
-    /// Sets the per-request deadline.
+    /// Sets the per-request deadline (the policy's timeout).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.http.timeout = timeout;
+        self
+    }
+
+    /// Sets the client policy.
+    #[must_use]
+    pub fn http(mut self, policy: HttpPolicy) -> Self {
+        self.http = policy;
         self
     }
 }
@@ -144,6 +168,14 @@ pub struct VaultSecret {
 /// [`VaultSecretManager::rotate_field`], which replaces one field of a secret with
 /// check-and-set so that a concurrent writer is never overwritten.
 ///
+/// Authentication ([`VaultAuth`]): a static token is used as given. A login method
+/// (AppRole, Kubernetes) logs in at the first request, renews its token
+/// (`auth/token/renew-self`) once two thirds of its lease have passed, and logs in
+/// again when Vault refuses the renewal, when the renewed lease is too short to be
+/// of use (the role's max TTL), or when a request is refused with 403 (a revoked
+/// token; the request is then sent once more with the new token). Errors name the
+/// operation and the key's path, never a token or secret id.
+///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use deploy_core::secret::{SecretManager, SecretString};
@@ -153,10 +185,22 @@ pub struct VaultSecret {
 /// let new_version = vault.rotate_field("checkout/db", "password", None).await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VaultSecretManager {
-    client: reqwest::Client,
+    client: HttpClient,
+    base: reqwest::Url,
     config: Arc<VaultConfig>,
+    token: Arc<tokio::sync::Mutex<Option<LeasedToken>>>,
+    stats: Arc<std::sync::Mutex<VaultAuthStats>>,
+}
+
+impl std::fmt::Debug for VaultSecretManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultSecretManager")
+            .field("address", &self.base.as_str())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The body of an answer that carries `data`.
@@ -191,15 +235,8 @@ struct ErrorBody {
     errors: Vec<String>,
 }
 
-fn http_error(operation: &str, error: reqwest::Error) -> SecretError {
-    let kind = if error.is_timeout() {
-        ErrorKind::Timeout
-    } else if error.is_connect() || error.is_request() {
-        ErrorKind::Unavailable
-    } else {
-        ErrorKind::Other
-    };
-    SecretError::backend(operation, kind, error.without_url())
+fn http_error(operation: &str, error: HttpError) -> SecretError {
+    SecretError::backend(operation, error.kind(), error)
 }
 
 fn status_kind(status: StatusCode) -> ErrorKind {
@@ -213,33 +250,150 @@ fn status_kind(status: StatusCode) -> ErrorKind {
     }
 }
 
-/// A rustls client configuration on the ring provider with the platform's verifier.
-fn tls_config() -> Result<rustls::ClientConfig, SecretError> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|builder| builder.with_platform_verifier())
-        .map_err(|e| SecretError::backend("configure TLS for vault", ErrorKind::Other, e))?
-        .with_no_client_auth();
-    Ok(config)
-}
-
 impl VaultSecretManager {
-    /// A client for `config`, with rustls on the ring provider and the platform's
-    /// certificate verifier.
+    /// A client for `config` under its [`HttpPolicy`] (rustls on the ring provider,
+    /// the platform's verifier and the policy's extra roots). Fails on an address
+    /// that is not a URL, or is plain `http://` without the policy's opt-out.
     pub fn new(config: VaultConfig) -> Result<Self, SecretError> {
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls_config()?)
-            .timeout(config.timeout)
-            .build()
-            .map_err(|e| http_error("build the vault client", e))?;
-        Ok(Self::with_client(config, client))
+        let operation = "configure the vault client";
+        let base = reqwest::Url::parse(&config.address).map_err(|e| {
+            http_error(operation, HttpError::InvalidUrl { reason: format!("the vault address is not a url: {e}") })
+        })?;
+        if !base.username().is_empty() || base.password().is_some() || base.query().is_some() {
+            return Err(http_error(
+                operation,
+                HttpError::InvalidUrl { reason: "the vault address holds credentials or a query".to_owned() },
+            ));
+        }
+        let client = HttpClient::new(config.http.clone()).map_err(|e| http_error(operation, e))?;
+        client.check_url(&base).map_err(|e| http_error(operation, e))?;
+        Ok(Self { client, base, config: Arc::new(config), token: Arc::default(), stats: Arc::default() })
     }
 
-    /// A manager that sends its requests through `client` (for custom roots or proxies).
-    pub fn with_client(config: VaultConfig, client: reqwest::Client) -> Self {
-        Self { client, config: Arc::new(config) }
+    /// What the manager did to keep its token valid.
+    pub fn auth_stats(&self) -> VaultAuthStats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    fn count(&self, update: impl FnOnce(&mut VaultAuthStats)) {
+        if let Ok(mut stats) = self.stats.lock() {
+            update(&mut stats);
+        }
+    }
+
+    /// Forgets the current login token (after Vault refused it).
+    async fn forget_token(&self) {
+        *self.token.lock().await = None;
+    }
+
+    /// The token for the next request: the static one, or the login token,
+    /// renewed or replaced as its lease requires.
+    async fn current_token(&self) -> Result<SecretString, SecretError> {
+        if let VaultAuth::Token(token) = &self.config.auth {
+            return Ok(token.clone());
+        }
+        let mut state = self.token.lock().await;
+        let now = tokio::time::Instant::now();
+        if let Some(leased) = state.as_ref() {
+            if leased.fresh(now) {
+                return Ok(leased.token.clone());
+            }
+            if leased.renewable && leased.alive(now) {
+                match self.renew(&leased.token).await {
+                    Ok(renewed) if renewed.lease_duration >= 2 => {
+                        self.count(|s| s.renewals += 1);
+                        let renewed = LeasedToken::from_auth(renewed, tokio::time::Instant::now());
+                        let token = renewed.token.clone();
+                        *state = Some(renewed);
+                        return Ok(token);
+                    }
+                    Ok(_) => {
+                        tracing::debug!("vault renewed the token for less than 2 s (its max ttl): logging in anew");
+                    }
+                    Err(e) if matches!(e.kind(), ErrorKind::Unauthorized | ErrorKind::InvalidInput) => {
+                        self.count(|s| s.refused_renewals += 1);
+                        tracing::debug!(error = %e, "vault refused to renew the token: logging in anew");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let fresh = self.login().await?;
+        self.count(|s| s.logins += 1);
+        let fresh = LeasedToken::from_auth(fresh, tokio::time::Instant::now());
+        let token = fresh.token.clone();
+        *state = Some(fresh);
+        Ok(token)
+    }
+
+    fn api_url(&self, path: &str) -> Result<reqwest::Url, SecretError> {
+        let url = format!("{}/v1/{path}", self.base.as_str().trim_end_matches('/'));
+        reqwest::Url::parse(&url).map_err(|_| {
+            http_error("reach vault", HttpError::InvalidUrl { reason: format!("no valid url for {path:?}") })
+        })
+    }
+
+    /// Posts `body` to `path` (with `token` when given) and returns the `auth` block.
+    async fn auth_call(
+        &self,
+        operation: &str,
+        path: &str,
+        token: Option<&SecretString>,
+        body: Value,
+    ) -> Result<super::vault_auth::AuthBlock, SecretError> {
+        let mut request =
+            self.client.request(Method::POST, self.api_url(path)?).map_err(|e| http_error(operation, e))?.json(&body);
+        if let Some(token) = token {
+            let token = sensitive_header("X-Vault-Token", token).map_err(|e| http_error(operation, e))?;
+            request = request.header("X-Vault-Token", token);
+        }
+        if let Some(namespace) = &self.config.namespace {
+            request = request.header("X-Vault-Namespace", namespace);
+        }
+        let response = self.client.send(request).await.map_err(|e| http_error(operation, e))?;
+        let status = response.status();
+        let body = self.client.read_body(response).await.map_err(|e| http_error(operation, e))?;
+        if !status.is_success() {
+            let errors = serde_json::from_slice::<ErrorBody>(&body).unwrap_or_default().errors;
+            return Err(SecretError::backend(
+                operation,
+                status_kind(status),
+                format!("vault answered {status} on {path}: {}", errors.join("; ")),
+            ));
+        }
+        serde_json::from_slice::<AuthEnvelope>(&body).ok().and_then(|e| e.auth).ok_or_else(|| {
+            SecretError::backend(operation, ErrorKind::Other, format!("vault's answer on {path} has no auth block"))
+        })
+    }
+
+    async fn login(&self) -> Result<super::vault_auth::AuthBlock, SecretError> {
+        let auth = &self.config.auth;
+        let operation = format!("log in to vault ({})", auth.method());
+        let Some(path) = auth.login_path() else {
+            return Err(SecretError::backend(operation, ErrorKind::InvalidInput, "a static token has no login"));
+        };
+        let body = match auth {
+            VaultAuth::AppRole { role_id, secret_id, .. } => {
+                json!({ "role_id": role_id, "secret_id": secret_id.expose_secret() })
+            }
+            VaultAuth::Kubernetes { role, jwt_path, .. } => {
+                let jwt = tokio::fs::read_to_string(jwt_path).await.map_err(|e| {
+                    SecretError::backend(
+                        &operation,
+                        ErrorKind::InvalidInput,
+                        format!("failed to read the service-account token {}: {e}", jwt_path.display()),
+                    )
+                })?;
+                let jwt = SecretString::new(jwt.trim().to_owned());
+                json!({ "role": role, "jwt": jwt.expose_secret() })
+            }
+            _ => return Err(SecretError::backend(operation, ErrorKind::Unsupported, "unknown auth method")),
+        };
+        self.auth_call(&operation, &path, None, body).await
+    }
+
+    async fn renew(&self, token: &SecretString) -> Result<super::vault_auth::AuthBlock, SecretError> {
+        self.auth_call("renew the vault token", "auth/token/renew-self", Some(token), json!({})).await
     }
 
     fn path(&self, key: &str) -> String {
@@ -248,11 +402,7 @@ impl VaultSecretManager {
     }
 
     fn url(&self, kind: &str, path: &str) -> String {
-        format!(
-            "{}/v1/{}/{kind}/{path}",
-            self.config.address.trim_end_matches('/'),
-            self.config.mount.trim_matches('/')
-        )
+        format!("{}/v1/{}/{kind}/{path}", self.base.as_str().trim_end_matches('/'), self.config.mount.trim_matches('/'))
     }
 
     /// Sends a request; returns the status and body, or the answer's error.
@@ -264,16 +414,43 @@ impl VaultSecretManager {
         url: String,
         body: Option<Value>,
     ) -> Result<Option<bytes::Bytes>, SecretError> {
-        let mut request = self.client.request(method, url).header("X-Vault-Token", self.config.token.expose_secret());
+        let url = reqwest::Url::parse(&url).map_err(|_| {
+            http_error(operation, HttpError::InvalidUrl { reason: format!("no valid url for the path {key:?}") })
+        })?;
+        let first = self.send_once(operation, key, method.clone(), url.clone(), body.clone()).await;
+        match first {
+            Err(SecretError::Backend { kind: ErrorKind::Unauthorized, .. })
+                if self.config.auth.login_path().is_some() =>
+            {
+                // A revoked or expired login token: log in anew, try once more.
+                self.forget_token().await;
+                self.send_once(operation, key, method, url, body).await
+            }
+            other => other,
+        }
+    }
+
+    async fn send_once(
+        &self,
+        operation: &str,
+        key: &str,
+        method: Method,
+        url: reqwest::Url,
+        body: Option<Value>,
+    ) -> Result<Option<bytes::Bytes>, SecretError> {
+        let token = self.current_token().await?;
+        let token = sensitive_header("X-Vault-Token", &token).map_err(|e| http_error(operation, e))?;
+        let mut request =
+            self.client.request(method, url).map_err(|e| http_error(operation, e))?.header("X-Vault-Token", token);
         if let Some(namespace) = &self.config.namespace {
             request = request.header("X-Vault-Namespace", namespace);
         }
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.map_err(|e| http_error(operation, e))?;
+        let response = self.client.send(request).await.map_err(|e| http_error(operation, e))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| http_error(operation, e))?;
+        let body = self.client.read_body(response).await.map_err(|e| http_error(operation, e))?;
         if status.is_success() {
             return Ok(if status == StatusCode::NO_CONTENT { None } else { Some(body) });
         }
@@ -284,7 +461,7 @@ impl VaultSecretManager {
         Err(SecretError::backend(
             operation,
             status_kind(status),
-            format!("vault answered {status}: {}", errors.join("; ")),
+            format!("vault answered {status} for {key}: {}", errors.join("; ")),
         ))
     }
 

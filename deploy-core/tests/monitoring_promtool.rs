@@ -159,3 +159,59 @@ fn alerts_fire_on_errors_and_slow_requests_and_not_before_their_for() {
     let out = promtool(&["test", "rules", "tests.yml"], dir.path());
     assert!(out.contains("SUCCESS"), "{out}");
 }
+
+#[test]
+fn rollout_rules_and_dashboard_pass_promtool_and_the_failed_rollback_alert_fires() {
+    use deploy_core::monitoring::{rollout_alert_rules, rollout_dashboard};
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rollout_alert_rules(Duration::from_secs(7200), 0.2);
+    std::fs::write(dir.path().join("rollouts.yml"), to_yaml(&rules)).unwrap();
+    let out = promtool(&["check", "rules", "rollouts.yml"], dir.path());
+    assert!(out.contains("SUCCESS: 4 rules found"), "{out}");
+
+    let d = rollout_dashboard();
+    let mut recorded = Vec::new();
+    for panel in d["panels"].as_array().unwrap() {
+        for (i, t) in panel["targets"].as_array().unwrap().iter().enumerate() {
+            recorded.push(serde_json::json!({"record": format!("panel_{}_{i}", panel["id"]), "expr": t["expr"]}));
+        }
+    }
+    let file = serde_json::json!({"groups": [{"name": "dashboard", "rules": recorded}]});
+    std::fs::write(dir.path().join("dashboard.yml"), to_yaml(&file)).unwrap();
+    let out = promtool(&["check", "rules", "dashboard.yml"], dir.path());
+    assert!(out.contains("SUCCESS: 6 rules found"), "{out}");
+
+    // A failed rollback fires at once; a rollout stuck for 2 h fires only after 2 h.
+    let test = serde_json::json!({
+        "rule_files": ["rollouts.yml"],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                {"series": "deploy_rollouts_finished_total{strategy=\"canary\",status=\"failed\"}", "values": "0 0 1 1 1"},
+                {"series": "deploy_rollouts_started_total{strategy=\"blue-green\"}", "values": "1x180"}
+            ],
+            "alert_rule_test": [
+                {"eval_time": "1m", "alertname": "DeployRollbackFailed", "exp_alerts": []},
+                {"eval_time": "3m", "alertname": "DeployRollbackFailed", "exp_alerts": [{
+                    "exp_labels": {"severity": "critical", "strategy": "canary", "status": "failed"},
+                    "exp_annotations": {
+                        "summary": "A rollback failed: the application stays degraded until a rollback completes",
+                        "description": "Resume the rollout to retry its rollback."
+                    }
+                }]},
+                {"eval_time": "60m", "alertname": "DeployRolloutStuck", "exp_alerts": []},
+                {"eval_time": "150m", "alertname": "DeployRolloutStuck", "exp_alerts": [{
+                    "exp_labels": {"severity": "warning", "strategy": "blue-green"},
+                    "exp_annotations": {
+                        "summary": "A blue-green rollout has been running for a long time",
+                        "description": "1 rollout(s) started and not finished; a pause may be waiting for promotion."
+                    }
+                }]}
+            ]
+        }]
+    });
+    std::fs::write(dir.path().join("test.yml"), to_yaml(&test)).unwrap();
+    let out = promtool(&["test", "rules", "test.yml"], dir.path());
+    assert!(out.contains("SUCCESS"), "{out}");
+}

@@ -20,9 +20,11 @@
 
 mod grafana;
 mod prometheus;
+mod rollouts;
 mod yaml;
 
 pub use prometheus::{AlertRule, ServiceDiscovery};
+pub use rollouts::{rollout_alert_rules, rollout_dashboard, rollout_rules};
 pub use yaml::to_yaml;
 
 use std::time::Duration;

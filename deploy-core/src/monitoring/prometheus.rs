@@ -111,7 +111,7 @@ impl AlertRule {
         }
     }
 
-    fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         let mut rule = serde_json::Map::new();
         rule.insert("alert".into(), json!(self.name));
         rule.insert("expr".into(), json!(self.expr));

@@ -6,6 +6,8 @@
 #   example            args        needs
 #   quickstart         (none)      nothing: in-memory test kit, paused clock
 #   quickstart         --dry-run   nothing: prints the plans
+#   rollout_metrics    (none)      nothing: test kit, and the metrics exporter on a
+#                                  loopback port
 #   progress_bar       (none)      nothing: test kit; bars are hidden when stderr is
 #                                  not a terminal, the log lines still print
 #   pipeline           (none)      nothing: in-process build / scan / registry
@@ -36,6 +38,7 @@ run() {
 
 run quickstart
 run quickstart --dry-run
+run rollout_metrics
 run progress_bar
 run pipeline
 run tiered_cache

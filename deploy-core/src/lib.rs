@@ -100,6 +100,9 @@
 pub mod analysis;
 pub mod build;
 pub mod cache;
+#[cfg(feature = "cdevents")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cdevents")))]
+pub mod cdevents;
 pub mod checklist;
 pub mod config;
 pub mod dora;

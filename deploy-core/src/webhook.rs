@@ -76,6 +76,17 @@ pub enum WebhookFormat {
     /// A Microsoft Teams (Office 365 connector) `MessageCard`: `@type`, `@context`,
     /// `summary`, `themeColor` by kind, `title`, `text`, and one section of `facts`.
     TeamsMessageCard,
+    /// A [CDEvent](https://cdevents.dev) (spec 0.5) as a CloudEvent 1.0 in structured
+    /// JSON (`application/cloudevents+json`), built with `cdevents-sdk` (feature
+    /// `cdevents`): a succeeded deployment is `service.upgraded` (or
+    /// `service.deployed` when the notification names no previous `from` release),
+    /// a rolled-back one `service.rolledback`, a started deployment
+    /// `pipelinerun.started`, a failed deployment and the pipeline notifications
+    /// `pipelinerun.finished` with their outcome. The subject is the application
+    /// (`namespace/name`), the artifact the `image` field (or the `version` field),
+    /// the environment the notification's; the source is `/deploy-rs/<namespace>/<name>`.
+    #[cfg(feature = "cdevents")]
+    CdEvents,
 }
 
 const SLACK_HEADER_MAX: usize = 150;
@@ -175,7 +186,31 @@ impl WebhookFormat {
                 card["sections"] = json!([section]);
                 card
             }
+            #[cfg(feature = "cdevents")]
+            Self::CdEvents => crate::cdevents::cloud_event(notification).unwrap_or(serde_json::Value::Null),
         }
+    }
+
+    /// The content type of [`WebhookFormat::payload`].
+    pub fn content_type(self) -> &'static str {
+        match self {
+            #[cfg(feature = "cdevents")]
+            Self::CdEvents => "application/cloudevents+json",
+            _ => "application/json",
+        }
+    }
+}
+
+impl WebhookNotifier {
+    /// The body for `notification`; a CDEvent that cannot be built is an error,
+    /// never an empty post.
+    fn payload(&self, notification: &Notification) -> Result<serde_json::Value, NotifyError> {
+        #[cfg(feature = "cdevents")]
+        if self.format == WebhookFormat::CdEvents {
+            return crate::cdevents::cloud_event(notification)
+                .map_err(|e| NotifyError::backend("build the CDEvent", ErrorKind::InvalidInput, e));
+        }
+        Ok(self.format.payload(notification))
     }
 }
 
@@ -252,7 +287,8 @@ impl Notifier for WebhookNotifier {
             .request(reqwest::Method::POST, self.url.clone())
             .map_err(|e| http_error("post the webhook", e))?
             .timeout(self.timeout)
-            .json(&self.format.payload(notification));
+            .header(reqwest::header::CONTENT_TYPE, self.format.content_type())
+            .json(&self.payload(notification)?);
         for (name, value) in &self.headers {
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| http_error("post the webhook", HttpError::InvalidHeader { name: name.clone() }))?;

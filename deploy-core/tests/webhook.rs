@@ -272,3 +272,59 @@ async fn a_run_with_secret_urls_and_headers_traces_no_secret() {
     // The receivers' URLs end in the token `tok3n`.
     capture.assert_free_of(&["tok3n", "k3y-in-header"]);
 }
+
+#[cfg(feature = "cdevents")]
+#[tokio::test]
+async fn cdevents_reach_the_receiver_as_structured_cloudevents_for_every_kind() {
+    let cases = [
+        (NotificationKind::DeploymentStarted, false, "dev.cdevents.pipelinerun.started."),
+        (NotificationKind::DeploymentSucceeded, false, "dev.cdevents.service.deployed."),
+        (NotificationKind::DeploymentSucceeded, true, "dev.cdevents.service.upgraded."),
+        (NotificationKind::RolledBack, true, "dev.cdevents.service.rolledback."),
+        (NotificationKind::DeploymentFailed, true, "dev.cdevents.pipelinerun.finished."),
+        (NotificationKind::PipelineSucceeded, false, "dev.cdevents.pipelinerun.finished."),
+    ];
+    let mut ids = std::collections::BTreeSet::new();
+    for (kind, with_from, type_prefix) in cases {
+        let (url, seen) = serve_once("202 Accepted", "");
+        let hook = loopback(&url).unwrap().format(WebhookFormat::CdEvents);
+        let mut n = Notification::new(kind, "web 2.0.0", "canary analysis failed")
+            .app(AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap()))
+            .environment(Environment::Production)
+            .field("image", "registry.example.com/shop/web:2.0.0")
+            .field("version", "2.0.0");
+        if with_from {
+            n = n.field("from", "1.9.0");
+        }
+        hook.notify(&n).await.unwrap();
+        let seen = seen.recv().unwrap();
+        let header = |name: &str| seen.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        assert_eq!(header("content-type").as_deref(), Some("application/cloudevents+json"), "{kind:?}");
+        let event: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+        // CloudEvents 1.0 attributes, as the receiver reads them.
+        assert_eq!(event["specversion"], "1.0", "{event:#}");
+        let ty = event["type"].as_str().unwrap();
+        assert!(ty.starts_with(type_prefix), "{kind:?}: {ty}");
+        assert_eq!(event["source"], "/deploy-rs/shop/web");
+        let id = event["id"].as_str().unwrap().to_owned();
+        assert!(!id.is_empty() && ids.insert(id), "ids are unique");
+        assert!(event["time"].is_string());
+        // The CDEvent in `data`: context and subject as the CDEvents spec lays them out.
+        let data = &event["data"];
+        assert_eq!(data["context"]["type"], ty);
+        assert_eq!(data["context"]["source"], "/deploy-rs/shop/web");
+        assert_eq!(data["subject"]["id"], "shop/web");
+        let content = &data["subject"]["content"];
+        if ty.contains(".service.") {
+            assert_eq!(content["artifactId"], "registry.example.com/shop/web:2.0.0", "{kind:?}");
+            assert_eq!(content["environment"]["id"], "production", "{kind:?}");
+        } else if ty.contains("pipelinerun.finished") {
+            let outcome = if kind == NotificationKind::PipelineSucceeded { "success" } else { "failure" };
+            assert_eq!(content["outcome"], outcome, "{kind:?}");
+            assert_eq!(content["pipelineName"], "web 2.0.0");
+        } else {
+            assert_eq!(content["pipelineName"], "web 2.0.0");
+            assert!(content["uri"].as_str().unwrap().starts_with("https://"));
+        }
+    }
+}

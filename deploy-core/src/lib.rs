@@ -132,6 +132,7 @@ pub mod recommend;
 pub mod registry;
 pub mod scan;
 pub mod secret;
+pub mod signed_state;
 pub mod state;
 pub mod strategy;
 #[cfg(feature = "testkit")]

@@ -66,6 +66,11 @@ pub struct RolloutState {
     /// recognises its own write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_by: Option<WriteStamp>,
+    /// HMAC-SHA-256 of the rest of the document, hex, written and checked by a
+    /// [`SignedStateStore`](crate::signed_state::SignedStateStore); `None` when
+    /// progress is not signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 impl RolloutState {
@@ -86,6 +91,7 @@ impl RolloutState {
             requests_handled: 0,
             paused: false,
             written_by: None,
+            signature: None,
         }
     }
 

@@ -621,6 +621,16 @@ pub struct RolloutEngineBuilder {
 }
 
 impl RolloutEngineBuilder {
+    /// Signs saved progress with `key` and refuses progress whose signature does
+    /// not match ([`SignedStateStore`](crate::signed_state::SignedStateStore)): a
+    /// document changed outside the engines is never resumed. Every engine that
+    /// drives or controls the same applications needs the same key.
+    #[must_use]
+    pub fn sign_state(mut self, key: crate::signed_state::StateKey) -> Self {
+        self.inner.state = Arc::new(crate::signed_state::SignedStateStore::new(self.inner.state, key));
+        self
+    }
+
     /// Routes traffic with `router`; without one, canary weights are reached by
     /// replica ratio and blue-green plans are rejected.
     pub fn router(mut self, router: Arc<dyn TrafficRouter>) -> Self {

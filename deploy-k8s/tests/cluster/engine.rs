@@ -214,6 +214,23 @@ impl World {
         self.engine_on(self.s.cluster.clone(), config)
     }
 
+    /// An engine that signs its saved progress with `key`.
+    pub fn signed_engine(&self, holder: &str, key: &[u8]) -> RolloutEngine {
+        let c = self.s.cluster.clone();
+        let mut builder = RolloutEngine::builder(
+            Arc::new(KubePlatform::new(c.clone())),
+            Arc::new(KubeStateStore::new(c.clone())),
+            Arc::new(KubeHistoryStore::new(c.clone(), self.s.namespace.clone())),
+        )
+        .metrics(self.kit.metrics())
+        .config(engine_config(holder))
+        .sign_state(deploy_core::signed_state::StateKey::new(key.to_vec()).expect("a key"));
+        if let Some(router) = self.router_on(c) {
+            builder = builder.router(router);
+        }
+        builder.build()
+    }
+
     /// An engine whose platform, router and stores talk through `c`.
     pub fn engine_on(&self, c: deploy_k8s::Cluster, config: EngineConfig) -> RolloutEngine {
         let c_router = c.clone();

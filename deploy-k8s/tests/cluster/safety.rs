@@ -213,3 +213,53 @@ async fn a_state_store_failing_during_the_rollback_leaves_the_app_for_resume_to_
     assert_lock_and_state_cleared(&w.s, "rollback-store").await;
     w.s.cleanup().await;
 }
+
+#[tokio::test]
+async fn progress_changed_in_its_configmap_is_refused_at_resume_and_nothing_is_deployed() {
+    let w = World::new("tampered", Strat::Canary, Route::Istio).await;
+    w.error_rate(0.001);
+    let key = [42u8; 32];
+    let first = w.signed_engine("engine-a", &key);
+    let mut handle = first.start(w.request(support::release(NEW))).await.expect("started");
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), handle.next_event()).await {
+            Ok(Some(RolloutEvent::StepFinished { index: 2, .. })) => break,
+            Ok(Some(RolloutEvent::Finished { .. }) | None) => panic!("finished before step 2"),
+            Ok(Some(_)) => {}
+            Err(_) => panic!("step 2 did not finish within 60 s"),
+        }
+    }
+    handle.kill();
+    // Someone with `configmaps update` in the namespace swaps the image to deploy.
+    let maps: Api<ConfigMap> = w.s.api();
+    let name = state_name(&w.s.app());
+    let mut cm = maps.get(&name).await.unwrap();
+    let data = cm.data.as_mut().unwrap();
+    let text = data.get("state.json").cloned().unwrap();
+    assert!(text.contains("\"signature\""), "progress is saved signed");
+    let evil = text.replace("registry.deploy-rs.test/shop/web:2", "registry.evil.example/miner:latest");
+    assert_ne!(evil, text);
+    data.insert("state.json".to_owned(), evil);
+    maps.replace(&name, &Default::default(), &cm).await.unwrap();
+
+    let second = w.signed_engine("engine-b", &key);
+    let err = loop {
+        match second.resume(&w.s.app()).await {
+            Err(RolloutError::Locked { .. }) => tokio::time::sleep(Duration::from_millis(500)).await,
+            Err(e) => break e,
+            Ok(_) => panic!("a tampered state was resumed"),
+        }
+    };
+    assert!(err.to_string().contains("changed outside the engine"), "{err}");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = w.s.api();
+    let all = pods.list(&Default::default()).await.unwrap();
+    assert!(
+        all.items.iter().flat_map(|p| p.spec.iter().flat_map(|s| s.containers.iter())).all(|c| !c
+            .image
+            .as_deref()
+            .unwrap_or_default()
+            .contains("miner")),
+        "the swapped image never ran"
+    );
+    w.s.cleanup().await;
+}

@@ -625,7 +625,6 @@ impl RolloutEngineBuilder {
     /// not match ([`SignedStateStore`](crate::signed_state::SignedStateStore)): a
     /// document changed outside the engines is never resumed. Every engine that
     /// drives or controls the same applications needs the same key.
-    #[must_use]
     pub fn sign_state(mut self, key: crate::signed_state::StateKey) -> Self {
         self.inner.state = Arc::new(crate::signed_state::SignedStateStore::new(self.inner.state, key));
         self

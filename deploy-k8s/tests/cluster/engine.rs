@@ -271,10 +271,10 @@ fn old_track(strat: Strat) -> Track {
 // --- user-shaped routing objects ---------------------------------------------
 
 pub struct Kind {
-    group: &'static str,
-    version: &'static str,
-    kind: &'static str,
-    plural: &'static str,
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
 }
 
 pub const VIRTUAL_SERVICE: Kind =

@@ -84,6 +84,30 @@ fn user_http_route(namespace: &str) -> Value {
     })
 }
 
+/// The canary Ingress as a user writes it for ingress-nginx: TLS, a body-size limit,
+/// their own labels; the canary annotations the router reads and writes.
+fn user_canary_ingress(namespace: &str) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "web-canary", "namespace": namespace, "labels": {"team": "shop"},
+            "annotations": {
+                "nginx.ingress.kubernetes.io/canary": "true",
+                "nginx.ingress.kubernetes.io/canary-weight": "0",
+                "nginx.ingress.kubernetes.io/proxy-body-size": "8m",
+                "nginx.ingress.kubernetes.io/ssl-redirect": "true"
+            }},
+        "spec": {
+            "ingressClassName": "nginx",
+            "tls": [{"hosts": ["web.example.com"], "secretName": "web-tls"}],
+            "rules": [{"host": "web.example.com", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web-canary", "port": {"number": 80}}}}
+            ]}}]
+        }
+    })
+}
+
+const INGRESS: Kind = Kind { group: "networking.k8s.io", version: "v1", kind: "Ingress", plural: "ingresses" };
+
 /// What the user wrote and owns: everything but the server's bookkeeping and the
 /// router's own entries, the track destinations (VirtualService `primary`) or track
 /// backends (the HTTPRoute's weighted rule) that carry no traffic.
@@ -102,6 +126,10 @@ fn users_part(object: &Value) -> Value {
         if let Some(destinations) = route["route"].as_array_mut() {
             destinations.retain(|d| !idle_track(d, &|d| d["destination"]["subset"].as_str().map(str::to_owned)));
         }
+    }
+    // The NGINX router's own header annotations.
+    if let Some(annotations) = object["metadata"]["annotations"].as_object_mut() {
+        annotations.retain(|k, _| !k.starts_with("nginx.ingress.kubernetes.io/canary-by-header"));
     }
     for rule in object["spec"]["rules"].as_array_mut().into_iter().flatten() {
         if let Some(backends) = rule["backendRefs"].as_array_mut() {
@@ -123,9 +151,13 @@ async fn replace_object(w: &World, kind: &Kind, object: Value) {
 }
 
 async fn survives(test: &str, route: Route, kind: &Kind, user: fn(&str) -> Value) {
+    survives_named(test, route, kind, user, "web").await;
+}
+
+async fn survives_named(test: &str, route: Route, kind: &Kind, user: fn(&str) -> Value, name: &str) {
     let mut w = World::new(test, Strat::Canary, route).await;
     replace_object(&w, kind, user(&w.s.namespace)).await;
-    let before = users_part(&read(&w.s, kind, "web").await);
+    let before = users_part(&read(&w.s, kind, name).await);
     w.plan = plan();
 
     // A promoted canary ...
@@ -134,7 +166,7 @@ async fn survives(test: &str, route: Route, kind: &Kind, user: fn(&str) -> Value
     let report = engine.run(w.request(support::release(NEW))).await.expect("report");
     assert_eq!(report.status, DeploymentStatus::Succeeded, "{test}: {:?}", report.cause);
     assert_serves(&w.s, Track::Stable, NEW, test).await;
-    let after = users_part(&read(&w.s, kind, "web").await);
+    let after = users_part(&read(&w.s, kind, name).await);
     assert_eq!(after, before, "{test}: the user's object is unchanged after a promoted canary");
 
     // ... and a rolled-back one.
@@ -144,7 +176,7 @@ async fn survives(test: &str, route: Route, kind: &Kind, user: fn(&str) -> Value
     let report = engine.run(back).await.expect("report");
     assert_eq!(report.status, DeploymentStatus::RolledBack, "{test}: {:?}", report.cause);
     assert_serves(&w.s, Track::Stable, NEW, test).await;
-    let after = users_part(&read(&w.s, kind, "web").await);
+    let after = users_part(&read(&w.s, kind, name).await);
     assert_eq!(after, before, "{test}: the user's object is unchanged after a rollback");
     let _ = OLD;
     w.s.cleanup().await;
@@ -153,6 +185,11 @@ async fn survives(test: &str, route: Route, kind: &Kind, user: fn(&str) -> Value
 #[tokio::test]
 async fn a_users_virtual_service_survives_a_canary_and_a_rollback() {
     survives("vs-survives", Route::Istio, &VIRTUAL_SERVICE, user_virtual_service).await;
+}
+
+#[tokio::test]
+async fn a_users_canary_ingress_survives_a_canary_and_a_rollback() {
+    survives_named("ingress-survives", Route::Nginx, &INGRESS, user_canary_ingress, "web-canary").await;
 }
 
 #[tokio::test]
@@ -184,4 +221,32 @@ async fn the_default_canary_succeeds_behind_the_replica_ratio_router_at_4_replic
 #[tokio::test]
 async fn the_default_canary_succeeds_behind_the_replica_ratio_router_at_10_replicas() {
     default_canary_by_replica_ratio("ratio-10", 10).await;
+}
+
+#[tokio::test]
+async fn a_users_service_keeps_everything_but_its_track_label_through_blue_green() {
+    use deploy_core::strategy::BlueGreen;
+    const SERVICE: Kind = Kind { group: "", version: "v1", kind: "Service", plural: "services" };
+    let mut w = World::new("svc-survives", Strat::BlueGreen, Route::ServiceSelector).await;
+    let ns = w.s.namespace.clone();
+    let mut current = read(&w.s, &SERVICE, "web").await;
+    // The user's Service: their own labels, annotations, session affinity and selector label.
+    current["metadata"]["labels"]["team"] = json!("shop");
+    current["metadata"]["annotations"] = json!({"external-dns.alpha.kubernetes.io/hostname": "web.example.com"});
+    current["spec"]["sessionAffinity"] = json!("ClientIP");
+    current["spec"]["selector"]["tier"] = json!("frontend");
+    replace_object(&w, &SERVICE, current).await;
+    let before = users_part(&read(&w.s, &SERVICE, "web").await);
+    assert_eq!(before["metadata"]["namespace"], ns.as_str());
+    w.error_rate(0.001);
+    w.plan = BlueGreen::default()
+        .scale_down_delay(deploy_core::model::HumanDuration::ZERO)
+        .plan(&PlanInput::new(crate::engine::REPLICAS).live_track(Track::Blue));
+    let report = w.engine("selector").run(w.request(support::release(NEW))).await.expect("report");
+    assert_eq!(report.status, DeploymentStatus::Succeeded, "{:?}", report.cause);
+    let mut after = users_part(&read(&w.s, &SERVICE, "web").await);
+    assert_eq!(after["spec"]["selector"]["deploy-rs.io/track"], "green", "the switch happened");
+    after["spec"]["selector"]["deploy-rs.io/track"] = json!("blue");
+    assert_eq!(after, before, "only the selector's track label changed");
+    w.s.cleanup().await;
 }

@@ -13,7 +13,7 @@ use deploy_core::model::{AppId, Environment, Name};
 use deploy_core::notify::{Notification, NotificationKind, Notifier, NotifyError};
 use deploy_core::webhook::{WebhookFormat, WebhookNotifier};
 
-mod trace_capture;
+use deploy_core::testkit::trace as trace_capture;
 
 /// What the server saw of one request.
 struct Seen {

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test set-up: a failure there is the test failing")]
 
 mod common;
-mod trace_capture;
+use deploy_core::testkit::trace as trace_capture;
 
 use common::{Cleanup, LocalRegistry, build_busybox, docker, free_port};
 use deploy_core::error::{Classify, ErrorKind};

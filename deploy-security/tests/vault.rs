@@ -6,7 +6,7 @@
 #![cfg(feature = "vault")]
 
 mod openbao;
-mod trace_capture;
+use deploy_core::testkit::trace as trace_capture;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -6,4 +6,4 @@ mod single;
 mod support;
 mod tiered;
 mod tls;
-mod trace_capture;
+use deploy_core::testkit::trace as trace_capture;

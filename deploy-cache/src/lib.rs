@@ -69,3 +69,13 @@ pub use single_flight::SharedError;
 #[cfg_attr(docsrs, doc(cfg(feature = "moka")))]
 pub use tiered::{L2FailurePolicy, TierStats, TieredCache, TieredConfig};
 pub use typed::{LoadError, TypedCache};
+
+// The libraries this crate's API is made of, re-exported so that users need not pin
+// their own copies.
+pub use deploy_core;
+#[cfg(feature = "moka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "moka")))]
+pub use moka;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis;

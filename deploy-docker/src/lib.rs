@@ -52,3 +52,8 @@ pub use error::DockerError;
 pub use platform::DockerPlatform;
 pub use registry::DockerRegistry;
 pub use router::NetworkAliasRouter;
+
+// The libraries this crate's API is made of, re-exported so that users need not pin
+// their own copies.
+pub use bollard;
+pub use deploy_core;

@@ -85,6 +85,12 @@ pub use cluster::Cluster;
 pub use error::{KubeError, Result};
 pub use platform::{KubePlatform, PlatformOptions};
 
+// The libraries this crate's API is made of, re-exported so that users need not pin
+// their own copies (as `kube` re-exports `kube_core`).
+pub use deploy_core;
+pub use k8s_openapi;
+pub use kube;
+
 #[cfg(test)]
 mod engine_tests;
 #[cfg(test)]

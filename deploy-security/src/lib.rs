@@ -18,3 +18,7 @@ pub mod scan;
 #[cfg(any(feature = "memory", feature = "file", feature = "vault", feature = "kubernetes"))]
 pub mod secrets;
 pub mod secure_config;
+
+/// deploy-core, whose traits (`SecretManager`, `VulnerabilityScanner`) this crate
+/// implements, re-exported so that users need not pin their own copy.
+pub use deploy_core;

@@ -27,19 +27,27 @@ async fn assert_promoted(w: &World, context: &str) {
 }
 
 async fn crash_and_resume(test: &str, strat: Strat, route: Route) {
-    let w = World::new(test, strat, route).await;
+    let mut w = World::new(test, strat, route).await;
     w.error_rate(0.001);
+    // A pause after the middle step: the driver dies while it waits there, so the
+    // crash cannot race the rest of a fast rollout to its end.
+    let middle = w.plan.steps.len() / 2;
+    w.plan.steps.insert(
+        middle + 1,
+        deploy_core::plan::Step::Pause(deploy_core::plan::PauseKind::Duration(deploy_core::model::HumanDuration::new(
+            Duration::from_secs(3),
+        ))),
+    );
     let ttl = Duration::from_secs(4);
     let first = w.engine_with(engine_config("engine-a").lock_ttl(ttl));
     let mut handle = first.start(w.request(support::release(NEW))).await.expect("start");
-    // Let it finish its middle step, then die without clean-up.
-    let middle = w.plan.steps.len() / 2;
+    // Let it finish its middle step and enter the pause, then die without clean-up.
     loop {
         match tokio::time::timeout(Duration::from_secs(60), handle.next_event()).await {
-            Ok(Some(RolloutEvent::StepFinished { index, .. })) if index == middle => break,
-            Ok(Some(RolloutEvent::Finished { .. }) | None) => panic!("finished before step {middle}"),
+            Ok(Some(RolloutEvent::Paused { .. })) => break,
+            Ok(Some(RolloutEvent::Finished { .. }) | None) => panic!("finished before step {}", middle + 1),
             Ok(Some(_)) => {}
-            Err(_) => panic!("step {middle} did not finish within 60 s"),
+            Err(_) => panic!("step {} did not start within 60 s", middle + 1),
         }
     }
     let saved = KubeStateStore::new(w.s.cluster.clone()).load(&w.s.app()).await.unwrap();

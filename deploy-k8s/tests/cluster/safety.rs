@@ -171,17 +171,21 @@ async fn renewals_failing_past_the_ttl_stop_the_driver_before_another_takes_over
 
 #[tokio::test]
 async fn a_state_store_failing_during_the_rollback_leaves_the_app_for_resume_to_restore() {
-    let w = World::new("rollback-store", Strat::Canary, Route::Istio).await;
+    let mut w = World::new("rollback-store", Strat::Canary, Route::Istio).await;
     w.error_rate(0.5);
+    // The store goes away during a pause before the failing analysis, so that it is
+    // gone for the whole rollback however fast the rollback is.
+    let analyze = w.plan.steps.iter().position(|s| matches!(s, Step::Analyze(_))).expect("an analysis");
+    w.plan.steps.insert(analyze, Step::Pause(PauseKind::Duration(HumanDuration::new(Duration::from_secs(2)))));
     let proxy = CuttableProxy::start().await;
     let engine = state_through(&w, &proxy, engine_config("store-fails"));
     let mut handle = engine.start(w.request(support::release(NEW))).await.expect("started");
     loop {
         match tokio::time::timeout(Duration::from_secs(60), handle.next_event()).await {
-            Ok(Some(RolloutEvent::RollbackStarted { .. })) => break,
-            Ok(Some(RolloutEvent::Finished { .. }) | None) => panic!("finished before the rollback"),
+            Ok(Some(RolloutEvent::Paused { .. })) => break,
+            Ok(Some(RolloutEvent::Finished { .. }) | None) => panic!("finished before the pause"),
             Ok(Some(_)) => {}
-            Err(_) => panic!("no rollback within 60 s"),
+            Err(_) => panic!("no pause within 60 s"),
         }
     }
     proxy.block();
@@ -212,17 +216,19 @@ async fn a_state_store_failing_during_the_rollback_leaves_the_app_for_resume_to_
 
 #[tokio::test]
 async fn progress_changed_in_its_configmap_is_refused_at_resume_and_nothing_is_deployed() {
-    let w = World::new("tampered", Strat::Canary, Route::Istio).await;
+    let mut w = World::new("tampered", Strat::Canary, Route::Istio).await;
     w.error_rate(0.001);
+    // The driver dies during a pause, so the crash cannot race the rollout's end.
+    w.plan.steps.insert(3, Step::Pause(PauseKind::Duration(HumanDuration::new(Duration::from_secs(3)))));
     let key = [42u8; 32];
     let first = w.signed_engine("engine-a", &key);
     let mut handle = first.start(w.request(support::release(NEW))).await.expect("started");
     loop {
         match tokio::time::timeout(Duration::from_secs(60), handle.next_event()).await {
-            Ok(Some(RolloutEvent::StepFinished { index: 2, .. })) => break,
-            Ok(Some(RolloutEvent::Finished { .. }) | None) => panic!("finished before step 2"),
+            Ok(Some(RolloutEvent::Paused { .. })) => break,
+            Ok(Some(RolloutEvent::Finished { .. }) | None) => panic!("finished before the pause"),
             Ok(Some(_)) => {}
-            Err(_) => panic!("step 2 did not finish within 60 s"),
+            Err(_) => panic!("no pause within 60 s"),
         }
     }
     handle.kill();

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use deploy_core::engine::{RolloutError, RolloutEvent};
+use deploy_core::engine::RolloutError;
 use deploy_core::model::{DeploymentStatus, Track};
 use deploy_core::state::{LockRequest, StateError, StateStore};
 use deploy_k8s::state::{KubeStateStore, state_name};
@@ -42,14 +42,7 @@ async fn crash_and_resume(test: &str, strat: Strat, route: Route) {
     let first = w.engine_with(engine_config("engine-a").lock_ttl(ttl));
     let mut handle = first.start(w.request(support::release(NEW))).await.expect("start");
     // Let it finish its middle step and enter the pause, then die without clean-up.
-    loop {
-        match tokio::time::timeout(Duration::from_secs(60), handle.next_event()).await {
-            Ok(Some(RolloutEvent::Paused { .. })) => break,
-            Ok(Some(RolloutEvent::Finished { .. }) | None) => panic!("finished before step {}", middle + 1),
-            Ok(Some(_)) => {}
-            Err(_) => panic!("step {} did not start within 60 s", middle + 1),
-        }
-    }
+    support::until_paused(&mut handle).await;
     let saved = KubeStateStore::new(w.s.cluster.clone()).load(&w.s.app()).await.unwrap();
     assert!(saved.is_some(), "progress is saved on the server when the engine dies");
     handle.kill();

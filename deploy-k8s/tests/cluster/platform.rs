@@ -1,5 +1,5 @@
 //! `KubePlatform`, the routers and the stores one call at a time on the real API
-//! server (the former `#[ignore]`d end-to-end suite), with what the server holds
+//! server (the end-to-end suite that once needed a cluster of its own), with what the server holds
 //! read back after each.
 
 use std::time::Duration;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use deploy_core::engine::{RolloutError, RolloutEvent, RolloutRequest};
+use deploy_core::engine::{RolloutError, RolloutRequest};
 use deploy_core::model::{DeploymentStatus, HumanDuration, Track};
 use deploy_core::plan::{PauseKind, Step};
 use deploy_core::strategy::{BlueGreen, Canary, PlanInput, Strategy};
@@ -133,14 +133,7 @@ async fn renewals_failing_past_the_ttl_stop_the_driver_before_another_takes_over
     let ttl = Duration::from_secs(4);
     let engine = state_through(&w, &proxy, engine_config("cut-off").lock_ttl(ttl));
     let mut handle = engine.start(w.request(support::release(NEW))).await.expect("started");
-    loop {
-        match tokio::time::timeout(Duration::from_secs(60), handle.next_event()).await {
-            Ok(Some(RolloutEvent::Paused { .. })) => break,
-            Ok(Some(RolloutEvent::Finished { .. }) | None) => panic!("finished before the pause"),
-            Ok(Some(_)) => {}
-            Err(_) => panic!("no pause within 60 s"),
-        }
-    }
+    support::until_paused(&mut handle).await;
     proxy.block();
     let outcome = tokio::time::timeout(Duration::from_secs(30), handle.wait()).await.expect("the driver stops");
     assert!(matches!(outcome, Err(RolloutError::LockLost { .. })), "{outcome:?}");
@@ -180,14 +173,7 @@ async fn a_state_store_failing_during_the_rollback_leaves_the_app_for_resume_to_
     let proxy = CuttableProxy::start().await;
     let engine = state_through(&w, &proxy, engine_config("store-fails"));
     let mut handle = engine.start(w.request(support::release(NEW))).await.expect("started");
-    loop {
-        match tokio::time::timeout(Duration::from_secs(60), handle.next_event()).await {
-            Ok(Some(RolloutEvent::Paused { .. })) => break,
-            Ok(Some(RolloutEvent::Finished { .. }) | None) => panic!("finished before the pause"),
-            Ok(Some(_)) => {}
-            Err(_) => panic!("no pause within 60 s"),
-        }
-    }
+    support::until_paused(&mut handle).await;
     proxy.block();
     let _ = tokio::time::timeout(Duration::from_secs(60), handle.wait()).await.expect("the rollout ends");
     proxy.unblock();
@@ -223,14 +209,7 @@ async fn progress_changed_in_its_configmap_is_refused_at_resume_and_nothing_is_d
     let key = [42u8; 32];
     let first = w.signed_engine("engine-a", &key);
     let mut handle = first.start(w.request(support::release(NEW))).await.expect("started");
-    loop {
-        match tokio::time::timeout(Duration::from_secs(60), handle.next_event()).await {
-            Ok(Some(RolloutEvent::Paused { .. })) => break,
-            Ok(Some(RolloutEvent::Finished { .. }) | None) => panic!("finished before the pause"),
-            Ok(Some(_)) => {}
-            Err(_) => panic!("no pause within 60 s"),
-        }
-    }
+    support::until_paused(&mut handle).await;
     handle.kill();
     // Someone with `configmaps update` in the namespace swaps the image to deploy.
     let maps: Api<ConfigMap> = w.s.api();

@@ -327,3 +327,16 @@ impl CuttableProxy {
         self.accepted.load(Ordering::SeqCst)
     }
 }
+
+/// Reads `handle`'s events until the rollout waits in a pause; panics if it ends
+/// first or no pause comes within 60 s.
+pub async fn until_paused(handle: &mut deploy_core::engine::RolloutHandle) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), handle.next_event()).await {
+            Ok(Some(deploy_core::engine::RolloutEvent::Paused { .. })) => return,
+            Ok(Some(deploy_core::engine::RolloutEvent::Finished { .. }) | None) => panic!("finished before a pause"),
+            Ok(Some(_)) => {}
+            Err(_) => panic!("no pause within 60 s"),
+        }
+    }
+}

@@ -10,7 +10,9 @@
 //! - memory per waiting rollout: every rollout held at a pause until promoted,
 //!   (heap bytes live with them − before) / rollouts, counted by `stats_alloc`'s
 //!   instrumented allocator (resident memory would hide it: the allocator reuses
-//!   what the earlier runs freed).
+//!   what the earlier runs freed), once with the kit's call log and state copies and
+//!   once with a kit that keeps no observations (the engine's share plus the latest
+//!   state document and simulated tracks).
 //!
 //! `cargo bench -p deploy-core --features testkit --bench many_rollouts`
 #![allow(clippy::unwrap_used, reason = "benchmark fixtures fail loudly")]
@@ -69,8 +71,8 @@ struct World {
     apps: Vec<(AppSpec, Release, Release)>,
 }
 
-fn world(n: usize) -> World {
-    let kit = TestKit::new();
+fn world(n: usize, observed: bool) -> World {
+    let kit = if observed { TestKit::new() } else { TestKit::without_observations() };
     kit.set_ready_delay(Duration::from_secs(5));
     kit.metric_values().set("error-rate", Track::Canary, 0.001);
     let apps: Vec<_> = (0..n).map(app).collect();
@@ -92,7 +94,7 @@ fn request(w: &World, i: usize, plan: &Plan) -> RolloutRequest {
 
 /// Runs `n` rollouts to their end at once; (wall, cpu, steps executed).
 async fn run_all(n: usize) -> (Duration, Duration, usize) {
-    let w = world(n);
+    let w = world(n, true);
     let plan = plan(false);
     let cpu = ThreadTime::now();
     let wall = Instant::now();
@@ -110,10 +112,12 @@ async fn run_all(n: usize) -> (Duration, Duration, usize) {
     (wall.elapsed(), cpu.elapsed(), steps)
 }
 
-/// Heap bytes per rollout held at a pause (the kit's own simulated tracks and
-/// stores included, which a real backend keeps outside the process).
-async fn memory_per_waiting(n: usize) -> u64 {
-    let w = world(n);
+/// Heap bytes per rollout held at a pause. With `observed`, the kit keeps its call
+/// log and a copy of every saved state for assertions; without, only what its
+/// backends need (the simulated tracks, the latest state document, the lease),
+/// which a real backend keeps outside the process: the rest is the engine's.
+async fn memory_per_waiting(n: usize, observed: bool) -> u64 {
+    let w = world(n, observed);
     let plan = plan(true);
     let before = live_bytes();
     let mut handles: Vec<RolloutHandle> = Vec::with_capacity(n);
@@ -140,16 +144,19 @@ async fn memory_per_waiting(n: usize) -> u64 {
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
     runtime.block_on(async {
-        println!("| rollouts | wall | CPU | steps | CPU per step | vs 1 rollout | heap per waiting rollout |");
-        println!("|---|---|---|---|---|---|---|");
+        println!(
+            "| rollouts | wall | CPU | steps | CPU per step | vs 1 rollout | heap per waiting rollout (kit with log) | (kit without observations) |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
         let mut single = None;
         for n in [1usize, 100, 1000] {
             let (wall, cpu, steps) = run_all(n).await;
             let per_step = cpu.as_secs_f64() / steps as f64;
             let base = *single.get_or_insert(per_step);
-            let memory = memory_per_waiting(n).await;
+            let memory = memory_per_waiting(n, true).await;
+            let lean = memory_per_waiting(n, false).await;
             println!(
-                "| {n} | {:.1} ms | {:.1} ms | {steps} | {:.1} µs | {:.2}× | {} B |",
+                "| {n} | {:.1} ms | {:.1} ms | {steps} | {:.1} µs | {:.2}× | {} B | {lean} B |",
                 wall.as_secs_f64() * 1e3,
                 cpu.as_secs_f64() * 1e3,
                 per_step * 1e6,

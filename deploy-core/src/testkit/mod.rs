@@ -230,6 +230,8 @@ pub(crate) struct World {
     header_routes: BTreeMap<AppId, Vec<HeaderRoute>>,
     mirrors: BTreeMap<AppId, (Track, Mirror)>,
     log: Vec<Call>,
+    /// False for a kit made with [`TestKit::without_observations`]: no call log.
+    forget_calls: bool,
     counts: BTreeMap<Method, u32>,
     faults: Vec<(Method, u32, Fault)>,
     next_fault: Option<Fault>,
@@ -312,7 +314,9 @@ impl Shared {
             Some(Fault::Hang) => CallOutcome::Hung,
         };
         let seq = world.log.len();
-        world.log.push(Call { seq, at: Instant::now(), method, detail, outcome, unready: Vec::new() });
+        if !world.forget_calls {
+            world.log.push(Call { seq, at: Instant::now(), method, detail, outcome, unready: Vec::new() });
+        }
         (seq, fault)
     }
 }
@@ -364,6 +368,17 @@ impl TestKit {
     /// A kit whose router can do everything, with tracks ready 5 s after a change.
     pub fn new() -> Self {
         Self::with_router_capabilities(RouterCapabilities::full())
+    }
+
+    /// A kit that keeps no observations: no call log ([`TestKit::calls`] stays empty)
+    /// and no copy of every saved state ([`TestKit::saved_states`] stays empty), only
+    /// what its backends need to behave. For long simulations and for measuring the
+    /// engine's own memory, which the log and copies would otherwise swamp.
+    pub fn without_observations() -> Self {
+        let kit = Self::new();
+        kit.shared.lock().forget_calls = true;
+        kit.state.forget_saves();
+        kit
     }
 
     /// A kit whose router has `caps`.
@@ -613,4 +628,34 @@ pub fn sample_app(replicas: u32) -> (AppSpec, Release, Release) {
     let v1 = Release::new(version("1.0.0"), image("registry.local/shop/checkout:1.0.0"));
     let v2 = Release::new(version("2.0.0"), image("registry.local/shop/checkout:2.0.0"));
     (spec, v1, v2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{RolloutEngine, RolloutRequest};
+    use crate::model::DeploymentStatus;
+    use crate::strategy::{Canary, PlanInput, Strategy};
+
+    async fn roll_out(kit: &TestKit) {
+        let (spec, v1, v2) = sample_app(4);
+        kit.seed(&spec, Track::Stable, &v1);
+        let engine =
+            RolloutEngine::builder(kit.platform(), kit.state_store(), kit.history_store()).router(kit.router()).build();
+        let plan = Canary::default().plan(&PlanInput::new(4));
+        let report = engine.run(RolloutRequest::new(spec, v2, plan).from(v1)).await.unwrap();
+        assert_eq!(report.status, DeploymentStatus::Succeeded, "{:?}", report.cause);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kit_without_observations_runs_rollouts_and_keeps_no_log() {
+        let observed = TestKit::new();
+        roll_out(&observed).await;
+        assert!(!observed.calls().is_empty() && !observed.saved_states().is_empty());
+        let lean = TestKit::without_observations();
+        roll_out(&lean).await;
+        assert!(lean.calls().is_empty(), "{} calls logged", lean.calls().len());
+        assert!(lean.saved_states().is_empty());
+        assert!(lean.state_calls(StateMethod::Save) > 0, "the store was still used");
+    }
 }

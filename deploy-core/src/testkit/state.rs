@@ -64,6 +64,10 @@ struct Store {
     lock_revision: u64,
     last_revision: u64,
     saves: Vec<SavedState>,
+    /// Saves so far (kept apart from `saves`, which a kit without observations
+    /// leaves empty).
+    save_count: usize,
+    forget_saves: bool,
     crash_after: Option<usize>,
     counts: BTreeMap<StateMethod, u32>,
     faults: Vec<(StateMethod, Hits, Fault)>,
@@ -118,6 +122,10 @@ impl TestStateStore {
     pub(crate) async fn crashed(&self) {
         let mut rx = self.shared.crashed.subscribe();
         let _ = rx.wait_for(|crashed| *crashed).await;
+    }
+
+    pub(crate) fn forget_saves(&self) {
+        self.lock().forget_saves = true;
     }
 
     pub(crate) fn saved(&self) -> Vec<SavedState> {
@@ -220,8 +228,11 @@ impl StateStore for TestStateStore {
             store.last_revision += 1;
             let revision = store.last_revision;
             store.docs.insert(app.clone(), (revision, json.clone()));
-            store.saves.push(SavedState { app: app.clone(), revision, json });
-            let crash = store.crash_after == Some(store.saves.len());
+            store.save_count += 1;
+            if !store.forget_saves {
+                store.saves.push(SavedState { app: app.clone(), revision, json });
+            }
+            let crash = store.crash_after == Some(store.save_count);
             let lost = store.lost_responses.contains(&n);
             if !crash && !lost {
                 return Ok(Revision::new(revision.to_string()));

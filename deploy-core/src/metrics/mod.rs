@@ -1,4 +1,5 @@
-//! Evidence for analysis: the [`MetricsProvider`] trait.
+//! Evidence for analysis: the [`MetricsProvider`] trait, and [`CoalescingMetrics`],
+//! which makes identical queries of many rollouts once under a rate limit.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,6 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{BoxError, Classify, ErrorKind, backend_error};
 use crate::model::{AppId, Track};
+
+mod coalesce;
+mod rate_limit;
+
+pub use coalesce::{CoalesceConfig, CoalesceStats, CoalescingMetrics};
+pub use rate_limit::RateLimit;
 
 /// One metric to measure for one track.
 ///

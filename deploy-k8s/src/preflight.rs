@@ -4,12 +4,22 @@
 //! have left once the pods already bound to them are counted, and the image exists.
 //!
 //! A check that cannot be carried out fails; nothing passes on silence.
+//!
+//! Each check is a [`deploy_core::checklist::Check`], the suite's one check
+//! vocabulary: [`preflight`] runs them in order into a report, [`preflight_checklist`]
+//! makes them a checklist, and [`KubePreflight`] hands them to the rollout engine
+//! to run before a rollout changes anything.
 
-use std::fmt;
-
-use deploy_core::model::{ImageRef, Quantity, ResourceList};
-use deploy_core::registry::ImageRegistry;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deploy_core::checklist::{Check, Checklist, ImageExistsCheck, Phase};
+use deploy_core::engine::{Preflight, PreflightInput};
+use deploy_core::model::{ImageRef, Quantity, ResourceList};
+use deploy_core::plan::{Step, resolve_rolling};
+use deploy_core::registry::ImageRegistry;
 
 use k8s_openapi::api::core::v1::{Node, Pod, ResourceQuota};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KubeQuantity;
@@ -60,34 +70,48 @@ impl PreflightRequest {
     }
 }
 
-/// The outcome of one check.
-#[derive(Debug, Clone, PartialEq, Eq)]
+pub use deploy_core::checklist::CheckOutcome;
+
+/// The preflight's checks, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum CheckOutcome {
-    /// The check passed; the detail says what was seen.
-    Passed(String),
-    /// The check failed or could not be carried out; the detail says why.
-    Failed(String),
+pub enum CheckName {
+    /// `api-server`: [`ApiServerCheck`].
+    ApiServer,
+    /// `namespace`: [`NamespaceCheck`].
+    Namespace,
+    /// `quota`: [`QuotaCheck`].
+    Quota,
+    /// `capacity`: [`CapacityCheck`].
+    Capacity,
+    /// `image`: the registry has the image.
+    Image,
+}
+
+impl CheckName {
+    /// The id of the check in reports and checklists.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiServer => "api-server",
+            Self::Namespace => "namespace",
+            Self::Quota => "quota",
+            Self::Capacity => "capacity",
+            Self::Image => "image",
+        }
+    }
 }
 
 /// One named check and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Check {
+pub struct CheckResult {
     /// `api-server`, `namespace`, `quota`, `capacity` or `image`.
     pub name: &'static str,
     /// What happened.
     pub outcome: CheckOutcome,
 }
 
-impl Check {
-    fn pass(name: &'static str, detail: impl Into<String>) -> Self {
-        Self { name, outcome: CheckOutcome::Passed(detail.into()) }
-    }
-    fn fail(name: &'static str, detail: impl Into<String>) -> Self {
-        Self { name, outcome: CheckOutcome::Failed(detail.into()) }
-    }
-
+impl CheckResult {
     /// Whether it passed.
     pub fn passed(&self) -> bool {
         matches!(self.outcome, CheckOutcome::Passed(_))
@@ -99,17 +123,17 @@ impl Check {
 #[non_exhaustive]
 pub struct PreflightReport {
     /// The checks.
-    pub checks: Vec<Check>,
+    pub checks: Vec<CheckResult>,
 }
 
 impl PreflightReport {
     /// Whether every check passed.
     pub fn passed(&self) -> bool {
-        self.checks.iter().all(Check::passed)
+        self.checks.iter().all(CheckResult::passed)
     }
 
     /// The check named `name`.
-    pub fn check(&self, name: &str) -> Option<&Check> {
+    pub fn check(&self, name: &str) -> Option<&CheckResult> {
         self.checks.iter().find(|c| c.name == name)
     }
 }
@@ -119,36 +143,218 @@ impl fmt::Display for PreflightReport {
         for c in &self.checks {
             match &c.outcome {
                 CheckOutcome::Passed(d) => writeln!(f, "[pass] {}: {d}", c.name)?,
+                CheckOutcome::Warning(d) => writeln!(f, "[warn] {}: {d}", c.name)?,
                 CheckOutcome::Failed(d) => writeln!(f, "[FAIL] {}: {d}", c.name)?,
+                other => writeln!(f, "[????] {}: {other:?}", c.name)?,
             }
         }
         Ok(())
     }
 }
 
-/// Runs every check. Later checks still run when an earlier one fails, so the
-/// report lists every problem at once.
+/// The API server answers; the detail names its version.
+#[derive(Clone)]
+pub struct ApiServerCheck {
+    cluster: Cluster,
+}
+
+impl ApiServerCheck {
+    /// Checks `cluster`'s API server.
+    pub fn new(cluster: Cluster) -> Self {
+        Self { cluster }
+    }
+}
+
+#[async_trait]
+impl Check for ApiServerCheck {
+    async fn check(&self) -> CheckOutcome {
+        match self.cluster.client().apiserver_version().await {
+            Ok(v) => CheckOutcome::passed(format!("reachable, Kubernetes {}", v.git_version)),
+            Err(e) => CheckOutcome::failed(format!("not reachable: {e}")),
+        }
+    }
+}
+
+/// The target namespace exists.
+#[derive(Clone)]
+pub struct NamespaceCheck {
+    cluster: Cluster,
+    namespace: String,
+}
+
+impl NamespaceCheck {
+    /// Checks that `namespace` exists in `cluster`.
+    pub fn new(cluster: Cluster, namespace: impl Into<String>) -> Self {
+        Self { cluster, namespace: namespace.into() }
+    }
+}
+
+#[async_trait]
+impl Check for NamespaceCheck {
+    async fn check(&self) -> CheckOutcome {
+        match self.cluster.namespace(&self.namespace).await {
+            Ok(Some(_)) => CheckOutcome::passed(format!("{} exists", self.namespace)),
+            Ok(None) => CheckOutcome::failed(format!("{} does not exist", self.namespace)),
+            Err(e) => CheckOutcome::failed(format!("could not be read: {e}")),
+        }
+    }
+}
+
+/// The rollout fits the namespace's ResourceQuotas (requests, limits, pod and
+/// Deployment counts), as their controller counts what is in use.
+#[derive(Clone)]
+pub struct QuotaCheck {
+    cluster: Cluster,
+    request: PreflightRequest,
+}
+
+impl QuotaCheck {
+    /// Checks `request` against the quotas of its namespace.
+    pub fn new(cluster: Cluster, request: PreflightRequest) -> Self {
+        Self { cluster, request }
+    }
+}
+
+#[async_trait]
+impl Check for QuotaCheck {
+    async fn check(&self) -> CheckOutcome {
+        quota_check(&self.cluster, &self.request).await
+    }
+}
+
+/// The pods fit what the schedulable nodes have left once the pods already bound
+/// to them are counted, and one pod fits on some node.
+#[derive(Clone)]
+pub struct CapacityCheck {
+    cluster: Cluster,
+    request: PreflightRequest,
+}
+
+impl CapacityCheck {
+    /// Checks `request` against the cluster's nodes.
+    pub fn new(cluster: Cluster, request: PreflightRequest) -> Self {
+        Self { cluster, request }
+    }
+}
+
+#[async_trait]
+impl Check for CapacityCheck {
+    async fn check(&self) -> CheckOutcome {
+        let wanted = Totals::of(&self.request.pod_requests, self.request.pods);
+        capacity_check(&self.cluster, &self.request.pod_requests, &wanted).await
+    }
+}
+
+/// Every preflight check as a [`Checklist`] of `Pre` items (`api-server`,
+/// `namespace`, `quota`, `capacity`, `image`), for a caller's own gate or, through
+/// [`KubePreflight`], the rollout engine's.
+pub fn preflight_checklist(
+    cluster: &Cluster,
+    registry: Arc<dyn ImageRegistry>,
+    request: &PreflightRequest,
+) -> Checklist {
+    let c = || cluster.clone();
+    Checklist::new()
+        .automated("api-server", Phase::Pre, "the API server answers", ApiServerCheck::new(c()))
+        .automated("namespace", Phase::Pre, "the namespace exists", NamespaceCheck::new(c(), request.namespace.clone()))
+        .automated(
+            "quota",
+            Phase::Pre,
+            "the rollout fits the namespace's quotas",
+            QuotaCheck::new(c(), request.clone()),
+        )
+        .automated("capacity", Phase::Pre, "the pods fit the nodes", CapacityCheck::new(c(), request.clone()))
+        .automated("image", Phase::Pre, "the image exists", ImageExistsCheck::new(registry, request.image.clone()))
+}
+
+/// Runs every check, one after the other. Later checks still run when an earlier
+/// one fails, so the report lists every problem at once.
 #[instrument(skip_all, fields(namespace = %request.namespace, image = %request.image))]
 pub async fn preflight(cluster: &Cluster, registry: &dyn ImageRegistry, request: &PreflightRequest) -> PreflightReport {
+    let c = || cluster.clone();
     let mut checks = Vec::new();
-    checks.push(match cluster.client().apiserver_version().await {
-        Ok(v) => Check::pass("api-server", format!("reachable, Kubernetes {}", v.git_version)),
-        Err(e) => Check::fail("api-server", format!("not reachable: {e}")),
-    });
-    checks.push(match cluster.namespace(&request.namespace).await {
-        Ok(Some(_)) => Check::pass("namespace", format!("{} exists", request.namespace)),
-        Ok(None) => Check::fail("namespace", format!("{} does not exist", request.namespace)),
-        Err(e) => Check::fail("namespace", format!("could not be read: {e}")),
-    });
-    let wanted = Totals::of(&request.pod_requests, request.pods);
-    checks.push(quota_check(cluster, request).await);
-    checks.push(capacity_check(cluster, &request.pod_requests, &wanted).await);
-    checks.push(match registry.exists(&request.image).await {
-        Ok(true) => Check::pass("image", format!("{} exists", request.image)),
-        Ok(false) => Check::fail("image", format!("{} does not exist in its registry", request.image)),
-        Err(e) => Check::fail("image", format!("the registry could not be asked: {e}")),
-    });
+    let mut push = |name: &'static str, outcome: CheckOutcome| checks.push(CheckResult { name, outcome });
+    push("api-server", ApiServerCheck::new(c()).check().await);
+    push("namespace", NamespaceCheck::new(c(), request.namespace.clone()).check().await);
+    push("quota", QuotaCheck::new(c(), request.clone()).check().await);
+    push("capacity", CapacityCheck::new(c(), request.clone()).check().await);
+    push(
+        "image",
+        match registry.exists(&request.image).await {
+            Ok(true) => CheckOutcome::passed(format!("{} exists", request.image)),
+            Ok(false) => CheckOutcome::failed(format!("{} does not exist in its registry", request.image)),
+            Err(e) => CheckOutcome::failed(format!("the registry could not be asked: {e}")),
+        },
+    );
     PreflightReport { checks }
+}
+
+/// The preflight the rollout engine runs before a rollout changes anything
+/// ([`RolloutEngineBuilder::preflight`](deploy_core::engine::RolloutEngineBuilder::preflight)):
+/// the checks of [`preflight_checklist`] for the app's namespace, the release's
+/// image, the app's requests and limits, and as many pods as the plan runs at once.
+#[derive(Clone)]
+pub struct KubePreflight {
+    cluster: Cluster,
+    registry: Arc<dyn ImageRegistry>,
+    advisory: Vec<&'static str>,
+}
+
+impl KubePreflight {
+    /// Checks against `cluster`, asking `registry` whether images exist; every
+    /// check blocks.
+    pub fn new(cluster: Cluster, registry: Arc<dyn ImageRegistry>) -> Self {
+        Self { cluster, registry, advisory: Vec::new() }
+    }
+
+    /// Reports `check` without letting it block: [`CheckName::Capacity`] on a
+    /// cluster whose autoscaler adds nodes on demand, for example.
+    #[must_use]
+    pub fn advisory(mut self, check: CheckName) -> Self {
+        self.advisory.push(check.as_str());
+        self
+    }
+
+    /// What a rollout asks of the cluster: the pods that run at once (the old
+    /// track's replicas next to the most the plan gives the new one, or the
+    /// replicas plus the surge of a rolling update) and the Deployments it creates.
+    pub fn request_for(input: &PreflightInput<'_>) -> PreflightRequest {
+        let (spec, plan) = (input.spec, input.plan);
+        let mut new_pods = 0u32;
+        let mut new_tracks = std::collections::BTreeSet::new();
+        for step in &plan.steps {
+            match step {
+                Step::DeployTrack { track, replicas } => {
+                    new_pods = new_pods.max(*replicas);
+                    new_tracks.insert(*track);
+                }
+                Step::RollingUpdate { replicas, max_surge, max_unavailable } => {
+                    let (surge, _) = resolve_rolling(*replicas, *max_surge, *max_unavailable);
+                    new_pods = new_pods.max(surge);
+                }
+                _ => {}
+            }
+        }
+        let mut request = PreflightRequest::new(
+            spec.namespace.as_str(),
+            input.release.image.clone(),
+            spec.resources.requests.clone(),
+            spec.replicas.saturating_add(new_pods),
+        )
+        .new_deployments(u32::try_from(new_tracks.len()).unwrap_or(u32::MAX));
+        if spec.resources.limits != ResourceList::default() {
+            request = request.limits(spec.resources.limits.clone());
+        }
+        request
+    }
+}
+
+#[async_trait]
+impl Preflight for KubePreflight {
+    async fn checklist(&self, input: PreflightInput<'_>) -> Checklist {
+        let checklist = preflight_checklist(&self.cluster, self.registry.clone(), &Self::request_for(&input));
+        self.advisory.iter().fold(checklist, |checklist, id| checklist.advisory(id))
+    }
 }
 
 /// CPU and memory in milli-units, exact.
@@ -206,14 +412,14 @@ fn show_count(milli: i128) -> String {
     format!("{}", milli / 1000)
 }
 
-async fn quota_check(cluster: &Cluster, request: &PreflightRequest) -> Check {
+async fn quota_check(cluster: &Cluster, request: &PreflightRequest) -> CheckOutcome {
     let api: Api<ResourceQuota> = Api::namespaced(cluster.client().clone(), &request.namespace);
     let quotas = match api.list(&ListParams::default()).await {
         Ok(list) => list.items,
-        Err(e) => return Check::fail("quota", format!("quotas could not be read: {e}")),
+        Err(e) => return CheckOutcome::failed(format!("quotas could not be read: {e}")),
     };
     if quotas.is_empty() {
-        return Check::pass("quota", "no ResourceQuota in the namespace");
+        return CheckOutcome::passed("no ResourceQuota in the namespace");
     }
     let mut problems = Vec::new();
     for quota in &quotas {
@@ -237,9 +443,9 @@ async fn quota_check(cluster: &Cluster, request: &PreflightRequest) -> Check {
         }
     }
     if problems.is_empty() {
-        Check::pass("quota", format!("fits {} quota(s)", quotas.len()))
+        CheckOutcome::passed(format!("fits {} quota(s)", quotas.len()))
     } else {
-        Check::fail("quota", problems.join("; "))
+        CheckOutcome::failed(problems.join("; "))
     }
 }
 
@@ -262,18 +468,18 @@ fn requested_by_bound_pods(pods: &[Pod]) -> BTreeMap<String, Totals> {
     by_node
 }
 
-async fn capacity_check(cluster: &Cluster, pod: &ResourceList, wanted: &Totals) -> Check {
+async fn capacity_check(cluster: &Cluster, pod: &ResourceList, wanted: &Totals) -> CheckOutcome {
     let api: Api<Node> = Api::all(cluster.client().clone());
     let nodes = match api.list(&ListParams::default()).await {
         Ok(list) => list.items,
-        Err(e) => return Check::fail("capacity", format!("nodes could not be read: {e}")),
+        Err(e) => return CheckOutcome::failed(format!("nodes could not be read: {e}")),
     };
     // Pods bound to a node and not finished hold their requests there.
     let pods: Api<Pod> = Api::all(cluster.client().clone());
     let bound = ListParams::default().fields("spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed");
     let used = match pods.list(&bound).await {
         Ok(list) => requested_by_bound_pods(&list.items),
-        Err(e) => return Check::fail("capacity", format!("the pods bound to nodes could not be read: {e}")),
+        Err(e) => return CheckOutcome::failed(format!("the pods bound to nodes could not be read: {e}")),
     };
     let one_pod = Totals::of(pod, 1);
     let mut total = Totals::default();
@@ -293,31 +499,25 @@ async fn capacity_check(cluster: &Cluster, pod: &ResourceList, wanted: &Totals) 
         fits_one |= cpu >= one_pod.cpu && memory >= one_pod.memory;
     }
     if schedulable == 0 {
-        return Check::fail("capacity", "no schedulable node");
+        return CheckOutcome::failed("no schedulable node");
     }
     if !fits_one {
-        return Check::fail("capacity", "no single node has the free CPU and memory one pod requests");
+        return CheckOutcome::failed("no single node has the free CPU and memory one pod requests");
     }
     if wanted.cpu > total.cpu || wanted.memory > total.memory {
-        return Check::fail(
-            "capacity",
-            format!(
-                "requested {} and {} exceed what the nodes have free: {} and {}",
-                show_cpu(wanted.cpu),
-                show_memory(wanted.memory),
-                show_cpu(total.cpu),
-                show_memory(total.memory)
-            ),
-        );
-    }
-    Check::pass(
-        "capacity",
-        format!(
-            "{schedulable} schedulable node(s) with {} and {} free",
+        return CheckOutcome::failed(format!(
+            "requested {} and {} exceed what the nodes have free: {} and {}",
+            show_cpu(wanted.cpu),
+            show_memory(wanted.memory),
             show_cpu(total.cpu),
             show_memory(total.memory)
-        ),
-    )
+        ));
+    }
+    CheckOutcome::passed(format!(
+        "{schedulable} schedulable node(s) with {} and {} free",
+        show_cpu(total.cpu),
+        show_memory(total.memory)
+    ))
 }
 
 #[cfg(test)]
@@ -518,7 +718,7 @@ mod tests {
     fn failed(report: &PreflightReport, name: &str) -> String {
         match &report.check(name).unwrap().outcome {
             CheckOutcome::Failed(why) => why.clone(),
-            CheckOutcome::Passed(what) => panic!("{name} passed: {what}"),
+            other => panic!("{name} did not fail: {other:?}"),
         }
     }
 

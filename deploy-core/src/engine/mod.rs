@@ -31,6 +31,7 @@
 
 mod events;
 mod handle;
+mod preflight;
 mod retry;
 mod run;
 mod telemetry;
@@ -48,6 +49,7 @@ use tracing::Instrument;
 
 pub use events::RolloutEvent;
 pub use handle::RolloutHandle;
+pub use preflight::{Preflight, PreflightInput};
 pub use retry::RetryPolicy;
 
 use handle::{Control, Progress};
@@ -194,6 +196,9 @@ pub enum CauseKind {
     EmergencyRollback,
     /// A hook step failed; the message carries the platform's reason and log tail.
     HookFailed,
+    /// The preflight checklist said no-go before anything changed; the message
+    /// names every blocking item.
+    PreflightFailed,
 }
 
 impl fmt::Display for CauseKind {
@@ -213,6 +218,7 @@ impl fmt::Display for CauseKind {
             Self::Aborted => "aborted",
             Self::EmergencyRollback => "emergency rollback",
             Self::HookFailed => "hook failed",
+            Self::PreflightFailed => "preflight checks failed",
         })
     }
 }
@@ -519,6 +525,7 @@ pub(crate) struct Inner {
     pub(crate) health: Vec<Arc<dyn HealthCheck>>,
     pub(crate) judges: JudgeRegistry,
     pub(crate) config: EngineConfig,
+    pub(crate) preflight: Option<Arc<dyn Preflight>>,
     /// The rollouts this engine runs now, so that a caller without the handle can
     /// still reach them ([`RolloutEngine::emergency_rollback`]).
     running: Mutex<HashMap<AppId, Running>>,
@@ -643,6 +650,14 @@ impl RolloutEngineBuilder {
         self
     }
 
+    /// Runs `preflight`'s checklist (its `Pre` phase) before a rollout changes
+    /// anything: a no-go fails the rollout with [`CauseKind::PreflightFailed`],
+    /// naming every blocking item, and leaves the platform as it was.
+    pub fn preflight(mut self, preflight: Arc<dyn Preflight>) -> Self {
+        self.inner.preflight = Some(preflight);
+        self
+    }
+
     /// Makes a health check available to analyses by its name.
     pub fn health_check(mut self, check: Arc<dyn HealthCheck>) -> Self {
         self.inner.health.push(check);
@@ -702,6 +717,7 @@ impl RolloutEngine {
                 health: Vec::new(),
                 judges: JudgeRegistry::new(),
                 config: EngineConfig::default(),
+                preflight: None,
                 running: Mutex::new(HashMap::new()),
                 observed: Mutex::new(HashMap::new()),
                 orphans: Mutex::new(HashMap::new()),

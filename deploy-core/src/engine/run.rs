@@ -456,6 +456,12 @@ async fn drive_inner(run: &mut Run, controls: &mut Controls, keeper: &mut LeaseK
     if let Some(reason) = act_on(&pending, &run.book, Some(index), &run.promote, &run.events) {
         return Outcome::RollBack(FailureCause::new(CauseKind::Aborted, Some(index), reason));
     }
+    if index == 0
+        && run.state.record.steps.is_empty()
+        && let Err(cause) = run.preflight().await
+    {
+        return Outcome::RollBack(cause);
+    }
     while run.state.next_step < run.plan.steps.len() {
         let index = run.state.next_step;
         if let Err(e) = run.hold_while_paused(index, controls, keeper).await {
@@ -722,6 +728,21 @@ impl Run {
                 Ok(())
             }
             Step::Hook { hook, .. } => self.run_hook(hook).await,
+        }
+    }
+
+    /// Runs the engine's preflight, if it has one, before the first step: nothing
+    /// has changed yet, so a no-go leaves the platform as it was.
+    async fn preflight(&mut self) -> Result<(), FailureCause> {
+        let Some(preflight) = self.engine.preflight.clone() else { return Ok(()) };
+        let (spec, release) = (self.spec.clone(), self.state.record.to.clone());
+        let input = super::preflight::PreflightInput::new(&spec, &release, &self.plan);
+        match super::preflight::run(preflight.as_ref(), input).await {
+            Ok(summary) => {
+                self.decide(LogLevel::Info, &summary);
+                Ok(())
+            }
+            Err(summary) => Err(FailureCause::new(CauseKind::PreflightFailed, None, summary)),
         }
     }
 

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deploy_core::analysis::{AnalysisSpec, JudgeSpec, MetricCheck};
-use deploy_core::engine::{CauseKind, EngineConfig, RetryPolicy, RolloutEngine, RolloutReport, RolloutRequest};
+use deploy_core::engine::{
+    CauseKind, EngineConfig, RetryPolicy, RolloutEngine, RolloutEngineBuilder, RolloutReport, RolloutRequest,
+};
 use deploy_core::history::HistoryStore;
 use deploy_core::model::{DeploymentStatus, HumanDuration, Percent, Release, Track};
 use deploy_core::plan::{Plan, Step};
@@ -216,23 +218,17 @@ impl World {
 
     /// An engine that signs its saved progress with `key`.
     pub fn signed_engine(&self, holder: &str, key: &[u8]) -> RolloutEngine {
-        let c = self.s.cluster.clone();
-        let mut builder = RolloutEngine::builder(
-            Arc::new(KubePlatform::new(c.clone())),
-            Arc::new(KubeStateStore::new(c.clone())),
-            Arc::new(KubeHistoryStore::new(c.clone(), self.s.namespace.clone())),
-        )
-        .metrics(self.kit.metrics())
-        .config(engine_config(holder))
-        .sign_state(deploy_core::signed_state::StateKey::new(key.to_vec()).expect("a key"));
-        if let Some(router) = self.router_on(c) {
-            builder = builder.router(router);
-        }
-        builder.build()
+        let key = deploy_core::signed_state::StateKey::new(key.to_vec()).expect("a key");
+        self.builder_on(self.s.cluster.clone(), engine_config(holder)).sign_state(key).build()
     }
 
     /// An engine whose platform, router and stores talk through `c`.
     pub fn engine_on(&self, c: deploy_k8s::Cluster, config: EngineConfig) -> RolloutEngine {
+        self.builder_on(c, config).build()
+    }
+
+    /// The builder of [`World::engine_on`], for tests that add a part.
+    pub fn builder_on(&self, c: deploy_k8s::Cluster, config: EngineConfig) -> RolloutEngineBuilder {
         let c_router = c.clone();
         let mut builder = RolloutEngine::builder(
             Arc::new(KubePlatform::new(c.clone())),
@@ -244,7 +240,7 @@ impl World {
         if let Some(router) = self.router_on(c_router) {
             builder = builder.router(router);
         }
-        builder.build()
+        builder
     }
 
     pub fn request(&self, to: Release) -> RolloutRequest {

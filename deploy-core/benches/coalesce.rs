@@ -18,7 +18,7 @@ mod prometheus_server;
 
 #[path = "../tests/common/coalesce_world.rs"]
 mod coalesce_world;
-use coalesce_world::{INTERVAL, prometheus, run};
+use coalesce_world::{INTERVAL, LOOKS, prometheus, run};
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -32,17 +32,19 @@ fn main() {
             let limit = RateLimit::per_second(NonZeroU32::new(20).unwrap());
             let modes = [
                 ("straight", None),
-                ("coalesced", Some(CoalesceConfig::default().reuse_for(INTERVAL))),
-                ("coalesced, ≤ 20/s", Some(CoalesceConfig::default().reuse_for(INTERVAL).rate_limit(limit))),
+                ("coalesced", Some(CoalesceConfig::default().window(INTERVAL))),
+                ("coalesced, ≤ 20/s", Some(CoalesceConfig::default().window(INTERVAL).rate_limit(limit))),
             ];
             let mut baseline = None;
             for (name, config) in modes {
                 let run = run(n, provider.clone(), config).await;
                 let base = *baseline.get_or_insert(run.wall);
+                // Every rollout looks LOOKS times at the three questions.
                 println!(
-                    "| {n} | {name} | {} | {} | {} | {:.2} s | {:.2}× |",
+                    "| {n} | {name} | {} | {} | {:.1} | {} | {:.2} s | {:.2}× |",
                     run.questions,
                     run.starts.len(),
+                    run.starts.len() as f64 / f64::from(LOOKS),
                     run.max_calls_in(Duration::from_secs(1)),
                     run.wall.as_secs_f64(),
                     run.wall.as_secs_f64() / base.as_secs_f64()

@@ -9,9 +9,14 @@
 //! range queries) their range and step are equal: the rendered text already holds
 //! the app and track a template names, so queries of different apps are never mixed.
 //!
-//! An answer is shared while the call is in flight and for [`CoalesceConfig::reuse_for`]
-//! after it completes; failures are shared only with the callers already waiting
-//! (the next caller asks again), so an outage is not remembered.
+//! Time is cut into fixed windows of [`CoalesceConfig::window`] (counted from when the
+//! wrapper was made): the first caller of a question in a window makes the call,
+//! every later caller in that window shares its answer. So each question reaches the
+//! provider at most once per window, and a rollout that looks once per analysis
+//! interval (at least one window) never receives the same answer twice: two looks
+//! a window apart always fall into different windows. Failures are shared only with
+//! the callers already waiting (the next caller asks again), so an outage is not
+//! remembered.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,24 +37,24 @@ use crate::error::{Classify, ErrorKind};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CoalesceConfig {
-    /// How long a completed answer is handed to later callers of the same question.
-    /// Keep it well below the analysis interval: an answer older than this is asked
-    /// again. Default: 1 second.
-    pub reuse_for: Duration,
+    /// The length of the sharing windows. At most the shortest analysis interval of
+    /// the rollouts sharing the wrapper, so that each of their looks gets a fresh
+    /// answer; an answer is at most this old. Default: 1 second.
+    pub window: Duration,
     /// The provider's limit on calls; `None` (the default) is no limit.
     pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for CoalesceConfig {
     fn default() -> Self {
-        Self { reuse_for: Duration::from_secs(1), rate_limit: None }
+        Self { window: Duration::from_secs(1), rate_limit: None }
     }
 }
 
 impl CoalesceConfig {
-    /// Shares completed answers for `reuse_for`.
-    pub fn reuse_for(mut self, reuse_for: Duration) -> Self {
-        self.reuse_for = reuse_for;
+    /// Shares answers within windows of `window`.
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = window;
         self
     }
 
@@ -138,7 +143,7 @@ impl From<SharedFailure> for MetricsError {
 /// A provider call not yet started.
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-type Outcome = Result<(Instant, Answer), SharedFailure>;
+type Outcome = Result<Answer, SharedFailure>;
 
 /// One question's shared call.
 type Slot = Arc<OnceCell<Outcome>>;
@@ -158,7 +163,9 @@ pub struct CoalescingMetrics {
     inner: Arc<dyn MetricsProvider>,
     config: CoalesceConfig,
     limiter: Option<Limiter>,
-    slots: Mutex<HashMap<Question, Slot>>,
+    /// Where window 0 starts.
+    epoch: Instant,
+    slots: Mutex<HashMap<(u64, Question), Slot>>,
     requests: AtomicU64,
     provider_calls: AtomicU64,
 }
@@ -177,6 +184,7 @@ impl CoalescingMetrics {
             inner,
             config,
             limiter,
+            epoch: Instant::now(),
             slots: Mutex::new(HashMap::new()),
             requests: AtomicU64::new(0),
             provider_calls: AtomicU64::new(0),
@@ -191,27 +199,29 @@ impl CoalescingMetrics {
         }
     }
 
-    /// The slot that answers `question`: a fresh or in-flight one, or a new one.
-    /// Expired and failed slots are dropped here, so the map holds at most the
-    /// questions of the last `reuse_for` plus those in flight.
-    fn slot(&self, question: &Question) -> Slot {
-        let now = Instant::now();
-        let reuse_for = self.config.reuse_for;
-        let usable = |slot: &Slot| match slot.get() {
-            None => true,
-            Some(Ok((at, _))) => now.duration_since(*at) < reuse_for,
-            Some(Err(_)) => false,
-        };
+    /// The sharing window `at` falls in, counted from when the wrapper was made.
+    pub fn window_of(&self, at: Instant) -> u64 {
+        let window = self.config.window.as_nanos().max(1);
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos() / window).unwrap_or(u64::MAX)
+    }
+
+    /// The slot that answers `question` in the current window: the window's own,
+    /// or a new one when there is none or its call failed. Slots of past windows
+    /// are dropped here (unless still in flight), so the map holds at most one
+    /// window's questions.
+    fn slot(&self, question: Question) -> Slot {
+        let window = self.window_of(Instant::now());
         let Ok(mut slots) = self.slots.lock() else {
             // A panic while the lock was held: share nothing rather than fail.
             return Arc::new(OnceCell::new());
         };
-        if let Some(slot) = slots.get(question).filter(|s| usable(s)) {
+        let key = (window, question);
+        if let Some(slot) = slots.get(&key).filter(|s| !matches!(s.get(), Some(Err(_)))) {
             return slot.clone();
         }
-        slots.retain(|_, slot| usable(slot));
+        slots.retain(|(w, _), slot| (*w == window && !matches!(slot.get(), Some(Err(_)))) || slot.get().is_none());
         let slot: Slot = Arc::new(OnceCell::new());
-        slots.insert(question.clone(), slot.clone());
+        slots.insert(key, slot.clone());
         slot
     }
 
@@ -219,7 +229,7 @@ impl CoalescingMetrics {
     /// no other caller's call answers it.
     async fn ask(&self, question: Question, call: BoxFuture<'_, Result<Answer, MetricsError>>) -> Outcome {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let slot = self.slot(&question);
+        let slot = self.slot(question);
         // If the caller that runs the call is cancelled, the next waiter runs it.
         let outcome = slot
             .get_or_init(|| async {
@@ -227,10 +237,7 @@ impl CoalescingMetrics {
                     limiter.acquire().await;
                 }
                 self.provider_calls.fetch_add(1, Ordering::Relaxed);
-                match call.await {
-                    Ok(answer) => Ok((Instant::now(), answer)),
-                    Err(error) => Err(SharedFailure::from(&error)),
-                }
+                call.await.map_err(|error| SharedFailure::from(&error))
             })
             .await;
         outcome.clone()
@@ -242,8 +249,8 @@ impl MetricsProvider for CoalescingMetrics {
     async fn query(&self, query: &MetricQuery) -> Result<MetricValue, MetricsError> {
         let question = Question::Instant { query: query.render(), interval: query.interval };
         match self.ask(question, Box::pin(async { self.inner.query(query).await.map(Answer::Instant) })).await {
-            Ok((_, Answer::Instant(value))) => Ok(value),
-            Ok((_, Answer::Range(_))) => Err(MetricsError::Malformed {
+            Ok(Answer::Instant(value)) => Ok(value),
+            Ok(Answer::Range(_)) => Err(MetricsError::Malformed {
                 query: query.render(),
                 reason: "a shared answer of the wrong kind (a coalescer bug)".to_owned(),
             }),
@@ -262,8 +269,8 @@ impl MetricsProvider for CoalescingMetrics {
             .ask(question, Box::pin(async move { self.inner.query_range(query, range, step).await.map(Answer::Range) }))
             .await
         {
-            Ok((_, Answer::Range(values))) => Ok(values),
-            Ok((_, Answer::Instant(_))) => Err(MetricsError::Malformed {
+            Ok(Answer::Range(values)) => Ok(values),
+            Ok(Answer::Instant(_)) => Err(MetricsError::Malformed {
                 query: query.render(),
                 reason: "a shared answer of the wrong kind (a coalescer bug)".to_owned(),
             }),
@@ -352,9 +359,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_answer_is_reused_for_its_window_and_then_asked_again() {
+    async fn a_rollout_looking_once_per_window_never_gets_the_same_answer_twice() {
         let inner = Arc::new(Counting::default());
-        let metrics = wrap(&inner, CoalesceConfig::default().reuse_for(Duration::from_secs(2)));
+        let metrics = wrap(&inner, CoalesceConfig::default().window(Duration::from_secs(1)));
+        let q = query("a", "up");
+        tokio::time::advance(Duration::from_millis(900)).await;
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            seen.push(metrics.query(&q).await.unwrap());
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        let expected: Vec<_> = (1..=5).map(|n| MetricValue::Scalar(f64::from(n))).collect();
+        assert_eq!(seen, expected, "every look one window apart gets its own answer");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_is_shared_within_its_window_and_then_asked_again() {
+        let inner = Arc::new(Counting::default());
+        let metrics = wrap(&inner, CoalesceConfig::default().window(Duration::from_secs(2)));
         let q = query("a", "up");
         assert_eq!(metrics.query(&q).await.unwrap(), MetricValue::Scalar(1.0));
         tokio::time::advance(Duration::from_millis(1999)).await;

@@ -24,6 +24,9 @@ use super::prometheus_server::{PrometheusServer, get};
 pub const QUERIES: [(&str, &str); 3] =
     [("targets-down", "sum(up == bool 0)"), ("targets", "count(up)"), ("scrapes", "sum(scrape_samples_scraped)")];
 
+/// How many times each rollout looks at the questions.
+pub const LOOKS: u32 = 3;
+
 /// The analysis interval of every rollout.
 pub const INTERVAL: Duration = Duration::from_secs(1);
 
@@ -125,7 +128,7 @@ fn analysis() -> AnalysisSpec {
             spec.metric(MetricCheck::new(*name, *query, JudgeSpec::max(1e12)))
         })
         .interval(HumanDuration::new(INTERVAL))
-        .count(3)
+        .count(LOOKS)
 }
 
 /// Runs `n` canaries (50 %, three looks at the three questions, 100 %) at once,

@@ -82,6 +82,14 @@ pub enum KubeError {
         /// Every version of the group the server offers.
         group_offers: Vec<String>,
     },
+    /// The caller gave a value this crate cannot use.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// What was given, such as `config snapshot id`.
+        what: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// The object the server returned lacks a field the operation needs.
     #[error("{what} is missing {field}")]
     Incomplete {
@@ -107,7 +115,7 @@ impl Classify for KubeError {
         match self {
             Self::Api { kind, .. } => *kind,
             Self::NotFound { .. } => ErrorKind::NotFound,
-            Self::Encode { .. } | Self::Incomplete { .. } => ErrorKind::InvalidInput,
+            Self::Encode { .. } | Self::Incomplete { .. } | Self::Invalid { .. } => ErrorKind::InvalidInput,
             Self::Unserved { .. } => ErrorKind::Unsupported,
             Self::NotOwned { .. } => ErrorKind::Conflict,
             Self::Timeout { .. } => ErrorKind::Timeout,

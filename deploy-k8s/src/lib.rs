@@ -79,6 +79,7 @@ pub mod preflight;
 pub mod revisions;
 pub mod rollout_status;
 pub mod router;
+pub mod snapshot;
 pub mod state;
 
 pub use cluster::Cluster;

@@ -26,6 +26,7 @@ use crate::labels;
 use crate::manifest::hook::hook_job;
 use crate::manifest::{DeploymentOptions, HpaOptions, deployment, horizontal_pod_autoscaler};
 use crate::rollout_status::{RolloutStatus, doomed_pod, rollout_status};
+use crate::snapshot::{ConfigSnapshots, SnapshotId};
 
 /// How the platform builds and changes Deployments.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +47,12 @@ pub struct PlatformOptions {
     /// `app.kubernetes.io/managed-by: deploy-rs` label (off by default: such an
     /// object is someone else's, and `apply` and `remove` refuse to touch it).
     pub adopt_unowned: bool,
+    /// Runs each release with its configuration snapshot
+    /// ([`crate::snapshot`]): a release whose `config_checksum` names a snapshot
+    /// gets a pod template whose ConfigMap and Secret references the snapshot
+    /// covers point at its immutable copies; a snapshot that does not exist is
+    /// refused before anything is applied. Off by default.
+    pub config_snapshots: bool,
 }
 
 impl Default for PlatformOptions {
@@ -56,11 +63,19 @@ impl Default for PlatformOptions {
             retry_delay: Duration::from_millis(50),
             hpa: HpaOptions::default(),
             adopt_unowned: false,
+            config_snapshots: false,
         }
     }
 }
 
 impl PlatformOptions {
+    /// Runs each release with its configuration snapshot (see the field).
+    #[must_use]
+    pub fn config_snapshots(mut self, on: bool) -> Self {
+        self.config_snapshots = on;
+        self
+    }
+
     /// Sets the Deployment template options.
     #[must_use]
     pub fn deployment(mut self, options: DeploymentOptions) -> Self {
@@ -248,8 +263,13 @@ impl Platform for KubePlatform {
             (Some(_), Some(live)) if live > 0 => u32::try_from(live).unwrap_or(replicas),
             _ => replicas,
         };
-        let object =
-            deployment(spec, &self.options.deployment.clone().track(track).release(release.clone()).replicas(replicas));
+        let mut options = self.options.deployment.clone();
+        if let (true, Some(checksum)) = (self.options.config_snapshots, &release.config_checksum) {
+            let id = SnapshotId::parse(checksum).map_err(platform_error)?;
+            let snapshot = ConfigSnapshots::new(self.cluster.clone()).read(&app, &id).await.map_err(platform_error)?;
+            options = options.with_config_snapshot(&snapshot);
+        }
+        let object = deployment(spec, &options.track(track).release(release.clone()).replicas(replicas));
         let params = self.cluster.apply_params();
         let patch = Patch::Apply(&object);
         let applied = self

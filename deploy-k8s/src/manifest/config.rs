@@ -100,6 +100,11 @@ impl ChecksumKey {
         }
         Ok(Self(bytes))
     }
+
+    /// The key's bytes, for MACs within the crate.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl fmt::Debug for ChecksumKey {

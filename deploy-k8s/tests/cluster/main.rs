@@ -20,5 +20,6 @@ mod platform;
 mod preflight;
 mod routers;
 mod safety;
+mod snapshots;
 mod support;
 mod workloads;

@@ -106,6 +106,7 @@ pub mod cdevents;
 pub mod checklist;
 pub mod config;
 pub mod dora;
+pub mod dr;
 pub mod engine;
 pub mod error;
 pub mod health;

@@ -24,7 +24,7 @@ pub use duration::HumanDuration;
 pub use image::{Digest, ImageRef};
 pub use name::Name;
 pub use percent::Percent;
-pub use profile::{Environment, EnvironmentProfile};
+pub use profile::{Environment, EnvironmentProfile, RecoveryTargets};
 pub use quantity::Quantity;
 pub use record::{DeploymentId, DeploymentRecord, DeploymentStatus, LogLine, StepOutcome, StepRecord};
 pub use release::{Release, Track, TrafficSplit, Version};

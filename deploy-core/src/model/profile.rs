@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::HumanDuration;
+
 use super::{
     AppSpec, Autoscaling, ContainerSecurityContext, Percent, PodSecurityContext, ResourceList, Resources,
     ValidationError,
@@ -111,6 +113,28 @@ pub struct EnvironmentProfile {
     pub pod_security: PodSecurityContext,
     /// Container-level security settings.
     pub container_security: ContainerSecurityContext,
+    /// How fast and with how little data loss the environment must recover from
+    /// the loss of a site; [`crate::dr`] measures failovers against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryTargets>,
+}
+
+/// Recovery objectives: the longest tolerable outage (RTO) and the most data, in
+/// time, that may be lost (RPO).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RecoveryTargets {
+    /// Recovery time objective.
+    pub rto: HumanDuration,
+    /// Recovery point objective.
+    pub rpo: HumanDuration,
+}
+
+impl RecoveryTargets {
+    /// Targets of `rto` and `rpo`.
+    pub fn new(rto: HumanDuration, rpo: HumanDuration) -> Self {
+        Self { rto, rpo }
+    }
 }
 
 impl EnvironmentProfile {
@@ -125,7 +149,13 @@ impl EnvironmentProfile {
             autoscaling: None,
             pod_security,
             container_security: ContainerSecurityContext::restricted(),
+            recovery: None,
         };
+        // The seeds' disaster-recovery objectives: RTO under 2 hours, RPO under 1 hour.
+        let seeds_targets = Some(RecoveryTargets::new(
+            HumanDuration::new(std::time::Duration::from_secs(2 * 3600)),
+            HumanDuration::new(std::time::Duration::from_secs(3600)),
+        ));
         match environment {
             Environment::Development => base,
             Environment::Staging => Self { replicas: 2, ..base },
@@ -134,6 +164,7 @@ impl EnvironmentProfile {
                 resources: production_resources(),
                 autoscaling: Some(Autoscaling::cpu(3, 10, seventy_percent())),
                 pod_security: PodSecurityContext::restricted(),
+                recovery: seeds_targets,
                 ..base
             },
             Environment::DisasterRecovery => Self {
@@ -141,6 +172,7 @@ impl EnvironmentProfile {
                 resources: production_resources(),
                 autoscaling: Some(Autoscaling::cpu(1, 10, seventy_percent())),
                 pod_security: PodSecurityContext::restricted(),
+                recovery: seeds_targets,
                 ..base
             },
         }

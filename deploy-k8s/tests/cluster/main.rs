@@ -13,6 +13,7 @@ mod addons;
 mod api_versions;
 mod budget;
 mod engine;
+mod failover;
 mod faults;
 mod hooks;
 mod node;

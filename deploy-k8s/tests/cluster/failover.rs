@@ -1,0 +1,86 @@
+//! Disaster recovery on the real server: two namespaces stand in for two regions
+//! and a third holds the `ExternalName` Service clients address. A failover scales
+//! the standby region up, verifies it, points the Service at it and scales the old
+//! primary to zero; the fail-back returns; both records carry the measured time to
+//! recover against the disaster-recovery profile's RTO. Asserted from the objects
+//! the server stores.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deploy_core::dr::{FailoverDriver, FailoverPlan, Site, TrafficSwitch};
+use deploy_core::model::{AppSpec, Environment, EnvironmentProfile, Track};
+use deploy_core::platform::Platform;
+use deploy_core::testkit::TestHealthCheck;
+use deploy_k8s::KubePlatform;
+use deploy_k8s::failover::ExternalNameSwitch;
+use deploy_k8s::manifest::{ServiceOptions, service};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::Api;
+
+use crate::support::{self, Scratch};
+
+fn spec_in(s: &Scratch) -> AppSpec {
+    s.spec().replicas(2)
+}
+
+async fn replicas(s: &Scratch) -> (i32, i32, String) {
+    let api: Api<Deployment> = s.api();
+    let d = api.get("web-stable").await.expect("web-stable exists");
+    let image =
+        d.spec.template.spec.and_then(|p| p.containers.first().and_then(|c| c.image.clone())).unwrap_or_default();
+    (d.spec.replicas.unwrap_or(0), d.status.and_then(|st| st.ready_replicas).unwrap_or(0), image)
+}
+
+#[tokio::test]
+async fn a_failover_and_a_fail_back_between_two_regions() {
+    let (front, east, west) =
+        (Scratch::new("dr-front").await, Scratch::new("dr-east").await, Scratch::new("dr-west").await);
+    let release = support::release("1");
+    for region in [&east, &west] {
+        region.cluster.apply(&service(&spec_in(region), &ServiceOptions::default())).await.expect("the app's Service");
+    }
+    let primary = KubePlatform::new(east.cluster.clone());
+    primary.apply(&spec_in(&east), Track::Stable, &release, 2).await.unwrap();
+    primary.wait_ready(&east.app(), Track::Stable, Duration::from_secs(60)).await.unwrap();
+    let sites_map =
+        BTreeMap::from([("east".to_owned(), east.namespace.clone()), ("west".to_owned(), west.namespace.clone())]);
+    let switch =
+        Arc::new(ExternalNameSwitch::new(front.cluster.clone(), front.namespace.clone(), "web", "web", sites_map));
+    switch.switch_to("east").await.unwrap();
+    let sites = [
+        Site { name: "east".into(), platform: Arc::new(primary), spec: spec_in(&east) },
+        Site { name: "west".into(), platform: Arc::new(KubePlatform::new(west.cluster.clone())), spec: spec_in(&west) },
+    ];
+    let driver = FailoverDriver::new(sites, switch.clone())
+        .health_check(Arc::new(TestHealthCheck::new("smoke")))
+        .readiness_deadline(Duration::from_secs(60));
+    let targets = EnvironmentProfile::preset(Environment::DisasterRecovery).recovery;
+
+    let plan = FailoverPlan::failover("east", "west", 2, false);
+    let record = driver.run(&plan, &release, targets).await.expect("the failover succeeds");
+    let services: Api<Service> = front.api();
+    let front_service = services.get("web").await.unwrap().spec.unwrap();
+    assert_eq!(front_service.type_.as_deref(), Some("ExternalName"));
+    assert_eq!(front_service.external_name, Some(format!("web.{}.svc.cluster.local", west.namespace)));
+    let (want, ready, image) = replicas(&west).await;
+    assert_eq!((want, ready), (2, 2), "west runs the release, ready");
+    assert_eq!(image, release.image.to_string());
+    assert_eq!(replicas(&east).await.0, 0, "east is scaled to zero");
+    let recovered = record.time_to_recover.expect("a recovery time");
+    assert!(recovered < Duration::from_secs(60), "{recovered:?}");
+    assert_eq!(record.met_rto(), Some(true), "{record:?}");
+
+    let back = driver.run(&plan.fail_back(2, true), &release, targets).await.expect("the fail-back succeeds");
+    assert_eq!(switch.current().await.unwrap().as_deref(), Some("east"));
+    let front_service = services.get("web").await.unwrap().spec.unwrap();
+    assert_eq!(front_service.external_name, Some(format!("web.{}.svc.cluster.local", east.namespace)));
+    assert_eq!(replicas(&east).await.1, 2, "east serves again");
+    assert_eq!(replicas(&west).await.0, 2, "west is kept warm");
+    assert!(back.time_to_recover.is_some() && back.met_rto() == Some(true));
+    for s in [front, east, west] {
+        s.cleanup().await;
+    }
+}

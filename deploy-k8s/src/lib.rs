@@ -72,6 +72,7 @@
 pub mod cluster;
 pub mod discovery;
 pub mod error;
+pub mod helm;
 pub mod labels;
 pub mod manifest;
 pub mod platform;

@@ -14,6 +14,7 @@ mod api_versions;
 mod budget;
 mod engine;
 mod faults;
+mod helm;
 mod hooks;
 mod node;
 mod platform;

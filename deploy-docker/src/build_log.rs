@@ -1,5 +1,10 @@
-//! Reading the classic builder's output: which step runs, which came from the
+//! Reading a build's progress: the classic builder's text output ([`BuildLog`]) and
+//! BuildKit's vertex updates ([`BuildKitLog`]): which step runs, which came from the
 //! cache, the image id, and the last lines of output for when a step fails.
+//!
+//! `FROM` is not counted as a step of either: it runs nothing and makes no layer, so
+//! it can be neither built nor cached, and the cache hit rate
+//! (`cached_steps / steps`) of an unchanged rebuild is 1.
 
 use std::collections::VecDeque;
 
@@ -19,8 +24,8 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024;
 /// use deploy_docker::build_log::BuildLog;
 /// let mut log = BuildLog::new(10);
 /// let events = log.feed("Step 1/2 : FROM scratch\n ---> \nStep 2/2 : COPY a /a\n ---> Using cache\n");
-/// assert_eq!(events.len(), 3); // two steps, one cached
-/// assert_eq!((log.steps(), log.cached_steps()), (2, 1));
+/// assert_eq!(events.len(), 3); // two step events, one cached
+/// assert_eq!((log.steps(), log.cached_steps()), (1, 1)); // FROM is not a cacheable step
 /// ```
 #[derive(Debug, Clone)]
 pub struct BuildLog {
@@ -28,6 +33,8 @@ pub struct BuildLog {
     steps: u32,
     cached: u32,
     current_step: Option<String>,
+    /// The engine's number of the step running now (FROM included).
+    step_index: u32,
     tail: VecDeque<String>,
     tail_capacity: usize,
     built_id: Option<String>,
@@ -43,6 +50,7 @@ impl BuildLog {
             steps: 0,
             cached: 0,
             current_step: None,
+            step_index: 0,
             tail: VecDeque::with_capacity(tail_capacity),
             tail_capacity,
             built_id: None,
@@ -90,8 +98,11 @@ impl BuildLog {
 
     fn line(&mut self, line: &str, events: &mut Vec<BuildEvent>) {
         if let Some((index, total, instruction)) = parse_step(line) {
-            self.steps += 1;
+            if !is_from(&instruction) {
+                self.steps += 1;
+            }
             self.current_step = Some(instruction.clone());
+            self.step_index = index;
             events.push(BuildEvent::Step { index, total, instruction });
             return;
         }
@@ -99,7 +110,7 @@ impl BuildLog {
             let marker = marker.trim();
             if marker == "Using cache" {
                 self.cached += 1;
-                events.push(BuildEvent::Cached { index: self.steps });
+                events.push(BuildEvent::Cached { index: self.step_index });
             }
             return;
         }
@@ -142,6 +153,171 @@ impl BuildLog {
     pub fn built_id(&self) -> Option<&str> {
         self.built_id.as_deref()
     }
+}
+
+/// Whether a Dockerfile instruction is `FROM` (any case), which runs nothing.
+fn is_from(instruction: &str) -> bool {
+    instruction.split_whitespace().next().is_some_and(|word| word.eq_ignore_ascii_case("FROM"))
+}
+
+/// One update of a BuildKit vertex (a node of the build graph), as the engine's
+/// `moby.buildkit.trace` progress reports it. The same vertex is reported again as
+/// it starts, is found in the cache, completes or fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VertexUpdate<'a> {
+    /// The vertex's digest: its identity across updates.
+    pub digest: &'a str,
+    /// `[2/3] RUN make`, `[builder 1/2] COPY . /src`, `[internal] load metadata …`.
+    pub name: &'a str,
+    /// Answered from the cache.
+    pub cached: bool,
+    /// Finished (with or without an error).
+    pub completed: bool,
+    /// Why it failed; empty when it did not.
+    pub error: &'a str,
+}
+
+impl<'a> VertexUpdate<'a> {
+    /// An update of vertex `digest` named `name` that has neither completed nor failed.
+    pub fn new(digest: &'a str, name: &'a str) -> Self {
+        Self { digest, name, cached: false, completed: false, error: "" }
+    }
+
+    /// Marks the update as cached.
+    #[must_use]
+    pub fn cached(mut self, cached: bool) -> Self {
+        self.cached = cached;
+        self
+    }
+
+    /// Marks the update as completed.
+    #[must_use]
+    pub fn completed(mut self, completed: bool) -> Self {
+        self.completed = completed;
+        self
+    }
+
+    /// Sets the error the vertex failed with.
+    #[must_use]
+    pub fn error(mut self, error: &'a str) -> Self {
+        self.error = error;
+        self
+    }
+}
+
+/// A Dockerfile step of a BuildKit build.
+#[derive(Debug, Clone)]
+struct KitStep {
+    digest: String,
+    cached: bool,
+}
+
+/// Turns BuildKit's vertex updates and logs into [`BuildEvent`]s and keeps the
+/// counts the analysis needs. Only vertices named like Dockerfile steps
+/// (`[N/M] INSTRUCTION`, `[stage N/M] INSTRUCTION`) count, `FROM` excepted;
+/// BuildKit's own work (`[internal] …`, `exporting to image`) does not.
+///
+/// ```
+/// use deploy_docker::build_log::{BuildKitLog, VertexUpdate};
+/// let mut log = BuildKitLog::new(10);
+/// log.vertex(VertexUpdate::new("sha256:a", "[internal] load build definition from Dockerfile"));
+/// log.vertex(VertexUpdate::new("sha256:b", "[1/2] COPY busybox /bin/busybox").cached(true).completed(true));
+/// log.vertex(VertexUpdate::new("sha256:c", "[2/2] RUN make"));
+/// assert_eq!((log.steps(), log.cached_steps()), (2, 1));
+/// ```
+#[derive(Debug, Clone)]
+pub struct BuildKitLog {
+    steps: Vec<KitStep>,
+    current_step: Option<String>,
+    failed: Option<(String, String)>,
+    output: BuildLog,
+}
+
+impl BuildKitLog {
+    /// A reader that keeps the last `tail_capacity` lines of the steps' output.
+    pub fn new(tail_capacity: usize) -> Self {
+        Self { steps: Vec::new(), current_step: None, failed: None, output: BuildLog::new(tail_capacity) }
+    }
+
+    /// Reads one vertex update and returns its events: a step seen for the first
+    /// time, a step found in the cache.
+    pub fn vertex(&mut self, update: VertexUpdate<'_>) -> Vec<BuildEvent> {
+        let mut events = Vec::new();
+        let Some((index, total, instruction)) = parse_kit_step(update.name) else {
+            if !update.error.is_empty() && self.failed.is_none() {
+                self.failed = Some((update.name.to_owned(), update.error.to_owned()));
+            }
+            return events;
+        };
+        if !update.error.is_empty() && self.failed.is_none() {
+            self.failed = Some((instruction.clone(), update.error.to_owned()));
+        }
+        if is_from(&instruction) {
+            return events;
+        }
+        let position = match self.steps.iter().position(|step| step.digest == update.digest) {
+            Some(position) => position,
+            None => {
+                self.steps.push(KitStep { digest: update.digest.to_owned(), cached: false });
+                events.push(BuildEvent::Step { index, total: Some(total), instruction: instruction.clone() });
+                self.steps.len() - 1
+            }
+        };
+        if !update.completed {
+            self.current_step = Some(instruction);
+        }
+        let step = &mut self.steps[position];
+        if update.cached && !step.cached {
+            step.cached = true;
+            events.push(BuildEvent::Cached { index });
+        }
+        events
+    }
+
+    /// Reads output a step printed.
+    pub fn log(&mut self, bytes: &[u8]) -> Vec<BuildEvent> {
+        self.output.feed(&String::from_utf8_lossy(bytes))
+    }
+
+    /// Reads whatever partial output line is left at the end of the stream.
+    pub fn finish(&mut self) -> Vec<BuildEvent> {
+        self.output.finish()
+    }
+
+    /// Dockerfile steps seen (`FROM` excepted).
+    pub fn steps(&self) -> u32 {
+        u32::try_from(self.steps.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Steps answered from the cache.
+    pub fn cached_steps(&self) -> u32 {
+        u32::try_from(self.steps.iter().filter(|step| step.cached).count()).unwrap_or(u32::MAX)
+    }
+
+    /// The step that started last and has not completed, if any.
+    pub fn current_step(&self) -> Option<&str> {
+        self.current_step.as_deref()
+    }
+
+    /// The first vertex that failed, and its error.
+    pub fn failed(&self) -> Option<(&str, &str)> {
+        self.failed.as_ref().map(|(step, error)| (step.as_str(), error.as_str()))
+    }
+
+    /// The last lines of the steps' output, oldest first.
+    pub fn tail(&self) -> Vec<String> {
+        self.output.tail()
+    }
+}
+
+/// `[stage 2/3] RUN make` → `(2, 3, "RUN make")`; `[internal] …` → `None`.
+fn parse_kit_step(name: &str) -> Option<(u32, u32, String)> {
+    let rest = name.strip_prefix('[')?;
+    let (label, instruction) = rest.split_once("] ")?;
+    let numbers = label.rsplit(' ').next()?;
+    let (index, total) = numbers.split_once('/')?;
+    Some((index.parse().ok()?, total.parse().ok()?, instruction.trim().to_owned()))
 }
 
 /// `Step 3/5 : RUN make` → `(3, Some(5), "RUN make")`.
@@ -191,7 +367,7 @@ mod tests {
             events.extend(log.feed(std::str::from_utf8(chunk).unwrap()));
         }
         events.extend(log.finish());
-        assert_eq!(log.steps(), 4);
+        assert_eq!(log.steps(), 3, "FROM is not counted");
         assert_eq!(log.cached_steps(), 1);
         assert_eq!(log.built_id(), Some("7a8b9c"));
         assert_eq!(log.current_step(), Some("CMD [\"/bin/busybox\"]"));
@@ -209,6 +385,40 @@ mod tests {
         let mut log = BuildLog::new(5);
         assert!(log.feed("partial").is_empty());
         assert_eq!(log.finish(), [BuildEvent::Output { line: "partial".into() }]);
+    }
+
+    #[test]
+    fn buildkit_vertices_count_dockerfile_steps_once_and_their_cache_hits() {
+        let mut log = BuildKitLog::new(5);
+        let mut events = Vec::new();
+        for update in [
+            VertexUpdate::new("sha256:0", "[internal] load remote build context"),
+            VertexUpdate::new("sha256:0", "[internal] load remote build context").completed(true),
+            VertexUpdate::new("sha256:f", "[builder 1/3] FROM docker.io/library/alpine:3").cached(true),
+            VertexUpdate::new("sha256:1", "[builder 2/3] COPY busybox /bin/busybox"),
+            VertexUpdate::new("sha256:1", "[builder 2/3] COPY busybox /bin/busybox").cached(true).completed(true),
+            VertexUpdate::new("sha256:2", "[builder 3/3] RUN make"),
+            VertexUpdate::new("sha256:2", "[builder 3/3] RUN make").completed(true).error("exit code: 2"),
+            VertexUpdate::new("sha256:9", "exporting to image"),
+        ] {
+            events.extend(log.vertex(update));
+        }
+        events.extend(log.log(b"make: *** [all] Error 2\npartial"));
+        events.extend(log.finish());
+        assert_eq!((log.steps(), log.cached_steps()), (2, 1));
+        assert_eq!(log.failed(), Some(("RUN make", "exit code: 2")));
+        assert_eq!(log.current_step(), Some("RUN make"));
+        assert_eq!(log.tail(), ["make: *** [all] Error 2", "partial"]);
+        assert_eq!(
+            events[..3],
+            [
+                BuildEvent::Step { index: 2, total: Some(3), instruction: "COPY busybox /bin/busybox".into() },
+                BuildEvent::Cached { index: 2 },
+                BuildEvent::Step { index: 3, total: Some(3), instruction: "RUN make".into() },
+            ]
+        );
+        assert_eq!(parse_kit_step("[internal] load .dockerignore"), None);
+        assert_eq!(parse_kit_step("[1/1] COPY a /a"), Some((1, 1, "COPY a /a".into())));
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub mod platform;
 pub mod registry;
 pub mod router;
 
-pub use builder::{BuilderConfig, DockerImageBuilder};
+pub use builder::{BuilderBackend, BuilderConfig, DockerImageBuilder};
 pub use error::DockerError;
 pub use platform::DockerPlatform;
 pub use registry::DockerRegistry;

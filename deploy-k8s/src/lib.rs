@@ -73,6 +73,7 @@ pub mod cluster;
 pub mod discovery;
 pub mod error;
 pub mod failover;
+pub mod helm;
 pub mod labels;
 pub mod manifest;
 pub mod platform;

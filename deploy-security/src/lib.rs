@@ -13,6 +13,8 @@ pub mod audit;
 #[cfg(feature = "fernet")]
 pub mod fernet;
 pub mod headers;
+#[cfg(feature = "docker")]
+pub mod runtime;
 #[cfg(feature = "scanners")]
 pub mod scan;
 #[cfg(any(feature = "memory", feature = "file", feature = "vault", feature = "kubernetes"))]

@@ -22,6 +22,18 @@ pub enum RedisTopology {
         /// URLs of one or more of the cluster's nodes.
         nodes: Vec<String>,
     },
+    /// A master and its replicas watched by Redis Sentinel: the Sentinels name the
+    /// master, and after a failover the cache asks them again and writes to the
+    /// promoted replica.
+    Sentinel {
+        /// URLs of the Sentinels (`redis://host:26379`; a Sentinel password goes in
+        /// the URL).
+        sentinels: Vec<String>,
+        /// The name the Sentinels monitor the master under (`sentinel monitor NAME …`).
+        service_name: String,
+        /// The password of the master and its replicas (`requirepass`), if any.
+        master_password: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for RedisTopology {
@@ -31,6 +43,12 @@ impl std::fmt::Debug for RedisTopology {
             Self::Cluster { nodes } => f
                 .debug_struct("Cluster")
                 .field("nodes", &nodes.iter().map(|url| redact_url(url)).collect::<Vec<_>>())
+                .finish(),
+            Self::Sentinel { sentinels, service_name, master_password } => f
+                .debug_struct("Sentinel")
+                .field("sentinels", &sentinels.iter().map(|url| redact_url(url)).collect::<Vec<_>>())
+                .field("service_name", service_name)
+                .field("master_password", &master_password.as_ref().map(|_| "[redacted]"))
                 .finish(),
         }
     }
@@ -127,6 +145,30 @@ impl RedisConfig {
         Self::with_topology(RedisTopology::Cluster { nodes: nodes.into_iter().map(Into::into).collect() })
     }
 
+    /// The master named `service_name` by these Sentinels, followed through failovers.
+    pub fn sentinel<I, S>(sentinels: I, service_name: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::with_topology(RedisTopology::Sentinel {
+            sentinels: sentinels.into_iter().map(Into::into).collect(),
+            service_name: service_name.into(),
+            master_password: None,
+        })
+    }
+
+    /// Sets the password of a Sentinel-monitored master (see
+    /// [`RedisTopology::Sentinel`]); does nothing for the other topologies, whose
+    /// passwords are in their URLs.
+    #[must_use]
+    pub fn master_password(mut self, password: impl Into<String>) -> Self {
+        if let RedisTopology::Sentinel { master_password, .. } = &mut self.topology {
+            *master_password = Some(password.into());
+        }
+        self
+    }
+
     fn with_topology(topology: RedisTopology) -> Self {
         Self {
             topology,
@@ -201,6 +243,15 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("redis://[redacted]@10.0.0.1:7000"), "{shown}");
         assert!(shown.contains("redis://10.0.0.2:7000"), "{shown}");
+    }
+
+    #[test]
+    fn sentinel_passwords_never_reach_debug() {
+        let config =
+            RedisConfig::sentinel(["redis://:sentinel-pw@127.0.0.1:26379"], "cache").master_password("hunter2");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("sentinel-pw"), "{shown}");
+        assert!(shown.contains("service_name: \"cache\""), "{shown}");
     }
 
     #[test]

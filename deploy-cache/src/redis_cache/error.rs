@@ -16,6 +16,8 @@ pub(crate) fn classify(error: &RedisError) -> ErrorKind {
     match error.kind() {
         RedisKind::AuthenticationFailed | RedisKind::Server(ServerErrorKind::NoPerm) => ErrorKind::Unauthorized,
         RedisKind::ClusterConnectionNotFound
+        | RedisKind::MasterNameNotFoundBySentinel
+        | RedisKind::NoValidReplicasFoundBySentinel
         | RedisKind::Server(
             ServerErrorKind::BusyLoading
             | ServerErrorKind::TryAgain
@@ -26,6 +28,7 @@ pub(crate) fn classify(error: &RedisError) -> ErrorKind {
             | ServerErrorKind::Ask,
         ) => ErrorKind::Unavailable,
         RedisKind::InvalidClientConfig
+        | RedisKind::EmptySentinelList
         | RedisKind::Server(ServerErrorKind::CrossSlot | ServerErrorKind::ResponseError) => ErrorKind::InvalidInput,
         _ => ErrorKind::Other,
     }

@@ -1,7 +1,9 @@
-//! [`RedisCache`]: one Redis server or a Redis Cluster behind the [`Cache`] trait.
+//! [`RedisCache`]: one Redis server, a Redis Cluster, or a Sentinel-watched master
+//! behind the [`Cache`] trait.
 
 mod config;
 mod error;
+mod sentinel;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use tracing::instrument;
 use self::config::redact_url;
 pub use self::config::{RedisConfig, RedisTopology};
 use self::error::backend;
+use self::sentinel::SentinelConnection;
 use crate::stats::StatsCounters;
 
 /// The connection, cheap to clone: both kinds multiplex every call over shared
@@ -27,6 +30,7 @@ use crate::stats::StatsCounters;
 enum Connection {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(Arc<SentinelConnection>),
 }
 
 impl Connection {
@@ -34,6 +38,7 @@ impl Connection {
         match self {
             Self::Single(manager) => cmd.query_async(&mut manager.clone()).await,
             Self::Cluster(cluster) => cmd.query_async(&mut cluster.clone()).await,
+            Self::Sentinel(sentinel) => sentinel.query(cmd).await,
         }
     }
 
@@ -41,6 +46,7 @@ impl Connection {
         match self {
             Self::Single(manager) => pipeline.exec_async(&mut manager.clone()).await,
             Self::Cluster(cluster) => pipeline.exec_async(&mut cluster.clone()).await,
+            Self::Sentinel(sentinel) => sentinel.exec_pipeline(pipeline).await,
         }
     }
 }
@@ -62,13 +68,21 @@ pub struct RedisServerStats {
     pub used_memory: u64,
 }
 
-/// A byte cache on Redis, single node or cluster.
+/// A byte cache on Redis: single node, cluster, or a master watched by Sentinel.
 ///
 /// - One node goes through redis-rs's `ConnectionManager`: when the connection
 ///   drops, the failing call returns an error and the manager reconnects, so a
 ///   restarted server serves the next calls without a new `RedisCache`.
 /// - A cluster goes through redis-rs's async cluster client, which follows the slot
 ///   map and its changes.
+/// - With Sentinel, the master is the one the Sentinels name (and that says `ROLE`
+///   master itself). When a call fails because the connection broke, timed out or the
+///   node was demoted (`READONLY`), that call returns a retryable error and the next
+///   one asks the Sentinels again, so after a failover writes go to the promoted
+///   replica; in a [`TieredCache`](crate::TieredCache) the failed call is served from
+///   memory as with any outage of the shared tier. Until the Sentinels agree on a new
+///   master (their `down-after-milliseconds` plus the election), calls fail
+///   `Unavailable`. Reads go to the master too: replicas may lag.
 /// - Keys get [`RedisConfig::key_prefix`] in front; values are stored with `SET ...
 ///   PX ttl` (the call's TTL, else [`RedisConfig::default_ttl`], else none).
 /// - [`Cache::get_many`] is one `MGET` (split by slot on a cluster);
@@ -115,6 +129,7 @@ impl std::fmt::Debug for RedisCache {
         let topology = match &self.connection {
             Connection::Single(_) => "single",
             Connection::Cluster(_) => "cluster",
+            Connection::Sentinel(_) => "sentinel",
         };
         f.debug_struct("RedisCache")
             .field("topology", &topology)
@@ -131,6 +146,13 @@ fn tls_certificates(config: &RedisConfig) -> Result<Option<redis::TlsCertificate
     let urls: Vec<&str> = match &config.topology {
         RedisTopology::Single { url } => vec![url.as_str()],
         RedisTopology::Cluster { nodes } => nodes.iter().map(String::as_str).collect(),
+        RedisTopology::Sentinel { .. } => {
+            return Err(CacheError::backend(
+                "configure redis tls",
+                ErrorKind::InvalidInput,
+                "tls with redis sentinel is not supported by RedisCache yet",
+            ));
+        }
     };
     if let Some(plain) = urls.iter().find(|url| !url.starts_with("rediss://")) {
         return Err(CacheError::backend(
@@ -187,6 +209,15 @@ impl RedisCache {
                 let cluster =
                     client.get_async_connection().await.map_err(|e| backend("connect to redis cluster", e))?;
                 Connection::Cluster(cluster)
+            }
+            RedisTopology::Sentinel { sentinels, service_name, master_password } => {
+                let connection_config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(config.connection_timeout))
+                    .set_response_timeout(Some(config.response_timeout));
+                let sentinel =
+                    SentinelConnection::new(sentinels, service_name, master_password.as_deref(), connection_config)
+                        .map_err(|e| backend("open redis sentinel client", e))?;
+                Connection::Sentinel(Arc::new(sentinel))
             }
         };
         let cache = Self {
@@ -312,7 +343,7 @@ impl Cache for RedisCache {
         let commands =
             entries.iter().map(|(key, value)| self.set_command(key, value, ttl)).collect::<Result<Vec<_>, _>>()?;
         let result = match &self.connection {
-            Connection::Single(_) => {
+            Connection::Single(_) | Connection::Sentinel(_) => {
                 let mut pipeline = redis::pipe();
                 for cmd in commands {
                     pipeline.add_command(cmd).ignore();

@@ -2,6 +2,7 @@
 #![expect(clippy::unwrap_used, reason = "test helpers outside #[test] functions stop the test on a broken setup")]
 
 mod cluster;
+mod sentinel;
 mod single;
 mod support;
 mod tiered;

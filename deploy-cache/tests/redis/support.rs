@@ -292,3 +292,101 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::port).collect()
     }
 }
+
+/// A master, one replica and three Sentinels monitoring them as `cache`, all on
+/// loopback (Debian's `redis-server` and `redis-sentinel`).
+pub struct RedisSentinelSet {
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    sentinels: Vec<RedisServer>,
+}
+
+/// The name the Sentinels monitor the master under.
+pub const SENTINEL_SERVICE: &str = "cache";
+
+fn spawn_sentinel(port: u16, dir: &Path, master_port: u16) -> Child {
+    if let Err(e) = Command::new("redis-sentinel").arg("--version").stdout(Stdio::null()).status() {
+        panic!(
+            "redis-sentinel is not installed: the Sentinel tests need it; \
+             install Debian's package with `apt-get install -y redis-sentinel` ({e})"
+        );
+    }
+    // Sentinel rewrites its config file: each one gets its own, in its own dir.
+    let config = dir.join("sentinel.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+             sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {master_port} 2\n\
+             sentinel down-after-milliseconds {SENTINEL_SERVICE} 1000\n\
+             sentinel failover-timeout {SENTINEL_SERVICE} 10000\n\
+             sentinel parallel-syncs {SENTINEL_SERVICE} 1\n",
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("redis-sentinel")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("failed to start redis-sentinel: {e}"));
+    wait_for_pong(port);
+    child
+}
+
+impl RedisSentinelSet {
+    /// Starts the five servers and waits until every Sentinel knows the replica and
+    /// the two other Sentinels (so that a failover can be agreed).
+    pub fn start() -> Self {
+        let master = RedisServer::start();
+        let replica_port = free_port(false);
+        let replica_dir = TempDir::new().unwrap();
+        let child =
+            spawn_redis(replica_port, replica_dir.path(), &["--replicaof", "127.0.0.1", &master.port.to_string()]);
+        let replica = RedisServer { port: replica_port, dir: replica_dir, child: Some(child) };
+        let sentinels: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                let port = free_port(false);
+                let dir = TempDir::new().unwrap();
+                let child = spawn_sentinel(port, dir.path(), master.port);
+                RedisServer { port, dir, child: Some(child) }
+            })
+            .collect();
+        let set = Self { master, replica, sentinels };
+        set.wait_until_monitored();
+        set
+    }
+
+    fn wait_until_monitored(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = self.sentinels.iter().all(|sentinel| {
+                let port = sentinel.port.to_string();
+                let master = redis_cli(&["-p", &port, "SENTINEL", "MASTER", SENTINEL_SERVICE]);
+                let fields: Vec<&str> = master.lines().collect();
+                let field =
+                    |name: &str| fields.iter().position(|f| *f == name).and_then(|i| fields.get(i + 1)).copied();
+                field("num-slaves") == Some("1") && field("num-other-sentinels") == Some("2")
+            });
+            let synced = redis_cli(&["-p", &self.replica.port.to_string(), "INFO", "replication"])
+                .contains("master_link_status:up");
+            if ready && synced {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the sentinels did not see the replica and each other within 60 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn sentinel_urls(&self) -> Vec<String> {
+        self.sentinels.iter().map(RedisServer::url).collect()
+    }
+
+    /// The master's port as the first live Sentinel reports it now.
+    pub fn reported_master_port(&self) -> Option<u16> {
+        let port = self.sentinels[0].port.to_string();
+        let reply = redis_cli(&["-p", &port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_SERVICE]);
+        reply.lines().nth(1).and_then(|p| p.trim().parse().ok())
+    }
+}

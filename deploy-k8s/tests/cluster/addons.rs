@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use crate::support::{self, Scratch};
 
 /// Validates `yaml` strictly (no unknown field) against Kubernetes 1.37's schemas.
-fn kubernetes_validate(name: &str, yaml: &str) {
+pub(crate) fn kubernetes_validate(name: &str, yaml: &str) {
     let dir = std::env::temp_dir().join(format!("deploy-rs-validate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file: PathBuf = dir.join(format!("{name}.yaml"));

@@ -21,6 +21,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{Fixture, LOCK_TTL, Strat};
+use deploy_core::analysis::AnalysisOutcome;
 use deploy_core::engine::{CauseKind, RolloutEngine, RolloutError, RolloutEvent, RolloutReport, RolloutRequest};
 use deploy_core::metrics::MetricValue;
 use deploy_core::model::{DeploymentStatus, Version};
@@ -107,7 +108,8 @@ impl FaultCase {
             Self::Doomed => Some(&[CauseKind::Doomed]),
             Self::AnalysisFails => Some(&[CauseKind::AnalysisFailed]),
             Self::HealthCheckFails => Some(&[CauseKind::HealthCheckFailed]),
-            Self::Inconclusive => Some(&[CauseKind::AnalysisInconclusive]),
+            // Not enough data pauses for a decision; the test's caller aborts.
+            Self::Inconclusive => Some(&[CauseKind::Aborted]),
             Self::Abort => Some(&[CauseKind::Aborted]),
         }
     }
@@ -155,6 +157,11 @@ async fn run(f: &Fixture, step: usize, fault: FaultCase) -> RolloutReport {
                     } else {
                         fault.arm(f);
                     }
+                }
+                Some(RolloutEvent::AnalysisFinished { outcome: AnalysisOutcome::Inconclusive, .. })
+                    if fault == FaultCase::Inconclusive =>
+                {
+                    handle.abort();
                 }
                 Some(_) => {}
                 None => return handle.wait().await.unwrap(),

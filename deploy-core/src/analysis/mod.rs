@@ -21,9 +21,11 @@
 //! ```
 
 mod compare;
+mod evidence;
 mod judge;
 pub mod kayenta;
 pub mod mann_whitney;
+mod policy;
 mod runner;
 
 use std::fmt;
@@ -33,7 +35,9 @@ use serde::{Deserialize, Serialize};
 use crate::model::{HumanDuration, Track, ValidationError, ValidationErrors};
 
 pub use compare::CompareJudge;
+pub use evidence::{AnalysisRecord, Evidence, HolmAdjustment, Statistics};
 pub use judge::{Judge, JudgeFactory, JudgeInput, JudgeRegistry, ThresholdJudge, Verdict};
+pub use policy::InconclusivePolicy;
 pub use runner::{AnalysisRunner, AnalysisTarget};
 
 /// One analysis: what to measure, how often, and how much bad news to tolerate.
@@ -62,9 +66,14 @@ pub struct AnalysisSpec {
     #[serde(default)]
     pub failure_limit: u32,
     /// The analysis is inconclusive when more than this many measurements of one
-    /// check had no data; the engine treats that as a failure of the step.
+    /// check had no data; what the engine then does is `on_inconclusive`. Must be
+    /// below `count`: otherwise an analysis could pass without evaluating anything.
     #[serde(default)]
     pub inconclusive_limit: u32,
+    /// What the engine does when the analysis ends inconclusive: pause for a
+    /// decision (the default), roll back, or promote.
+    #[serde(default)]
+    pub on_inconclusive: InconclusivePolicy,
     /// The analysis errs when more than this many measurements of one check in a
     /// row could not be taken (the metrics backend was down).
     #[serde(default = "default_consecutive_error_limit")]
@@ -93,6 +102,7 @@ impl AnalysisSpec {
             count: 1,
             failure_limit: 0,
             inconclusive_limit: 0,
+            on_inconclusive: InconclusivePolicy::Pause,
             consecutive_error_limit: default_consecutive_error_limit(),
             success_limit: None,
         }
@@ -147,6 +157,13 @@ impl AnalysisSpec {
         self
     }
 
+    /// Sets what the engine does when the analysis ends inconclusive.
+    #[must_use]
+    pub fn on_inconclusive(mut self, policy: InconclusivePolicy) -> Self {
+        self.on_inconclusive = policy;
+        self
+    }
+
     /// Sets the consecutive error limit.
     #[must_use]
     pub fn consecutive_error_limit(mut self, limit: u32) -> Self {
@@ -192,6 +209,17 @@ impl AnalysisSpec {
         if self.count > 1 && self.interval.is_zero() {
             bad("interval", self.interval.to_string(), "must be positive when more than one measurement is taken");
         }
+        if self.count > 0 && self.inconclusive_limit >= self.count && !self.metrics.is_empty() {
+            bad(
+                "inconclusive limit",
+                self.inconclusive_limit.to_string(),
+                &format!(
+                    "must be below count ({}): with this limit every measurement could have no data and the \
+                     analysis would pass without evaluating any metric",
+                    self.count
+                ),
+            );
+        }
         if self.success_limit == Some(0) {
             bad("success limit", "0".into(), "must be at least 1");
         }
@@ -227,7 +255,11 @@ impl fmt::Display for AnalysisSpec {
         if !self.initial_delay.is_zero() {
             write!(f, " after {}", self.initial_delay)?;
         }
-        write!(f, " (failure limit {}, inconclusive limit {})", self.failure_limit, self.inconclusive_limit)
+        write!(f, " (failure limit {}, inconclusive limit {}", self.failure_limit, self.inconclusive_limit)?;
+        if self.on_inconclusive != InconclusivePolicy::Pause {
+            write!(f, ", inconclusive: {}", self.on_inconclusive)?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -535,6 +567,10 @@ pub struct Measurement {
     pub value: Option<f64>,
     /// What the judge or check said.
     pub detail: String,
+    /// The data and statistics the verdict was decided on, for judges that give
+    /// them (every built-in judge does); `None` for health checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
 }
 
 /// How an analysis ended.

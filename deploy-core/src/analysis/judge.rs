@@ -215,13 +215,27 @@ impl JudgeRegistry {
             JudgeSpec::Compare { direction, max_ratio, max_difference } => {
                 Ok(Arc::new(CompareJudge::new(*direction, *max_ratio, *max_difference)))
             }
-            JudgeSpec::MannWhitney { direction, lookback, step, confidence, tolerance, effect_size } => {
-                let classifier = MannWhitneyClassifier::new(*direction)
+            JudgeSpec::MannWhitney {
+                direction,
+                lookback,
+                step,
+                confidence,
+                tolerance,
+                effect_size,
+                min_samples,
+                power_shift,
+            } => {
+                let mut classifier = MannWhitneyClassifier::new(*direction)
                     .confidence(*confidence)
                     .tolerance(*tolerance)
-                    .effect_size(*effect_size);
+                    .effect_size(*effect_size)
+                    .power_shift(*power_shift);
+                if let Some(n) = min_samples {
+                    classifier = classifier.min_samples(*n as usize);
+                }
                 Ok(Arc::new(MannWhitneyJudge::new(classifier, *lookback, *step)))
             }
+            JudgeSpec::Sequential(spec) => Ok(Arc::new(super::sequential::SequentialJudge::new(spec.clone()))),
             JudgeSpec::Custom { name, params } => match self.factories.get(name) {
                 Some(factory) => factory.build(params).map_err(|e| format!("judge {name}: {e}")),
                 None => Err(format!("no judge named {name:?} is registered with the engine")),

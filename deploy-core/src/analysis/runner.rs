@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{
     AnalysisOutcome, AnalysisReport, AnalysisSpec, CheckKind, Judge, JudgeInput, JudgeRegistry, Measurement,
-    MeasurementOutcome,
+    MeasurementOutcome, MultipleTesting, holm,
 };
 use crate::health::{HealthCheck, HealthTarget};
 use crate::metrics::{MetricQuery, MetricsProvider};
@@ -198,6 +198,11 @@ impl AnalysisRunner {
                         evidence: None,
                     },
                 ));
+            }
+            if spec.multiple_testing == MultipleTesting::Holm {
+                let mut metrics: Vec<&mut Measurement> =
+                    taken.iter_mut().filter(|(_, m)| m.kind == CheckKind::Metric).map(|(_, m)| m).collect();
+                holm::correct_round(&mut metrics);
             }
             let mut verdict: Option<Decision> = None;
             for (index, m) in &taken {

@@ -172,6 +172,9 @@ async fn run(f: &Fixture, step: usize, fault: FaultCase) -> RolloutReport {
 
 /// Invariants 1, 2 and 4 (and the end of the rollout's bookkeeping).
 async fn check_invariants(f: &Fixture, report: &RolloutReport, label: &str) -> Snapshot {
+    // Every verdict in the record can be recomputed from its evidence.
+    let replayed = deploy_core::analysis::replay(&report.record);
+    assert!(replayed.reproduced(), "{label}: {replayed}: {:?}", replayed.differences);
     // 1. never traffic to a track that was not ready at that moment
     let unready = f.kit.unready_routing();
     assert!(unready.is_empty(), "{label}: traffic to unready tracks: {unready:?}");

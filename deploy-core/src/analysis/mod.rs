@@ -634,8 +634,9 @@ pub struct Measurement {
     pub detail: String,
     /// The data and statistics the verdict was decided on, for judges that give
     /// them (every built-in judge does); `None` for health checks.
+    /// Boxed: it holds the samples, and events carry measurements.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evidence: Option<Evidence>,
+    pub evidence: Option<Box<Evidence>>,
 }
 
 /// How an analysis ended.

@@ -130,7 +130,7 @@ pub fn replay(record: &DeploymentRecord) -> ReplayReport {
                 if m.outcome == MeasurementOutcome::Error {
                     continue; // no verdict: the query failed
                 }
-                let Some(verdict) = m.evidence.as_ref().and_then(recompute) else {
+                let Some(verdict) = m.evidence.as_deref().and_then(recompute) else {
                     report.not_replayable += 1;
                     continue;
                 };
@@ -138,7 +138,7 @@ pub fn replay(record: &DeploymentRecord) -> ReplayReport {
                 again.outcome = verdict.outcome;
                 again.evidence = verdict.evidence.map(|mut e| {
                     e.query = m.evidence.as_ref().map(|r| r.query.clone()).unwrap_or_default();
-                    e
+                    Box::new(e)
                 });
                 pairs.push((m, replayed.len()));
                 replayed.push(again);

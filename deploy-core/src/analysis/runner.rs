@@ -161,7 +161,7 @@ impl AnalysisRunner {
                 let (outcome, value, detail, mut evidence) = match &self.metrics {
                     Some(metrics) => {
                         match judge.judge(&JudgeInput::new(metrics.as_ref(), &query, &baseline, round)).await {
-                            Ok(v) => (v.outcome, v.value, v.detail, v.evidence),
+                            Ok(v) => (v.outcome, v.value, v.detail, v.evidence.map(Box::new)),
                             Err(e) => (MeasurementOutcome::Error, None, format!("query failed: {e}"), None),
                         }
                     }

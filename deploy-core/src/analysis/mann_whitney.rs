@@ -417,7 +417,7 @@ pub fn power(m: usize, n: usize, alpha: f64, alternative: Alternative, shift_sd:
     let p_greater = 1.0 - normal_upper_tail(shift_sd.abs() / std::f64::consts::SQRT_2);
     let (mf, nf) = (as_f64(m), as_f64(n));
     let z = (12.0 * mf * nf / (mf + nf + 1.0)).sqrt() * (p_greater - 0.5);
-    1.0 - normal_upper_tail(z_alpha - z)
+    normal_upper_tail(z_alpha - z)
 }
 
 /// The Hodges-Lehmann estimate of the shift from baseline to candidate (the

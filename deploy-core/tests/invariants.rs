@@ -21,6 +21,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{Fixture, LOCK_TTL, Strat};
+use deploy_core::analysis::AnalysisOutcome;
 use deploy_core::engine::{CauseKind, RolloutEngine, RolloutError, RolloutEvent, RolloutReport, RolloutRequest};
 use deploy_core::metrics::MetricValue;
 use deploy_core::model::{DeploymentStatus, Version};
@@ -107,7 +108,8 @@ impl FaultCase {
             Self::Doomed => Some(&[CauseKind::Doomed]),
             Self::AnalysisFails => Some(&[CauseKind::AnalysisFailed]),
             Self::HealthCheckFails => Some(&[CauseKind::HealthCheckFailed]),
-            Self::Inconclusive => Some(&[CauseKind::AnalysisInconclusive]),
+            // Not enough data pauses for a decision; the test's caller aborts.
+            Self::Inconclusive => Some(&[CauseKind::Aborted]),
             Self::Abort => Some(&[CauseKind::Aborted]),
         }
     }
@@ -156,6 +158,11 @@ async fn run(f: &Fixture, step: usize, fault: FaultCase) -> RolloutReport {
                         fault.arm(f);
                     }
                 }
+                Some(RolloutEvent::AnalysisFinished { outcome: AnalysisOutcome::Inconclusive, .. })
+                    if fault == FaultCase::Inconclusive =>
+                {
+                    handle.abort();
+                }
                 Some(_) => {}
                 None => return handle.wait().await.unwrap(),
             },
@@ -165,6 +172,9 @@ async fn run(f: &Fixture, step: usize, fault: FaultCase) -> RolloutReport {
 
 /// Invariants 1, 2 and 4 (and the end of the rollout's bookkeeping).
 async fn check_invariants(f: &Fixture, report: &RolloutReport, label: &str) -> Snapshot {
+    // Every verdict in the record can be recomputed from its evidence.
+    let replayed = deploy_core::analysis::replay(&report.record);
+    assert!(replayed.reproduced(), "{label}: {replayed}: {:?}", replayed.differences);
     // 1. never traffic to a track that was not ready at that moment
     let unready = f.kit.unready_routing();
     assert!(unready.is_empty(), "{label}: traffic to unready tracks: {unready:?}");

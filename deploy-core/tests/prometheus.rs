@@ -153,14 +153,7 @@ fn analysis() -> AnalysisSpec {
         .metric(MetricCheck::new(
             "success-mann-whitney",
             success,
-            JudgeSpec::MannWhitney {
-                direction: Direction::Decrease,
-                lookback: secs(10),
-                step: secs(1),
-                confidence: 0.98,
-                tolerance: 0.25,
-                effect_size: 1.01,
-            },
+            JudgeSpec::mann_whitney(Direction::Decrease, secs(10), secs(1)).with_effect_size(1.01),
         ))
         .interval(secs(3))
         .count(2)

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{Direction, Judge, JudgeInput, MeasurementOutcome, Verdict};
+use super::{Direction, Evidence, Judge, JudgeInput, JudgeSpec, MeasurementOutcome, Statistics, Verdict};
 use crate::metrics::{MetricValue, MetricsError};
 
 /// Compares the candidate track's value with the baseline track's value of the same
@@ -70,8 +70,21 @@ impl CompareJudge {
 
     /// Judges values already fetched.
     pub fn compare(&self, candidate: &MetricValue, baseline: &MetricValue) -> Verdict {
-        let (Some(c), Some(b)) = (candidate.as_single(), baseline.as_single()) else {
-            let which = match (candidate.as_single(), baseline.as_single()) {
+        let (c, b) = (candidate.as_single(), baseline.as_single());
+        let evidence =
+            Evidence::new(self.spec(), c.into_iter().collect(), b.into_iter().collect(), Statistics::default());
+        self.compare_values(c, b).with_evidence(evidence)
+    }
+
+    /// The rule as data, for the evidence.
+    fn spec(&self) -> JudgeSpec {
+        JudgeSpec::Compare { direction: self.direction, max_ratio: self.max_ratio, max_difference: self.max_difference }
+    }
+
+    /// Judges values already reduced to numbers (`None` for no data).
+    pub(crate) fn compare_values(&self, candidate: Option<f64>, baseline: Option<f64>) -> Verdict {
+        let (Some(c), Some(b)) = (candidate, baseline) else {
+            let which = match (candidate, baseline) {
                 (None, None) => "candidate and baseline",
                 (None, Some(_)) => "candidate",
                 _ => "baseline",

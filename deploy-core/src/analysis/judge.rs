@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::kayenta::{MannWhitneyClassifier, MannWhitneyJudge};
-use super::{CompareJudge, JudgeSpec, MeasurementOutcome};
+use super::{CompareJudge, Evidence, JudgeSpec, MeasurementOutcome, Statistics};
 use crate::metrics::{MetricQuery, MetricsError, MetricsProvider};
 
 /// What a judge sees for one measurement.
@@ -46,12 +46,21 @@ pub struct Verdict {
     pub value: Option<f64>,
     /// A sentence for events and records (`0.07 > 0.01`).
     pub detail: String,
+    /// The data and statistics behind the verdict, for replay.
+    pub evidence: Option<Evidence>,
 }
 
 impl Verdict {
     /// A verdict.
     pub fn new(outcome: MeasurementOutcome, value: Option<f64>, detail: impl Into<String>) -> Self {
-        Self { outcome, value, detail: detail.into() }
+        Self { outcome, value, detail: detail.into(), evidence: None }
+    }
+
+    /// The verdict with its evidence.
+    #[must_use]
+    pub fn with_evidence(mut self, evidence: Evidence) -> Self {
+        self.evidence = Some(evidence);
+        self
     }
 
     /// No data to judge.
@@ -112,8 +121,21 @@ impl ThresholdJudge {
     /// ```
     pub fn judge_value(&self, value: &crate::metrics::MetricValue) -> Verdict {
         let Some(v) = value.as_single() else {
-            return Verdict::no_data("no single value to judge (no data, NaN or several series)");
+            let evidence = Evidence::new(self.spec(), Vec::new(), Vec::new(), Statistics::default());
+            return Verdict::no_data("no single value to judge (no data, NaN or several series)")
+                .with_evidence(evidence);
         };
+        let evidence = Evidence::new(self.spec(), vec![v], Vec::new(), Statistics::default());
+        self.judge_single(v).with_evidence(evidence)
+    }
+
+    /// The rule as data, for the evidence.
+    fn spec(&self) -> JudgeSpec {
+        JudgeSpec::Threshold { min: self.min, max: self.max }
+    }
+
+    /// Judges one value.
+    pub(crate) fn judge_single(&self, v: f64) -> Verdict {
         if let Some(lo) = self.min
             && v < lo
         {
@@ -193,13 +215,27 @@ impl JudgeRegistry {
             JudgeSpec::Compare { direction, max_ratio, max_difference } => {
                 Ok(Arc::new(CompareJudge::new(*direction, *max_ratio, *max_difference)))
             }
-            JudgeSpec::MannWhitney { direction, lookback, step, confidence, tolerance, effect_size } => {
-                let classifier = MannWhitneyClassifier::new(*direction)
+            JudgeSpec::MannWhitney {
+                direction,
+                lookback,
+                step,
+                confidence,
+                tolerance,
+                effect_size,
+                min_samples,
+                power_shift,
+            } => {
+                let mut classifier = MannWhitneyClassifier::new(*direction)
                     .confidence(*confidence)
                     .tolerance(*tolerance)
-                    .effect_size(*effect_size);
+                    .effect_size(*effect_size)
+                    .power_shift(*power_shift);
+                if let Some(n) = min_samples {
+                    classifier = classifier.min_samples(*n as usize);
+                }
                 Ok(Arc::new(MannWhitneyJudge::new(classifier, *lookback, *step)))
             }
+            JudgeSpec::Sequential(spec) => Ok(Arc::new(super::sequential::SequentialJudge::new(spec.clone()))),
             JudgeSpec::Custom { name, params } => match self.factories.get(name) {
                 Some(factory) => factory.build(params).map_err(|e| format!("judge {name}: {e}")),
                 None => Err(format!("no judge named {name:?} is registered with the engine")),

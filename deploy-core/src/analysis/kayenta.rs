@@ -10,8 +10,13 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::mann_whitney::{MannWhitney, ShiftEstimate, mann_whitney_u, shift_estimate};
-use super::{AnalysisReport, CheckKind, Direction, Judge, JudgeInput, MeasurementOutcome, Verdict};
+use super::mann_whitney::{
+    Alternative, MannWhitney, MethodChoice, ShiftEstimate, mann_whitney_test, min_sample_size, power, shift_estimate,
+};
+use super::{
+    AnalysisReport, CheckKind, Direction, Evidence, Judge, JudgeInput, JudgeSpec, MeasurementOutcome, Statistics,
+    Verdict,
+};
 use crate::metrics::MetricsError;
 use crate::model::HumanDuration;
 
@@ -54,6 +59,11 @@ pub struct MetricClassification {
     /// Mean of the candidate over mean of the baseline (Kayenta's "ratio"), when
     /// both samples had values and the baseline's mean is not zero.
     pub ratio: Option<f64>,
+    /// The power of the test at these sample sizes for a shift of
+    /// [`MannWhitneyClassifier::power_shift`] standard deviations.
+    pub power: Option<f64>,
+    /// Why the class is NoData, when it is: no values, or fewer than the floor.
+    pub no_data: Option<String>,
 }
 
 impl fmt::Display for MetricClassification {
@@ -75,16 +85,29 @@ impl fmt::Display for MetricClassification {
         if let Some(ratio) = self.ratio {
             write!(f, ", mean ratio {ratio:.3}")?;
         }
+        if let Some(power) = self.power {
+            write!(f, ", power {power:.2}")?;
+        }
+        if let Some(why) = &self.no_data {
+            write!(f, ": {why}")?;
+        }
         Ok(())
     }
 }
 
-/// Kayenta's Mann-Whitney classifier (`NetflixACAJudge`): the candidate is High when
-/// the whole confidence interval of its shift against the baseline lies above
-/// `tolerance × |shift estimate|` (Low when below minus that), the deviation is in a
-/// direction that counts against it, and the candidate's mean is at least
-/// `effect_size` times the baseline's (at most 1 / `effect_size` for Low).
-/// Kayenta's defaults: confidence 0.98, tolerance 0.25, any effect size (1.0).
+/// Kayenta's Mann-Whitney classifier (`NetflixACAJudge`), with a floor and
+/// one-sided tests: the candidate is High when the whole confidence interval of its
+/// shift against the baseline lies above `tolerance × |shift estimate|` (Low when
+/// below minus that), the test's p-value is at most α = 1 − `confidence`, the
+/// deviation is in a direction that counts against it, and the candidate's mean is
+/// at least `effect_size` times the baseline's (at most 1 / `effect_size` for Low).
+///
+/// A canary is judged for being worse, so `Increase` and `Decrease` test one side
+/// (SciPy's `greater` / `less`, and a one-sided interval bound); `Either` tests
+/// both. Fewer than `min_samples` values on a side is NoData (inconclusive), since
+/// below [`min_sample_size`] the test could never flag anything and a pass would
+/// mean nothing. Kayenta's defaults: confidence 0.98, tolerance 0.25, any effect
+/// size (1.0).
 ///
 /// ```
 /// use deploy_core::analysis::{Direction, kayenta::{Classification, MannWhitneyClassifier}};
@@ -95,6 +118,8 @@ impl fmt::Display for MetricClassification {
 /// let faster = [50.0, 52.0, 49.0, 51.0, 48.0, 50.5, 49.5, 51.5];
 /// assert_eq!(classifier.classify(&faster, &baseline).classification, Classification::Pass);
 /// assert_eq!(classifier.classify(&[], &baseline).classification, Classification::NoData);
+/// // One value against one cannot be judged at 98 %: no data, not a verdict.
+/// assert_eq!(classifier.classify(&[150.0], &[100.0]).classification, Classification::NoData);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
@@ -107,12 +132,17 @@ pub struct MannWhitneyClassifier {
     pub tolerance: f64,
     /// The smallest ratio of means (≥ 1) that counts as a deviation.
     pub effect_size: f64,
+    /// The fewest values per side; `None` for [`min_sample_size`] at this
+    /// confidence and direction.
+    pub min_samples: Option<usize>,
+    /// The shift, in standard deviations, whose detection power is reported.
+    pub power_shift: f64,
 }
 
 impl MannWhitneyClassifier {
     /// Kayenta's defaults for `direction`.
     pub fn new(direction: Direction) -> Self {
-        Self { direction, confidence: 0.98, tolerance: 0.25, effect_size: 1.0 }
+        Self { direction, confidence: 0.98, tolerance: 0.25, effect_size: 1.0, min_samples: None, power_shift: 1.0 }
     }
 
     /// Sets the confidence level.
@@ -136,33 +166,97 @@ impl MannWhitneyClassifier {
         self
     }
 
+    /// Sets the floor of values per side.
+    #[must_use]
+    pub fn min_samples(mut self, min_samples: usize) -> Self {
+        self.min_samples = Some(min_samples);
+        self
+    }
+
+    /// Sets the shift, in standard deviations, whose detection power is reported.
+    #[must_use]
+    pub fn power_shift(mut self, shift_sd: f64) -> Self {
+        self.power_shift = shift_sd;
+        self
+    }
+
+    /// The test's alternative for the direction.
+    pub fn alternative(&self) -> Alternative {
+        match self.direction {
+            Direction::Increase => Alternative::Greater,
+            Direction::Decrease => Alternative::Less,
+            Direction::Either => Alternative::TwoSided,
+        }
+    }
+
+    /// The significance level, 1 − confidence.
+    pub fn alpha(&self) -> f64 {
+        1.0 - self.confidence
+    }
+
+    /// The floor in force: the one set, or the smallest size that can reject.
+    pub fn floor(&self) -> usize {
+        self.min_samples.unwrap_or_else(|| min_sample_size(self.alpha(), self.alternative())).max(1)
+    }
+
     /// Classifies `candidate` against `baseline`; NaN values are dropped first, and
-    /// an empty sample is [`Classification::NoData`].
+    /// an empty sample, or one below the floor, is [`Classification::NoData`].
     pub fn classify(&self, candidate: &[f64], baseline: &[f64]) -> MetricClassification {
         let candidate: Vec<f64> = candidate.iter().copied().filter(|v| !v.is_nan()).collect();
         let baseline: Vec<f64> = baseline.iter().copied().filter(|v| !v.is_nan()).collect();
-        let empty =
-            MetricClassification { classification: Classification::NoData, test: None, shift: None, ratio: None };
+        let empty = MetricClassification {
+            classification: Classification::NoData,
+            test: None,
+            shift: None,
+            ratio: None,
+            power: None,
+            no_data: None,
+        };
         if candidate.is_empty() || baseline.is_empty() {
-            return empty;
+            return MetricClassification { no_data: Some("a sample has no values".to_owned()), ..empty };
+        }
+        let floor = self.floor();
+        let alternative = self.alternative();
+        let alpha = self.alpha();
+        let power = Some(power(candidate.len(), baseline.len(), alpha, alternative, self.power_shift));
+        if candidate.len() < floor || baseline.len() < floor {
+            let why = format!(
+                "{} candidate and {} baseline values, fewer than the {floor} per side at which {}% confidence can \
+                 be reached",
+                candidate.len(),
+                baseline.len(),
+                self.confidence * 100.0
+            );
+            return MetricClassification { no_data: Some(why), power, ..empty };
         }
         let mean = |s: &[f64]| s.iter().sum::<f64>() / f64::from(u32::try_from(s.len()).unwrap_or(u32::MAX));
         let base_mean = mean(&baseline);
         let ratio = (base_mean != 0.0).then(|| mean(&candidate) / base_mean);
         if candidate == baseline {
-            return MetricClassification { classification: Classification::Pass, ratio, ..empty };
+            return MetricClassification { classification: Classification::Pass, ratio, power, ..empty };
         }
-        let (Ok(test), Ok(shift)) =
-            (mann_whitney_u(&candidate, &baseline), shift_estimate(&candidate, &baseline, self.confidence))
-        else {
+        // A one-sided bound at α is the lower (upper) end of a two-sided interval
+        // at 1 − 2α.
+        let interval = if alternative == Alternative::TwoSided {
+            self.confidence
+        } else {
+            (1.0 - 2.0 * alpha).clamp(1e-9, 1.0 - 1e-9)
+        };
+        let (Ok(test), Ok(shift)) = (
+            mann_whitney_test(&candidate, &baseline, alternative, MethodChoice::Auto),
+            shift_estimate(&candidate, &baseline, interval),
+        ) else {
             return empty;
         };
+        let significant = test.p_value <= alpha;
         let bound = self.tolerance * shift.estimate.abs();
         let effect = self.effect_size.max(1.0);
         let high = matches!(self.direction, Direction::Increase | Direction::Either)
+            && significant
             && shift.lower > bound
             && ratio.is_none_or(|r| r >= effect);
         let low = matches!(self.direction, Direction::Decrease | Direction::Either)
+            && significant
             && shift.upper < -bound
             && ratio.is_none_or(|r| r <= 1.0 / effect);
         let classification = if high {
@@ -172,7 +266,21 @@ impl MannWhitneyClassifier {
         } else {
             Classification::Pass
         };
-        MetricClassification { classification, test: Some(test), shift: Some(shift), ratio }
+        MetricClassification { classification, test: Some(test), shift: Some(shift), ratio, power, no_data: None }
+    }
+
+    /// The rule as data, for the evidence.
+    pub(crate) fn spec(&self, lookback: HumanDuration, step: HumanDuration) -> JudgeSpec {
+        JudgeSpec::MannWhitney {
+            direction: self.direction,
+            lookback,
+            step,
+            confidence: self.confidence,
+            tolerance: self.tolerance,
+            effect_size: self.effect_size,
+            min_samples: self.min_samples.and_then(|n| u32::try_from(n).ok()),
+            power_shift: self.power_shift,
+        }
     }
 }
 
@@ -237,17 +345,33 @@ impl MannWhitneyJudge {
     /// ```
     pub fn judge_samples(&self, candidate: &[f64], baseline: &[f64]) -> Verdict {
         let c = self.classifier.classify(candidate, baseline);
+        let statistics = Statistics {
+            u: c.test.as_ref().map(|t| t.u),
+            p_value: c.test.as_ref().map(|t| t.p_value),
+            alpha: Some(self.classifier.alpha()),
+            alternative: Some(self.classifier.alternative()),
+            method: c.test.as_ref().map(|t| t.method),
+            shift: c.shift,
+            power: c.power,
+            min_samples: Some(self.classifier.floor()),
+            ..Statistics::default()
+        };
+        let keep = |s: &[f64]| s.iter().copied().filter(|v| !v.is_nan()).collect::<Vec<f64>>();
+        let evidence =
+            Evidence::new(self.classifier.spec(self.lookback, self.step), keep(candidate), keep(baseline), statistics);
         let outcome = match c.classification {
             Classification::Pass => MeasurementOutcome::Successful,
             Classification::High | Classification::Low => MeasurementOutcome::Failed,
             Classification::NoData => MeasurementOutcome::Inconclusive,
         };
-        let detail = if c.classification == Classification::NoData {
-            format!("no data: {} candidate and {} baseline values", candidate.len(), baseline.len())
-        } else {
-            c.to_string()
+        let detail = match (&c.classification, &c.no_data) {
+            (Classification::NoData, Some(why)) => format!("no data: {why}"),
+            (Classification::NoData, None) => {
+                format!("no data: {} candidate and {} baseline values", candidate.len(), baseline.len())
+            }
+            _ => c.to_string(),
         };
-        Verdict::new(outcome, c.test.as_ref().map(|t| t.p_value), detail)
+        Verdict::new(outcome, c.test.as_ref().map(|t| t.p_value), detail).with_evidence(evidence)
     }
 }
 

@@ -2,11 +2,20 @@
 //! with the Hodges-Lehmann estimate of the shift between them and its confidence
 //! interval: the statistics behind Kayenta's canary judge.
 //!
-//! p-values are two-sided. Small samples without ties get the exact distribution of
-//! U (by counting arrangements); larger samples, and any sample with ties, the
-//! normal approximation with tie and continuity corrections, as SciPy's
-//! `mannwhitneyu(..., method="asymptotic", use_continuity=True)` and R's
-//! `wilcox.test(..., correct = TRUE)` compute it.
+//! p-values are one- or two-sided ([`Alternative`]). Without ties, the exact
+//! distribution of U is used whenever it is affordable ([`exact_is_affordable`]:
+//! always when one sample has at most 8 values, as SciPy's `method="auto"` does, and
+//! beyond that while counting the arrangements stays cheap); with ties, or when
+//! counting would cost too much, the normal approximation with tie and continuity
+//! corrections, as SciPy's `mannwhitneyu(..., method="asymptotic",
+//! use_continuity=True)` and R's `wilcox.test(..., correct = TRUE)` compute it.
+//! The p-values agree with SciPy's to 1e-6 (`tests/analysis_scipy.rs`).
+//!
+//! A test needs enough values to ever reject: with `n` values per side the
+//! smallest exact p-value is `1 / C(2n, n)` one-sided (twice that two-sided), so a
+//! test at 98 % confidence can never flag anything with 4 or fewer values per side
+//! two-sided. [`min_sample_size`] is that floor; [`power`] is the chance to detect
+//! a given shift at given sizes.
 //!
 //! Cost: U comes from the ranks of the pooled samples, O((m + n) log(m + n)). The
 //! shift estimate needs order statistics of the m·n pairwise differences; they are
@@ -20,10 +29,60 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// The largest sample size, per sample, for which the exact distribution is used
-/// (when there are no ties). Counting the arrangements of 20 + 20 values is
-/// instantaneous; beyond it the normal approximation is within a few per cent.
+/// The largest sample size, per sample, for which the exact distribution was used
+/// before [`exact_is_affordable`]; kept for callers that named it. Samples of up to
+/// 20 values each are always exact now (when there are no ties).
 pub const EXACT_MAX_SAMPLE: usize = 20;
+
+/// The most additions the exact distribution may cost before the normal
+/// approximation is used instead (about 20 ms on one core).
+pub const EXACT_MAX_COST: usize = 20_000_000;
+
+/// Which alternative the p-value is for: whether the candidate is larger, smaller,
+/// or either, than the baseline (SciPy's `alternative`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Alternative {
+    /// The candidate differs, in either direction.
+    #[default]
+    TwoSided,
+    /// The candidate is stochastically larger (SciPy's `"greater"`).
+    Greater,
+    /// The candidate is stochastically smaller (SciPy's `"less"`).
+    Less,
+}
+
+/// How the p-value is to be computed (SciPy's `method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MethodChoice {
+    /// Exact without ties when affordable ([`exact_is_affordable`]), else normal.
+    #[default]
+    Auto,
+    /// The exact distribution (ignoring ties, as SciPy does), whatever it costs.
+    Exact,
+    /// The normal approximation with tie and continuity corrections.
+    Asymptotic,
+}
+
+/// Whether the exact distribution of U for samples of `m` and `n` values costs at
+/// most [`EXACT_MAX_COST`] additions. Every case SciPy's `"auto"` makes exact (one
+/// sample of at most 8 values) is affordable up to several hundred values on the
+/// other side.
+///
+/// ```
+/// use deploy_core::analysis::mann_whitney::exact_is_affordable;
+/// assert!(exact_is_affordable(4, 30));
+/// assert!(exact_is_affordable(20, 20));
+/// assert!(!exact_is_affordable(500, 500));
+/// ```
+pub fn exact_is_affordable(m: usize, n: usize) -> bool {
+    let small = m.min(n);
+    let cost = (m + n).saturating_mul(small).saturating_mul(m.saturating_mul(n));
+    m + n <= 1_000 && cost <= EXACT_MAX_COST
+}
 
 /// Why a test could not be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,8 +125,12 @@ pub struct MannWhitney {
     pub u: f64,
     /// U of the baseline sample; `u + u_baseline = n_candidate × n_baseline`.
     pub u_baseline: f64,
-    /// The two-sided p-value of "both samples come from one distribution".
+    /// The p-value of "both samples come from one distribution" against
+    /// `alternative`.
     pub p_value: f64,
+    /// The alternative the p-value is for.
+    #[serde(default)]
+    pub alternative: Alternative,
     /// How the p-value was computed.
     pub method: PValueMethod,
     /// The standard score of U under the normal approximation (continuity
@@ -130,10 +193,10 @@ fn rank_sum(candidate: &[f64], baseline: &[f64]) -> (f64, f64) {
     (rank_sum, tie_term)
 }
 
-/// The two-sided Mann-Whitney U test of `candidate` against `baseline`.
+/// The two-sided Mann-Whitney U test of `candidate` against `baseline`, exact when
+/// affordable and without ties ([`mann_whitney_test`] with
+/// [`Alternative::TwoSided`] and [`MethodChoice::Auto`]).
 ///
-/// Exact p-values for samples of at most [`EXACT_MAX_SAMPLE`] values each without
-/// ties; otherwise the normal approximation with tie and continuity corrections.
 /// An empty sample or NaN is an error: "no data" must be decided by the caller,
 /// not hidden in a p-value.
 ///
@@ -147,6 +210,30 @@ fn rank_sum(candidate: &[f64], baseline: &[f64]) -> (f64, f64) {
 /// assert_eq!(mann_whitney_u(&[], &[1.0]).unwrap_err(), SampleError::Empty { which: "candidate" });
 /// ```
 pub fn mann_whitney_u(candidate: &[f64], baseline: &[f64]) -> Result<MannWhitney, SampleError> {
+    mann_whitney_test(candidate, baseline, Alternative::TwoSided, MethodChoice::Auto)
+}
+
+/// The Mann-Whitney U test of `candidate` against `baseline` for `alternative`,
+/// computed as `method` says; SciPy's `mannwhitneyu(candidate, baseline,
+/// alternative=..., method=..., use_continuity=True)`.
+///
+/// ```
+/// use deploy_core::analysis::mann_whitney::{mann_whitney_test, Alternative, MethodChoice, PValueMethod};
+/// // 4 values against 30 larger ones: exact, as SciPy's "auto" chooses.
+/// let x = [1.0, 2.0, 3.0, 4.0];
+/// let y: Vec<f64> = (0..30).map(|i| 10.0 + f64::from(i)).collect();
+/// let r = mann_whitney_test(&x, &y, Alternative::TwoSided, MethodChoice::Auto).unwrap();
+/// assert_eq!(r.method, PValueMethod::Exact);
+/// assert!((r.p_value - 2.0 / 46_376.0).abs() < 1e-12); // 2 / C(34, 4)
+/// let less = mann_whitney_test(&x, &y, Alternative::Less, MethodChoice::Auto).unwrap();
+/// assert!((less.p_value - 1.0 / 46_376.0).abs() < 1e-12);
+/// ```
+pub fn mann_whitney_test(
+    candidate: &[f64],
+    baseline: &[f64],
+    alternative: Alternative,
+    method: MethodChoice,
+) -> Result<MannWhitney, SampleError> {
     check(candidate, "candidate")?;
     check(baseline, "baseline")?;
     let (n1, n2) = (candidate.len(), baseline.len());
@@ -155,12 +242,28 @@ pub fn mann_whitney_u(candidate: &[f64], baseline: &[f64]) -> Result<MannWhitney
     let u = ranks - m * (m + 1.0) / 2.0;
     let u_baseline = m * n - u;
     let ties = tie_term > 0.0;
-    let big = u.max(u_baseline);
-    let (p_value, method, z) = if !ties && n1 <= EXACT_MAX_SAMPLE && n2 <= EXACT_MAX_SAMPLE {
-        // u is a whole number without ties.
-        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "0 <= U <= 400 and whole")]
-        let at_least = exact_upper_tail(n1, n2, big.round() as usize);
-        ((2.0 * at_least).min(1.0), PValueMethod::Exact, None)
+    let exact = match method {
+        MethodChoice::Exact => true,
+        MethodChoice::Asymptotic => false,
+        MethodChoice::Auto => !ties && exact_is_affordable(n1, n2),
+    };
+    let (p_value, method, z) = if exact {
+        let counts = exact_counts(n1, n2);
+        let total: f64 = counts.iter().sum();
+        // With ties U may be a half; SciPy rounds the tail's start as below.
+        let at_least = |v: f64| -> f64 {
+            #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "0 <= v <= mn")]
+            let from = v.ceil().max(0.0) as usize;
+            counts.iter().skip(from).sum::<f64>() / total
+        };
+        let greater = at_least(u);
+        let less = at_least(u_baseline);
+        let p = match alternative {
+            Alternative::Greater => greater,
+            Alternative::Less => less,
+            Alternative::TwoSided => 2.0 * greater.min(less),
+        };
+        (p.clamp(0.0, 1.0), PValueMethod::Exact, None)
     } else {
         let total = m + n;
         let variance = m * n / 12.0 * ((total + 1.0) - tie_term / (total * (total - 1.0)));
@@ -168,41 +271,54 @@ pub fn mann_whitney_u(candidate: &[f64], baseline: &[f64]) -> Result<MannWhitney
             (1.0, PValueMethod::Normal, None)
         } else {
             let sd = variance.sqrt();
-            let z_abs = (big - m * n / 2.0 - 0.5) / sd;
-            let p = (2.0 * normal_upper_tail(z_abs)).min(1.0);
-            let z = if u >= u_baseline { z_abs } else { -z_abs };
-            (p, PValueMethod::Normal, Some(z))
+            let statistic = match alternative {
+                Alternative::Greater => u,
+                Alternative::Less => u_baseline,
+                Alternative::TwoSided => u.max(u_baseline),
+            };
+            let z_stat = (statistic - m * n / 2.0 - 0.5) / sd;
+            let mut p = normal_upper_tail(z_stat);
+            if alternative == Alternative::TwoSided {
+                p *= 2.0;
+            }
+            let z = (u - m * n / 2.0 - 0.5 * (u - m * n / 2.0).signum()) / sd;
+            (p.clamp(0.0, 1.0), PValueMethod::Normal, Some(z))
         }
     };
-    Ok(MannWhitney { u, u_baseline, p_value, method, z, ties, sizes: (n1, n2) })
+    Ok(MannWhitney { u, u_baseline, p_value, alternative, method, z, ties, sizes: (n1, n2) })
 }
 
 /// How many of the C(m + n, m) arrangements of two samples of sizes `m` and `n`
 /// give each value of U, from 0 to m·n: the coefficients of the Gaussian binomial
-/// coefficient [m + n choose m], built as Π (1 − q^(n+i)) / (1 − q^i).
+/// coefficient [m + n choose m], built by q-Pascal's rule
+/// [N, k] = [N − 1, k − 1] + q^k [N − 1, k], with additions only, so that the
+/// counts stay exact to the last bit of a double as long as they fit.
 fn exact_counts(m: usize, n: usize) -> Vec<f64> {
-    let top = m * n;
-    let mut c = vec![0i128; top + 1];
-    c[0] = 1;
-    for i in 1..=m {
-        // Multiply by (1 - q^(n+i)).
-        for k in (n + i..=top).rev() {
-            c[k] -= c[k - n - i];
+    let k_max = m.min(n);
+    // row[k] is [N choose k] as a polynomial in q, for the current N.
+    let mut row: Vec<Vec<f64>> = vec![vec![1.0]];
+    for big_n in 1..=m + n {
+        let top = k_max.min(big_n);
+        if row.len() <= top {
+            row.push(vec![0.0]);
         }
-        // Divide by (1 - q^i): a running sum with stride i.
-        for k in i..=top {
-            c[k] += c[k - i];
+        for k in (1..=top).rev() {
+            let degree = k * (big_n - k);
+            let mut next = vec![0.0; degree + 1];
+            for (i, c) in row[k - 1].iter().enumerate() {
+                next[i] += c;
+            }
+            if k < big_n {
+                for (i, c) in row[k].iter().enumerate() {
+                    if i + k <= degree {
+                        next[i + k] += c;
+                    }
+                }
+            }
+            row[k] = next;
         }
     }
-    #[expect(clippy::cast_precision_loss, reason = "counts are at most C(40, 20) < 2^38")]
-    c.into_iter().map(|v| v as f64).collect()
-}
-
-/// P(U ≥ u) under the exact null distribution.
-fn exact_upper_tail(m: usize, n: usize, u: usize) -> f64 {
-    let counts = exact_counts(m, n);
-    let total: f64 = counts.iter().sum();
-    counts.iter().skip(u).sum::<f64>() / total
+    row.swap_remove(k_max)
 }
 
 /// The smallest `k` with P(U ≤ k) ≥ `p` under the exact distribution (R's `qwilcox`).
@@ -241,7 +357,7 @@ pub(crate) fn normal_upper_tail(z: f64) -> f64 {
 }
 
 /// The z with P(Z ≥ z) = `p`, by bisection (for confidence intervals; `p` in (0, 1)).
-fn normal_upper_quantile(p: f64) -> f64 {
+pub(crate) fn normal_upper_quantile(p: f64) -> f64 {
     let (mut lo, mut hi) = (-40.0_f64, 40.0_f64);
     for _ in 0..200 {
         let mid = (lo + hi) / 2.0;
@@ -252,6 +368,56 @@ fn normal_upper_quantile(p: f64) -> f64 {
         }
     }
     (lo + hi) / 2.0
+}
+
+/// The smallest number of values per side at which a test at level `alpha` can
+/// reject at all: the `n` whose most extreme arrangement has an exact p-value of
+/// `1 / C(2n, n)` (one-sided) or `2 / C(2n, n)` (two-sided) at most `alpha`.
+/// Below it every outcome is "not significant" whatever the data, so a judge
+/// calls such samples inconclusive rather than passing them.
+///
+/// ```
+/// use deploy_core::analysis::mann_whitney::{min_sample_size, Alternative};
+/// assert_eq!(min_sample_size(0.02, Alternative::TwoSided), 5); // 2/C(8,4) = 0.029 > 0.02
+/// assert_eq!(min_sample_size(0.02, Alternative::Greater), 4); // 1/C(8,4) = 0.014
+/// assert_eq!(min_sample_size(0.05, Alternative::TwoSided), 4);
+/// ```
+pub fn min_sample_size(alpha: f64, alternative: Alternative) -> usize {
+    let sides = if alternative == Alternative::TwoSided { 2.0 } else { 1.0 };
+    let mut choose = 2.0; // C(2, 1)
+    for n in 1..=64_usize {
+        if sides / choose <= alpha {
+            return n;
+        }
+        // C(2n + 2, n + 1) = C(2n, n) · (2n + 1)(2n + 2) / (n + 1)².
+        let nf = as_f64(n);
+        choose *= (2.0 * nf + 1.0) * (2.0 * nf + 2.0) / ((nf + 1.0) * (nf + 1.0));
+    }
+    64
+}
+
+/// The approximate power of the Mann-Whitney test at level `alpha` with `m` and
+/// `n` values to detect a shift of `shift_sd` standard deviations of normally
+/// distributed values (Noether's formula, with P(X > Y) = Φ(shift / √2)).
+/// A judge reports it so that "no difference found" can be read against the
+/// difference it could have found.
+///
+/// ```
+/// use deploy_core::analysis::mann_whitney::{power, Alternative};
+/// let weak = power(5, 5, 0.02, Alternative::Greater, 1.0);
+/// let strong = power(50, 50, 0.02, Alternative::Greater, 1.0);
+/// assert!(weak < 0.3 && strong > 0.95, "{weak} {strong}");
+/// ```
+pub fn power(m: usize, n: usize, alpha: f64, alternative: Alternative, shift_sd: f64) -> f64 {
+    if m == 0 || n == 0 || !(alpha > 0.0 && alpha < 1.0) {
+        return 0.0;
+    }
+    let tail = if alternative == Alternative::TwoSided { alpha / 2.0 } else { alpha };
+    let z_alpha = normal_upper_quantile(tail);
+    let p_greater = 1.0 - normal_upper_tail(shift_sd.abs() / std::f64::consts::SQRT_2);
+    let (mf, nf) = (as_f64(m), as_f64(n));
+    let z = (12.0 * mf * nf / (mf + nf + 1.0)).sqrt() * (p_greater - 0.5);
+    normal_upper_tail(z_alpha - z)
 }
 
 /// The Hodges-Lehmann estimate of the shift from baseline to candidate (the
@@ -441,7 +607,9 @@ mod tests {
 
     #[test]
     fn large_samples_use_the_normal_approximation() {
-        let r = mann_whitney_u(&LARGE_X, &LARGE_Y).unwrap();
+        // 25 against 30 is affordable exactly; the approximation is asked for.
+        assert_eq!(mann_whitney_u(&LARGE_X, &LARGE_Y).unwrap().method, PValueMethod::Exact);
+        let r = mann_whitney_test(&LARGE_X, &LARGE_Y, Alternative::TwoSided, MethodChoice::Asymptotic).unwrap();
         assert!(!r.ties);
         assert_eq!(r.method, PValueMethod::Normal);
         assert_eq!(r.u, LARGE_REF.0);

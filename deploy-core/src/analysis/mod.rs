@@ -21,10 +21,15 @@
 //! ```
 
 mod compare;
+mod evidence;
+mod holm;
 mod judge;
 pub mod kayenta;
 pub mod mann_whitney;
+mod policy;
+mod replay;
 mod runner;
+pub mod sequential;
 
 use std::fmt;
 
@@ -33,7 +38,11 @@ use serde::{Deserialize, Serialize};
 use crate::model::{HumanDuration, Track, ValidationError, ValidationErrors};
 
 pub use compare::CompareJudge;
+pub use evidence::{AnalysisRecord, Evidence, HolmAdjustment, Statistics};
+pub use holm::{MultipleTesting, holm_adjust};
 pub use judge::{Judge, JudgeFactory, JudgeInput, JudgeRegistry, ThresholdJudge, Verdict};
+pub use policy::InconclusivePolicy;
+pub use replay::{ReplayDifference, ReplayReport, recompute, replay};
 pub use runner::{AnalysisRunner, AnalysisTarget};
 
 /// One analysis: what to measure, how often, and how much bad news to tolerate.
@@ -62,13 +71,22 @@ pub struct AnalysisSpec {
     #[serde(default)]
     pub failure_limit: u32,
     /// The analysis is inconclusive when more than this many measurements of one
-    /// check had no data; the engine treats that as a failure of the step.
+    /// check had no data; what the engine then does is `on_inconclusive`. Must be
+    /// below `count`: otherwise an analysis could pass without evaluating anything.
     #[serde(default)]
     pub inconclusive_limit: u32,
+    /// What the engine does when the analysis ends inconclusive: pause for a
+    /// decision (the default), roll back, or promote.
+    #[serde(default)]
+    pub on_inconclusive: InconclusivePolicy,
     /// The analysis errs when more than this many measurements of one check in a
     /// row could not be taken (the metrics backend was down).
     #[serde(default = "default_consecutive_error_limit")]
     pub consecutive_error_limit: u32,
+    /// How the p-values of one round's metrics are corrected for their number
+    /// (Holm's correction by default; it changes nothing with one test).
+    #[serde(default)]
+    pub multiple_testing: MultipleTesting,
     /// Finish successfully as soon as this many measurements of every check
     /// succeeded, before `count` is reached (Flagger's "advance on success").
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,6 +111,8 @@ impl AnalysisSpec {
             count: 1,
             failure_limit: 0,
             inconclusive_limit: 0,
+            on_inconclusive: InconclusivePolicy::Pause,
+            multiple_testing: MultipleTesting::Holm,
             consecutive_error_limit: default_consecutive_error_limit(),
             success_limit: None,
         }
@@ -147,6 +167,20 @@ impl AnalysisSpec {
         self
     }
 
+    /// Sets what the engine does when the analysis ends inconclusive.
+    #[must_use]
+    pub fn on_inconclusive(mut self, policy: InconclusivePolicy) -> Self {
+        self.on_inconclusive = policy;
+        self
+    }
+
+    /// Sets the correction for several tests in one round.
+    #[must_use]
+    pub fn multiple_testing(mut self, correction: MultipleTesting) -> Self {
+        self.multiple_testing = correction;
+        self
+    }
+
     /// Sets the consecutive error limit.
     #[must_use]
     pub fn consecutive_error_limit(mut self, limit: u32) -> Self {
@@ -192,6 +226,17 @@ impl AnalysisSpec {
         if self.count > 1 && self.interval.is_zero() {
             bad("interval", self.interval.to_string(), "must be positive when more than one measurement is taken");
         }
+        if self.count > 0 && self.inconclusive_limit >= self.count && !self.metrics.is_empty() {
+            bad(
+                "inconclusive limit",
+                self.inconclusive_limit.to_string(),
+                &format!(
+                    "must be below count ({}): with this limit every measurement could have no data and the \
+                     analysis would pass without evaluating any metric",
+                    self.count
+                ),
+            );
+        }
         if self.success_limit == Some(0) {
             bad("success limit", "0".into(), "must be at least 1");
         }
@@ -227,7 +272,11 @@ impl fmt::Display for AnalysisSpec {
         if !self.initial_delay.is_zero() {
             write!(f, " after {}", self.initial_delay)?;
         }
-        write!(f, " (failure limit {}, inconclusive limit {})", self.failure_limit, self.inconclusive_limit)
+        write!(f, " (failure limit {}, inconclusive limit {}", self.failure_limit, self.inconclusive_limit)?;
+        if self.on_inconclusive != InconclusivePolicy::Pause {
+            write!(f, ", inconclusive: {}", self.on_inconclusive)?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -311,7 +360,19 @@ pub enum JudgeSpec {
         /// The smallest ratio of means that counts as a deviation; 1 for any.
         #[serde(default = "default_effect_size")]
         effect_size: f64,
+        /// The fewest values per side, below which the outcome is inconclusive;
+        /// `None` for the smallest size at which `confidence` can be reached
+        /// ([`mann_whitney::min_sample_size`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_samples: Option<u32>,
+        /// The shift, in standard deviations, whose detection power the verdict
+        /// reports; 1 by default.
+        #[serde(default = "default_power_shift")]
+        power_shift: f64,
     },
+    /// An anytime-valid sequential test of the candidate against the baseline
+    /// ([`sequential::SequentialJudge`]): valid however often it looks.
+    Sequential(sequential::SequentialSpec),
     /// A judge registered with the engine under `name`.
     Custom {
         /// The registered name.
@@ -361,7 +422,29 @@ impl JudgeSpec {
             confidence: default_confidence(),
             tolerance: default_tolerance(),
             effect_size: default_effect_size(),
+            min_samples: None,
+            power_shift: default_power_shift(),
         }
+    }
+
+    /// Sets a Mann-Whitney judge's effect size (the smallest ratio of means that
+    /// counts); other judges are returned unchanged.
+    #[must_use]
+    pub fn with_effect_size(mut self, ratio: f64) -> Self {
+        if let Self::MannWhitney { effect_size, .. } = &mut self {
+            *effect_size = ratio;
+        }
+        self
+    }
+
+    /// Sets a Mann-Whitney judge's floor of values per side; other judges are
+    /// returned unchanged.
+    #[must_use]
+    pub fn with_min_samples(mut self, n: u32) -> Self {
+        if let Self::MannWhitney { min_samples, .. } = &mut self {
+            *min_samples = Some(n);
+        }
+        self
     }
 
     /// A registered judge with parameters.
@@ -396,9 +479,17 @@ impl JudgeSpec {
                 }
                 Ok(())
             }
-            Self::MannWhitney { lookback, step, confidence, tolerance, effect_size, .. } => {
-                if !(*confidence > 0.0 && *confidence < 1.0) {
-                    return Err("confidence must lie strictly between 0 and 1".into());
+            Self::MannWhitney {
+                lookback, step, confidence, tolerance, effect_size, min_samples, power_shift, ..
+            } => {
+                if !(*confidence > 0.5 && *confidence < 1.0) {
+                    return Err("confidence must lie strictly between 0.5 and 1".into());
+                }
+                if *min_samples == Some(0) {
+                    return Err("min samples must be at least 1".into());
+                }
+                if !(power_shift.is_finite() && *power_shift > 0.0) {
+                    return Err("power shift must be a positive number of standard deviations".into());
                 }
                 if !(tolerance.is_finite() && *tolerance >= 0.0 && effect_size.is_finite() && *effect_size >= 1.0) {
                     return Err("tolerance must be at least 0 and effect size at least 1".into());
@@ -408,6 +499,7 @@ impl JudgeSpec {
                 }
                 Ok(())
             }
+            Self::Sequential(spec) => spec.check(),
             Self::Custom { name, .. } if name.trim().is_empty() => Err("a custom judge needs a name".into()),
             Self::Custom { .. } => Ok(()),
         }
@@ -441,6 +533,7 @@ impl fmt::Display for JudgeSpec {
                 direction.phrase(),
                 confidence * 100.0
             ),
+            Self::Sequential(spec) => write!(f, "{spec}"),
             Self::Custom { name, .. } => write!(f, "judged by {name}"),
         }
     }
@@ -455,6 +548,10 @@ fn default_tolerance() -> f64 {
 }
 
 fn default_effect_size() -> f64 {
+    1.0
+}
+
+fn default_power_shift() -> f64 {
     1.0
 }
 
@@ -535,6 +632,11 @@ pub struct Measurement {
     pub value: Option<f64>,
     /// What the judge or check said.
     pub detail: String,
+    /// The data and statistics the verdict was decided on, for judges that give
+    /// them (every built-in judge does); `None` for health checks.
+    /// Boxed: it holds the samples, and events carry measurements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Box<Evidence>>,
 }
 
 /// How an analysis ended.

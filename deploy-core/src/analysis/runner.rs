@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{
     AnalysisOutcome, AnalysisReport, AnalysisSpec, CheckKind, Judge, JudgeInput, JudgeRegistry, Measurement,
-    MeasurementOutcome,
+    MeasurementOutcome, MultipleTesting, holm,
 };
 use crate::health::{HealthCheck, HealthTarget};
 use crate::metrics::{MetricQuery, MetricsProvider};
@@ -158,17 +158,21 @@ impl AnalysisRunner {
                 let query = MetricQuery::new(&check.name, &check.query, self.target.app.clone(), track, window);
                 let baseline =
                     MetricQuery::new(&check.name, &check.query, self.target.app.clone(), self.target.baseline, window);
-                let (outcome, value, detail) = match &self.metrics {
+                let (outcome, value, detail, mut evidence) = match &self.metrics {
                     Some(metrics) => {
                         match judge.judge(&JudgeInput::new(metrics.as_ref(), &query, &baseline, round)).await {
-                            Ok(v) => (v.outcome, v.value, v.detail),
-                            Err(e) => (MeasurementOutcome::Error, None, format!("query failed: {e}")),
+                            Ok(v) => (v.outcome, v.value, v.detail, v.evidence.map(Box::new)),
+                            Err(e) => (MeasurementOutcome::Error, None, format!("query failed: {e}"), None),
                         }
                     }
-                    None => (MeasurementOutcome::Error, None, "no metrics provider".to_owned()),
+                    None => (MeasurementOutcome::Error, None, "no metrics provider".to_owned(), None),
                 };
+                if let Some(evidence) = &mut evidence {
+                    evidence.query.clone_from(&check.query);
+                }
                 let check = check.name.clone();
-                taken.push((index, Measurement { check, kind: CheckKind::Metric, round, outcome, value, detail }));
+                let m = Measurement { check, kind: CheckKind::Metric, round, outcome, value, detail, evidence };
+                taken.push((index, m));
             }
             let target = HealthTarget::new(self.target.app.clone(), self.target.candidate, self.target.release.clone());
             for (offset, check) in self.health.iter().enumerate() {
@@ -184,8 +188,21 @@ impl AnalysisRunner {
                 let check = check.name().to_owned();
                 taken.push((
                     index,
-                    Measurement { check, kind: CheckKind::HealthCheck, round, outcome, value: None, detail },
+                    Measurement {
+                        check,
+                        kind: CheckKind::HealthCheck,
+                        round,
+                        outcome,
+                        value: None,
+                        detail,
+                        evidence: None,
+                    },
                 ));
+            }
+            if spec.multiple_testing == MultipleTesting::Holm {
+                let mut metrics: Vec<&mut Measurement> =
+                    taken.iter_mut().filter(|(_, m)| m.kind == CheckKind::Metric).map(|(_, m)| m).collect();
+                holm::correct_round(&mut metrics);
             }
             let mut verdict: Option<Decision> = None;
             for (index, m) in &taken {
@@ -214,6 +231,30 @@ impl AnalysisRunner {
                 };
             }
             round += 1;
+        }
+        // A check that never had data evaluated nothing: silence is not a pass.
+        let silent: Vec<&str> = spec
+            .metrics
+            .iter()
+            .map(|m| m.name.as_str())
+            .chain(self.health.iter().map(|h| h.name()))
+            .zip(&tallies)
+            .filter(|(_, t)| t.successful + t.failed == 0)
+            .map(|(name, _)| name)
+            .collect();
+        if let Some(first) = silent.first() {
+            let kind = if self.spec.metrics.iter().any(|m| m.name == *first) {
+                CheckKind::Metric
+            } else {
+                CheckKind::HealthCheck
+            };
+            return AnalysisReport {
+                name: spec.name.clone(),
+                outcome: AnalysisOutcome::Inconclusive,
+                decided_by: Some(((*first).to_owned(), kind)),
+                reason: format!("{} evaluated nothing: every measurement had no data", silent.join(", ")),
+                measurements,
+            };
         }
         let errors = measurements.iter().filter(|m| m.outcome == MeasurementOutcome::Error).count();
         let mut reason = format!("{} measurements of every check within limits", spec.count);

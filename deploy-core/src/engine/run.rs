@@ -13,10 +13,12 @@ use tracing::Instrument;
 use super::handle::{Control, Progress};
 use super::retry::retry;
 use super::{CauseKind, FailureCause, Inner, RolloutError, RolloutEvent, RolloutReport};
-use crate::analysis::{AnalysisOutcome, AnalysisRunner, AnalysisSpec, AnalysisTarget, CheckKind};
+use crate::analysis::{
+    AnalysisOutcome, AnalysisRecord, AnalysisRunner, AnalysisSpec, AnalysisTarget, CheckKind, InconclusivePolicy,
+};
 use crate::error::{Classify, ErrorKind};
 use crate::hook::{HookSpec, HookWhen};
-use crate::model::record::LogLevel;
+use crate::model::record::{InconclusiveDecision, LogLevel};
 use crate::model::{
     AppId, AppSpec, DeploymentStatus, HumanDuration, Percent, Release, RollingUpdateParams, StepOutcome, StepRecord,
     Track, TrafficSplit,
@@ -497,6 +499,12 @@ async fn drive_inner(run: &mut Run, controls: &mut Controls, keeper: &mut LeaseK
             let fut = run.execute(index, &step).instrument(span);
             guard(fut, deadline, Some(index), keeper, Some(controls), &promote, &events).await
         };
+        let result = match result {
+            Err(StepError::Failed(cause)) if pauses_when_inconclusive(&step, &cause) => {
+                run.pause_on_inconclusive(index, &description, &cause, controls, keeper).await
+            }
+            other => other,
+        };
         run.progress.send_replace(Progress { step: Some(index), description: description.clone(), pause: false });
         let outcome = match &result {
             Ok(()) => StepOutcome::Succeeded,
@@ -538,6 +546,13 @@ async fn drive_inner(run: &mut Run, controls: &mut Controls, keeper: &mut LeaseK
     Outcome::Report(Box::new(run.finish_in_place(DeploymentStatus::Succeeded, None, keeper).await))
 }
 
+/// Whether `step` failed only because its analysis was inconclusive and its spec
+/// asks to pause for a decision then.
+fn pauses_when_inconclusive(step: &Step, cause: &FailureCause) -> bool {
+    cause.kind == CauseKind::AnalysisInconclusive
+        && matches!(step, Step::Analyze(spec) if spec.on_inconclusive == InconclusivePolicy::Pause)
+}
+
 impl Run {
     #[expect(clippy::too_many_arguments, reason = "the parts of a run, built once by the engine")]
     pub(crate) fn new(
@@ -573,6 +588,50 @@ impl Run {
             stamp,
             sequence,
         }
+    }
+
+    /// Pauses after the inconclusive analysis of step `index` until the caller
+    /// promotes (the step then succeeds) or aborts (the rollout rolls back), through
+    /// the same controls as a pause step. No deadline: a person decides.
+    async fn pause_on_inconclusive(
+        &mut self,
+        index: usize,
+        description: &str,
+        cause: &FailureCause,
+        controls: &mut Controls,
+        keeper: &mut LeaseKeeper,
+    ) -> Result<(), StepError> {
+        let message = format!(
+            "analysis inconclusive ({}): pausing until the caller promotes (the rollout goes on) or aborts \
+             (it rolls back); not enough data decides nothing by itself",
+            cause.message
+        );
+        self.decide(LogLevel::Warn, &message);
+        self.note(message);
+        self.state.record.inconclusive_decisions.push(InconclusiveDecision::new(
+            index,
+            cause.message.clone(),
+            InconclusivePolicy::Pause,
+        ));
+        self.save().await?;
+        self.promote.send_replace(None);
+        self.progress.send_replace(Progress { step: Some(index), description: description.to_owned(), pause: true });
+        self.emit(RolloutEvent::Paused { index, kind: PauseKind::UntilPromoted });
+        let mut promoted_rx = self.promote.subscribe();
+        let promoted = async move {
+            let _ = promoted_rx.wait_for(|asked| *asked == Some(index)).await;
+            Ok(())
+        };
+        let (promote, events) = (Arc::clone(&self.promote), self.events.clone());
+        guard(promoted, None, Some(index), keeper, Some(controls), &promote, &events).await?;
+        self.emit(RolloutEvent::Promoted { index });
+        let message = "the caller promoted after the inconclusive analysis: going on".to_owned();
+        self.decide(LogLevel::Info, &message);
+        self.note(message);
+        if let Some(last) = self.state.record.inconclusive_decisions.last_mut() {
+            last.resolution = Some("promoted by the caller".to_owned());
+        }
+        Ok(())
     }
 
     /// Holds before step `index` while a caller's pause request is in force.
@@ -1195,12 +1254,28 @@ impl Run {
             reason: report.reason.clone(),
         });
         self.note(format!("analysis {} {}: {}", report.name, report.outcome, report.reason));
+        let step = self.step.unwrap_or_default();
+        self.state.record.analyses.push(AnalysisRecord::new(step, spec.clone(), report.clone()));
         let kind = match report.outcome {
             AnalysisOutcome::Successful => return Ok(()),
             AnalysisOutcome::Failed if matches!(report.decided_by, Some((_, CheckKind::HealthCheck))) => {
                 CauseKind::HealthCheckFailed
             }
             AnalysisOutcome::Failed => CauseKind::AnalysisFailed,
+            AnalysisOutcome::Inconclusive if spec.on_inconclusive == InconclusivePolicy::Promote => {
+                let message = format!(
+                    "analysis {} inconclusive ({}): going on, as its policy on inconclusive analyses says",
+                    report.name, report.reason
+                );
+                self.decide(LogLevel::Warn, &message);
+                self.note(message);
+                self.state.record.inconclusive_decisions.push(InconclusiveDecision::new(
+                    step,
+                    format!("{}: {}", report.name, report.reason),
+                    InconclusivePolicy::Promote,
+                ));
+                return Ok(());
+            }
             AnalysisOutcome::Inconclusive => CauseKind::AnalysisInconclusive,
             AnalysisOutcome::Error => CauseKind::AnalysisError,
         };

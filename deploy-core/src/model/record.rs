@@ -262,6 +262,39 @@ pub struct DeploymentRecord {
     /// The deployment's log.
     #[serde(default)]
     pub logs: Vec<LogLine>,
+    /// Every analysis the rollout ran, with its spec and every measurement's
+    /// evidence (query, values, thresholds, statistics), in a form
+    /// [`replay`](crate::analysis::replay) re-checks offline. Records written before
+    /// evidence was kept have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analyses: Vec<crate::analysis::AnalysisRecord>,
+    /// What the engine did when an analysis ended inconclusive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inconclusive_decisions: Vec<InconclusiveDecision>,
+}
+
+/// What the engine did when an analysis ended inconclusive: the policy applied and,
+/// for a pause, how the pause ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct InconclusiveDecision {
+    /// The analysis step's index, from 0.
+    pub step: usize,
+    /// Why the analysis was inconclusive.
+    pub reason: String,
+    /// The policy applied.
+    pub policy: crate::analysis::InconclusivePolicy,
+    /// How a pause ended (`promoted by the caller`); `None` while it lasts, and for
+    /// the other policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+}
+
+impl InconclusiveDecision {
+    /// A decision on step `step`.
+    pub fn new(step: usize, reason: impl Into<String>, policy: crate::analysis::InconclusivePolicy) -> Self {
+        Self { step, reason: reason.into(), policy, resolution: None }
+    }
 }
 
 impl DeploymentRecord {
@@ -288,6 +321,8 @@ impl DeploymentRecord {
             cause: None,
             steps: Vec::new(),
             logs: Vec::new(),
+            analyses: Vec::new(),
+            inconclusive_decisions: Vec::new(),
         }
     }
 

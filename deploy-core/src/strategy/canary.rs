@@ -54,7 +54,13 @@ impl Default for Canary {
 ///
 /// Each weight's analysis takes up to `threshold` measurements, advances on the
 /// first success, and fails on the `threshold`-th failure. Unlike Flagger, failures
-/// are counted per weight, not across the whole rollout.
+/// are counted per weight, not across the whole rollout. Measurements without data
+/// are tolerated up to `threshold - 1` times, as Flagger counts a check without
+/// values as a failed check; at the `threshold`-th the analysis is inconclusive and
+/// the rollout pauses for a decision ([`InconclusivePolicy::Pause`], the default
+/// of every analysis), rather than rolling back for silence or promoting on it.
+///
+/// [`InconclusivePolicy::Pause`]: crate::analysis::InconclusivePolicy::Pause
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct FlaggerAnalysis {
@@ -125,6 +131,7 @@ impl Canary {
             .interval(analysis.interval)
             .count(analysis.threshold)
             .failure_limit(analysis.threshold.saturating_sub(1))
+            .inconclusive_limit(analysis.threshold.saturating_sub(1))
             .success_limit(1);
         spec.metrics = analysis.metrics.clone();
         spec.health_checks = analysis.health_checks.clone();

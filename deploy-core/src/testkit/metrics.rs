@@ -24,6 +24,9 @@ pub enum MetricScript {
     Timeline(Vec<(Duration, MetricValue)>),
     /// Every query fails with this kind.
     Fail(ErrorKind),
+    /// One series of values per range query ([`MetricsProvider::query_range`]), in
+    /// order; the last one repeats. Instant queries of it have no data.
+    Samples(Vec<Vec<f64>>),
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +102,46 @@ impl MetricsProvider for TestMetrics {
                 Ok(points.iter().rev().find(|(at, _)| *at <= elapsed).map_or(MetricValue::Empty, |(_, v)| v.clone()))
             }
             Some(MetricScript::Fail(kind)) => Err(MetricsError::backend("query", *kind, "injected by the test kit")),
+            Some(MetricScript::Samples(_)) => Ok(MetricValue::Empty),
+        }
+    }
+
+    /// A [`MetricScript::Samples`] script's next series; an instant script's value
+    /// as a one-value series (none for no data); the failure of a failing one.
+    async fn query_range(
+        &self,
+        query: &MetricQuery,
+        range: Duration,
+        step: Duration,
+    ) -> Result<Vec<f64>, MetricsError> {
+        let _ = (range, step);
+        let samples = {
+            let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            let key = (query.name.clone(), query.track);
+            let call = {
+                let calls = inner.calls.entry(key.clone()).or_insert(0);
+                *calls += 1;
+                *calls - 1
+            };
+            match inner.scripts.get(&key) {
+                Some(MetricScript::Samples(series)) => {
+                    Some(series.get(call).or_else(|| series.last()).cloned().unwrap_or_default())
+                }
+                Some(MetricScript::Fail(kind)) => {
+                    return Err(MetricsError::backend("query range", *kind, "injected by the test kit"));
+                }
+                _ => {
+                    // The instant query below counts this call.
+                    if let Some(calls) = inner.calls.get_mut(&key) {
+                        *calls -= 1;
+                    }
+                    None
+                }
+            }
+        };
+        match samples {
+            Some(series) => Ok(series.into_iter().filter(|v| !v.is_nan()).collect()),
+            None => Ok(self.query(query).await?.as_single().into_iter().collect()),
         }
     }
 }

@@ -1,0 +1,488 @@
+//! An anytime-valid sequential judge of canary versus baseline: valid however
+//! often it looks, so that `interval × count` looks keep the chance of rolling
+//! back a good canary at or below α, where a fixed-sample test repeated at every
+//! look does not (Mann-Whitney at α = 0.02 looked at 10 times fails about 10 % of
+//! good canaries; see docs/analysis.md for the measured rates).
+//!
+//! # The statistic
+//!
+//! Both tests follow Netflix's canary analysis (Lindon, Sanden and Shirikian,
+//! "Rapid Regression Detection in Software Deployments through Sequential
+//! Testing", KDD 2022, arXiv 2205.14762; Lindon and Malek, "Anytime-Valid Inference
+//! for Multinomial Count Data", NeurIPS 2022): a *mixture likelihood ratio* `E`
+//! is computed from all data seen so far. Under "no difference" it is a
+//! nonnegative martingale with expectation 1, so by Ville's inequality
+//! `P(E ever reaches 1/α) ≤ α`: the test may look after every value, and stop at
+//! the first look where `E ≥ 1/α`, without inflating its error. The set of
+//! differences not rejected is a *confidence sequence*, an interval valid at every
+//! look at once; the judge records its bounds.
+//!
+//! - **Continuous metrics** (latencies; [`SequentialKind::Continuous`]): with `n`
+//!   candidate and `m` baseline values, the difference of means
+//!   `Δ = x̄ − ȳ` has variance `V = s²ₓ/n + s²ᵧ/m` (sample variances plugged in).
+//!   Mixing the likelihood ratio of `N(δ, V)` against `N(0, V)` over a normal prior
+//!   `δ ~ N(0, τ²)` gives the closed form
+//!   `E = √(V / (V + τ²)) · exp(Δ² τ² / (2 V (V + τ²)))`
+//!   (the mixture SPRT the KDD paper's Gaussian tests build on; with plugged-in
+//!   variances it is valid as the samples grow, hence a floor of values per side).
+//!   `τ = mixing × s` with `s` the baseline's standard deviation: the size of
+//!   difference the test is most sensitive to. The confidence sequence is
+//!   `Δ ± √(2 V (V + τ²) / τ² · (ln(1/α) + ½ ln((V + τ²) / V)))`.
+//! - **Counts** (errors out of requests; [`SequentialKind::Counts`]): if the
+//!   candidate's error rate equals the baseline's, each error is the candidate's
+//!   with probability `θ₀ = requests_c / (requests_c + requests_b)` (errors as
+//!   Poisson processes proportional to traffic, the paper's count model). With `x`
+//!   of `N` errors on the candidate, a Beta(`a`, `a`) mixture over θ (the
+//!   two-category case of Lindon and Malek's Dirichlet-multinomial test) gives
+//!   `E = B(a + x, a + N − x) / B(a, a) / (θ₀ˣ (1 − θ₀)^(N − x))`; the confidence
+//!   sequence is the set of θ₀ with `E < 1/α`.
+//!
+//! A test counts only deviations in its `direction` against the candidate (a
+//! one-sided rejection of a two-sided e-value, which keeps the bound). Each look
+//! returns Failed once `E ≥ 1/α` in the bad direction, Successful otherwise (the
+//! detail says whether the confidence sequence already excludes a regression
+//! larger than `margin`, the "clear either way" of the paper), and Inconclusive
+//! while a side has too few values. Every value the test used is in the verdict's
+//! evidence, so [`replay`](super::replay) recomputes it.
+//!
+//! Looks must see fresh data: the judge appends the values of each look's
+//! `lookback` to those of earlier looks, so `lookback` should equal the analysis
+//! interval (overlapping windows would count values twice).
+
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::{Direction, Evidence, Judge, JudgeInput, JudgeSpec, MeasurementOutcome, Statistics, Verdict};
+use crate::metrics::{MetricQuery, MetricsError};
+use crate::model::HumanDuration;
+
+/// Which data the sequential test is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "data", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SequentialKind {
+    /// Values of a continuous metric (a latency), from range queries.
+    Continuous,
+    /// Errors out of requests: the check's query counts errors in the last
+    /// interval, `total_query` counts requests, each per track.
+    Counts {
+        /// The query for the number of requests.
+        total_query: String,
+    },
+}
+
+/// A sequential judge's parameters ([`JudgeSpec::Sequential`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SequentialSpec {
+    /// Continuous values or counts.
+    #[serde(flatten)]
+    pub kind: SequentialKind,
+    /// Which deviation counts against the candidate.
+    #[serde(default)]
+    pub direction: Direction,
+    /// The chance of failing a good canary, over all looks; 0.02 by default.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// The window each look adds (continuous); set it to the analysis interval.
+    pub lookback: HumanDuration,
+    /// The time between two values in the window (continuous).
+    pub step: HumanDuration,
+    /// The mixing scale: τ in baseline standard deviations (continuous, 0.5 by
+    /// default), or the Beta prior's `a` (counts, 1 by default: uniform).
+    #[serde(default = "default_mixing")]
+    pub mixing: f64,
+    /// The largest difference that is harmless, for the "clearly no regression"
+    /// note (continuous: in the metric's unit; counts: in θ); 0 by default.
+    #[serde(default)]
+    pub margin: f64,
+    /// The fewest values per side before judging (continuous); 10 by default.
+    #[serde(default = "default_min_samples")]
+    pub min_samples: u32,
+}
+
+fn default_alpha() -> f64 {
+    0.02
+}
+
+fn default_mixing() -> f64 {
+    0.5
+}
+
+fn default_min_samples() -> u32 {
+    10
+}
+
+impl SequentialSpec {
+    /// A test of a continuous metric, looking back `lookback` (the analysis
+    /// interval) at values `step` apart.
+    pub fn continuous(direction: Direction, lookback: HumanDuration, step: HumanDuration) -> Self {
+        Self {
+            kind: SequentialKind::Continuous,
+            direction,
+            alpha: default_alpha(),
+            lookback,
+            step,
+            mixing: default_mixing(),
+            margin: 0.0,
+            min_samples: default_min_samples(),
+        }
+    }
+
+    /// A test of errors (the check's query) out of requests (`total_query`).
+    pub fn counts(direction: Direction, total_query: impl Into<String>) -> Self {
+        Self {
+            kind: SequentialKind::Counts { total_query: total_query.into() },
+            direction,
+            alpha: default_alpha(),
+            lookback: HumanDuration::ZERO,
+            step: HumanDuration::ZERO,
+            mixing: 1.0,
+            margin: 0.0,
+            min_samples: 1,
+        }
+    }
+
+    /// Sets α.
+    #[must_use]
+    pub fn alpha(mut self, alpha: f64) -> Self {
+        self.alpha = alpha;
+        self
+    }
+
+    /// Sets the mixing scale.
+    #[must_use]
+    pub fn mixing(mut self, mixing: f64) -> Self {
+        self.mixing = mixing;
+        self
+    }
+
+    /// Sets the floor of values per side.
+    #[must_use]
+    pub fn min_samples(mut self, n: u32) -> Self {
+        self.min_samples = n;
+        self
+    }
+
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if !(self.alpha > 0.0 && self.alpha < 1.0) {
+            return Err("alpha must lie strictly between 0 and 1".into());
+        }
+        if !(self.mixing.is_finite() && self.mixing > 0.0) {
+            return Err("mixing must be a positive number".into());
+        }
+        if !(self.margin.is_finite() && self.margin >= 0.0) {
+            return Err("margin must be a number of at least 0".into());
+        }
+        match &self.kind {
+            SequentialKind::Continuous
+                if self.step.is_zero() || self.lookback.as_duration() < self.step.as_duration() =>
+            {
+                Err("step must be positive and lookback at least one step".into())
+            }
+            SequentialKind::Continuous if self.min_samples < 2 => Err("min samples must be at least 2".into()),
+            SequentialKind::Counts { total_query } if total_query.trim().is_empty() => {
+                Err("a count test needs a total query".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The verdict on all values seen so far: for continuous data the samples;
+    /// for counts `[errors, requests]` pairs, one per look.
+    pub fn judge_values(&self, candidate: &[f64], baseline: &[f64]) -> Verdict {
+        let (outcome, statistics, detail) = match &self.kind {
+            SequentialKind::Continuous => self.continuous_test(candidate, baseline),
+            SequentialKind::Counts { .. } => self.count_test(candidate, baseline),
+        };
+        let evidence =
+            Evidence::new(JudgeSpec::Sequential(self.clone()), candidate.to_vec(), baseline.to_vec(), statistics);
+        let value = evidence.statistics.e_value;
+        Verdict::new(outcome, value, detail).with_evidence(evidence)
+    }
+
+    fn bad(&self, difference: f64) -> bool {
+        match self.direction {
+            Direction::Increase => difference > 0.0,
+            Direction::Decrease => difference < 0.0,
+            Direction::Either => difference != 0.0,
+        }
+    }
+
+    fn decide(&self, e: f64, difference: f64, bounds: (f64, f64), what: String) -> (MeasurementOutcome, String) {
+        let threshold = 1.0 / self.alpha;
+        if e >= threshold && self.bad(difference) {
+            return (MeasurementOutcome::Failed, format!("regression: {what}, e = {e:.3} ≥ {threshold}"));
+        }
+        let clear = match self.direction {
+            Direction::Increase => bounds.1 <= self.margin,
+            Direction::Decrease => bounds.0 >= -self.margin,
+            Direction::Either => bounds.0 >= -self.margin && bounds.1 <= self.margin,
+        };
+        let note = if clear { "clearly no regression beyond the margin" } else { "no regression detected yet" };
+        (MeasurementOutcome::Successful, format!("{note}: {what}, e = {e:.3} < {threshold}"))
+    }
+
+    fn continuous_test(&self, candidate: &[f64], baseline: &[f64]) -> (MeasurementOutcome, Statistics, String) {
+        let floor = self.min_samples as usize;
+        let mut stats = Statistics { alpha: Some(self.alpha), min_samples: Some(floor), ..Statistics::default() };
+        if candidate.len() < floor || baseline.len() < floor {
+            let detail = format!(
+                "not enough data: {} candidate and {} baseline values, {floor} needed per side",
+                candidate.len(),
+                baseline.len()
+            );
+            return (MeasurementOutcome::Inconclusive, stats, detail);
+        }
+        let (mx, vx) = mean_var(candidate);
+        let (my, vy) = mean_var(baseline);
+        let v = vx / len(candidate) + vy / len(baseline);
+        let tau2 = (self.mixing * vy.max(vx).sqrt()).powi(2);
+        let difference = mx - my;
+        if v <= 0.0 || tau2 <= 0.0 {
+            let detail = format!("no variance: candidate mean {mx}, baseline mean {my}");
+            let outcome = if difference == 0.0 || !self.bad(difference) {
+                MeasurementOutcome::Successful
+            } else {
+                MeasurementOutcome::Failed
+            };
+            return (outcome, stats, detail);
+        }
+        let log_e = 0.5 * (v / (v + tau2)).ln() + difference * difference * tau2 / (2.0 * v * (v + tau2));
+        let e = log_e.exp().min(f64::MAX);
+        let radius = (2.0 * v * (v + tau2) / tau2 * ((1.0 / self.alpha).ln() + 0.5 * ((v + tau2) / v).ln())).sqrt();
+        let bounds = (difference - radius, difference + radius);
+        stats.e_value = Some(e);
+        stats.p_value = Some((1.0 / e).min(1.0));
+        stats.bounds = Some(bounds);
+        let what = format!(
+            "difference {difference:.4} in [{:.4}, {:.4}], {} vs {} values",
+            bounds.0,
+            bounds.1,
+            candidate.len(),
+            baseline.len()
+        );
+        let (outcome, detail) = self.decide(e, difference, bounds, what);
+        (outcome, stats, detail)
+    }
+
+    fn count_test(&self, candidate: &[f64], baseline: &[f64]) -> (MeasurementOutcome, Statistics, String) {
+        let mut stats = Statistics { alpha: Some(self.alpha), ..Statistics::default() };
+        let sum = |s: &[f64]| -> (f64, f64) {
+            s.chunks(2).fold((0.0, 0.0), |(e, t), c| (e + c[0], t + c.get(1).copied().unwrap_or(0.0)))
+        };
+        let ((xc, nc), (xb, nb)) = (sum(candidate), sum(baseline));
+        if nc <= 0.0 || nb <= 0.0 {
+            let detail = format!("not enough data: {nc} candidate and {nb} baseline requests");
+            return (MeasurementOutcome::Inconclusive, stats, detail);
+        }
+        let theta0 = nc / (nc + nb);
+        let total = xc + xb;
+        let a = self.mixing;
+        let log_e = |t0: f64| ln_beta(a + xc, a + xb) - ln_beta(a, a) - (xc * t0.ln() + xb * (1.0 - t0).ln());
+        let e = log_e(theta0).exp().min(f64::MAX);
+        // The confidence sequence for θ: where E stays below 1/α.
+        let limit = (1.0 / self.alpha).ln();
+        let share = if total > 0.0 { xc / total } else { theta0 };
+        let edge = |inside: f64, outside: f64| {
+            let (mut lo, mut hi) = (inside, outside);
+            for _ in 0..60 {
+                let mid = f64::midpoint(lo, hi);
+                if log_e(mid) < limit {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo
+        };
+        let centre = share.clamp(1e-12, 1.0 - 1e-12);
+        let bounds =
+            if log_e(centre) < limit { (edge(centre, 1e-12), edge(centre, 1.0 - 1e-12)) } else { (centre, centre) };
+        stats.e_value = Some(e);
+        stats.p_value = Some((1.0 / e).min(1.0));
+        stats.bounds = Some((bounds.0 - theta0, bounds.1 - theta0));
+        let what = format!(
+            "{xc} errors in {nc} candidate requests vs {xb} in {nb} baseline requests; candidate share of errors \
+             {share:.4} (null {theta0:.4}) in [{:.4}, {:.4}]",
+            bounds.0, bounds.1
+        );
+        let (outcome, detail) = self.decide(e, share - theta0, (bounds.0 - theta0, bounds.1 - theta0), what);
+        (outcome, stats, detail)
+    }
+}
+
+impl fmt::Display for SequentialSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match &self.kind {
+            SequentialKind::Continuous => "values".to_owned(),
+            SequentialKind::Counts { total_query } => format!("errors out of {total_query}"),
+        };
+        let phrase = match self.direction {
+            Direction::Increase => "not higher than",
+            Direction::Decrease => "not lower than",
+            Direction::Either => "close to",
+        };
+        write!(f, "{phrase} baseline (anytime-valid sequential test of {what}, α = {})", self.alpha)
+    }
+}
+
+#[expect(clippy::cast_precision_loss, reason = "sample sizes are far below 2^52")]
+fn len(s: &[f64]) -> f64 {
+    s.len() as f64
+}
+
+fn mean_var(s: &[f64]) -> (f64, f64) {
+    let n = len(s);
+    let mean = s.iter().sum::<f64>() / n;
+    let var = if s.len() > 1 { s.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var)
+}
+
+/// ln Γ(x) for x > 0 (Lanczos, g = 7, 9 terms; relative error below 1e-14).
+fn ln_gamma(x: f64) -> f64 {
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        let pi = std::f64::consts::PI;
+        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut a = C[0];
+    let t = x + 7.5;
+    for (i, c) in C.iter().enumerate().skip(1) {
+        #[expect(clippy::cast_precision_loss, reason = "i < 9")]
+        let k = i as f64;
+        a += c / (x + k);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+fn ln_beta(a: f64, b: f64) -> f64 {
+    ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
+}
+
+/// The [`Judge`] for [`JudgeSpec::Sequential`]: each look fetches the newest
+/// values of both tracks, adds them to those of earlier looks of this analysis,
+/// and judges them all with [`SequentialSpec::judge_values`].
+#[derive(Debug)]
+pub struct SequentialJudge {
+    spec: SequentialSpec,
+    seen: Mutex<(Vec<f64>, Vec<f64>)>,
+}
+
+impl SequentialJudge {
+    /// A judge with no values yet.
+    pub fn new(spec: SequentialSpec) -> Self {
+        Self { spec, seen: Mutex::new((Vec::new(), Vec::new())) }
+    }
+}
+
+#[async_trait]
+impl Judge for SequentialJudge {
+    fn name(&self) -> &str {
+        "sequential"
+    }
+
+    async fn judge(&self, input: &JudgeInput<'_>) -> Result<Verdict, MetricsError> {
+        let (candidate, baseline) = match &self.spec.kind {
+            SequentialKind::Continuous => {
+                let (range, step) = (self.spec.lookback.as_duration(), self.spec.step.as_duration());
+                let c = input.metrics.query_range(input.candidate, range, step).await?;
+                let b = input.metrics.query_range(input.baseline, range, step).await?;
+                (c, b)
+            }
+            SequentialKind::Counts { total_query } => {
+                let total = |q: &MetricQuery| MetricQuery {
+                    query: total_query.clone(),
+                    name: format!("{}-total", q.name),
+                    ..q.clone()
+                };
+                let count = |v: crate::metrics::MetricValue| v.as_single().filter(|x| *x >= 0.0);
+                let errors_c = count(input.metrics.query(input.candidate).await?);
+                let errors_b = count(input.metrics.query(input.baseline).await?);
+                let total_c = count(input.metrics.query(&total(input.candidate)).await?);
+                let total_b = count(input.metrics.query(&total(input.baseline)).await?);
+                match (errors_c, total_c, errors_b, total_b) {
+                    (Some(ec), Some(tc), Some(eb), Some(tb)) => (vec![ec, tc], vec![eb, tb]),
+                    _ => (Vec::new(), Vec::new()),
+                }
+            }
+        };
+        let (c, b) = {
+            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            seen.0.extend(candidate.into_iter().filter(|v| !v.is_nan()));
+            seen.1.extend(baseline.into_iter().filter(|v| !v.is_nan()));
+            (seen.0.clone(), seen.1.clone())
+        };
+        Ok(self.spec.judge_values(&c, &b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> SequentialSpec {
+        SequentialSpec::continuous(Direction::Increase, "1m".parse().unwrap(), "5s".parse().unwrap())
+    }
+
+    #[test]
+    fn ln_gamma_is_accurate() {
+        assert!((ln_gamma(1.0)).abs() < 1e-13);
+        assert!((ln_gamma(5.0) - 24.0_f64.ln()).abs() < 1e-12);
+        assert!((ln_gamma(0.5) - std::f64::consts::PI.sqrt().ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_clear_shift_fails_and_the_same_values_pass() {
+        let base: Vec<f64> = (0..40).map(|i| 100.0 + f64::from(i % 7) - 3.0).collect();
+        let worse: Vec<f64> = base.iter().map(|v| v + 10.0).collect();
+        let v = spec().judge_values(&worse, &base);
+        assert_eq!(v.outcome, MeasurementOutcome::Failed, "{}", v.detail);
+        let v = spec().judge_values(&base, &base);
+        assert_eq!(v.outcome, MeasurementOutcome::Successful, "{}", v.detail);
+        // Better is never a regression for an increase test.
+        let better: Vec<f64> = base.iter().map(|v| v - 10.0).collect();
+        assert_eq!(spec().judge_values(&better, &base).outcome, MeasurementOutcome::Successful);
+        // Too few values: inconclusive, not a verdict.
+        assert_eq!(spec().judge_values(&worse[..3], &base[..3]).outcome, MeasurementOutcome::Inconclusive);
+    }
+
+    #[test]
+    fn the_confidence_sequence_and_the_e_value_agree() {
+        let base: Vec<f64> = (0..30).map(|i| f64::from(i % 5)).collect();
+        let cand: Vec<f64> = base.iter().map(|v| v + 1.2).collect();
+        let v = spec().judge_values(&cand, &base);
+        let s = &v.evidence.unwrap().statistics;
+        let (lo, hi) = s.bounds.unwrap();
+        // E ≥ 1/α exactly when 0 is outside the bounds.
+        assert_eq!(s.e_value.unwrap() >= 50.0, lo > 0.0 || hi < 0.0, "{lo} {hi} {:?}", s.e_value);
+    }
+
+    #[test]
+    fn counts_flag_a_doubled_error_rate() {
+        let counts = SequentialSpec::counts(Direction::Increase, "requests");
+        // Equal traffic; candidate 2 % errors, baseline 1 %, 10 000 requests each.
+        let v = counts.judge_values(&[200.0, 10_000.0], &[100.0, 10_000.0]);
+        assert_eq!(v.outcome, MeasurementOutcome::Failed, "{}", v.detail);
+        let v = counts.judge_values(&[100.0, 10_000.0], &[104.0, 10_000.0]);
+        assert_eq!(v.outcome, MeasurementOutcome::Successful, "{}", v.detail);
+        // Half the traffic and half the errors: the same rate.
+        let v = counts.judge_values(&[50.0, 5_000.0], &[100.0, 10_000.0]);
+        assert_eq!(v.outcome, MeasurementOutcome::Successful, "{}", v.detail);
+        assert_eq!(counts.judge_values(&[0.0, 0.0], &[1.0, 10.0]).outcome, MeasurementOutcome::Inconclusive);
+    }
+}

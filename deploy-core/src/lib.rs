@@ -108,6 +108,7 @@ pub mod config;
 pub mod dora;
 pub mod engine;
 pub mod error;
+pub mod fleet;
 pub mod health;
 pub mod history;
 pub mod hook;

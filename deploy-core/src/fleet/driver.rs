@@ -20,7 +20,7 @@ use crate::state::{LockLease, LockRequest, StateError, StateStore};
 use super::events::FleetEvent;
 use super::journal::{self, FleetPhase, FleetRequest, Journal, JournalDoc, RunStep};
 use super::plan::{FleetPlan, FleetTarget};
-use super::record::{FleetRecord, FleetStatus};
+use super::record::{FleetRecord, FleetStatus, TargetRun};
 use super::rollback;
 use super::targets::{self, Found, Guarded};
 use super::waves::Gate;
@@ -266,8 +266,8 @@ impl FleetDriver {
         let document = plan.document();
         let loaded = journal::load(self.store.as_ref(), fleet).await?;
         let (mut journal, resumed) = match loaded {
-            Some((doc, _)) if doc.is_finished() && doc.plan == document => return Ok(doc.record()),
-            Some((doc, revision)) if doc.is_finished() => {
+            Some((doc, _)) if doc.final_record.is_some() && doc.plan == document => return Ok(doc.record()),
+            Some((doc, revision)) if doc.is_finished() && doc.plan != document => {
                 let _ = doc;
                 (Journal::new(Arc::clone(&self.store), JournalDoc::new(document), Some(revision), token), false)
             }
@@ -329,6 +329,11 @@ impl FleetDriver {
                     }
                 }
             }
+        }
+        if journal.doc.final_record.is_none() {
+            let record = complete(plan, journal.doc.record()).await;
+            journal.doc.final_record = Some(record);
+            journal.commit().await?;
         }
         Ok(journal.doc.record())
     }
@@ -413,8 +418,8 @@ impl FleetDriver {
                         }
                     }
                 }
-                RunStep::Finished { record } if targets::failed(&record) => {
-                    stop = stop.or(Some(format!("{name}: {}", describe(&record))));
+                RunStep::Finished { run } if run.status != crate::model::DeploymentStatus::Succeeded => {
+                    stop = stop.or(Some(format!("{name}: {}", describe(&run))));
                 }
                 RunStep::Refused { reason } => stop = stop.or(Some(format!("{name}: refused: {reason}"))),
                 RunStep::Finished { .. } => {}
@@ -501,14 +506,10 @@ impl FleetDriver {
         name: &str,
         record: crate::model::DeploymentRecord,
     ) -> Result<Option<String>, FleetError> {
-        let failed = targets::failed(&record);
-        let cause = failed.then(|| format!("{name}: {}", describe(&record)));
-        self.emit(FleetEvent::TargetDone {
-            target: name.to_owned(),
-            status: record.status,
-            cause: record.cause.clone(),
-        });
-        self.set_forward(journal, name, RunStep::Finished { record: Box::new(record) }).await?;
+        let run = TargetRun::of(&record);
+        let cause = targets::failed(&record).then(|| format!("{name}: {}", describe(&run)));
+        self.emit(FleetEvent::TargetDone { target: name.to_owned(), status: run.status, cause: run.cause.clone() });
+        self.set_forward(journal, name, RunStep::Finished { run }).await?;
         Ok(cause)
     }
 
@@ -596,6 +597,23 @@ impl FleetDriver {
     }
 }
 
+/// Adds every target's deployment records, read from its history store (a
+/// store that fails leaves that record out and says so in the log).
+async fn complete(plan: &FleetPlan, mut record: FleetRecord) -> FleetRecord {
+    let mut notes = Vec::new();
+    for t in &mut record.targets {
+        let Some(target) = plan.target(&t.name) else { continue };
+        for run in [t.forward.as_mut(), t.revert.as_mut()].into_iter().flatten() {
+            match target.engine.history_store().get(&run.deployment).await {
+                Ok(found) => run.record = found,
+                Err(e) => notes.push(format!("{}: record {} unreadable: {e}", t.name, run.deployment)),
+            }
+        }
+    }
+    record.log.extend(notes);
+    record
+}
+
 fn lease_token(lease: &Arc<Mutex<LockLease>>) -> crate::state::LeaseToken {
     lease.lock().unwrap_or_else(PoisonError::into_inner).token.clone()
 }
@@ -611,7 +629,7 @@ pub(crate) fn watch(
     Box::pin(async move { (name, guarded.finish().await) })
 }
 
-pub(crate) fn describe(record: &crate::model::DeploymentRecord) -> String {
+pub(crate) fn describe(record: &TargetRun) -> String {
     match &record.cause {
         Some(cause) => format!("{} ({cause})", record.status),
         None => record.status.to_string(),

@@ -21,7 +21,7 @@ use crate::state::{LeaseToken, Revision, RolloutState, StateError, StateStore, W
 
 use super::FleetError;
 use super::plan::FleetPlanDocument;
-use super::record::{FleetRecord, FleetStatus, TargetRecord, WaveRecord};
+use super::record::{FleetRecord, FleetStatus, TargetRecord, TargetRun, WaveRecord};
 
 /// Where one of a target's rollouts (forward, or back to the previous release) is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -35,16 +35,16 @@ pub(crate) enum RunStep {
     Starting { at: Timestamp },
     /// The engine runs it.
     Running { deployment: DeploymentId, since: Timestamp },
-    /// It ended with this record.
-    Finished { record: Box<DeploymentRecord> },
+    /// It ended so.
+    Finished { run: TargetRun },
     /// The engine refused it (locked by someone else, invalid, degraded).
     Refused { reason: String },
 }
 
 impl RunStep {
-    pub(crate) fn record(&self) -> Option<&DeploymentRecord> {
+    pub(crate) fn finished(&self) -> Option<&TargetRun> {
         match self {
-            Self::Finished { record } => Some(record),
+            Self::Finished { run } => Some(run),
             _ => None,
         }
     }
@@ -152,6 +152,10 @@ pub(crate) struct JournalDoc {
     pub(crate) awaiting_approval: Option<usize>,
     #[serde(default)]
     pub(crate) log: Vec<String>,
+    /// The complete record, with every target's deployment record, written once
+    /// when the fleet rollout ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) final_record: Option<FleetRecord>,
     pub(crate) finished_at: Option<Timestamp>,
     pub(crate) written_by: Option<WriteStamp>,
 }
@@ -185,6 +189,7 @@ impl JournalDoc {
             paused: false,
             awaiting_approval: None,
             log: Vec::new(),
+            final_record: None,
             finished_at: None,
             written_by: None,
         }
@@ -200,8 +205,12 @@ impl JournalDoc {
         id
     }
 
-    /// The record this journal describes.
+    /// The record this journal describes: the complete one once the rollout
+    /// ended, otherwise the progress so far (without deployment records).
     pub(crate) fn record(&self) -> FleetRecord {
+        if let Some(record) = &self.final_record {
+            return record.clone();
+        }
         let status = match &self.phase {
             FleetPhase::Finished { status } => Some(*status),
             _ => None,
@@ -233,12 +242,12 @@ impl JournalDoc {
                     name: name.clone(),
                     wave: t.wave,
                     app: t.app.clone(),
-                    forward: t.forward.record().cloned(),
+                    forward: t.forward.finished().cloned(),
                     refused: match &t.forward {
                         RunStep::Refused { reason } => Some(reason.clone()),
                         _ => None,
                     },
-                    revert: t.revert.record().cloned(),
+                    revert: t.revert.finished().cloned(),
                 })
             })
             .collect();

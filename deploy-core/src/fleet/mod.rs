@@ -47,7 +47,7 @@ pub use driver::{FleetConfig, FleetDriver};
 pub use events::FleetEvent;
 pub use journal::FleetRequest;
 pub use plan::{FleetPlan, FleetPlanBuilder, FleetPlanDocument, FleetTarget, TargetDocument};
-pub use record::{FleetRecord, FleetStatus, TargetRecord, WaveRecord};
+pub use record::{FleetRecord, FleetStatus, TargetRecord, TargetRun, WaveRecord};
 pub use waves::{Gate, RollbackPolicy, WavePolicy, WaveSize, WaveSpec};
 
 use crate::error::{Classify, ErrorKind};

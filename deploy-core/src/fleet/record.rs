@@ -6,7 +6,7 @@ use std::fmt;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AppId, DeploymentRecord, DeploymentStatus, Release};
+use crate::model::{AppId, DeploymentId, DeploymentRecord, DeploymentStatus, Release};
 
 use super::waves::Gate;
 
@@ -45,12 +45,12 @@ pub struct TargetRecord {
     pub wave: usize,
     /// Its application.
     pub app: AppId,
-    /// The record of its rollout of the new release, if it was started.
-    pub forward: Option<DeploymentRecord>,
+    /// Its rollout of the new release, if it ended.
+    pub forward: Option<TargetRun>,
     /// Why it was not deployed although its wave ran (the engine refused it).
     pub refused: Option<String>,
-    /// The record of the rollout that put it back on the previous release, if any.
-    pub revert: Option<DeploymentRecord>,
+    /// The rollout that put it back on the previous release, if one ended.
+    pub revert: Option<TargetRun>,
 }
 
 impl TargetRecord {
@@ -58,6 +58,41 @@ impl TargetRecord {
     pub fn runs_new_release(&self) -> bool {
         self.forward.as_ref().is_some_and(|r| r.status == DeploymentStatus::Succeeded)
             && !self.revert.as_ref().is_some_and(|r| r.status == DeploymentStatus::Succeeded)
+    }
+}
+
+/// One target rollout that ended, as the journal keeps it; the finished fleet
+/// record adds the deployment record from the target's history store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TargetRun {
+    /// The deployment.
+    pub deployment: DeploymentId,
+    /// How it ended.
+    pub status: DeploymentStatus,
+    /// Why it did not succeed.
+    pub cause: Option<String>,
+    /// The release that served before it.
+    pub from: Option<Release>,
+    /// The release it rolled out.
+    pub to: Release,
+    /// Its deployment record (steps, logs, timings), read from the target's
+    /// history store when the fleet rollout ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<DeploymentRecord>,
+}
+
+impl TargetRun {
+    /// The summary of `record`.
+    pub fn of(record: &DeploymentRecord) -> Self {
+        Self {
+            deployment: record.id.clone(),
+            status: record.status,
+            cause: record.cause.clone(),
+            from: record.from.clone(),
+            to: record.to.clone(),
+            record: None,
+        }
     }
 }
 

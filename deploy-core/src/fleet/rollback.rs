@@ -3,13 +3,14 @@
 
 use jiff::Timestamp;
 
-use crate::model::{DeploymentRecord, DeploymentStatus};
+use crate::model::DeploymentStatus;
 
 use super::FleetError;
 use super::driver::{FleetDriver, target};
 use super::events::FleetEvent;
 use super::journal::{Journal, RunStep};
 use super::plan::{FleetPlan, FleetTarget};
+use super::record::TargetRun;
 use super::targets::{self, Found, Guarded};
 use super::waves::RollbackPolicy;
 
@@ -32,7 +33,7 @@ pub(crate) async fn roll_back(
         for name in &plan.waves[w].targets {
             let target = target(plan, name)?;
             let forward = settle_forward(driver, plan, journal, target, cause, &mut clean).await?;
-            match forward.record() {
+            match forward.finished() {
                 Some(record) if record.status == DeploymentStatus::Succeeded => {
                     let record = record.clone();
                     revert(driver, plan, journal, target, &record, &mut clean).await?;
@@ -61,11 +62,11 @@ async fn settle_forward(
     let Some(since) = forward.since() else { return Ok(forward) };
     let settled = match targets::find(target, &plan.release.version, since).await {
         Ok(Found::NotStarted) => RunStep::NotStarted,
-        Ok(Found::Finished(record)) => RunStep::Finished { record: Box::new(record) },
+        Ok(Found::Finished(record)) => RunStep::Finished { run: TargetRun::of(&record) },
         Ok(Found::InProgress) => {
             let reason = format!("fleet stopped: {cause}");
             match targets::roll_back_saved(target, &reason, driver_lock_wait(driver)).await {
-                Ok(report) => RunStep::Finished { record: Box::new(report.record) },
+                Ok(report) => RunStep::Finished { run: TargetRun::of(&report.record) },
                 Err(e) => {
                     *clean = false;
                     RunStep::Refused { reason: format!("its rollback could not be run: {e}") }
@@ -82,7 +83,7 @@ async fn settle_forward(
         t.forward = settled.clone();
     }
     journal.commit().await?;
-    if let Some(record) = settled.record() {
+    if let Some(record) = settled.finished() {
         driver.emit(FleetEvent::TargetDone {
             target: name.clone(),
             status: record.status,
@@ -99,7 +100,7 @@ async fn revert(
     plan: &FleetPlan,
     journal: &mut Journal,
     target: &FleetTarget,
-    forward: &DeploymentRecord,
+    forward: &TargetRun,
     clean: &mut bool,
 ) -> Result<(), FleetError> {
     let name = &target.name;
@@ -113,7 +114,7 @@ async fn revert(
     if let Some(since) = step.since() {
         step = match targets::find(target, &previous.version, since).await {
             Ok(Found::NotStarted) => RunStep::NotStarted,
-            Ok(Found::Finished(record)) => RunStep::Finished { record: Box::new(record) },
+            Ok(Found::Finished(record)) => RunStep::Finished { run: TargetRun::of(&record) },
             Ok(Found::InProgress) => match targets::resume(target, driver_lock_wait(driver)).await {
                 Ok(handle) => {
                     let guarded = Guarded::new(handle);
@@ -144,13 +145,13 @@ async fn revert(
     }
     if let Some(guarded) = running {
         step = match guarded.finish().await {
-            Ok(report) => RunStep::Finished { record: Box::new(report.record) },
+            Ok(report) => RunStep::Finished { run: TargetRun::of(&report.record) },
             Err(e) => RunStep::Refused { reason: format!("its rollback stopped: {e}") },
         };
         set_revert(journal, name, step.clone()).await?;
     }
     match &step {
-        RunStep::Finished { record } => {
+        RunStep::Finished { run: record } => {
             if record.status != DeploymentStatus::Succeeded {
                 *clean = false;
             }

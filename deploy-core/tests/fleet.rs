@@ -3,6 +3,7 @@
 //! of the driver at every journal write, resumed by another driver with other
 //! engines on the same stores. Each run is checked against what the kits'
 //! worlds hold: versions served, calls received, records, locks.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code fails the test on any error")]
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -192,8 +193,11 @@ async fn check(world: &World, record: &FleetRecord, failed_wave: Option<usize>, 
         if let Some(r) = &t.revert {
             assert_eq!(r.status, DeploymentStatus::Succeeded, "{label}: t{i:02} revert");
         }
-        if failed_wave.is_none_or(|f| w <= f) {
-            assert!(t.forward.is_some(), "{label}: t{i:02} of a wave that ran has no record");
+        if failed_wave.is_none_or(|f| w < f) {
+            assert!(t.forward.is_some(), "{label}: t{i:02} of a wave that passed has no record");
+        } else if t.forward.is_none() && t.refused.is_none() {
+            // The failed wave's targets not started when the line stopped stay untouched.
+            assert!(kit.calls().is_empty(), "{label}: t{i:02} touched without a record");
         }
     }
     assert!(world.journal.lease(&World::fleet()).is_none(), "{label}: fleet lease left");
@@ -225,31 +229,40 @@ async fn fifty_targets_in_five_waves_all_succeed_and_the_plan_prints() {
     assert_eq!(world.kits.iter().map(|k| k.calls().len()).sum::<usize>(), calls);
 }
 
-/// A failure at every step of the first, a middle and the last target of every
-/// wave, under both rollback policies.
+/// Runs a fleet of `size` with a fatal fault at `step` of target `i` and checks it.
+async fn fail_once(size: usize, i: usize, step: usize) {
+    let w = wave_of(size, i);
+    let policy = if (i + step).is_multiple_of(2) { RollbackPolicy::FailedWave } else { RollbackPolicy::Fleet };
+    let world = World::of(size);
+    let (method, nth) = fault_for_step(step);
+    world.kits[i].fail_call(method, nth, Fault::Fatal);
+    let record = world.driver("a").run(&world.plan("a", policy)).await.unwrap();
+    let label = format!("{size} targets: t{i:02} (wave {}) fails at step {}, {policy:?}", w + 1, step + 1);
+    let failed = record.target(&format!("t{i:02}")).unwrap().forward.clone().unwrap();
+    assert_ne!(failed.status, DeploymentStatus::Succeeded, "{label}: the fault did not fail it");
+    assert!(record.cause.as_deref().is_some_and(|c| c.contains(&format!("t{i:02}"))), "{label}");
+    check(&world, &record, Some(w), policy, &label).await;
+}
+
+/// A failure at every step of every target (every position of every wave) of a
+/// fleet of 10 in 5 waves, under both rollback policies.
 #[tokio::test(start_paused = true)]
 async fn a_failure_at_every_step_and_wave_position_stops_the_line() {
-    let mut runs = 0;
-    for (w, range) in WAVES.iter().enumerate() {
-        let positions = BTreeSet::from([range.start, (range.start + range.end) / 2, range.end - 1]);
-        for &i in &positions {
-            for step in 0..7 {
-                let policy = if (i + step) % 2 == 0 { RollbackPolicy::FailedWave } else { RollbackPolicy::Fleet };
-                let world = World::new();
-                let (method, nth) = fault_for_step(step);
-                world.kits[i].fail_call(method, nth, Fault::Fatal);
-                let plan = world.plan("a", policy);
-                let record = world.driver("a").run(&plan).await.unwrap();
-                let label = format!("target t{i:02} (wave {}), step {}, {policy:?}", w + 1, step + 1);
-                let failed = record.target(&format!("t{i:02}")).unwrap().forward.clone().unwrap();
-                assert_ne!(failed.status, DeploymentStatus::Succeeded, "{label}: the fault did not fail it");
-                assert!(record.cause.as_deref().is_some_and(|c| c.contains(&format!("t{i:02}"))), "{label}");
-                check(&world, &record, Some(w), policy, &label).await;
-                runs += 1;
-            }
+    for i in 0..10 {
+        for step in 0..7 {
+            fail_once(10, i, step).await;
         }
     }
-    assert_eq!(runs, 5 * 3 * 7);
+}
+
+/// The fleet of 50: a failure in the first and the last target of every wave,
+/// at every step in turn.
+#[tokio::test(start_paused = true)]
+async fn fifty_targets_stop_the_line_in_every_wave() {
+    for (w, range) in WAVES.iter().enumerate() {
+        fail_once(TARGETS, range.start, (2 * w) % 7).await;
+        fail_once(TARGETS, range.end - 1, (2 * w + 1) % 7).await;
+    }
 }
 
 /// Runs a fresh world's fleet with the driver killed right after the journal
@@ -294,7 +307,7 @@ async fn crash_everywhere(size: usize, stride: usize) {
     let cases = [(None, RollbackPolicy::FailedWave, None), (Some((last_of_wave_3, 4)), RollbackPolicy::Fleet, Some(2))];
     for (inject, policy, failed_wave) in cases {
         let (_, reference, writes) = run_with_crash(size, inject, policy, None).await;
-        assert!(writes > 3 * size, "{writes} journal writes");
+        assert!(writes > 2 * size, "{writes} journal writes");
         for n in (1..=writes).step_by(stride) {
             let label = format!("{size} targets, {inject:?} {policy:?}, killed at journal write {n} of {writes}");
             let (world, record, _) = run_with_crash(size, inject, policy, Some(n)).await;

@@ -2,6 +2,7 @@
 //! abort), the fleet lease against a second driver, and gates that check a
 //! wave, on the test kit. Each control acts while the fleet provably waits
 //! (a target held not-ready by hand, a gate), never racing it.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code fails the test on any error")]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,9 +69,8 @@ impl World {
     }
 
     fn driver(&self, holder: &str) -> FleetDriver {
-        FleetDriver::new(self.journal.state_store()).config(
-            FleetConfig::default().holder(holder).lease_ttl(TTL).control_interval(Duration::from_secs(1)),
-        )
+        FleetDriver::new(self.journal.state_store())
+            .config(FleetConfig::default().holder(holder).lease_ttl(TTL).control_interval(Duration::from_secs(1)))
     }
 
     fn control(&self) -> FleetControl {
@@ -120,9 +120,8 @@ async fn pause_resume_promote_and_abort_from_another_process() {
     control.pause().await.unwrap();
     until(&mut events, |e| matches!(e, FleetEvent::Paused { paused: true })).await;
     // t0 ends; paused, the fleet starts nothing new.
-    let done = async {
-        until(&mut events, |e| matches!(e, FleetEvent::TargetDone { target, .. } if target == "t0")).await
-    };
+    let done =
+        async { until(&mut events, |e| matches!(e, FleetEvent::TargetDone { target, .. } if target == "t0")).await };
     let mark = async {
         loop {
             world.kits[0].mark_ready(&app, Track::Canary);

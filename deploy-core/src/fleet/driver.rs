@@ -409,7 +409,7 @@ impl FleetDriver {
                             Err(e) => stop = stop.or(Some(self.refuse(journal, name, &e.to_string()).await?)),
                         },
                         Ok(Found::Finished(record)) => {
-                            if let Some(cause) = self.finished(journal, name, record).await? {
+                            if let Some(cause) = self.finished(journal, name, *record).await? {
                                 stop = stop.or(Some(cause));
                             }
                         }
@@ -509,7 +509,7 @@ impl FleetDriver {
         let run = TargetRun::of(&record);
         let cause = targets::failed(&record).then(|| format!("{name}: {}", describe(&run)));
         self.emit(FleetEvent::TargetDone { target: name.to_owned(), status: run.status, cause: run.cause.clone() });
-        self.set_forward(journal, name, RunStep::Finished { run }).await?;
+        self.set_forward(journal, name, RunStep::Finished { run: Box::new(run) }).await?;
         Ok(cause)
     }
 

@@ -36,7 +36,7 @@ pub(crate) enum RunStep {
     /// The engine runs it.
     Running { deployment: DeploymentId, since: Timestamp },
     /// It ended so.
-    Finished { run: TargetRun },
+    Finished { run: Box<TargetRun> },
     /// The engine refused it (locked by someone else, invalid, degraded).
     Refused { reason: String },
 }

@@ -108,7 +108,7 @@ pub enum FleetError {
         fleet: AppId,
         /// The store's error.
         #[source]
-        source: StateError,
+        source: Box<StateError>,
     },
     /// This driver lost the fleet (its lease, or another driver wrote the
     /// journal): it stopped without touching any target further.
@@ -137,7 +137,7 @@ pub enum FleetError {
 
 impl FleetError {
     pub(crate) fn store(fleet: &AppId, source: StateError) -> Self {
-        Self::Store { fleet: fleet.clone(), source }
+        Self::Store { fleet: fleet.clone(), source: Box::new(source) }
     }
 }
 

@@ -62,11 +62,11 @@ async fn settle_forward(
     let Some(since) = forward.since() else { return Ok(forward) };
     let settled = match targets::find(target, &plan.release.version, since).await {
         Ok(Found::NotStarted) => RunStep::NotStarted,
-        Ok(Found::Finished(record)) => RunStep::Finished { run: TargetRun::of(&record) },
+        Ok(Found::Finished(record)) => RunStep::Finished { run: Box::new(TargetRun::of(&record)) },
         Ok(Found::InProgress) => {
             let reason = format!("fleet stopped: {cause}");
             match targets::roll_back_saved(target, &reason, driver_lock_wait(driver)).await {
-                Ok(report) => RunStep::Finished { run: TargetRun::of(&report.record) },
+                Ok(report) => RunStep::Finished { run: Box::new(TargetRun::of(&report.record)) },
                 Err(e) => {
                     *clean = false;
                     RunStep::Refused { reason: format!("its rollback could not be run: {e}") }
@@ -114,7 +114,7 @@ async fn revert(
     if let Some(since) = step.since() {
         step = match targets::find(target, &previous.version, since).await {
             Ok(Found::NotStarted) => RunStep::NotStarted,
-            Ok(Found::Finished(record)) => RunStep::Finished { run: TargetRun::of(&record) },
+            Ok(Found::Finished(record)) => RunStep::Finished { run: Box::new(TargetRun::of(&record)) },
             Ok(Found::InProgress) => match targets::resume(target, driver_lock_wait(driver)).await {
                 Ok(handle) => {
                     let guarded = Guarded::new(handle);
@@ -145,7 +145,7 @@ async fn revert(
     }
     if let Some(guarded) = running {
         step = match guarded.finish().await {
-            Ok(report) => RunStep::Finished { run: TargetRun::of(&report.record) },
+            Ok(report) => RunStep::Finished { run: Box::new(TargetRun::of(&report.record)) },
             Err(e) => RunStep::Refused { reason: format!("its rollback stopped: {e}") },
         };
         set_revert(journal, name, step.clone()).await?;

@@ -60,7 +60,7 @@ pub(crate) enum Found {
     /// Its saved progress is there: the engine must resume it.
     InProgress,
     /// It ended with this record.
-    Finished(DeploymentRecord),
+    Finished(Box<DeploymentRecord>),
     /// Nothing: it was never started.
     NotStarted,
     /// The target runs or ran something else; the driver must not touch it.
@@ -92,7 +92,7 @@ pub(crate) async fn find(target: &FleetTarget, to: &Version, since: Timestamp) -
     let ours =
         records.into_iter().filter(|r| &r.to.version == to && r.created_at >= after).max_by_key(|r| r.created_at);
     match ours {
-        Some(r) if r.status.is_terminal() => Ok(Found::Finished(r)),
+        Some(r) if r.status.is_terminal() => Ok(Found::Finished(Box::new(r))),
         Some(r) => {
             Ok(Found::Busy(format!("{app}: deployment {} is recorded {} but has no saved progress", r.id, r.status)))
         }

@@ -67,7 +67,7 @@ impl WavePolicy {
                 let mut by_value: BTreeMap<&str, Vec<String>> = BTreeMap::new();
                 for t in targets {
                     match label(t, key) {
-                        Some(v) if values.iter().any(|x| *x == v) => {
+                        Some(v) if values.contains(&v) => {
                             let slot = values.iter().find(|x| **x == v).map_or("", String::as_str);
                             by_value.entry(slot).or_default().push(t.clone());
                         }

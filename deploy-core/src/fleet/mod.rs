@@ -23,8 +23,46 @@
 //!   process, through the journal, as [`RolloutEngine::control`] does for one
 //!   rollout.
 //!
-//! See `docs/fleet.md` for the model and an example, and the `fleet` example
+//! See `docs/fleet.md` for the model and the guarantees, and the `fleet` example
 //! program.
+//!
+//! # Example
+//!
+//! Three test-kit clusters, "1, then the rest", with the `testkit` feature:
+//!
+//! ```
+//! # #[cfg(feature = "testkit")]
+//! # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use deploy_core::engine::RolloutEngine;
+//! use deploy_core::fleet::{FleetDriver, FleetPlan, FleetStatus, FleetTarget, WavePolicy, WaveSize};
+//! use deploy_core::model::{AppId, Name, Track};
+//! use deploy_core::strategy::{Canary, PlanInput, Strategy};
+//! use deploy_core::testkit::{self, TestKit};
+//!
+//! let (spec, v1, v2) = testkit::sample_app(2);
+//! let plan = Canary::default().plan(&PlanInput::new(spec.replicas));
+//! let kits: Vec<TestKit> = (0..3).map(|_| TestKit::new()).collect();
+//! let fleet = AppId::new(Name::new("fleets").unwrap(), Name::new("checkout").unwrap());
+//! let mut builder = FleetPlan::builder(fleet, v2.clone())
+//!     .from(v1.clone())
+//!     .waves(WavePolicy::Progressive(vec![WaveSize::Count(1), WaveSize::Rest]));
+//! for (i, kit) in kits.iter().enumerate() {
+//!     kit.seed(&spec, Track::Stable, &v1);
+//!     let engine = RolloutEngine::builder(kit.platform(), kit.state_store(), kit.history_store())
+//!         .router(kit.router())
+//!         .build();
+//!     builder = builder.target(FleetTarget::new(format!("c{i}"), Arc::new(engine), spec.clone(), plan.clone()));
+//! }
+//! let plan = builder.build().unwrap();
+//! assert!(plan.to_string().contains("3 targets in 2 waves"));
+//!
+//! let journal = TestKit::new();
+//! let record = FleetDriver::new(journal.state_store()).run(&plan).await.unwrap();
+//! assert_eq!(record.status, Some(FleetStatus::Succeeded));
+//! assert!(kits.iter().all(|k| k.snapshot(&spec.id()).tracks[&Track::Stable].version == v2.version));
+//! # });
+//! ```
 //!
 //! [`RolloutEngine`]: crate::engine::RolloutEngine
 //! [`RolloutEngine::control`]: crate::engine::RolloutEngine::control

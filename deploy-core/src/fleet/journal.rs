@@ -352,10 +352,8 @@ impl Journal {
                                 return Ok(());
                             }
                             let writer = doc.written_by.as_ref().map(|s| &s.token);
-                            if writer != Some(&self.token)
-                                && writer != self.previous.as_ref()
-                                && self.revision.is_some()
-                            {
+                            // Another driver's journal (or a journal created meanwhile) is never overwritten.
+                            if writer != Some(&self.token) && writer != self.previous.as_ref() {
                                 return Err(FleetError::LostFleet {
                                     fleet,
                                     reason: "another driver wrote the journal".into(),

@@ -6,6 +6,8 @@
 #   example            args        needs
 #   quickstart         (none)      nothing: in-memory test kit, paused clock
 #   quickstart         --dry-run   nothing: prints the plans
+#   fleet              (none)      nothing: nine test-kit clusters in three waves
+#   fleet              --dry-run   nothing: prints the fleet plan
 #   rollout_metrics    (none)      nothing: test kit, and the metrics exporter on a
 #                                  loopback port
 #   progress_bar       (none)      nothing: test kit; bars are hidden when stderr is
@@ -38,6 +40,8 @@ run() {
 
 run quickstart
 run quickstart --dry-run
+run fleet
+run fleet --dry-run
 run rollout_metrics
 run progress_bar
 run pipeline

@@ -109,6 +109,7 @@ pub mod dora;
 pub mod dr;
 pub mod engine;
 pub mod error;
+pub mod fleet;
 pub mod health;
 pub mod history;
 pub mod hook;

@@ -66,6 +66,11 @@ pub struct RolloutState {
     /// recognises its own write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_by: Option<WriteStamp>,
+    /// A document of a driver built on top of the engine (the fleet journal of
+    /// [`crate::fleet`]), kept under the same compare-and-swap and lock contract;
+    /// the engine neither reads nor writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<serde_json::Value>,
     /// HMAC-SHA-256 of the rest of the document, hex, written and checked by a
     /// [`SignedStateStore`](crate::signed_state::SignedStateStore); `None` when
     /// progress is not signed.
@@ -91,6 +96,7 @@ impl RolloutState {
             requests_handled: 0,
             paused: false,
             written_by: None,
+            extension: None,
             signature: None,
         }
     }

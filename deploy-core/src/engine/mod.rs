@@ -730,6 +730,18 @@ impl RolloutEngine {
         &self.inner.config
     }
 
+    /// The state store this engine keeps progress and locks in, for drivers built
+    /// on the engine (a fleet driver reads it to learn whether a rollout it
+    /// announced was started before it died).
+    pub fn state_store(&self) -> &Arc<dyn StateStore> {
+        &self.inner.state
+    }
+
+    /// The history store this engine records deployments in.
+    pub fn history_store(&self) -> &Arc<dyn HistoryStore> {
+        &self.inner.history
+    }
+
     /// Every problem that would stop `request` from running on this engine: the
     /// spec's, the plan's against the router's capabilities, and analyses that name
     /// judges, health checks or metrics the engine does not have.

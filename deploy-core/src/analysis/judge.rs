@@ -215,24 +215,8 @@ impl JudgeRegistry {
             JudgeSpec::Compare { direction, max_ratio, max_difference } => {
                 Ok(Arc::new(CompareJudge::new(*direction, *max_ratio, *max_difference)))
             }
-            JudgeSpec::MannWhitney {
-                direction,
-                lookback,
-                step,
-                confidence,
-                tolerance,
-                effect_size,
-                min_samples,
-                power_shift,
-            } => {
-                let mut classifier = MannWhitneyClassifier::new(*direction)
-                    .confidence(*confidence)
-                    .tolerance(*tolerance)
-                    .effect_size(*effect_size)
-                    .power_shift(*power_shift);
-                if let Some(n) = min_samples {
-                    classifier = classifier.min_samples(*n as usize);
-                }
+            JudgeSpec::MannWhitney { lookback, step, .. } => {
+                let classifier = mann_whitney_classifier(spec).ok_or("not a Mann-Whitney judge")?;
                 Ok(Arc::new(MannWhitneyJudge::new(classifier, *lookback, *step)))
             }
             JudgeSpec::Sequential(spec) => Ok(Arc::new(super::sequential::SequentialJudge::new(spec.clone()))),
@@ -242,4 +226,22 @@ impl JudgeRegistry {
             },
         }
     }
+}
+
+/// The classifier a [`JudgeSpec::MannWhitney`] describes (`None` for other judges):
+/// one construction for the engine's judges and for [`replay`](super::replay).
+pub(crate) fn mann_whitney_classifier(spec: &JudgeSpec) -> Option<MannWhitneyClassifier> {
+    let JudgeSpec::MannWhitney { direction, confidence, tolerance, effect_size, min_samples, power_shift, .. } = spec
+    else {
+        return None;
+    };
+    let classifier = MannWhitneyClassifier::new(*direction)
+        .confidence(*confidence)
+        .tolerance(*tolerance)
+        .effect_size(*effect_size)
+        .power_shift(*power_shift);
+    Some(match min_samples {
+        Some(n) => classifier.min_samples(*n as usize),
+        None => classifier,
+    })
 }

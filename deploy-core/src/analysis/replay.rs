@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::kayenta::{MannWhitneyClassifier, MannWhitneyJudge};
+use super::kayenta::MannWhitneyJudge;
 use super::{
     CheckKind, CompareJudge, Evidence, JudgeSpec, Measurement, MeasurementOutcome, MultipleTesting, ThresholdJudge,
     Verdict, holm,
@@ -77,26 +77,8 @@ pub fn recompute(evidence: &Evidence) -> Option<Verdict> {
             CompareJudge::new(*direction, *max_ratio, *max_difference)
                 .compare_values(candidate.first().copied(), baseline.first().copied()),
         ),
-        JudgeSpec::MannWhitney {
-            direction,
-            lookback,
-            step,
-            confidence,
-            tolerance,
-            effect_size,
-            min_samples,
-            power_shift,
-        } => {
-            let mut classifier = MannWhitneyClassifier::new(*direction)
-                .confidence(*confidence)
-                .tolerance(*tolerance)
-                .effect_size(*effect_size)
-                .power_shift(*power_shift);
-            if let Some(n) = min_samples {
-                classifier = classifier.min_samples(*n as usize);
-            }
-            Some(MannWhitneyJudge::new(classifier, *lookback, *step).judge_samples(candidate, baseline))
-        }
+        JudgeSpec::MannWhitney { lookback, step, .. } => super::judge::mann_whitney_classifier(&evidence.judge)
+            .map(|classifier| MannWhitneyJudge::new(classifier, *lookback, *step).judge_samples(candidate, baseline)),
         JudgeSpec::Sequential(spec) => Some(spec.judge_values(candidate, baseline)),
         JudgeSpec::Custom { .. } => None,
     }

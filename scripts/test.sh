@@ -55,11 +55,24 @@ fi
 
 # The Kubernetes test cluster: built once, started for this run, stopped at exit.
 kube=scripts/kube-test-cluster.sh
+# Two more control planes for the fleet test (three API servers, one target each).
 export DEPLOY_RS_KUBE_STATE=${DEPLOY_RS_KUBE_STATE:-/tmp/deploy-rs-kube-test-$$}
+main_state=$DEPLOY_RS_KUBE_STATE
+fleet_states=("$main_state-fleet-b" "$main_state-fleet-c")
 "$kube" build
-trap '"$kube" stop; rm -rf "$DEPLOY_RS_KUBE_STATE"' EXIT
+stop_clusters() {
+    for state in "$main_state" "${fleet_states[@]}"; do
+        DEPLOY_RS_KUBE_STATE=$state "$kube" stop || true
+        rm -rf "$state"
+    done
+}
+trap stop_clusters EXIT
 "$kube" start
-export DEPLOY_RS_KUBECONFIG=$DEPLOY_RS_KUBE_STATE/kubeconfig
+for state in "${fleet_states[@]}"; do
+    DEPLOY_RS_KUBE_STATE=$state "$kube" start
+done
+export DEPLOY_RS_KUBECONFIG=$main_state/kubeconfig
+export DEPLOY_RS_FLEET_KUBECONFIGS=$main_state/kubeconfig:${fleet_states[0]}/kubeconfig:${fleet_states[1]}/kubeconfig
 
 export DEPLOY_RS_REQUIRE_SERVICES=1
 cargo test --workspace --all-features "$@"

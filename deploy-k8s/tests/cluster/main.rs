@@ -15,6 +15,7 @@ mod budget;
 mod engine;
 mod failover;
 mod faults;
+mod fleet;
 mod helm;
 mod hooks;
 mod node;

@@ -40,6 +40,16 @@ pub async fn client() -> kube::Client {
     kube::Client::try_from(config).unwrap_or_else(|e| panic!("{MISSING} (client: {e})"))
 }
 
+/// A client for the cluster whose kubeconfig is at `path`.
+pub async fn client_from(path: &std::path::Path) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+        .unwrap_or_else(|e| panic!("read the kubeconfig {}: {e}", path.display()));
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("the kubeconfig {}: {e}", path.display()));
+    kube::Client::try_from(config).unwrap_or_else(|e| panic!("a client for {}: {e}", path.display()))
+}
+
 /// A client for the test cluster that sends `user_agent`, so that the API server's
 /// audit log can tell its requests apart.
 pub async fn client_as(user_agent: &str) -> kube::Client {
@@ -116,7 +126,11 @@ static SEQUENCE: AtomicU32 = AtomicU32::new(0);
 impl Scratch {
     /// A fresh namespace named after the test.
     pub async fn new(test: &str) -> Self {
-        let client = client().await;
+        Self::on(client().await, test).await
+    }
+
+    /// A fresh namespace on the cluster `client` reaches (another test cluster).
+    pub async fn on(client: kube::Client, test: &str) -> Self {
         let cluster = Cluster::new(client.clone());
         let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
         let mut namespace = format!("t-{}-{}-{n}", test.replace('_', "-"), std::process::id());

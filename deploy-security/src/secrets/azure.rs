@@ -374,8 +374,9 @@ impl AzureKeyVaultSecretManager {
         let mut refetched = false;
         loop {
             let token = self.current_token().await?;
-            let header = sensitive_header("Authorization", &SecretString::new(format!("Bearer {}", token.expose_secret())))
-                .map_err(|e| http_error(operation, e))?;
+            let header =
+                sensitive_header("Authorization", &SecretString::new(format!("Bearer {}", token.expose_secret())))
+                    .map_err(|e| http_error(operation, e))?;
             let mut request = self
                 .client
                 .request(method.clone(), url.clone())

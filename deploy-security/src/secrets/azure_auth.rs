@@ -258,9 +258,8 @@ impl TokenFetcher {
                 ];
                 let request = self.client.request(Method::POST, url.clone()).map_err(transport)?;
                 let encoded = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-                let request = request
-                    .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(encoded);
+                let request =
+                    request.header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(encoded);
                 (url, request)
             }
             (AzureAuth::ManagedIdentity { .. }, Some(url)) => {

@@ -1,12 +1,12 @@
 //! [`SecretManager`](deploy_core::secret::SecretManager) backends: memory, an encrypted
 //! file store, Vault KV v2, Azure Key Vault and Kubernetes Secrets.
 
+#[cfg(feature = "file")]
+mod atomic_file;
 #[cfg(feature = "azure")]
 mod azure;
 #[cfg(feature = "azure")]
 mod azure_auth;
-#[cfg(feature = "file")]
-mod atomic_file;
 #[cfg(feature = "file")]
 mod file;
 #[cfg(feature = "kubernetes")]

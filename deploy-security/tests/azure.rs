@@ -24,11 +24,10 @@ fn client_credentials(kv: &KeyVault, secret: &str) -> AzureAuth {
 }
 
 fn manager_with(kv: &KeyVault, auth: AzureAuth) -> AzureKeyVaultSecretManager {
-    AzureKeyVaultSecretManager::new(
-        AzureKeyVaultConfig::new(&kv.base, auth)
-            .http(HttpPolicy::default().danger_allow_plain_http().timeout(Duration::from_secs(10))),
-    )
-    .unwrap()
+    // The default policy (10 s, 1 MiB answers, no redirects) with only plain http allowed.
+    let config = AzureKeyVaultConfig::new(&kv.base, auth);
+    let policy = config.http.clone().danger_allow_plain_http();
+    AzureKeyVaultSecretManager::new(config.http(policy)).unwrap()
 }
 
 fn manager(kv: &KeyVault) -> AzureKeyVaultSecretManager {
@@ -291,4 +290,38 @@ async fn no_token_client_secret_or_value_is_traced() {
     let mut secrets = vec![CLIENT_SECRET, "wr0ng-cl1ent-secret", "st4tic-t0ken", "v4lue-s3cret"];
     secrets.extend(issued.iter().map(String::as_str));
     capture.assert_free_of(&secrets);
+}
+
+#[tokio::test]
+async fn redirects_are_refused_and_bodies_bounded() {
+    let kv = KeyVault::start().await;
+    let elsewhere = KeyVault::start().await;
+    let vault = manager(&kv);
+    kv.insert("big", &"x".repeat(1536 * 1024));
+    let err = vault.get_version("big", 1).await.unwrap_err();
+    let source = err.source().and_then(|s| s.downcast_ref::<HttpError>());
+    assert!(matches!(source, Some(HttpError::BodyTooLarge { limit: 1_048_576 })), "{err:?}");
+
+    kv.with(|s| s.redirect_to = Some(format!("{}/secrets/big?api-version=7.4", elsewhere.base)));
+    let err = vault.get("big").await.unwrap_err();
+    let source = err.source().and_then(|s| s.downcast_ref::<HttpError>());
+    assert!(matches!(source, Some(HttpError::RedirectRefused { status: 307, .. })), "{err:?}");
+    assert!(elsewhere.with(|s| s.log.is_empty()), "the bearer token followed a redirect");
+}
+
+#[tokio::test]
+async fn a_metadata_token_with_only_expires_on_is_cached_until_then() {
+    let kv = KeyVault::start().await;
+    kv.with(|s| s.identity_omits_expires_in = true);
+    let vault = manager_with(&kv, AzureAuth::managed_identity().endpoint(kv.identity_endpoint()));
+    vault.put("on", bytes("1"), PutOptions::default()).await.unwrap();
+    vault.get("on").await.unwrap();
+    assert_eq!(kv.with(|s| s.identity_requests.len()), 1);
+
+    // expires_on 2 minutes away: within the refresh margin, so fetched at each use.
+    kv.with(|s| s.token_expires_in = 120);
+    let short = manager_with(&kv, AzureAuth::managed_identity().endpoint(kv.identity_endpoint()));
+    short.get("on").await.unwrap();
+    short.get("on").await.unwrap();
+    assert_eq!(kv.with(|s| s.identity_requests.len()), 3);
 }

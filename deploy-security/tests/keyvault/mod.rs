@@ -44,6 +44,10 @@ pub struct State {
     pub page_size: usize,
     /// Paging links point at another host.
     pub foreign_next_link: bool,
+    /// Vault requests answer 307 to this location.
+    pub redirect_to: Option<String>,
+    /// The metadata service answers only `expires_on` (as older API versions do).
+    pub identity_omits_expires_in: bool,
     /// `METHOD target` of every vault request.
     pub log: Vec<String>,
     version_seq: u64,
@@ -71,6 +75,16 @@ impl KeyVault {
 
     pub fn identity_endpoint(&self) -> String {
         format!("{}/metadata/identity/oauth2/token", self.base)
+    }
+
+    /// Stores a version as if another client had written it (no tag).
+    pub fn insert(&self, name: &str, value: &str) {
+        self.with(|s| {
+            s.version_seq += 1;
+            let id = format!("{:032x}", s.version_seq);
+            let version = Version { id, value: value.to_owned(), content_type: None, tags: json!({}) };
+            s.secrets.entry(name.to_owned()).or_default().push(version);
+        });
     }
 
     pub fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
@@ -111,6 +125,7 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>, base: String) {
             400 => "Bad Request",
             401 => "Unauthorized",
             404 => "Not Found",
+            307 => "Temporary Redirect",
             409 => "Conflict",
             429 => "Too Many Requests",
             _ => "Other",
@@ -217,9 +232,7 @@ fn managed_identity(request: &Request, state: &mut State) -> Answer {
     let token = issue(state);
     let expires = state.token_expires_in;
     let on = jiff::Timestamp::now().as_second() + expires;
-    answer(
-        200,
-        json!({
+    let mut body = json!({
             "access_token": token,
             "client_id": request.query.get("client_id").cloned().unwrap_or_else(|| "system-assigned".to_owned()),
             "expires_in": expires.to_string(),
@@ -228,8 +241,11 @@ fn managed_identity(request: &Request, state: &mut State) -> Answer {
             "not_before": (on - expires).to_string(),
             "resource": "https://vault.azure.net",
             "token_type": "Bearer",
-        }),
-    )
+    });
+    if state.identity_omits_expires_in {
+        body.as_object_mut().unwrap().remove("expires_in");
+    }
+    answer(200, body)
 }
 
 fn attributes() -> Value {
@@ -277,6 +293,9 @@ fn not_found(name: &str) -> Answer {
 
 fn vault(request: &Request, state: &mut State, base: &str, segments: &[&str]) -> Answer {
     state.log.push(format!("{} {}", request.method, request.path));
+    if let Some(location) = &state.redirect_to {
+        return Answer { status: 307, headers: vec![("location", location.clone())], body: None };
+    }
     if state.throttle > 0 {
         state.throttle -= 1;
         let mut a = vault_error(429, "Throttled", "Operations per second exceeded for this vault.");

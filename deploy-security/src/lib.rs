@@ -17,7 +17,7 @@ pub mod headers;
 pub mod runtime;
 #[cfg(feature = "scanners")]
 pub mod scan;
-#[cfg(any(feature = "memory", feature = "file", feature = "vault", feature = "kubernetes"))]
+#[cfg(any(feature = "memory", feature = "file", feature = "vault", feature = "azure", feature = "kubernetes"))]
 pub mod secrets;
 pub mod secure_config;
 

@@ -115,7 +115,7 @@ async fn soft_deleted_name_conflicts_then_recover_and_purge() {
     assert!(deleted.scheduled_purge_date > deleted.deleted_date);
 
     let err = vault.put("tls-key", bytes("k3"), PutOptions::default()).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict, "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "not retryable: {err:?}");
     assert!(
         matches!(azure_error(&err), AzureKeyVaultError::DeletedButRecoverable { name } if name == "tls-key"),
         "{err:?}"

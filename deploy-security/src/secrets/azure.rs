@@ -261,7 +261,7 @@ fn secret_name(key: &str) -> Result<&str, SecretError> {
 /// Deleting is Key Vault's soft delete: the name stays reserved until it is purged
 /// ([`AzureKeyVaultSecretManager::purge`]) or recovered
 /// ([`AzureKeyVaultSecretManager::recover`]); writing it meanwhile fails with
-/// [`AzureKeyVaultError::DeletedButRecoverable`] (kind `Conflict`).
+/// [`AzureKeyVaultError::DeletedButRecoverable`] (kind `InvalidInput`: retrying cannot help until the name is recovered or purged).
 ///
 /// Authentication ([`AzureAuth`]): tokens are cached until five minutes before they
 /// expire; a 401 drops the token and sends the request once more with a new one.
@@ -427,9 +427,10 @@ impl AzureKeyVaultSecretManager {
             return SecretError::NotFound { key: name.to_owned() };
         }
         if status == StatusCode::CONFLICT && detail.message.to_ascii_lowercase().contains("deleted but recoverable") {
+            // Not retryable: the name stays taken until someone recovers or purges it.
             return SecretError::backend(
                 operation,
-                ErrorKind::Conflict,
+                ErrorKind::InvalidInput,
                 AzureKeyVaultError::DeletedButRecoverable { name: name.to_owned() },
             );
         }

@@ -90,6 +90,23 @@ async fn silence_pauses_by_default_and_a_promotion_goes_on() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn another_process_can_promote_the_pause() {
+    let f = Fixture::new(Strat::Canary);
+    silent_canary(&f);
+    let mut handle = f.engine.start(request(&f, plan(InconclusivePolicy::Pause))).await.unwrap();
+    until_inconclusive_pause(&mut handle).await;
+    f.kit.metric_values().set("error-rate", Track::Canary, 0.001);
+    // Another engine on the same stores (another process) decides.
+    let other = common::Fixture::engine_on(&f.kit, &f.smoke, f.strat, "engine-b");
+    other.promote(&f.spec.id()).await.unwrap();
+    let report = handle.wait().await.unwrap();
+    assert_eq!(report.status, DeploymentStatus::Succeeded, "{:?}", report.cause);
+    assert_eq!(report.record.inconclusive_decisions[0].resolution.as_deref(), Some("promoted by the caller"));
+    // Nothing waits any more: a second promotion is refused.
+    assert!(other.promote(&f.spec.id()).await.is_err(), "nothing waits any more");
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_abort_during_the_pause_rolls_back() {
     let f = Fixture::new(Strat::Canary);
     silent_canary(&f);

@@ -1372,8 +1372,16 @@ impl RolloutEngine {
 fn promotable_from_state(app: &AppId, state: &RolloutState) -> Result<usize, RolloutError> {
     let step = state.next_step;
     let plan_step = state.plan.as_ref().and_then(|p| p.steps.get(step));
+    // An analysis step waits for a decision when it was inconclusive under the
+    // pause policy and nobody has decided yet.
+    let undecided = |step: usize| {
+        state.record.inconclusive_decisions.last().is_some_and(|d| {
+            d.step == step && d.policy == crate::analysis::InconclusivePolicy::Pause && d.resolution.is_none()
+        })
+    };
     match plan_step {
         Some(Step::Pause(_)) if !state.phase.is_backward() => Ok(step),
+        Some(Step::Analyze(_)) if !state.phase.is_backward() && undecided(step) => Ok(step),
         Some(other) if !state.phase.is_backward() => {
             Err(RolloutError::PromoteRejected { app: app.clone(), step: Some(step), current: other.to_string() })
         }

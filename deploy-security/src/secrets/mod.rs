@@ -2,7 +2,6 @@
 //! file store, Vault KV v2 and Kubernetes Secrets.
 
 #[cfg(feature = "file")]
-mod atomic_file;
 #[cfg(feature = "file")]
 mod file;
 #[cfg(feature = "kubernetes")]

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod single;
+mod stores;
 mod support;
 mod tiered;
 mod tls;

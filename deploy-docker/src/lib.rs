@@ -43,6 +43,7 @@ pub mod dockerignore;
 pub mod error;
 pub mod labels;
 pub mod networks;
+pub mod nginx;
 pub mod platform;
 pub mod registry;
 pub mod router;

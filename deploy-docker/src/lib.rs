@@ -40,6 +40,7 @@ pub mod containers;
 pub mod context;
 pub mod dockerfile;
 pub mod dockerignore;
+pub mod endpoints;
 pub mod error;
 pub mod labels;
 pub mod networks;

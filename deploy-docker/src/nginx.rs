@@ -69,6 +69,14 @@ pub struct NginxConfig {
     /// The directory the main file includes; the router writes only its own
     /// `deploy-rs-*.conf` files there.
     pub include_dir: PathBuf,
+    /// The master's pid file (the `pid` directive). When set, a change returns
+    /// only once the workers of the previous configuration have exited (Linux
+    /// `/proc`), so that nothing the engine removes next is still an upstream of
+    /// a worker that serves requests; without it, `set_weights` returns when the
+    /// reload is signalled.
+    pub pid_file: Option<PathBuf>,
+    /// How long to wait for the old workers (10 s).
+    pub reload_timeout: std::time::Duration,
 }
 
 impl NginxConfig {
@@ -78,7 +86,16 @@ impl NginxConfig {
             binary: PathBuf::from("/usr/sbin/nginx"),
             main_config: main_config.into(),
             include_dir: include_dir.into(),
+            pid_file: None,
+            reload_timeout: std::time::Duration::from_secs(10),
         }
+    }
+
+    /// Waits for each reload to finish, reading the master's pid from `pid_file`.
+    #[must_use]
+    pub fn pid_file(mut self, pid_file: impl Into<PathBuf>) -> Self {
+        self.pid_file = Some(pid_file.into());
+        self
     }
 
     /// Sets the nginx binary.
@@ -220,7 +237,36 @@ impl NginxRouter {
             }
             return Err(backend("validate nginx configuration", ErrorKind::InvalidInput, refused));
         }
-        self.nginx(&["-s", "reload"]).await.map_err(|e| backend("reload nginx", ErrorKind::Unavailable, e))
+        let master = match &self.config.pid_file {
+            Some(pid_file) => Some(read_pid(pid_file).await?),
+            None => None,
+        };
+        let before = master.map(workers).unwrap_or_default();
+        self.nginx(&["-s", "reload"]).await.map_err(|e| backend("reload nginx", ErrorKind::Unavailable, e))?;
+        if let Some(master) = master {
+            self.reloaded(master, &before).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every worker that ran before the reload has exited and a new
+    /// one runs.
+    async fn reloaded(&self, master: u32, before: &[u32]) -> Result<(), RouterError> {
+        let deadline = tokio::time::Instant::now() + self.config.reload_timeout;
+        loop {
+            let now = workers(master);
+            if !now.is_empty() && now.iter().all(|w| !before.contains(w)) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(backend(
+                    "reload nginx",
+                    ErrorKind::Timeout,
+                    format!("workers of the previous configuration still run after {:?}", self.config.reload_timeout),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -230,6 +276,30 @@ async fn write_atomic(path: &Path, bytes: Vec<u8>) -> Result<(), RouterError> {
         .await
         .map_err(|e| backend("write nginx configuration", ErrorKind::Other, e))?
         .map_err(|e| backend("write nginx configuration", ErrorKind::Unavailable, e))
+}
+
+async fn read_pid(path: &Path) -> Result<u32, RouterError> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| backend("read the nginx pid file", ErrorKind::Unavailable, e))?;
+    text.trim().parse().map_err(|e| backend("read the nginx pid file", ErrorKind::InvalidInput, e))
+}
+
+/// The pids of `master`'s children (its workers, including those shutting down).
+fn workers(master: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut pids: Vec<u32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
+                // The fields after the parenthesised command: state, ppid, ...
+                stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(master)
+            })
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 /// Refuses values that could break out of an nginx string.

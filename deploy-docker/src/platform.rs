@@ -16,7 +16,7 @@ use deploy_core::platform::{Platform, PlatformError, TrackState, TrackStatus};
 use futures::StreamExt;
 use tracing::instrument;
 
-use crate::containers::{ContainerSpec, ContainerState, Containers, Health, HealthCheck, RestartPolicy};
+use crate::containers::{ContainerSpec, ContainerState, Containers, Health, HealthCheck, PortMapping, RestartPolicy};
 use crate::error::{DockerError, bollard_message, classify_bollard};
 use crate::labels;
 use crate::networks::{NetworkSpec, Networks};
@@ -371,6 +371,14 @@ impl DockerPlatform {
             .labels(labels::track_selector(&app, track))
             .label(labels::VERSION, release.version.as_str())
             .label(labels::REVISION, revision);
+        // Published on loopback only: a proxy on the host (NginxRouter) reaches them.
+        for port in &spec.ports {
+            container = container.port(PortMapping::loopback(port.container_port));
+        }
+        if !spec.ports.is_empty() {
+            let list: Vec<String> = spec.ports.iter().map(|p| p.container_port.to_string()).collect();
+            container = container.label(labels::PORTS, list.join(","));
+        }
         for var in &spec.env {
             match &var.source {
                 EnvSource::Value(value) => container = container.env(var.name.clone(), value.clone()),
@@ -695,6 +703,10 @@ impl DockerPlatform {
         spec.env = template.env;
         spec.health = template.health;
         spec.user = template.user;
+        let ports = state.labels.get(labels::PORTS).map(String::as_str).unwrap_or_default();
+        for port in ports.split(',').filter_map(|p| p.parse::<u16>().ok()) {
+            spec = spec.port(PortMapping::loopback(port));
+        }
         Ok(spec)
     }
 }

@@ -7,17 +7,15 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::nginx_server::Nginx;
 use common::{BUSYBOX, free_port, http_get, require_binary};
 use deploy_core::model::{AppId, Name, Percent, Track, TrafficSplit};
 use deploy_core::traffic::{HeaderMatch, HeaderRoute, RouterError, TrafficRouter};
-use deploy_docker::nginx::{NginxConfig, NginxRouter, StaticEndpoints};
-
-const NGINX: &str = "/usr/sbin/nginx";
+use deploy_docker::nginx::{NginxRouter, StaticEndpoints};
 
 /// A busybox httpd on loopback answering `version` at `/version`, killed on drop.
 struct Backend(Child, u16, #[allow(dead_code, reason = "kept alive while the server runs")] tempfile::TempDir);
@@ -43,65 +41,6 @@ fn backend(version: &str) -> Backend {
         .unwrap();
     wait_for(&format!("backend {version}"), || http_get(port, "/version").is_some());
     Backend(child, port, dir)
-}
-
-/// An nginx master on a free loopback port with its own prefix; `nginx -s quit` on drop.
-struct Nginx {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Nginx {
-    fn start() -> Self {
-        require_binary(NGINX, "nginx");
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        for sub in ["conf.d", "tmp"] {
-            std::fs::create_dir_all(d.join(sub)).unwrap();
-        }
-        let port = free_port();
-        let p = d.display();
-        std::fs::write(
-            d.join("nginx.conf"),
-            format!(
-                "pid {p}/nginx.pid;\nerror_log {p}/error.log;\nworker_processes 1;\nevents {{}}\nhttp {{\n    access_log off;\n    \
-                 client_body_temp_path {p}/tmp; proxy_temp_path {p}/tmp; fastcgi_temp_path {p}/tmp;\n    \
-                 uwsgi_temp_path {p}/tmp; scgi_temp_path {p}/tmp;\n    include {p}/conf.d/*.conf;\n}}\n"
-            ),
-        )
-        .unwrap();
-        let status = Command::new(NGINX)
-            .args(["-e", &format!("{p}/error.log"), "-c"])
-            .arg(d.join("nginx.conf"))
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "nginx did not start: {}",
-            std::fs::read_to_string(d.join("error.log")).unwrap_or_default()
-        );
-        Self { dir, port }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn config(&self) -> NginxConfig {
-        NginxConfig::new(self.path().join("nginx.conf"), self.path().join("conf.d"))
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = Command::new(NGINX).args(["-s", "quit", "-c"]).arg(self.dir.path().join("nginx.conf")).status();
-        // Wait for the master to go, so the temp dir outlives it.
-        let pid: PathBuf = self.dir.path().join("nginx.pid");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while pid.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 fn wait_for(what: &str, mut check: impl FnMut() -> bool) {

@@ -141,6 +141,18 @@ impl NginxRouter {
         self.apps.lock().await.entry(app.clone()).or_default().listen = Some(listen);
     }
 
+    /// Rewrites `app`'s file with the endpoints as they are now, if `track`
+    /// receives traffic (a weight or a header route); otherwise does nothing.
+    pub async fn refresh(&self, app: &AppId, track: Track) -> Result<(), RouterError> {
+        let apps = self.apps.lock().await;
+        let Some(routing) = apps.get(app) else { return Ok(()) };
+        let weighted = routing.split.as_ref().is_some_and(|s| s.weight(track).value() > 0);
+        if weighted || routing.routes.iter().any(|r| r.track == track) {
+            self.apply(app, routing).await?;
+        }
+        Ok(())
+    }
+
     /// The file the router writes for `app`.
     pub fn file(&self, app: &AppId) -> PathBuf {
         self.config.include_dir.join(format!("deploy-rs-{}-{}.conf", app.namespace, app.name))

@@ -1,10 +1,9 @@
 //! What a client sees during rollouts driven by the engine on the real Docker
 //! engine behind a real nginx ([`NginxRouter`] over [`DockerEndpoints`]): a
 //! loopback load generator sends a steady 500 requests/s (bounded in count and
-//! time) through nginx while a blue-green rollout succeeds and a bad canary and
-//! a bad blue-green are rolled back; every failed request (connection error,
-//! 5xx) is counted, and there must be none. (A successful canary is not yet
-//! free of failures: see `a_bad_canary_rolled_back_...`.)
+//! time) through nginx while a canary and a blue-green rollout succeed and a
+//! bad canary and a bad blue-green are rolled back; every failed request
+//! (connection error, 5xx) is counted, and there must be none.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test set-up: a failure there is the test failing")]
 
 mod common;
@@ -26,7 +25,7 @@ use deploy_core::platform::Platform;
 use deploy_core::strategy::{BlueGreen, Canary, PlanInput, Strategy};
 use deploy_core::testkit::TestKit;
 use deploy_core::traffic::TrafficRouter;
-use deploy_docker::endpoints::DockerEndpoints;
+use deploy_docker::endpoints::{DockerEndpoints, NginxDrain};
 use deploy_docker::nginx::NginxRouter;
 use deploy_docker::platform::{DockerPlatform, PlatformConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -107,9 +106,11 @@ async fn world(prefix: &str) -> World {
         .network(format!("{}-net", cleanup.id))
         .label(key, value)
         .poll_interval(Duration::from_millis(100));
-    let platform = Arc::new(DockerPlatform::new(docker.clone(), config));
     let nginx = Nginx::start();
-    let router = Arc::new(NginxRouter::new(nginx.config(), Arc::new(DockerEndpoints::new(docker, 8080))));
+    let endpoints = Arc::new(DockerEndpoints::new(docker.clone(), 8080));
+    let router = Arc::new(NginxRouter::new(nginx.config(), endpoints.clone()));
+    let drain = Arc::new(NginxDrain::new(endpoints, router.clone()));
+    let platform = Arc::new(DockerPlatform::new(docker.clone(), config).endpoint_watcher(drain));
     let app = AppId::new(Name::new(cleanup.id.clone()).unwrap(), Name::new("web").unwrap());
     router.serve(&app, SocketAddr::from(([127, 0, 0, 1], nginx.port))).await;
     World { cleanup, platform, router, nginx, app, images }
@@ -184,7 +185,7 @@ fn assert_no_failures(what: &str, counts: &Counts) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_canary_rolled_back_under_500_requests_per_second_through_nginx_fail_no_request() {
+async fn canary_and_its_rollback_under_500_requests_per_second_through_nginx_fail_no_request() {
     let w = world("load-canary").await;
     let kit = TestKit::new();
     let engine = w.engine(&kit);
@@ -198,14 +199,16 @@ async fn a_bad_canary_rolled_back_under_500_requests_per_second_through_nginx_fa
     ])
     .scale_down_delay(HumanDuration::ZERO)
     .plan(&PlanInput::new(2));
-    // A successful canary is not asserted here yet: its promotion updates the
-    // stable track in place while stable still has weight, and the replaced
-    // containers' loopback ports vanish from under nginx's upstream (measured:
-    // about 6 % 5xx during the promotion). The router must learn of a track's
-    // endpoints changing before the platform removes the old ones.
-    let (status, counts) = w.under_load(&engine, plan, 0, 2).await;
+    // The promotion updates stable in place while it has weight: the platform's
+    // NginxDrain takes each old container out of nginx before removing it.
+    let (status, counts) = w.under_load(&engine, plan.clone(), 0, 1).await;
+    assert_eq!(status, DeploymentStatus::Succeeded);
+    assert_no_failures("canary 1.0.0 -> 2.0.0", &counts);
+    assert_eq!(w.router.weights(&w.app).await.unwrap(), TrafficSplit::all(Track::Stable));
+
+    let (status, counts) = w.under_load(&engine, plan, 1, 2).await;
     assert_eq!(status, DeploymentStatus::RolledBack);
-    assert_no_failures("bad canary 1.0.0 -> 3.0.0-bad, rolled back", &counts);
+    assert_no_failures("bad canary 2.0.0 -> 3.0.0-bad, rolled back", &counts);
     assert_eq!(w.router.weights(&w.app).await.unwrap(), TrafficSplit::all(Track::Stable));
     w.finish().await;
 }

@@ -1,4 +1,4 @@
-//! Durable stores that need no cluster: the [`file`] pair (feature `file-store`).
+//! Durable stores that need no cluster: the [`file`](mod@file) pair (feature `file-store`).
 //!
 //! The Kubernetes pair lives in `deploy-k8s`, the Redis pair in `deploy-cache`;
 //! every one passes the same conformance suite

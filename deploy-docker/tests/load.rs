@@ -1,8 +1,8 @@
 //! What a client sees during rollouts driven by the engine on the real Docker
 //! engine behind a real nginx ([`NginxRouter`] over [`DockerEndpoints`]): a
 //! loopback load generator sends a steady 500 requests/s (bounded in count and
-//! time) through nginx while a canary and a blue-green rollout succeed and a
-//! bad canary and a bad blue-green are rolled back; every failed request
+//! time) through nginx while a rolling update, a canary and a blue-green rollout
+//! succeed and a bad one of each is rolled back; every failed request
 //! (connection error, 5xx) is counted, and there must be none.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test set-up: a failure there is the test failing")]
 
@@ -15,14 +15,14 @@ use std::time::Duration;
 
 use common::nginx_server::Nginx;
 use common::{Cleanup, build_busybox, docker};
-use deploy_core::engine::{EngineConfig, RetryPolicy, RolloutEngine, RolloutRequest};
+use deploy_core::engine::{EngineConfig, RetryPolicy, RolloutEngine, RolloutEvent, RolloutRequest};
 use deploy_core::model::{
     AppId, AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Percent, Port, Probe, Release, Track,
     TrafficSplit, Version,
 };
 use deploy_core::plan::{Plan, Step};
 use deploy_core::platform::Platform;
-use deploy_core::strategy::{BlueGreen, Canary, PlanInput, Strategy};
+use deploy_core::strategy::{BlueGreen, Canary, PlanInput, RollingUpdate, Strategy};
 use deploy_core::testkit::TestKit;
 use deploy_core::traffic::TrafficRouter;
 use deploy_docker::endpoints::{DockerEndpoints, NginxDrain};
@@ -156,8 +156,17 @@ impl World {
         let request = RolloutRequest::new(self.spec(), self.release(to), plan).from(self.release(from));
         let mut handle = engine.start(request).await.unwrap();
         let events = async {
+            let mut rollback_decided = None;
             while let Some(event) = handle.next_event().await {
                 eprintln!("  {event}");
+                if matches!(event, RolloutEvent::RollbackStarted { .. }) {
+                    rollback_decided = Some(tokio::time::Instant::now());
+                }
+            }
+            // The engine finishes a rollback once the previous release serves 100 %
+            // (set and read back through nginx): the time it took from the decision.
+            if let Some(at) = rollback_decided {
+                eprintln!("rollback decided -> 100 % on the previous release: {:?}", at.elapsed());
             }
             handle.wait().await
         };
@@ -235,5 +244,27 @@ async fn blue_green_and_its_rollback_under_500_requests_per_second_through_nginx
     assert_eq!(status, DeploymentStatus::RolledBack);
     assert_no_failures("bad blue-green 2.0.0 -> 3.0.0-bad, rolled back", &counts);
     assert_eq!(w.router.weights(&w.app).await.unwrap(), TrafficSplit::all(Track::Green));
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_and_its_rollback_under_500_requests_per_second_through_nginx_fail_no_request() {
+    let w = world("load-rolling").await;
+    let kit = TestKit::new();
+    let engine = w.engine(&kit);
+    w.platform.apply(&w.spec(), Track::Stable, &w.release(0), 2).await.unwrap();
+    w.platform.wait_ready(&w.app, Track::Stable, Duration::from_secs(60)).await.unwrap();
+    w.router.set_weights(&w.app, &TrafficSplit::all(Track::Stable)).await.unwrap();
+
+    // The stable track is replaced one container at a time while it has all the traffic.
+    let plan = RollingUpdate::default().plan(&PlanInput::new(2));
+    let (status, counts) = w.under_load(&engine, plan.clone(), 0, 1).await;
+    assert_eq!(status, DeploymentStatus::Succeeded);
+    assert_no_failures("rolling 1.0.0 -> 2.0.0", &counts);
+
+    let (status, counts) = w.under_load(&engine, plan, 1, 2).await;
+    assert_eq!(status, DeploymentStatus::RolledBack);
+    assert_no_failures("bad rolling 2.0.0 -> 3.0.0-bad, rolled back", &counts);
+    assert_eq!(w.router.weights(&w.app).await.unwrap(), TrafficSplit::all(Track::Stable));
     w.finish().await;
 }

@@ -32,10 +32,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Counts of what the load generator saw.
 #[derive(Debug, Default)]
-struct Counts {
-    ok: AtomicU64,
-    server_errors: AtomicU64,
-    connection_errors: AtomicU64,
+pub(crate) struct Counts {
+    pub(crate) ok: AtomicU64,
+    pub(crate) server_errors: AtomicU64,
+    pub(crate) connection_errors: AtomicU64,
 }
 
 /// Sends `rate` requests/s to `addr` until `stop` or `max` requests or `limit` time.
@@ -84,16 +84,16 @@ async fn request(addr: SocketAddr) -> std::io::Result<u16> {
         .ok_or_else(|| std::io::Error::other(format!("no status in {text:?}")))
 }
 
-struct World {
+pub(crate) struct World {
     cleanup: Cleanup,
-    platform: Arc<DockerPlatform>,
-    router: Arc<NginxRouter>,
+    pub(crate) platform: Arc<DockerPlatform>,
+    pub(crate) router: Arc<NginxRouter>,
     nginx: Nginx,
-    app: AppId,
+    pub(crate) app: AppId,
     images: [String; 3],
 }
 
-async fn world(prefix: &str) -> World {
+pub(crate) async fn world(prefix: &str) -> World {
     let docker = docker().await;
     let cleanup = Cleanup::new(prefix);
     let repo = format!("deploy-rs-test/{}", cleanup.id);
@@ -117,7 +117,7 @@ async fn world(prefix: &str) -> World {
 }
 
 impl World {
-    fn spec(&self) -> AppSpec {
+    pub(crate) fn spec(&self) -> AppSpec {
         let mut probe = Probe::http("/health", 8080).period(HumanDuration::new(Duration::from_millis(500)));
         probe.failure_threshold = 2;
         AppSpec::new(self.app.name.clone(), self.app.namespace.clone(), ImageRef::parse(&self.images[0]).unwrap())
@@ -126,12 +126,12 @@ impl World {
             .replicas(2)
     }
 
-    fn release(&self, index: usize) -> Release {
+    pub(crate) fn release(&self, index: usize) -> Release {
         let image = &self.images[index];
         Release::new(Version::new(image.rsplit(':').next().unwrap()).unwrap(), ImageRef::parse(image).unwrap())
     }
 
-    fn engine(&self, kit: &TestKit) -> RolloutEngine {
+    pub(crate) fn engine(&self, kit: &TestKit) -> RolloutEngine {
         let config = EngineConfig::default()
             .step_deadline(Duration::from_secs(90))
             .readiness_deadline(Duration::from_secs(20))
@@ -143,13 +143,26 @@ impl World {
     }
 
     /// Runs `plan` from release `from` to `to` under load; returns the status and the counts.
-    async fn under_load(
+    pub(crate) async fn under_load(
         &self,
         engine: &RolloutEngine,
         plan: Plan,
         from: usize,
         to: usize,
     ) -> (DeploymentStatus, Arc<Counts>) {
+        let (status, counts, _) = self.under_load_timed(engine, plan, from, to).await;
+        (status, counts)
+    }
+
+    /// As `under_load`, with the time from "rollback decided" to the end of the
+    /// rollback (the previous release at 100 %, read back), when there was one.
+    pub(crate) async fn under_load_timed(
+        &self,
+        engine: &RolloutEngine,
+        plan: Plan,
+        from: usize,
+        to: usize,
+    ) -> (DeploymentStatus, Arc<Counts>, Option<Duration>) {
         let stop = Arc::new(AtomicBool::new(false));
         let addr = SocketAddr::from(([127, 0, 0, 1], self.nginx.port));
         let (counts, generator) = load(addr, 500, 150_000, Duration::from_secs(300), Arc::clone(&stop));
@@ -165,21 +178,23 @@ impl World {
             }
             // The engine finishes a rollback once the previous release serves 100 %
             // (set and read back through nginx): the time it took from the decision.
-            if let Some(at) = rollback_decided {
-                eprintln!("rollback decided -> 100 % on the previous release: {:?}", at.elapsed());
+            let took = rollback_decided.map(|at| at.elapsed());
+            if let Some(took) = took {
+                eprintln!("rollback decided -> 100 % on the previous release: {took:?}");
             }
-            handle.wait().await
+            (handle.wait().await, took)
         };
-        let report = tokio::time::timeout(Duration::from_secs(240), events).await.unwrap().unwrap();
+        let (report, took) = tokio::time::timeout(Duration::from_secs(240), events).await.unwrap();
+        let report = report.unwrap();
         // A last second of load on the end state.
         tokio::time::sleep(Duration::from_secs(1)).await;
         stop.store(true, Ordering::SeqCst);
         generator.await.unwrap();
         eprintln!("{} -> {}: {:?}, {counts:?}", self.release(from).version, self.release(to).version, report.status);
-        (report.status, counts)
+        (report.status, counts, took)
     }
 
-    async fn finish(self) {
+    pub(crate) async fn finish(self) {
         self.platform.remove_app(&self.app).await.unwrap();
         self.platform.remove_everything_labelled().await.unwrap();
         drop(self.cleanup);

@@ -8,9 +8,9 @@
 //! `FROM scratch` with `/bin/busybox`, whose `httpd` serves `/health` and
 //! `/version`, so nothing is pulled. Everything the example creates carries the
 //! label `deploy-rs.example=<random id>` and is removed at the end, also after a
-//! failure. Rollout progress is kept in memory (the test kit's state store): on
-//! Docker there is no cluster to keep it in; use a `StateStore` of your own to make
-//! it survive the process.
+//! failure. Rollout progress and history are kept in a directory by deploy-core's
+//! durable file stores (feature `file-store`), as on a host without a cluster; see
+//! docs/backends.md for nginx in front and for several hosts with the Redis stores.
 //!
 //! Run with `cargo run -p deploy-examples --example docker_blue_green`.
 
@@ -28,8 +28,8 @@ use deploy_core::model::{
     AppId, AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Probe, Release, Track, TrafficSplit, Version,
 };
 use deploy_core::platform::Platform;
+use deploy_core::store::file::{FileHistoryStore, FileStateStore};
 use deploy_core::strategy::{BlueGreen, PlanInput, Strategy};
-use deploy_core::testkit::TestKit;
 use deploy_core::traffic::TrafficRouter;
 use deploy_docker::containers::{ContainerSpec, Containers};
 use deploy_docker::platform::PlatformConfig;
@@ -188,11 +188,18 @@ async fn run() -> Result<(), Error> {
     let client = Containers::new(docker.clone()).run(&client).await?;
     println!("before: web answers {}", ask(&docker, &client).await?);
 
-    let kit = TestKit::new(); // in-memory state and history stores
-    let engine = RolloutEngine::builder(platform.clone(), kit.state_store(), kit.history_store())
-        .router(router.clone())
-        .config(EngineConfig::default().readiness_deadline(Duration::from_secs(60)).holder("docker-blue-green-example"))
-        .build();
+    // Durable progress and history in a directory: a driver killed mid-rollout is
+    // resumed from it by the next process (`engine.resume(&app)`).
+    let store_dir = std::env::temp_dir().join(format!("deploy-rs-{}-store", cleanup.id));
+    cleanup.dirs.push(store_dir.clone());
+    let engine = RolloutEngine::builder(
+        platform.clone(),
+        Arc::new(FileStateStore::new(&store_dir)),
+        Arc::new(FileHistoryStore::new(&store_dir)),
+    )
+    .router(router.clone())
+    .config(EngineConfig::default().readiness_deadline(Duration::from_secs(60)).holder("docker-blue-green-example"))
+    .build();
     let plan = |live: Track| {
         BlueGreen::default().scale_down_delay(HumanDuration::ZERO).plan(&PlanInput::new(spec.replicas).live_track(live))
     };

@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(redis-server redis-tools redis-sentinel prometheus docker-registry busybox-static)
+packages=(redis-server redis-tools redis-sentinel prometheus docker-registry busybox-static nginx)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -42,7 +42,7 @@ if ! command -v bao >/dev/null 2>&1; then
 fi
 
 # Debian installs these as system services; the tests start their own instances.
-for svc in redis-server redis-sentinel prometheus docker-registry; do
+for svc in redis-server redis-sentinel prometheus docker-registry nginx; do
     command -v service >/dev/null 2>&1 && service "$svc" stop >/dev/null 2>&1 || true
 done
 

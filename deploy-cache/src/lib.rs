@@ -53,6 +53,9 @@ mod redis_cache;
 mod single_flight;
 #[cfg(any(feature = "moka", feature = "redis"))]
 mod stats;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod store;
 #[cfg(feature = "moka")]
 mod tiered;
 mod typed;

@@ -136,6 +136,7 @@ pub mod scan;
 pub mod secret;
 pub mod signed_state;
 pub mod state;
+pub mod store;
 pub mod strategy;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]

@@ -19,6 +19,9 @@ pub const VERSION: &str = "deploy-rs.version";
 /// A hash of everything that makes a container of this release: two containers
 /// with the same revision are interchangeable.
 pub const REVISION: &str = "deploy-rs.revision";
+/// The container ports published on loopback, comma-separated, so that a
+/// replica added by a scale publishes the same ones as those the spec made.
+pub const PORTS: &str = "deploy-rs.ports";
 
 /// The labels that select every container of `app`.
 pub fn app_selector(app: &AppId) -> BTreeMap<String, String> {

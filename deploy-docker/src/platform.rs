@@ -7,16 +7,18 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::query_parameters::CreateImageOptionsBuilder;
-use deploy_core::error::ErrorKind;
+use deploy_core::error::{Classify, ErrorKind};
 use deploy_core::model::app::EnvSource;
 use deploy_core::model::{
     AppId, AppSpec, Probe, ProbeAction, Release, Track, ValidationError, ValidationErrors, Version,
 };
 use deploy_core::platform::{Platform, PlatformError, TrackState, TrackStatus};
 use futures::StreamExt;
+use std::sync::Arc;
 use tracing::instrument;
 
-use crate::containers::{ContainerSpec, ContainerState, Containers, Health, HealthCheck, RestartPolicy};
+use crate::containers::{ContainerSpec, ContainerState, Containers, Health, HealthCheck, PortMapping, RestartPolicy};
+use crate::endpoints::EndpointWatcher;
 use crate::error::{DockerError, bollard_message, classify_bollard};
 use crate::labels;
 use crate::networks::{NetworkSpec, Networks};
@@ -189,6 +191,17 @@ pub struct DockerPlatform {
     networks: Networks,
     config: PlatformConfig,
     desired: Mutex<HashMap<(AppId, Track), u32>>,
+    watcher: Watcher,
+}
+
+/// The optional [`EndpointWatcher`], told before containers that may serve go.
+#[derive(Default)]
+struct Watcher(Option<Arc<dyn EndpointWatcher>>);
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(EndpointWatcher)" } else { "None" })
+    }
 }
 
 /// One container of a track, with the labels that place it.
@@ -214,6 +227,27 @@ impl DockerPlatform {
             docker,
             config,
             desired: Mutex::new(HashMap::new()),
+            watcher: Watcher::default(),
+        }
+    }
+
+    /// Tells `watcher` (an [`NginxDrain`](crate::endpoints::NginxDrain)) which
+    /// containers are about to be removed, and waits for it, before any container
+    /// is removed by a rolling replacement or a scale-down: a proxy that addresses
+    /// containers by their published ports then stops using them first.
+    #[must_use]
+    pub fn endpoint_watcher(mut self, watcher: Arc<dyn EndpointWatcher>) -> Self {
+        self.watcher = Watcher(Some(watcher));
+        self
+    }
+
+    async fn draining(&self, app: &AppId, track: Track, ids: &[String]) -> Result<(), PlatformError> {
+        match (&self.watcher.0, ids.is_empty()) {
+            (Some(watcher), false) => watcher
+                .leaving(app, track, ids)
+                .await
+                .map_err(|e| PlatformError::backend("take leaving containers out of the proxy", e.kind(), e)),
+            _ => Ok(()),
         }
     }
 
@@ -371,6 +405,14 @@ impl DockerPlatform {
             .labels(labels::track_selector(&app, track))
             .label(labels::VERSION, release.version.as_str())
             .label(labels::REVISION, revision);
+        // Published on loopback only: a proxy on the host (NginxRouter) reaches them.
+        for port in &spec.ports {
+            container = container.port(PortMapping::loopback(port.container_port));
+        }
+        if !spec.ports.is_empty() {
+            let list: Vec<String> = spec.ports.iter().map(|p| p.container_port.to_string()).collect();
+            container = container.label(labels::PORTS, list.join(","));
+        }
         for var in &spec.env {
             match &var.source {
                 EnvSource::Value(value) => container = container.env(var.name.clone(), value.clone()),
@@ -498,13 +540,16 @@ impl DockerPlatform {
             // Old containers that are not ready cost no availability: they go first.
             let (old_ready, old_unready): (Vec<&&Member>, Vec<&&Member>) =
                 old.iter().partition(|m| matches!(self.readiness(&m.state), Readiness::Ready));
+            let available = ready(&new) + u32::try_from(old_ready.len()).unwrap_or(u32::MAX);
+            let removable = available.saturating_sub(replicas.saturating_sub(unavailable));
+            let removable = usize::try_from(removable).unwrap_or(usize::MAX).min(old_ready.len());
+            let leaving: Vec<String> =
+                old_unready.iter().chain(old_ready.iter().take(removable)).map(|m| m.state.id.clone()).collect();
+            self.draining(&app, track, &leaving).await?;
             for member in &old_unready {
                 self.remove_container(&member.state.id).await?;
                 acted = true;
             }
-            let available = ready(&new) + u32::try_from(old_ready.len()).unwrap_or(u32::MAX);
-            let removable = available.saturating_sub(replicas.saturating_sub(unavailable));
-            let removable = usize::try_from(removable).unwrap_or(usize::MAX).min(old_ready.len());
             for member in old_ready.iter().take(removable) {
                 self.remove_container(&member.state.id).await?;
                 acted = true;
@@ -546,6 +591,8 @@ impl DockerPlatform {
             self.start_one(container, app, track).await?;
         }
         // The newest go first when scaling down: the oldest have proven themselves.
+        let leaving: Vec<String> = live.iter().skip(target).map(|m| m.state.id.clone()).collect();
+        self.draining(app, track, &leaving).await?;
         for member in live.iter().skip(target).rev() {
             self.remove_container(&member.state.id).await?;
         }
@@ -695,6 +742,10 @@ impl DockerPlatform {
         spec.env = template.env;
         spec.health = template.health;
         spec.user = template.user;
+        let ports = state.labels.get(labels::PORTS).map(String::as_str).unwrap_or_default();
+        for port in ports.split(',').filter_map(|p| p.parse::<u16>().ok()) {
+            spec = spec.port(PortMapping::loopback(port));
+        }
         Ok(spec)
     }
 }

@@ -4,6 +4,7 @@
 mod cluster;
 mod sentinel;
 mod single;
+mod stores;
 mod support;
 mod tiered;
 mod tls;

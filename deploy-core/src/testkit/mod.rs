@@ -46,6 +46,7 @@
 //! # });
 //! ```
 
+pub mod conformance;
 mod health;
 mod history;
 mod metrics;

@@ -3,6 +3,8 @@
 //! `docker-registry`, and a guard that removes everything a test labelled.
 #![allow(dead_code, reason = "each test binary uses a different part of this module")]
 
+pub mod nginx_server;
+
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

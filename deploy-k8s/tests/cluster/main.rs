@@ -12,6 +12,7 @@
 mod addons;
 mod api_versions;
 mod budget;
+mod conformance;
 mod engine;
 mod failover;
 mod faults;

@@ -12,8 +12,8 @@ use deploy_core::secret::{PutOptions, Secret, SecretBytes, SecretError, SecretMa
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
-use super::atomic_file;
 use crate::fernet::{DecryptOptions, KeyRing};
+use deploy_core::store::file::atomic_file;
 
 /// The format tag of a secret file.
 const FORMAT: &str = "deploy-security/fernet-secret/v1";

@@ -2,7 +2,6 @@
 //! file store, Vault KV v2, Azure Key Vault and Kubernetes Secrets.
 
 #[cfg(feature = "file")]
-mod atomic_file;
 #[cfg(feature = "azure")]
 mod azure;
 #[cfg(feature = "azure")]

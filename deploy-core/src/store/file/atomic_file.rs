@@ -1,4 +1,8 @@
 //! Crash-safe file replacement: temp file, fsync, rename, fsync of the directory.
+//!
+//! The one implementation the workspace uses for files that must be the old or
+//! the new content after a crash, never a torn mix (DESIGN invariant 4): the file
+//! state and history stores here, and deploy-security's encrypted secret files.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
@@ -10,14 +14,12 @@ use std::path::Path;
 /// the same directory, which is fsynced, renamed over `path`, and the directory is
 /// fsynced so the rename itself survives a power loss. Missing parent directories are
 /// created with mode 0700.
-pub(crate) fn replace(path: &Path, contents: &[u8]) -> io::Result<()> {
+pub fn replace(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent directory"))?;
     let name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?;
     DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    let mut nonce = [0u8; 8];
-    getrandom::fill(&mut nonce).map_err(io::Error::other)?;
-    let tmp =
-        dir.join(format!(".{}.tmp-{}-{:016x}", name.to_string_lossy(), std::process::id(), u64::from_ne_bytes(nonce)));
+    let nonce = rand::random::<u64>();
+    let tmp = dir.join(format!(".{}.tmp-{}-{nonce:016x}", name.to_string_lossy(), std::process::id()));
     let result = write_synced(&tmp, contents).and_then(|()| fs::rename(&tmp, path)).and_then(|()| sync_dir(dir));
     if result.is_err() {
         // Best effort: the temp file is invisible to readers either way.
@@ -27,7 +29,7 @@ pub(crate) fn replace(path: &Path, contents: &[u8]) -> io::Result<()> {
 }
 
 /// Removes `path` durably; a missing file is not an error. Returns whether it existed.
-pub(crate) fn remove(path: &Path) -> io::Result<bool> {
+pub fn remove(path: &Path) -> io::Result<bool> {
     match fs::remove_file(path) {
         Ok(()) => {
             if let Some(dir) = path.parent() {
@@ -40,8 +42,9 @@ pub(crate) fn remove(path: &Path) -> io::Result<bool> {
     }
 }
 
-/// Whether `name` is one of the temp files [`replace`] writes.
-pub(crate) fn is_temp_name(name: &str) -> bool {
+/// Whether `name` is one of the temp files [`replace`] writes, so that a directory
+/// listing can skip the leftovers of a write that a crash interrupted.
+pub fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.contains(".tmp-")
 }
 

@@ -134,7 +134,7 @@ impl World {
     pub(crate) fn engine(&self, kit: &TestKit) -> RolloutEngine {
         let config = EngineConfig::default()
             .step_deadline(Duration::from_secs(90))
-            .readiness_deadline(Duration::from_secs(20))
+            .readiness_deadline(Duration::from_secs(60))
             .retry(RetryPolicy::new(3, Duration::from_millis(50), Duration::from_millis(200)))
             .holder("load-test");
         let platform: Arc<dyn Platform> = self.platform.clone();

@@ -36,6 +36,11 @@ pub(crate) struct Counts {
     pub(crate) ok: AtomicU64,
     pub(crate) server_errors: AtomicU64,
     pub(crate) connection_errors: AtomicU64,
+    /// Requests whose connection closed before any byte of an answer and that
+    /// succeeded when sent again, as browsers and most HTTP clients resend an
+    /// idempotent request (nginx closes connections it accepted but had not read
+    /// yet when a reload retires the worker holding them). Reported, not failed.
+    pub(crate) retried: AtomicU64,
 }
 
 /// Sends `rate` requests/s to `addr` until `stop` or `max` requests or `limit` time.
@@ -59,10 +64,18 @@ fn load(
             sent += 1;
             let c = Arc::clone(&c);
             tasks.spawn(async move {
-                match request(addr).await {
+                let mut answer = request(addr).await;
+                if matches!(&answer, Err(Unanswered::BeforeAnyByte(_))) {
+                    c.retried.fetch_add(1, Ordering::Relaxed);
+                    answer = request(addr).await;
+                }
+                match answer {
                     Ok(status) if status < 500 => c.ok.fetch_add(1, Ordering::Relaxed),
                     Ok(_) => c.server_errors.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => c.connection_errors.fetch_add(1, Ordering::Relaxed),
+                    Err(Unanswered::BeforeAnyByte(e) | Unanswered::Broken(e)) => {
+                        eprintln!("load: a request failed: {e}");
+                        c.connection_errors.fetch_add(1, Ordering::Relaxed)
+                    }
                 };
             });
             while tasks.try_join_next().is_some() {}
@@ -72,16 +85,36 @@ fn load(
     (counts, handle)
 }
 
-async fn request(addr: SocketAddr) -> std::io::Result<u16> {
-    let mut stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await??;
-    stream.write_all(b"GET /version HTTP/1.0\r\nHost: load\r\n\r\n").await?;
+/// Why a request got no status.
+#[derive(Debug)]
+enum Unanswered {
+    /// The connection failed or closed before any byte of an answer came back.
+    BeforeAnyByte(std::io::Error),
+    /// A partial or garbled answer, or a timeout after the request was sent.
+    Broken(std::io::Error),
+}
+
+async fn request(addr: SocketAddr) -> Result<u16, Unanswered> {
+    let early = Unanswered::BeforeAnyByte;
+    let mut stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|e| early(e.into()))?
+        .map_err(early)?;
+    stream.write_all(b"GET /version HTTP/1.0\r\nHost: load\r\n\r\n").await.map_err(early)?;
     let mut reply = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply)).await??;
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply)).await;
+    match read {
+        Err(elapsed) => return Err(Unanswered::Broken(elapsed.into())),
+        Ok(Err(e)) if reply.is_empty() => return Err(early(e)),
+        Ok(Err(e)) => return Err(Unanswered::Broken(e)),
+        Ok(Ok(_)) if reply.is_empty() => return Err(early(std::io::Error::other("closed without an answer"))),
+        Ok(Ok(_)) => {}
+    }
     let text = String::from_utf8_lossy(&reply);
     text.split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status in {text:?}")))
+        .ok_or_else(|| Unanswered::Broken(std::io::Error::other(format!("no status in {text:?}"))))
 }
 
 pub(crate) struct World {

@@ -38,8 +38,8 @@ pub(crate) struct Counts {
     pub(crate) connection_errors: AtomicU64,
     /// Requests whose connection closed before any byte of an answer and that
     /// succeeded when sent again, as browsers and most HTTP clients resend an
-    /// idempotent request (nginx closes connections it accepted but had not read
-    /// yet when a reload retires the worker holding them). Reported, not failed.
+    /// idempotent request (likely cause: a reload retiring the nginx worker that
+    /// had accepted the connection; not yet confirmed). Reported, not failed.
     pub(crate) retried: AtomicU64,
 }
 

@@ -1,7 +1,6 @@
 //! [`SecretManager`](deploy_core::secret::SecretManager) backends: memory, an encrypted
 //! file store, Vault KV v2, Azure Key Vault and Kubernetes Secrets.
 
-#[cfg(feature = "file")]
 #[cfg(feature = "azure")]
 mod azure;
 #[cfg(feature = "azure")]

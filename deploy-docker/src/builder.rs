@@ -205,7 +205,7 @@ fn buildkit_events(log: &mut BuildKitLog, status: &bollard::moby::buildkit::v1::
 /// use deploy_docker::DockerImageBuilder;
 ///
 /// let docker = deploy_docker::connect::connect(&Default::default()).await?;
-/// let builder = DockerImageBuilder::new(docker);
+/// let builder = DockerImageBuilder::new(docker.clone());
 /// let result = builder
 ///     .build_to_end(BuildRequest::new("./service").tag(ImageRef::parse("localhost:5000/svc:1.0")?))
 ///     .await?;
@@ -213,8 +213,7 @@ fn buildkit_events(log: &mut BuildKitLog, status: &bollard::moby::buildkit::v1::
 ///
 /// // A CI runner with an empty cache: reuse the layers of the release it replaces.
 /// let config = deploy_docker::BuilderConfig::default().cache_from(ImageRef::parse("localhost:5000/svc:0.9")?);
-/// let builder = DockerImageBuilder::with_config(builder_docker(), config);
-/// # fn builder_docker() -> bollard::Docker { unimplemented!() }
+/// let builder = DockerImageBuilder::with_config(docker, config);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]

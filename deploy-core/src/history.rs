@@ -60,6 +60,19 @@ impl HistoryQuery {
         self
     }
 
+    /// The records that pass the filters, oldest first (ties in the order given),
+    /// cut to the newest `limit`: what [`HistoryStore::list`] answers, for stores
+    /// that filter in memory.
+    pub fn select(&self, records: impl IntoIterator<Item = DeploymentRecord>) -> Vec<DeploymentRecord> {
+        let mut matching: Vec<DeploymentRecord> = records.into_iter().filter(|r| self.matches(r)).collect();
+        matching.sort_by_key(|r| r.created_at);
+        if let Some(limit) = self.limit {
+            let skip = matching.len().saturating_sub(limit);
+            matching.drain(..skip);
+        }
+        matching
+    }
+
     /// Whether `record` passes every filter (the limit aside).
     pub fn matches(&self, record: &DeploymentRecord) -> bool {
         self.app.as_ref().is_none_or(|a| *a == record.app)

@@ -265,23 +265,8 @@ impl ConfigSnapshots {
         let operation = format!("list config snapshot {id} of {app}");
         let maps: Api<ConfigMap> = Api::namespaced(self.cluster.client().clone(), namespace);
         let secrets: Api<Secret> = Api::namespaced(self.cluster.client().clone(), namespace);
-        let base = |meta: &ObjectMeta| meta.labels.as_ref().and_then(|l| l.get(SNAPSHOT_OF)).cloned();
-        let config_maps: BTreeSet<String> = maps
-            .list_metadata(&params)
-            .await
-            .map_err(|e| KubeError::api(operation.clone(), e))?
-            .items
-            .iter()
-            .filter_map(|m| base(&m.metadata))
-            .collect();
-        let secret_names: BTreeSet<String> = secrets
-            .list_metadata(&params)
-            .await
-            .map_err(|e| KubeError::api(operation.clone(), e))?
-            .items
-            .iter()
-            .filter_map(|m| base(&m.metadata))
-            .collect();
+        let config_maps = copied_names(&maps, &params, &operation).await?;
+        let secret_names = copied_names(&secrets, &params, &operation).await?;
         if config_maps.is_empty() && secret_names.is_empty() {
             return Err(KubeError::NotFound { what: format!("config snapshot {id} of {app}") });
         }
@@ -344,6 +329,15 @@ impl ConfigSnapshots {
         }
         Ok(deleted)
     }
+}
+
+/// The names the objects `params` selects are copies of (their `snapshot-of` label).
+async fn copied_names<K>(api: &Api<K>, params: &ListParams, operation: &str) -> Result<BTreeSet<String>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + fmt::Debug,
+{
+    let listed = api.list_metadata(params).await.map_err(|e| KubeError::api(operation.to_owned(), e))?;
+    Ok(listed.items.iter().filter_map(|m| m.metadata.labels.as_ref()?.get(SNAPSHOT_OF).cloned()).collect())
 }
 
 /// Deletes the object `meta` describes unless it was re-created since (UID

@@ -402,14 +402,8 @@ impl HistoryStore for KubeHistoryStore {
             .list(&ListParams::default().labels(&selector))
             .await
             .map_err(|e| HistoryError::backend("list records", kind_of(&e), e))?;
-        let mut records = list.items.iter().map(parse_record).collect::<Result<Vec<_>, _>>()?;
-        records.retain(|r| query.matches(r));
-        records.sort_by_key(|r| r.created_at);
-        if let Some(limit) = query.limit {
-            let skip = records.len().saturating_sub(limit);
-            records.drain(..skip);
-        }
-        Ok(records)
+        let records = list.items.iter().map(parse_record).collect::<Result<Vec<_>, _>>()?;
+        Ok(query.select(records))
     }
 }
 

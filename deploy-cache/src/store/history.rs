@@ -109,16 +109,10 @@ impl HistoryStore for RedisHistoryStore {
         let mut matching = Vec::new();
         for (id, doc) in ids.iter().zip(docs) {
             let Some(doc) = doc else { continue };
-            let record = parse(id, &doc)?;
-            if query.matches(&record) {
-                matching.push(record);
-            }
+            matching.push(parse(id, &doc)?);
         }
-        matching.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.as_str().cmp(b.id.as_str())));
-        if let Some(limit) = query.limit {
-            let skip = matching.len().saturating_sub(limit);
-            matching.drain(..skip);
-        }
-        Ok(matching)
+        // Listing order is arbitrary: ids break the ties of equal timestamps.
+        matching.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        Ok(query.select(matching))
     }
 }

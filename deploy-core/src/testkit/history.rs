@@ -45,12 +45,6 @@ impl HistoryStore for TestHistoryStore {
 
     async fn list(&self, query: &HistoryQuery) -> Result<Vec<DeploymentRecord>, HistoryError> {
         let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut matching: Vec<DeploymentRecord> = records.iter().filter(|r| query.matches(r)).cloned().collect();
-        matching.sort_by_key(|r| r.created_at);
-        if let Some(limit) = query.limit {
-            let skip = matching.len().saturating_sub(limit);
-            matching.drain(..skip);
-        }
-        Ok(matching)
+        Ok(query.select(records.iter().cloned()))
     }
 }

@@ -99,17 +99,11 @@ impl HistoryStore for FileHistoryStore {
                 else {
                     continue;
                 };
-                let record = parse(id, &bytes)?;
-                if query.matches(&record) {
-                    matching.push(record);
-                }
+                matching.push(parse(id, &bytes)?);
             }
-            matching.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.as_str().cmp(b.id.as_str())));
-            if let Some(limit) = query.limit {
-                let skip = matching.len().saturating_sub(limit);
-                matching.drain(..skip);
-            }
-            Ok(matching)
+            // Listing order is arbitrary: ids break the ties of equal timestamps.
+            matching.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+            Ok(query.select(matching))
         })
         .await
     }

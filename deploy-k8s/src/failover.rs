@@ -5,7 +5,8 @@
 //! Clients resolve `<service>.<front namespace>.svc`, a CNAME to
 //! `<app>.<site namespace>.svc.cluster.local`; switching rewrites only
 //! `spec.externalName` (server-side apply with the cluster's field manager), and the
-//! site is read back from the object the server stores.
+//! site is read back from the object the server stores. A Service of that name that
+//! deploy-rs does not manage is refused (`KubeError::NotOwned`), never taken over.
 
 use std::collections::BTreeMap;
 
@@ -72,6 +73,16 @@ impl TrafficSwitch for ExternalNameSwitch {
                 reason: format!("{site:?} is not one of {:?}", self.sites.keys().collect::<Vec<_>>()),
             }));
         };
+        // Invariant 5: a Service of this name that deploy-rs does not manage is left alone.
+        let api: Api<Service> = Api::namespaced(self.cluster.client().clone(), &self.namespace);
+        let what = format!("service {}/{}", self.namespace, self.service);
+        if let Some(live) = get_opt(&api, &self.service, &format!("read {what}")).await? {
+            let owned = live.metadata.labels.as_ref().and_then(|l| l.get(labels::MANAGED_BY)).map(String::as_str)
+                == Some(labels::MANAGER);
+            if !owned {
+                return Err(Box::new(KubeError::NotOwned { what }));
+            }
+        }
         let object = Service {
             metadata: ObjectMeta {
                 name: Some(self.service.clone()),

@@ -80,6 +80,19 @@ async fn a_failover_and_a_fail_back_between_two_regions() {
     assert_eq!(replicas(&east).await.1, 2, "east serves again");
     assert_eq!(replicas(&west).await.0, 2, "west is kept warm");
     assert!(back.time_to_recover.is_some() && back.met_rto() == Some(true));
+    // A Service someone else owns under the switch's name is refused, not taken over.
+    let theirs: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "theirs"},
+        "spec": {"type": "ExternalName", "externalName": "example.org"}
+    }))
+    .unwrap();
+    services.create(&Default::default(), &theirs).await.unwrap();
+    let sites_map = BTreeMap::from([("east".to_owned(), east.namespace.clone())]);
+    let foreign = ExternalNameSwitch::new(front.cluster.clone(), front.namespace.clone(), "theirs", "web", sites_map);
+    let err = foreign.switch_to("east").await.unwrap_err();
+    assert!(err.to_string().contains("not managed by deploy-rs"), "{err}");
+    let kept = services.get("theirs").await.unwrap().spec.unwrap().external_name;
+    assert_eq!(kept.as_deref(), Some("example.org"), "their Service is unchanged");
     for s in [front, east, west] {
         s.cleanup().await;
     }

@@ -75,4 +75,5 @@ export DEPLOY_RS_KUBECONFIG=$main_state/kubeconfig
 export DEPLOY_RS_FLEET_KUBECONFIGS=$main_state/kubeconfig:${fleet_states[0]}/kubeconfig:${fleet_states[1]}/kubeconfig
 
 export DEPLOY_RS_REQUIRE_SERVICES=1
-cargo test --workspace --all-features "$@"
+# --no-fail-fast: one failing suite does not hide how the others fare.
+cargo test --workspace --all-features --no-fail-fast "$@"

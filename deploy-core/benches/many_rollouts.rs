@@ -31,10 +31,13 @@ use cpu_time::ThreadTime;
 #[global_allocator]
 static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
 
-/// Heap bytes allocated and not yet freed.
+/// Heap bytes allocated and not yet freed. `stats_alloc` already adds a
+/// reallocation's growth to `bytes_allocated` (and its shrinking to
+/// `bytes_deallocated`); `bytes_reallocated` is the same growth again, so it is not
+/// added (an earlier version did, and over-counted every `Vec` and `String` that grew).
 fn live_bytes() -> u64 {
     let s = GLOBAL.stats();
-    (s.bytes_allocated as u64 + s.bytes_reallocated.max(0) as u64).saturating_sub(s.bytes_deallocated as u64)
+    (s.bytes_allocated as u64).saturating_sub(s.bytes_deallocated as u64)
 }
 
 fn plan(pause: bool) -> Plan {
@@ -143,6 +146,13 @@ async fn memory_per_waiting(n: usize, observed: bool) -> u64 {
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+    // `MANY_ROLLOUTS_HEAP_ONLY=N`: only hold N rollouts at their pause (lean kit), for
+    // a heap profiler (`valgrind --tool=massif`) to attribute what they keep.
+    if let Some(n) = std::env::var("MANY_ROLLOUTS_HEAP_ONLY").ok().and_then(|v| v.parse::<usize>().ok()) {
+        let lean = runtime.block_on(memory_per_waiting(n, false));
+        println!("{n} waiting rollouts (kit without observations): {lean} B each");
+        return;
+    }
     runtime.block_on(async {
         println!(
             "| rollouts | wall | CPU | steps | CPU per step | vs 1 rollout | heap per waiting rollout (kit with log) | (kit without observations) |"

@@ -55,7 +55,7 @@ impl Progress {
 pub struct RolloutHandle {
     pub(crate) deployment: DeploymentId,
     pub(crate) app: AppId,
-    pub(crate) events: mpsc::UnboundedReceiver<RolloutEvent>,
+    pub(crate) events: super::event_queue::EventReceiver,
     pub(crate) controls: mpsc::UnboundedSender<Control>,
     pub(crate) progress: watch::Receiver<Progress>,
     pub(crate) task: JoinHandle<Result<RolloutReport, RolloutError>>,
@@ -79,7 +79,7 @@ impl RolloutHandle {
 
     /// An event already emitted, without waiting.
     pub fn try_next_event(&mut self) -> Option<RolloutEvent> {
-        self.events.try_recv().ok()
+        self.events.try_recv()
     }
 
     /// Stops the rollout at its current step and rolls back (skipping any analysis

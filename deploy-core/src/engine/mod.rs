@@ -29,6 +29,7 @@
 //! [`Platform`]: crate::platform::Platform
 //! [`TrafficRouter`]: crate::traffic::TrafficRouter
 
+mod event_queue;
 mod events;
 mod handle;
 mod preflight;
@@ -1266,7 +1267,7 @@ impl RolloutEngine {
         origin: Origin,
         notes: Vec<String>,
     ) -> RolloutHandle {
-        let (event_tx, event_rx) = mpsc::unbounded_channel();
+        let (event_tx, event_rx) = event_queue::event_queue();
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let deployment = state.record.id.clone();
         let app = state.record.app.clone();

@@ -249,7 +249,8 @@ impl KubePlatform {
                 self.unstick(&app, track, partition).await
             }
             (_, Some(live))
-                if canary_of(&live).is_some() && template_version(&live).as_deref() != Some(release.version.as_str()) =>
+                if canary_of(&live).is_some()
+                    && template_version(&live).as_deref() != Some(release.version.as_str()) =>
             {
                 // A rollback of a partitioned canary, in order: the previous template
                 // first, under the canary's partition (ordinals below it already run
@@ -281,7 +282,12 @@ impl KubePlatform {
         }
     }
 
-    async fn apply_set(&self, api: &Api<StatefulSet>, name: &str, object: &StatefulSet) -> Result<StatefulSet, PlatformError> {
+    async fn apply_set(
+        &self,
+        api: &Api<StatefulSet>,
+        name: &str,
+        object: &StatefulSet,
+    ) -> Result<StatefulSet, PlatformError> {
         let params = self.cluster.apply_params();
         let patch = Patch::Apply(object);
         self.retry_conflicts(|| api.patch(name, &params, &patch))
@@ -431,13 +437,13 @@ impl KubePlatform {
         deadline: Duration,
     ) -> Result<(), PlatformError> {
         let name = app.name.to_string();
-        let sets = watcher(self.stateful_sets(app), watcher::Config::default().fields(&format!("metadata.name={name}")))
-            .default_backoff()
-            .map(Seen::Set);
+        let sets =
+            watcher(self.stateful_sets(app), watcher::Config::default().fields(&format!("metadata.name={name}")))
+                .default_backoff()
+                .map(Seen::Set);
         let selector = labels::selector_string(&labels::app_selector(app));
-        let pods = watcher(self.app_pods(app), watcher::Config::default().labels(&selector))
-            .default_backoff()
-            .map(Seen::Pod);
+        let pods =
+            watcher(self.app_pods(app), watcher::Config::default().labels(&selector)).default_backoff().map(Seen::Pod);
         let mut events = std::pin::pin!(futures::stream::select(sets, pods));
         let mut set: Option<StatefulSet> = None;
         let mut pods: BTreeMap<String, Pod> = BTreeMap::new();
@@ -494,7 +500,8 @@ impl KubePlatform {
     pub(super) async fn status_stateful(&self, app: &AppId, track: Track) -> Result<TrackStatus, PlatformError> {
         let name = app.name.to_string();
         let what = format!("statefulset {}/{name}", app.namespace);
-        let Some(set) = get_opt(&self.stateful_sets(app), &name, &format!("read {what}")).await.map_err(platform_error)?
+        let Some(set) =
+            get_opt(&self.stateful_sets(app), &name, &format!("read {what}")).await.map_err(platform_error)?
         else {
             return Ok(TrackStatus::absent());
         };
@@ -628,7 +635,9 @@ mod tests {
     #[test]
     fn generations_come_first_and_doomed_pods_of_the_part_fail_fast() {
         let pods = [pod(3, "web-new", true, None)];
-        assert!(matches!(readiness(&set(4, 3, 3, true), &pods, Track::Canary), Some(Readiness::Waiting(m)) if m.contains("observed")));
+        assert!(
+            matches!(readiness(&set(4, 3, 3, true), &pods, Track::Canary), Some(Readiness::Waiting(m)) if m.contains("observed"))
+        );
         let crashing = [pod(3, "web-new", false, Some("CrashLoopBackOff"))];
         assert!(
             matches!(readiness(&set(3, 3, 3, true), &crashing, Track::Canary), Some(Readiness::Doomed(r)) if r.contains("web-3") && r.contains("CrashLoopBackOff"))

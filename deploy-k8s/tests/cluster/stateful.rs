@@ -57,8 +57,14 @@ impl Stateful {
         let history = KubeHistoryStore::new(s.cluster.clone(), s.namespace.clone());
         let w = Self { s, options, kit: TestKit::new(), history };
         let platform = w.platform();
-        platform.apply(&w.spec(), Track::Stable, &support::release(OLD), REPLICAS).await.expect("deploy the old release");
-        platform.wait_ready(&w.s.app(), Track::Stable, Duration::from_secs(90)).await.expect("the old release gets ready");
+        platform
+            .apply(&w.spec(), Track::Stable, &support::release(OLD), REPLICAS)
+            .await
+            .expect("deploy the old release");
+        platform
+            .wait_ready(&w.s.app(), Track::Stable, Duration::from_secs(90))
+            .await
+            .expect("the old release gets ready");
         w
     }
 
@@ -107,7 +113,10 @@ impl Stateful {
     async fn claims(&self) -> BTreeMap<String, String> {
         let claims: Api<PersistentVolumeClaim> = self.s.api();
         let list = claims.list(&ListParams::default()).await.expect("list claims");
-        list.items.into_iter().map(|c| (c.metadata.name.unwrap_or_default(), c.metadata.uid.unwrap_or_default())).collect()
+        list.items
+            .into_iter()
+            .map(|c| (c.metadata.name.unwrap_or_default(), c.metadata.uid.unwrap_or_default()))
+            .collect()
     }
 
     /// Revision name → revision number.
@@ -140,7 +149,10 @@ fn version_of(pod: &Pod) -> String {
 }
 
 fn ready(pod: &Pod) -> bool {
-    pod.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Every ordinal below `partition` runs `old` and every one at or above runs
@@ -159,17 +171,21 @@ async fn assert_split(w: &Stateful, partition: u32, old: (&str, &str), new: (&st
 /// The StatefulSet runs `version` from `revision` on all 4 Ready pods, partition
 /// 0, no canary, as the controller reports it.
 async fn assert_settled(w: &Stateful, revision: &str, version: &str, context: &str) {
-    eventually(&format!("{context}: web runs {version} at {revision} on 4 Ready pods"), Duration::from_secs(60), || async {
-        let set = w.set().await;
-        let status = set.status.clone().unwrap_or_default();
-        let pods = w.pods().await;
-        status.observed_generation >= set.metadata.generation
-            && status.current_revision.as_deref() == Some(revision)
-            && status.update_revision.as_deref() == Some(revision)
-            && status.ready_replicas == Some(4)
-            && pods.len() == 4
-            && pods.values().all(|p| revision_of(p) == revision && version_of(p) == version && ready(p))
-    })
+    eventually(
+        &format!("{context}: web runs {version} at {revision} on 4 Ready pods"),
+        Duration::from_secs(60),
+        || async {
+            let set = w.set().await;
+            let status = set.status.clone().unwrap_or_default();
+            let pods = w.pods().await;
+            status.observed_generation >= set.metadata.generation
+                && status.current_revision.as_deref() == Some(revision)
+                && status.update_revision.as_deref() == Some(revision)
+                && status.ready_replicas == Some(4)
+                && pods.len() == 4
+                && pods.values().all(|p| revision_of(p) == revision && version_of(p) == version && ready(p))
+        },
+    )
     .await;
     let set = w.set().await;
     assert_eq!(partition(&set), 0, "{context}: partition back to 0");
@@ -221,7 +237,11 @@ async fn a_partitioned_canary_moves_the_highest_ordinals_first_and_is_promoted()
     assert_eq!(w.claims().await, claims, "the same claims, none made again");
     let record = w.history.get(&report.record.id).await.expect("read history").expect("the record is stored");
     assert_eq!(record.status, DeploymentStatus::Succeeded);
-    assert_eq!(record.from.map(|r| r.version.to_string()).as_deref(), Some(OLD), "the serving release was read from the set");
+    assert_eq!(
+        record.from.map(|r| r.version.to_string()).as_deref(),
+        Some(OLD),
+        "the serving release was read from the set"
+    );
     assert_lock_and_state_cleared(&w.s, "promoted").await;
     w.s.cleanup().await;
 }
@@ -336,7 +356,12 @@ async fn a_backup_hook_mounts_its_claim_completes_and_the_rollout_proceeds() {
         .filter_map(|m| m.time.clone())
         .max()
         .expect("deploy-rs changed the StatefulSet");
-    assert!(finished.0 <= changed.0, "the backup finished ({}) before the rollout changed the set ({})", finished.0, changed.0);
+    assert!(
+        finished.0 <= changed.0,
+        "the backup finished ({}) before the rollout changed the set ({})",
+        finished.0,
+        changed.0
+    );
     let (_, update) = revisions_of(&set);
     assert_settled(&w, &update, NEW, "after the backup").await;
     let claims = w.claims().await;

@@ -489,7 +489,8 @@ impl Platform for KubePlatform {
         true
     }
 
-    /// Runs the hook as a Job of its own (see [`hook_job`]) and waits for it
+    /// Runs the hook as a Job of its own (see [`hook_job_with_volumes`]; the
+    /// volumes of [`PlatformOptions::hook_volumes`] for its name) and waits for it
     /// through a watch; a failed Job's reason and the tail of its failed pod's
     /// log come back in [`PlatformError::HookFailed`].
     #[instrument(skip_all, fields(deploy.app = %app, hook = %hook.name), err)]

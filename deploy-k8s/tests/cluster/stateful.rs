@@ -246,6 +246,33 @@ async fn a_partitioned_canary_moves_the_highest_ordinals_first_and_is_promoted()
     w.s.cleanup().await;
 }
 
+#[tokio::test]
+async fn a_smaller_canary_makes_its_ordinals_stable_again() {
+    let w = Stateful::new("sts-shrink").await;
+    let (old_revision, _) = revisions_of(&w.set().await);
+    let plan = Canary::with_steps(vec![
+        Step::SetWeight(pct(50)),
+        Step::Pause(PauseKind::UntilPromoted),
+        Step::SetWeight(pct(25)),
+        Step::Pause(PauseKind::UntilPromoted),
+    ])
+    .plan(&PlanInput::new(REPLICAS));
+    let engine = w.engine();
+    let mut handle = engine.start(w.request(support::release(NEW), plan)).await.expect("the rollout starts");
+    support::until_paused(&mut handle).await;
+    let (_, update) = revisions_of(&w.set().await);
+    assert_split(&w, 2, (&old_revision, OLD), (&update, NEW), "at 50 %").await;
+    handle.promote().expect("promote the first pause");
+    support::until_paused(&mut handle).await;
+    assert_eq!(partition(&w.set().await), 3, "25 %: the partition went up");
+    assert_split(&w, 3, (&old_revision, OLD), (&update, NEW), "back at 25 %: web-2 runs the old revision again").await;
+    handle.promote().expect("promote the second pause");
+    let report = handle.wait().await.expect("a report");
+    assert_eq!(report.status, DeploymentStatus::Succeeded, "{:?}", report.cause);
+    assert_settled(&w, &update, NEW, "promoted").await;
+    w.s.cleanup().await;
+}
+
 /// A canary of 2 (partition 2) whose pods never become ready; the rollback puts
 /// the old template back, unblocks the controller and restores partition 0.
 async fn doomed(test: &str, to: Release, cause: CauseKind) {

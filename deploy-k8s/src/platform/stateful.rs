@@ -648,6 +648,43 @@ mod tests {
         assert!(matches!(readiness(&set(3, 3, 3, true), &crashing, Track::Stable), Some(Readiness::Waiting(_))));
     }
 
+    #[tokio::test]
+    async fn what_a_stateful_set_cannot_do_is_refused_before_anything_is_written() {
+        use crate::fixtures::{self, mock::*};
+        use crate::{Cluster, PlatformOptions};
+        use deploy_core::model::Autoscaling;
+        use deploy_core::platform::Platform;
+        const SET: &str = "/apis/apps/v1/namespaces/shop/statefulsets/web";
+        let running = serde_json::to_value(set(3, 3, 3, true)).unwrap();
+        let (client, mock) = start(vec![
+            Expect::get(SET).status(404, "NotFound", "statefulsets.apps \"web\" not found"),
+            Expect::get(SET).ok(running.clone()),
+            Expect::get(SET).ok(serde_json::to_value(set(3, 3, 0, false)).unwrap()),
+        ]);
+        let options = PlatformOptions::default().stateful_set(fixtures::app_id(), StatefulSetOptions::default());
+        let p = KubePlatform::new(Cluster::new(client)).with_options(options);
+        let (spec, release) = (fixtures::spec(), fixtures::release("1.4.2"));
+        let err = within(p.apply(&spec, Track::Blue, &release, 4)).await.unwrap_err();
+        assert!(
+            matches!(&err, PlatformError::Unsupported { what } if what.contains("stable and a partitioned canary")),
+            "{err}"
+        );
+        let autoscaled =
+            spec.clone().autoscaling(Autoscaling::cpu(2, 6, deploy_core::model::Percent::new(70).unwrap()));
+        let err = within(p.apply(&autoscaled, Track::Stable, &release, 4)).await.unwrap_err();
+        assert!(matches!(err, PlatformError::Unsupported { .. }), "{err}");
+        // A canary needs the set to run stable first.
+        let err = within(p.apply(&spec, Track::Canary, &release, 1)).await.unwrap_err();
+        assert!(matches!(err, PlatformError::NotFound { track: Track::Stable, .. }), "{err}");
+        // A running canary is undone by applying stable, never deleted on its own.
+        let err = within(p.remove(&fixtures::app_id(), Track::Canary)).await.unwrap_err();
+        assert!(matches!(&err, PlatformError::Unsupported { what } if what.contains("apply stable")), "{err}");
+        within(p.remove(&fixtures::app_id(), Track::Canary)).await.expect("no canary runs: nothing to remove");
+        drop(p);
+        let seen = mock.finish().await;
+        assert!(seen.iter().all(|r| r.method == http::Method::GET), "nothing written or deleted: {seen:#?}");
+    }
+
     #[test]
     fn ordinals_come_from_the_pod_name() {
         assert_eq!(ordinal("web", &pod(12, "r", true, None)), Some(12));

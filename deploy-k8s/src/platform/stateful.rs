@@ -593,7 +593,8 @@ mod tests {
             annotations = json!({labels::STATEFUL_CANARY: "2", labels::PARTITION_BEFORE: "0"});
         }
         serde_json::from_value(json!({
-            "metadata": {"name": "web", "namespace": "shop", "generation": generation, "annotations": annotations},
+            "metadata": {"name": "web", "namespace": "shop", "generation": generation, "annotations": annotations,
+                "labels": {labels::MANAGED_BY: labels::MANAGER}},
             "spec": {"replicas": 4, "serviceName": "web-headless", "selector": {"matchLabels": {"app.kubernetes.io/name": "web"}},
                 "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": partition}},
                 "template": {"metadata": {"labels": {"app.kubernetes.io/version": "2"}},
@@ -683,6 +684,74 @@ mod tests {
         drop(p);
         let seen = mock.finish().await;
         assert!(seen.iter().all(|r| r.method == http::Method::GET), "nothing written or deleted: {seen:#?}");
+    }
+
+    #[tokio::test]
+    async fn a_rollback_puts_the_template_back_under_the_partition_unblocks_then_restores_the_partition() {
+        use crate::fixtures::{self, mock::*};
+        use crate::{Cluster, PlatformOptions};
+        use deploy_core::platform::Platform;
+        const SETS: &str = "/apis/apps/v1/namespaces/shop/statefulsets";
+        const SET: &str = "/apis/apps/v1/namespaces/shop/statefulsets/web";
+        const PODS: &str = "/api/v1/namespaces/shop/pods";
+        const HEADLESS: &str = "/api/v1/namespaces/shop/services/web-headless";
+        let live = serde_json::to_value(set(3, 3, 3, true)).unwrap();
+        // Observed after the revert: the old revision is the update revision again.
+        let mut reverted = set(4, 4, 3, true);
+        reverted.metadata.uid = Some("5e7a1c9e-0000-4000-8000-000000000001".into());
+        if let Some(status) = reverted.status.as_mut() {
+            status.update_revision = Some("web-old".into());
+        }
+        let reverted = serde_json::to_value(reverted).unwrap();
+        let mut crashing = serde_json::to_value(pod(3, "web-new", false, Some("CrashLoopBackOff"))).unwrap();
+        crashing["metadata"]["uid"] = json!("0c0c0c0c-0000-4000-8000-000000000003");
+        let stable = serde_json::to_value(pod(2, "web-old", true, None)).unwrap();
+        let template_version =
+            |b: &serde_json::Value| b["spec"]["template"]["metadata"]["labels"][labels::VERSION].clone();
+        let (client, mock) = start(vec![
+            Expect::get(SET).ok(live),
+            Expect::patch(SET)
+                .body(move |b| {
+                    assert_eq!(template_version(b), "1", "the previous template first");
+                    assert_eq!(b["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 3, "under the canary's partition");
+                    assert_eq!(b["metadata"]["annotations"][labels::STATEFUL_CANARY], "2");
+                })
+                .ok(reverted.clone()),
+            Expect::get(SETS).query("fieldSelector", "metadata.name=web").ok(list("StatefulSetList", "apps/v1", "7", vec![reverted.clone()])).repeat(),
+            Expect::get(SETS).watch().hang().optional().repeat(),
+            Expect::get(PODS).query("labelSelector", "app.kubernetes.io/name=web").ok(list("PodList", "v1", "8", vec![stable, crashing])).repeat(),
+            Expect::delete(&format!("{PODS}/web-3"))
+                .body(|b| assert_eq!(b["preconditions"]["uid"], "0c0c0c0c-0000-4000-8000-000000000003"))
+                .ok(json!({})),
+            Expect::patch(SET)
+                .body(move |b| {
+                    assert_eq!(template_version(b), "1");
+                    assert_eq!(b["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 0, "then the partition before the canary");
+                    assert!(b["metadata"]["annotations"].get(labels::STATEFUL_CANARY).is_none(), "no canary runs any more");
+                })
+                .ok(reverted),
+            Expect::delete(&format!("{PODS}/web-3")).ok(json!({})),
+            Expect::get(HEADLESS).status(404, "NotFound", "services \"web-headless\" not found"),
+            Expect::patch(HEADLESS)
+                .body(|b| assert_eq!(b["metadata"]["ownerReferences"][0]["kind"], "StatefulSet"))
+                .ok(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-headless", "namespace": "shop"}})),
+        ]);
+        let options = PlatformOptions::default().stateful_set(fixtures::app_id(), StatefulSetOptions::default());
+        let p = KubePlatform::new(Cluster::new(client)).with_options(options);
+        within(p.apply(&fixtures::spec(), Track::Stable, &fixtures::release("1"), 4)).await.expect("the rollback");
+        drop(p);
+        let seen = mock.finish().await;
+        let writes: Vec<String> =
+            seen.iter().filter(|r| r.method != http::Method::GET).map(|r| format!("{} {}", r.method, r.path)).collect();
+        // The scripted pod list never changes, so the second look still finds web-3.
+        let expected = [
+            format!("PATCH {SET}"),
+            format!("DELETE {PODS}/web-3"),
+            format!("PATCH {SET}"),
+            format!("DELETE {PODS}/web-3"),
+            format!("PATCH {HEADLESS}"),
+        ];
+        assert_eq!(writes, expected, "template under the partition, unblock, then the partition, in this order");
     }
 
     #[test]

@@ -175,9 +175,9 @@ impl PlatformOptions {
 ///   another release it rolls back, in order: the previous template first, under
 ///   the canary's partition (the ordinals below it already run it and are not
 ///   touched), then the partition the set had before the canary.
-/// - After every such change, once the controller has observed it, pods that block
-///   the roll (at an ordinal to update, of another revision, not Running and Ready:
-///   a crash-looping canary) are deleted with a UID precondition, as Kubernetes'
+/// - After every such change, once the controller has observed it, pods of the set
+///   that block the roll (at an ordinal to update, of another revision, not Running
+///   and Ready: a crash-looping canary) are deleted with a UID precondition, as Kubernetes'
 ///   StatefulSet docs ask for a rollback from a broken template; the controller
 ///   makes them again from the right revision.
 /// - `wait_ready` and `status` decide from the set and its pods, generations

@@ -76,6 +76,15 @@ fn ordinal(set: &str, pod: &Pod) -> Option<u32> {
     pod.metadata.name.as_deref()?.strip_prefix(set)?.strip_prefix('-')?.parse().ok()
 }
 
+/// Whether the StatefulSet `set` controls `pod` (only its pods are ever deleted).
+fn controlled_by(set: &str, pod: &Pod) -> bool {
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == "StatefulSet" && o.name == set && o.controller == Some(true))
+}
+
 fn revision_of(pod: &Pod) -> Option<&str> {
     pod.metadata.labels.as_ref()?.get(labels::REVISION_HASH).map(String::as_str)
 }
@@ -352,7 +361,7 @@ impl KubePlatform {
             if o < from || o >= total || revision_of(&pod) == Some(update.as_str()) {
                 continue;
             }
-            if terminating(&pod) || running_and_ready(&pod) {
+            if terminating(&pod) || running_and_ready(&pod) || !controlled_by(&name, &pod) {
                 continue;
             }
             self.delete_pod(app, &pod, &format!("it blocks the roll to revision {update}")).await?;
@@ -421,7 +430,8 @@ impl KubePlatform {
             let update = live.status.as_ref().and_then(|s| s.update_revision.clone());
             for pod in self.list_pods(app).await? {
                 let back = ordinal(&name, &pod).is_some_and(|o| (before..partition).contains(&o));
-                if back && !terminating(&pod) && revision_of(&pod).is_some() && revision_of(&pod) == update.as_deref() {
+                let of_update = revision_of(&pod).is_some() && revision_of(&pod) == update.as_deref();
+                if back && of_update && !terminating(&pod) && controlled_by(&name, &pod) {
                     self.delete_pod(app, &pod, "its ordinal is below the partition again").await?;
                 }
             }
@@ -611,7 +621,8 @@ mod tests {
             container["state"] = json!({"waiting": {"reason": reason, "message": "back-off"}});
         }
         serde_json::from_value(json!({
-            "metadata": {"name": format!("web-{ordinal}"), "labels": {labels::REVISION_HASH: revision}},
+            "metadata": {"name": format!("web-{ordinal}"), "labels": {labels::REVISION_HASH: revision},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "u", "controller": true}]},
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
                 "containerStatuses": [container]}
         }))

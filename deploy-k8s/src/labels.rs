@@ -22,6 +22,14 @@ pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 /// The checksum of the release's configuration, on the pod template.
 pub const CONFIG_CHECKSUM: &str = "deploy-rs.io/config-checksum";
+/// On a StatefulSet while a partitioned canary runs: the canary's version.
+pub const STATEFUL_CANARY: &str = "deploy-rs.io/canary";
+/// On a StatefulSet while a partitioned canary runs: the partition before it,
+/// which a rollback restores.
+pub const PARTITION_BEFORE: &str = "deploy-rs.io/partition-before";
+/// The label the StatefulSet controller puts on each pod: the name of the
+/// ControllerRevision the pod was made from.
+pub const REVISION_HASH: &str = "controller-revision-hash";
 
 /// The name of the workload of `app` on `track`: `{app}-{track}`.
 pub fn workload_name(app: &AppId, track: Track) -> String {

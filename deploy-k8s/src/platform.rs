@@ -23,12 +23,16 @@ use crate::cluster::{Cluster, get_opt};
 use crate::discovery::compatible;
 use crate::error::{KubeError, is_conflict, is_not_found, kind_of};
 use crate::labels;
-use crate::manifest::hook::hook_job;
-use crate::manifest::{DeploymentOptions, HpaOptions, deployment, horizontal_pod_autoscaler};
+use crate::manifest::hook::hook_job_with_volumes;
+use crate::manifest::{
+    DeploymentOptions, HpaOptions, PodVolume, StatefulSetOptions, deployment, horizontal_pod_autoscaler,
+};
 use crate::rollout_status::{RolloutStatus, doomed_pod, rollout_status};
 use crate::snapshot::{ConfigSnapshots, SnapshotId};
 
-/// How the platform builds and changes Deployments.
+mod stateful;
+
+/// How the platform builds and changes Deployments (and StatefulSets).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct PlatformOptions {
@@ -53,6 +57,14 @@ pub struct PlatformOptions {
     /// covers point at its immutable copies; a snapshot that does not exist is
     /// refused before anything is applied. Off by default.
     pub config_snapshots: bool,
+    /// The apps that run as one StatefulSet `{app}` instead of a Deployment per
+    /// track, with how each is built (volume claims per replica, pod options).
+    /// Their canary is a partition of that StatefulSet: see
+    /// [`KubePlatform`]'s section on StatefulSets.
+    pub stateful_sets: BTreeMap<AppId, StatefulSetOptions>,
+    /// Volumes mounted into the Job of a hook, by hook name: a backup hook that
+    /// writes to a PersistentVolumeClaim keeps its dump after the Job is gone.
+    pub hook_volumes: BTreeMap<String, Vec<PodVolume>>,
 }
 
 impl Default for PlatformOptions {
@@ -64,6 +76,8 @@ impl Default for PlatformOptions {
             hpa: HpaOptions::default(),
             adopt_unowned: false,
             config_snapshots: false,
+            stateful_sets: BTreeMap::new(),
+            hook_volumes: BTreeMap::new(),
         }
     }
 }
@@ -103,6 +117,21 @@ impl PlatformOptions {
         self.adopt_unowned = adopt;
         self
     }
+
+    /// Runs `app` as a StatefulSet built with `options` (its `partition` is
+    /// set per call; the rest, volume claims included, is taken as given).
+    #[must_use]
+    pub fn stateful_set(mut self, app: AppId, options: StatefulSetOptions) -> Self {
+        self.stateful_sets.insert(app, options);
+        self
+    }
+
+    /// Mounts `volume` into every run of the hook named `hook`.
+    #[must_use]
+    pub fn hook_volume(mut self, hook: impl Into<String>, volume: PodVolume) -> Self {
+        self.hook_volumes.entry(hook.into()).or_default().push(volume);
+        self
+    }
 }
 
 /// Runs each track of an app as its own Deployment `{app}-{track}`, labelled with
@@ -125,6 +154,48 @@ impl PlatformOptions {
 ///   [`PlatformOptions::adopt_unowned`] says so.
 ///
 /// Writes that get a 409 are retried with backoff.
+///
+/// # StatefulSets
+///
+/// An app named in [`PlatformOptions::stateful_sets`] runs as one StatefulSet
+/// `{app}` (`OrderedReady`, a claim per replica from its
+/// [`StatefulSetOptions::volume_claims`], a headless Service `{app}-headless`
+/// owned by it) instead of a Deployment per track. Its tracks are parts of that
+/// one set, divided by `updateStrategy.rollingUpdate.partition`:
+///
+/// - `apply` of canary with `n` replicas puts the new release in the template and
+///   sets the partition to `replicas - n`: the highest ordinals run the canary.
+///   The set is annotated `deploy-rs.io/canary` (its version) and
+///   `deploy-rs.io/partition-before` while the canary runs. A canary needs the set
+///   to exist ([`PlatformError::NotFound`] for stable otherwise).
+/// - `scale` of either track moves the partition (stable `s` = partition `s`,
+///   canary `n` = partition `replicas - n`); a smaller canary's pods are made
+///   again from the current revision.
+/// - `apply` of stable with the canary's release promotes it: partition 0. With
+///   another release it rolls back, in order: the previous template first, under
+///   the canary's partition (the ordinals below it already run it and are not
+///   touched), then the partition the set had before the canary.
+/// - After every such change, once the controller has observed it, pods of the set
+///   that block the roll (at an ordinal to update, of another revision, not Running
+///   and Ready: a crash-looping canary) are deleted with a UID precondition, as Kubernetes'
+///   StatefulSet docs ask for a rollback from a broken template; the controller
+///   makes them again from the right revision.
+/// - `wait_ready` and `status` decide from the set and its pods, generations
+///   first: a track is ready when every ordinal of its part runs its revision
+///   (canary: the update revision; stable: the current one) and is Ready, and a
+///   pod of that revision in CrashLoopBackOff, ErrImagePull, ImagePullBackOff or
+///   CreateContainerConfigError fails at once with [`PlatformError::Doomed`].
+///   Stable's release while a canary runs is read from its ControllerRevision.
+/// - `remove` of stable deletes the StatefulSet (UID precondition); its
+///   PersistentVolumeClaims stay, as Kubernetes keeps them. deploy-rs never deletes
+///   a claim.
+///
+/// Both tracks are pods of one set behind the same selector, so their traffic
+/// follows the replica ratio: run StatefulSet canaries without a router (the
+/// engine then reaches each weight by replica ratio, through `scale`). The routers
+/// of [`crate::router`] select pods by the track label or scale Deployments, so
+/// they do not see the canary ordinals. Autoscaling specs and
+/// other tracks (blue, green) are refused ([`PlatformError::Unsupported`]).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -251,6 +322,9 @@ impl Platform for KubePlatform {
     async fn apply(&self, spec: &AppSpec, track: Track, release: &Release, replicas: u32) -> Result<(), PlatformError> {
         spec.validate().map_err(|errors| PlatformError::Invalid { app: spec.id(), errors })?;
         let app = spec.id();
+        if let Some(options) = self.options.stateful_sets.get(&app) {
+            return self.apply_stateful(spec, options, track, release, replicas).await;
+        }
         let name = labels::workload_name(&app, track);
         let api = self.deployments(&app);
         let operation = format!("apply deployment {}/{name}", app.namespace);
@@ -302,6 +376,9 @@ impl Platform for KubePlatform {
 
     #[instrument(skip_all, fields(deploy.app = %app, deploy.track = %track, replicas), err)]
     async fn scale(&self, app: &AppId, track: Track, replicas: u32) -> Result<(), PlatformError> {
+        if self.options.stateful_sets.contains_key(app) {
+            return self.scale_stateful(app, track, replicas).await;
+        }
         let name = labels::workload_name(app, track);
         let api = self.deployments(app);
         let body = serde_json::json!({ "spec": { "replicas": replicas } });
@@ -316,6 +393,9 @@ impl Platform for KubePlatform {
 
     #[instrument(skip_all, fields(deploy.app = %app, deploy.track = %track, ?deadline), err)]
     async fn wait_ready(&self, app: &AppId, track: Track, deadline: Duration) -> Result<(), PlatformError> {
+        if self.options.stateful_sets.contains_key(app) {
+            return self.wait_ready_stateful(app, track, deadline).await;
+        }
         let name = labels::workload_name(app, track);
         let pods: Api<Pod> = Api::namespaced(self.cluster.client().clone(), app.namespace.as_str());
         let deployments =
@@ -392,6 +472,9 @@ impl Platform for KubePlatform {
 
     #[instrument(skip_all, fields(deploy.app = %app, deploy.track = %track), err)]
     async fn status(&self, app: &AppId, track: Track) -> Result<TrackStatus, PlatformError> {
+        if self.options.stateful_sets.contains_key(app) {
+            return self.status_stateful(app, track).await;
+        }
         let name = labels::workload_name(app, track);
         let operation = format!("read deployment {}/{name}", app.namespace);
         match get_opt(&self.deployments(app), &name, &operation).await {
@@ -406,13 +489,15 @@ impl Platform for KubePlatform {
         true
     }
 
-    /// Runs the hook as a Job of its own (see [`hook_job`]) and waits for it
+    /// Runs the hook as a Job of its own (see [`hook_job_with_volumes`]; the
+    /// volumes of [`PlatformOptions::hook_volumes`] for its name) and waits for it
     /// through a watch; a failed Job's reason and the tail of its failed pod's
     /// log come back in [`PlatformError::HookFailed`].
     #[instrument(skip_all, fields(deploy.app = %app, hook = %hook.name), err)]
     async fn run_hook(&self, app: &AppId, hook: &HookSpec) -> Result<(), PlatformError> {
         let name = Self::hook_job_name(app, hook);
-        let job = hook_job(app, hook, &name);
+        let volumes = self.options.hook_volumes.get(hook.name.as_str()).map(Vec::as_slice).unwrap_or_default();
+        let job = hook_job_with_volumes(app, hook, &name, volumes);
         let failed = |reason: String, logs: Option<String>| PlatformError::HookFailed {
             hook: format!("{} of {app}", hook.name),
             reason,
@@ -432,6 +517,9 @@ impl Platform for KubePlatform {
 
     #[instrument(skip_all, fields(deploy.app = %app, deploy.track = %track), err)]
     async fn remove(&self, app: &AppId, track: Track) -> Result<(), PlatformError> {
+        if self.options.stateful_sets.contains_key(app) {
+            return self.remove_stateful(app, track).await;
+        }
         let name = labels::workload_name(app, track);
         self.delete_owned(&self.deployments(app), &name, "deployment", app).await
     }

@@ -504,7 +504,7 @@ fn unique_name(base: &str, volumes: &[Volume]) -> String {
     (2..).map(|i| format!("{base}-{i}")).find(|n| !taken(n)).unwrap_or_else(|| base.to_owned())
 }
 
-fn volume(v: &PodVolume) -> Volume {
+pub(crate) fn volume(v: &PodVolume) -> Volume {
     let mut out = Volume { name: v.name.clone(), ..Volume::default() };
     match &v.source {
         VolumeSource::EmptyDir { size_limit } => {

@@ -41,3 +41,4 @@ pub use istio::{
 pub use network_policy::{EgressTo, NetworkPolicyOptions, network_policy};
 pub use render::ManifestSet;
 pub use service::{ServiceOptions, service};
+pub use stateful::{StatefulSetOptions, VolumeClaim, headless_service, stateful_set};

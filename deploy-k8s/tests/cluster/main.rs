@@ -25,5 +25,6 @@ mod preflight;
 mod routers;
 mod safety;
 mod snapshots;
+mod stateful;
 mod support;
 mod workloads;

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::watcher::{self, Event, watcher};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -135,7 +135,13 @@ impl NodeStandIn {
 async fn act(pods: &Api<Pod>, pod: &Pod) {
     let Some(name) = pod.metadata.name.as_deref() else { return };
     if pod.metadata.deletion_timestamp.is_some() {
-        let _ = pods.delete(name, &DeleteParams::default().grace_period(0)).await;
+        // By UID: a late event of a deleted StatefulSet pod must not delete the pod
+        // of the same name that the controller has made since.
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { uid: pod.metadata.uid.clone(), resource_version: None }),
+            ..DeleteParams::default().grace_period(0)
+        };
+        let _ = pods.delete(name, &params).await;
         return;
     }
     let Some(spec) = &pod.spec else { return };

@@ -409,16 +409,7 @@ pub fn deployment(spec: &AppSpec, options: &DeploymentOptions) -> Deployment {
 fn pod_spec(spec: &AppSpec, image: &ImageRef, options: &DeploymentOptions) -> PodSpec {
     let mut app = container(spec, image, options);
     let mut volumes: Vec<Volume> = options.volumes.iter().map(volume).collect();
-    let mut mounts: Vec<VolumeMount> = options
-        .volumes
-        .iter()
-        .map(|v| VolumeMount {
-            name: v.name.clone(),
-            mount_path: v.mount_path.clone(),
-            read_only: v.read_only.then_some(true),
-            ..VolumeMount::default()
-        })
-        .collect();
+    let mut mounts: Vec<VolumeMount> = options.volumes.iter().map(volume_mount).collect();
     let read_only_root = app.security_context.as_ref().and_then(|c| c.read_only_root_filesystem) == Some(true);
     if options.writable_tmp && read_only_root && !mounts.iter().any(|m| m.mount_path == "/tmp") {
         let name = unique_name("tmp", &volumes);
@@ -502,6 +493,16 @@ fn unique_name(base: &str, volumes: &[Volume]) -> String {
         return base.to_owned();
     }
     (2..).map(|i| format!("{base}-{i}")).find(|n| !taken(n)).unwrap_or_else(|| base.to_owned())
+}
+
+/// Where `v` is mounted in the container that uses it.
+pub(crate) fn volume_mount(v: &PodVolume) -> VolumeMount {
+    VolumeMount {
+        name: v.name.clone(),
+        mount_path: v.mount_path.clone(),
+        read_only: v.read_only.then_some(true),
+        ..VolumeMount::default()
+    }
 }
 
 pub(crate) fn volume(v: &PodVolume) -> Volume {

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, VolumeMoun
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::labels;
-use crate::manifest::deployment::{PodVolume, env_var, to_i32, volume};
+use crate::manifest::deployment::{PodVolume, env_var, to_i32, volume, volume_mount};
 
 /// The label naming the hook a Job runs.
 pub const HOOK: &str = "deploy-rs.io/hook";
@@ -45,15 +45,7 @@ pub fn hook_job_with_volumes(app: &AppId, hook: &HookSpec, name: &str, volumes: 
     job_labels.insert(HOOK.to_owned(), hook.name.to_string());
     let seconds = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     let env: Vec<_> = hook.env.iter().map(env_var).collect();
-    let mounts: Vec<VolumeMount> = volumes
-        .iter()
-        .map(|v| VolumeMount {
-            name: v.name.clone(),
-            mount_path: v.mount_path.clone(),
-            read_only: v.read_only.then_some(true),
-            ..VolumeMount::default()
-        })
-        .collect();
+    let mounts: Vec<VolumeMount> = volumes.iter().map(volume_mount).collect();
     Job {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),

@@ -68,15 +68,7 @@ async fn a_before_rollout_hook_runs_to_completion_before_the_first_change() {
     assert!(condition(&jobs[0], "Complete"), "{:?}", jobs[0].status);
     let finished = jobs[0].status.as_ref().and_then(|s| s.completion_time.clone()).expect("a completion time");
     let stable = deployment(&w.s, "stable").await.unwrap();
-    let changed = stable
-        .metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .filter(|m| m.manager.as_deref() == Some("deploy-rs"))
-        .filter_map(|m| m.time.clone())
-        .max()
-        .expect("deploy-rs changed stable");
+    let changed = support::last_changed_by_deploy_rs(&stable.metadata).expect("deploy-rs changed stable");
     assert!(
         finished.0 <= changed.0,
         "the backup finished ({}) before the rollout changed stable ({})",

@@ -374,15 +374,7 @@ async fn a_backup_hook_mounts_its_claim_completes_and_the_rollout_proceeds() {
     assert!(condition(&jobs[0], "Complete"), "{:?}", jobs[0].status);
     let finished = jobs[0].status.as_ref().and_then(|s| s.completion_time.clone()).expect("a completion time");
     let set = w.set().await;
-    let changed = set
-        .metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .filter(|m| m.manager.as_deref() == Some("deploy-rs"))
-        .filter_map(|m| m.time.clone())
-        .max()
-        .expect("deploy-rs changed the StatefulSet");
+    let changed = support::last_changed_by_deploy_rs(&set.metadata).expect("deploy-rs changed the StatefulSet");
     assert!(
         finished.0 <= changed.0,
         "the backup finished ({}) before the rollout changed the set ({})",

@@ -354,3 +354,16 @@ pub async fn until_paused(handle: &mut deploy_core::engine::RolloutHandle) {
         }
     }
 }
+
+/// When deploy-rs (its field manager) last changed `meta`'s object, from the server's
+/// managed fields.
+pub fn last_changed_by_deploy_rs(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.manager.as_deref() == Some("deploy-rs"))
+        .filter_map(|m| m.time.clone())
+        .max()
+}

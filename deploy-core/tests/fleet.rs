@@ -259,14 +259,38 @@ async fn a_failure_at_every_step_and_wave_position_stops_the_line() {
     }
 }
 
-/// The fleet of 50: a failure in the first and the last target of every wave,
-/// at every step in turn.
-#[tokio::test(start_paused = true)]
-async fn fifty_targets_stop_the_line_in_every_wave() {
-    for (w, range) in WAVES.iter().enumerate() {
-        fail_once(TARGETS, range.start, (2 * w) % 7).await;
-        fail_once(TARGETS, range.end - 1, (2 * w + 1) % 7).await;
+/// The fleet of 50 in 5 waves, to the letter: a fatal failure at target `i`
+/// (every position of every wave) at step `step`, one fleet each, split by
+/// step into seven tests of 50 fleets (350 in all) so that the harness runs
+/// them side by side. Returns how many fleets ran.
+async fn every_position_fails_at(step: usize) -> usize {
+    let mut fleets = 0;
+    for i in 0..TARGETS {
+        fail_once(TARGETS, i, step).await;
+        fleets += 1;
     }
+    fleets
+}
+
+macro_rules! fifty_targets_fail_at_step {
+    ($($name:ident => $step:expr),* $(,)?) => {$(
+        /// Every one of the 50 targets (every position of every wave) fails at
+        /// this step of its plan, one fleet each; see [`every_position_fails_at`].
+        #[tokio::test(start_paused = true)]
+        async fn $name() {
+            assert_eq!(every_position_fails_at($step).await, TARGETS);
+        }
+    )*};
+}
+
+fifty_targets_fail_at_step! {
+    fifty_targets_every_wave_position_fails_at_step_1 => 0,
+    fifty_targets_every_wave_position_fails_at_step_2 => 1,
+    fifty_targets_every_wave_position_fails_at_step_3 => 2,
+    fifty_targets_every_wave_position_fails_at_step_4 => 3,
+    fifty_targets_every_wave_position_fails_at_step_5 => 4,
+    fifty_targets_every_wave_position_fails_at_step_6 => 5,
+    fifty_targets_every_wave_position_fails_at_step_7 => 6,
 }
 
 /// Runs a fresh world's fleet with the driver killed right after the journal

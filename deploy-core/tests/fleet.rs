@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use deploy_core::engine::{EngineConfig, RolloutEngine};
 use deploy_core::fleet::{
-    FleetConfig, FleetControl, FleetDriver, FleetPlan, FleetRecord, FleetStatus, FleetTarget, RollbackPolicy,
-    WavePolicy, WaveSize,
+    FleetConfig, FleetControl, FleetDriver, FleetEvent, FleetPlan, FleetRecord, FleetStatus, FleetTarget, Gate,
+    RollbackPolicy, TargetRecord, WaveCheck, WavePolicy, WaveSize,
 };
 use deploy_core::model::{AppId, AppSpec, DeploymentStatus, Name, Percent, Release, Track, Version};
 use deploy_core::plan::{Plan, Step};
+use deploy_core::state::LockRequest;
 use deploy_core::strategy::{Canary, PlanInput, Strategy};
 use deploy_core::testkit::{self, Fault, Method, TestKit};
 
@@ -26,6 +27,8 @@ const LOCK_TTL: Duration = Duration::from_secs(30);
 struct World {
     /// How many targets: 50 (waves of 2, 8, 10, 15, 15) or 10 (1, 1, 2, 3, 3).
     size: usize,
+    /// Each target's wave.
+    wave: Vec<usize>,
     kits: Vec<TestKit>,
     journal: TestKit,
     spec: AppSpec,
@@ -48,7 +51,8 @@ impl World {
                 kit
             })
             .collect();
-        Self { size, kits, journal: TestKit::new(), spec, v1, v2 }
+        let wave = (0..size).map(|i| wave_of(size, i)).collect();
+        Self { size, wave, kits, journal: TestKit::new(), spec, v1, v2 }
     }
 
     fn fleet() -> AppId {
@@ -148,7 +152,7 @@ async fn check(world: &World, record: &FleetRecord, failed_wave: Option<usize>, 
         Some(_) => assert_eq!(record.status, Some(FleetStatus::RolledBack), "{label}: {:?}", record.cause),
     }
     for (i, kit) in world.kits.iter().enumerate() {
-        let w = wave_of(world.size, i);
+        let w = world.wave[i];
         let t = record.target(&format!("t{i:02}")).unwrap();
         assert_eq!(t.wave, w, "{label}: t{i:02} wave");
         let expected: &Version = match failed_wave {
@@ -255,14 +259,38 @@ async fn a_failure_at_every_step_and_wave_position_stops_the_line() {
     }
 }
 
-/// The fleet of 50: a failure in the first and the last target of every wave,
-/// at every step in turn.
-#[tokio::test(start_paused = true)]
-async fn fifty_targets_stop_the_line_in_every_wave() {
-    for (w, range) in WAVES.iter().enumerate() {
-        fail_once(TARGETS, range.start, (2 * w) % 7).await;
-        fail_once(TARGETS, range.end - 1, (2 * w + 1) % 7).await;
+/// The fleet of 50 in 5 waves, to the letter: a fatal failure at target `i`
+/// (every position of every wave) at step `step`, one fleet each, split by
+/// step into seven tests of 50 fleets (350 in all) so that the harness runs
+/// them side by side. Returns how many fleets ran.
+async fn every_position_fails_at(step: usize) -> usize {
+    let mut fleets = 0;
+    for i in 0..TARGETS {
+        fail_once(TARGETS, i, step).await;
+        fleets += 1;
     }
+    fleets
+}
+
+macro_rules! fifty_targets_fail_at_step {
+    ($($name:ident => $step:expr),* $(,)?) => {$(
+        /// Every one of the 50 targets (every position of every wave) fails at
+        /// this step of its plan, one fleet each; see [`every_position_fails_at`].
+        #[tokio::test(start_paused = true)]
+        async fn $name() {
+            assert_eq!(every_position_fails_at($step).await, TARGETS);
+        }
+    )*};
+}
+
+fifty_targets_fail_at_step! {
+    fifty_targets_every_wave_position_fails_at_step_1 => 0,
+    fifty_targets_every_wave_position_fails_at_step_2 => 1,
+    fifty_targets_every_wave_position_fails_at_step_3 => 2,
+    fifty_targets_every_wave_position_fails_at_step_4 => 3,
+    fifty_targets_every_wave_position_fails_at_step_5 => 4,
+    fifty_targets_every_wave_position_fails_at_step_6 => 5,
+    fifty_targets_every_wave_position_fails_at_step_7 => 6,
 }
 
 /// Runs a fresh world's fleet with the driver killed right after the journal
@@ -330,4 +358,207 @@ async fn a_driver_killed_at_every_journal_write_is_resumed_to_the_same_end() {
 #[tokio::test(start_paused = true)]
 async fn fifty_targets_killed_at_every_fifth_journal_write_end_the_same() {
     crash_everywhere(TARGETS, 5).await;
+}
+
+/// Seven targets: six in wave 1, then `t06` alone in wave 2, whose canary never
+/// gets ready; the whole fleet rolls back, at most `limit` targets at once.
+struct Concurrent {
+    world: World,
+    limit: usize,
+}
+
+impl Concurrent {
+    fn new(limit: usize) -> Self {
+        let mut world = World::of(7);
+        world.wave = vec![0, 0, 0, 0, 0, 0, 1];
+        for kit in &world.kits {
+            // Each rollout takes a while (5 s per readiness wait), so overlaps show.
+            kit.set_ready_delay(Duration::from_secs(5));
+        }
+        // t06's canary never gets ready (on every try, a resumed one too): its
+        // engine rolls it back after its readiness deadline, well after wave 1 ended.
+        world.kits[6].never_ready(&world.v2.version);
+        Self { world, limit }
+    }
+
+    fn plan(&self, holder: &str, gate: Gate) -> FleetPlan {
+        let w = &self.world;
+        let names = |r: std::ops::Range<usize>| r.map(|i| format!("t{i:02}")).collect::<Vec<_>>();
+        let mut builder = FleetPlan::builder(World::fleet(), w.v2.clone())
+            .from(w.v1.clone())
+            .waves(WavePolicy::Explicit(vec![names(0..6), names(6..7)]))
+            .gate(gate)
+            .max_concurrent(self.limit)
+            .rollback(RollbackPolicy::Fleet);
+        for (i, kit) in w.kits.iter().enumerate() {
+            let config = EngineConfig::default().holder(format!("{holder}-{i}")).lock_ttl(LOCK_TTL);
+            let engine = RolloutEngine::builder(kit.platform(), kit.state_store(), kit.history_store())
+                .router(kit.router())
+                .config(config)
+                .build();
+            builder =
+                builder.target(FleetTarget::new(format!("t{i:02}"), Arc::new(engine), w.spec.clone(), target_plan()));
+        }
+        builder.build().unwrap()
+    }
+
+    /// Runs the fleet, stamping the moment the line stopped on tokio's clock.
+    /// `on_stop` is notified then.
+    async fn run(
+        &self,
+        driver: FleetDriver,
+        plan: &FleetPlan,
+        on_stop: Option<&tokio::sync::Notify>,
+    ) -> (FleetRecord, tokio::time::Instant) {
+        let mut driver = driver;
+        let mut events = driver.events();
+        let run = driver.run(plan);
+        let mut run = std::pin::pin!(run);
+        let mut stopped = None;
+        loop {
+            tokio::select! {
+                record = &mut run => {
+                    while let Ok(e) = events.try_recv() {
+                        assert!(!matches!(e, FleetEvent::Stopped { .. }) || stopped.is_some(), "a late stop event");
+                    }
+                    return (record.unwrap(), stopped.expect("the line stopped"));
+                }
+                Some(e) = events.recv() => if matches!(e, FleetEvent::Stopped { .. }) {
+                    stopped = Some(tokio::time::Instant::now());
+                    if let Some(notify) = on_stop {
+                        notify.notify_one();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Each wave-1 target's rollback as `[first call, last call]` of its platform
+    /// and router after the line stopped.
+    fn rollback_spans(&self, stopped: tokio::time::Instant) -> Vec<(tokio::time::Instant, tokio::time::Instant)> {
+        self.world.kits[..6]
+            .iter()
+            .enumerate()
+            .map(|(i, kit)| {
+                let calls: Vec<_> = kit.calls().into_iter().filter(|c| c.at >= stopped).collect();
+                assert!(!calls.is_empty(), "t{i:02} was not rolled back");
+                (calls.iter().map(|c| c.at).min().unwrap(), calls.iter().map(|c| c.at).max().unwrap())
+            })
+            .collect()
+    }
+}
+
+/// The most spans open at one moment (half-open: one that ends when another
+/// begins does not overlap it).
+fn most_at_once(spans: &[(tokio::time::Instant, tokio::time::Instant)]) -> usize {
+    let mut edges: Vec<(tokio::time::Instant, i32)> = spans.iter().flat_map(|&(a, b)| [(a, 1), (b, -1)]).collect();
+    edges.sort();
+    let (mut open, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        open += d;
+        most = most.max(open);
+    }
+    usize::try_from(most).unwrap()
+}
+
+/// A fleet rollback puts six targets back on the previous release with at most
+/// `max_concurrent` (3) rollbacks at once, and they do overlap in time: the six
+/// take two rounds, not six. Every revert is in the record, equal to the
+/// target's history.
+#[tokio::test(start_paused = true)]
+async fn fleet_rollbacks_run_concurrently_within_the_limit() {
+    for limit in [1, 3, 6] {
+        let c = Concurrent::new(limit);
+        let (record, stopped) = c.run(c.world.driver("a"), &c.plan("a", Gate::Open), None).await;
+        check(&c.world, &record, Some(1), RollbackPolicy::Fleet, &format!("limit {limit}")).await;
+        let spans = c.rollback_spans(stopped);
+        for (i, (a, b)) in spans.iter().enumerate() {
+            assert!(b > a, "limit {limit}: t{i:02}'s rollback took no time: {spans:?}");
+        }
+        assert_eq!(most_at_once(&spans), limit, "limit {limit}: rollbacks at once: {spans:?}");
+        for i in 0..6 {
+            let revert = record.target(&format!("t{i:02}")).unwrap().revert.clone().unwrap();
+            assert_eq!(revert.status, DeploymentStatus::Succeeded, "limit {limit}: t{i:02}");
+            assert_eq!(revert.to.version, c.world.v1.version);
+        }
+    }
+}
+
+/// A wave check that takes target `t03`'s lock as another holder (an operator's
+/// tool) and gives it back 90 s after the line stopped.
+struct TakesLock {
+    kit: TestKit,
+    app: AppId,
+    stopped: Arc<tokio::sync::Notify>,
+    released: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
+}
+
+#[deploy_core::async_trait]
+impl WaveCheck for TakesLock {
+    async fn check(&self, _wave: usize, _targets: &[TargetRecord]) -> Result<(), String> {
+        let store = self.kit.state_store();
+        let lease = store.acquire_lock(&self.app, &LockRequest::new("operator", Duration::from_secs(3600))).await;
+        let lease = lease.map_err(|e| e.to_string())?;
+        let released = Arc::clone(&self.released);
+        let stopped = Arc::clone(&self.stopped);
+        tokio::spawn(async move {
+            stopped.notified().await;
+            tokio::time::sleep(Duration::from_secs(90)).await;
+            *released.lock().unwrap() = Some(tokio::time::Instant::now());
+            store.release_lock(&lease).await.unwrap();
+        });
+        Ok(())
+    }
+}
+
+/// Concurrent rollbacks respect each target's own lock: `t03`'s lock, held by
+/// another holder when the fleet rolls back, keeps its rollback waiting until
+/// it is released, while the other five are rolled back meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_concurrent_rollback_waits_for_a_targets_lock_held_by_another() {
+    let c = Concurrent::new(3);
+    let released = Arc::default();
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let check_lock = TakesLock {
+        kit: c.world.kits[3].clone(),
+        app: c.world.spec.id(),
+        stopped: Arc::clone(&notify),
+        released: Arc::clone(&released),
+    };
+    let driver = c.world.driver("a").check("operator", Arc::new(check_lock));
+    let (record, stopped) = c.run(driver, &c.plan("a", Gate::Check { name: "operator".into() }), Some(&notify)).await;
+    check(&c.world, &record, Some(1), RollbackPolicy::Fleet, "t03 locked").await;
+    let released = released.lock().unwrap().expect("the lock was released");
+    assert!(released > stopped, "the lock was released before the rollback began");
+    let spans = c.rollback_spans(stopped);
+    assert!(spans[3].0 >= released, "t03 was rolled back while another held its lock: {spans:?}, {released:?}");
+    for (i, span) in spans.iter().enumerate().filter(|(i, _)| *i != 3) {
+        assert!(span.1 < released, "t{i:02} waited for t03's lock: {spans:?}");
+    }
+}
+
+/// The concurrent rollback survives a crash: the driver killed after every
+/// journal write of the run (forward and rollback, with three target
+/// rollbacks in flight), resumed by another, ends as the uninterrupted run.
+#[tokio::test(start_paused = true)]
+async fn concurrent_rollbacks_killed_at_every_journal_write_end_the_same() {
+    let reference = Concurrent::new(3);
+    let (expected, _) = reference.run(reference.world.driver("a"), &reference.plan("a", Gate::Open), None).await;
+    let writes = reference.world.journal.saved_states().len();
+    for n in 1..=writes {
+        let c = Concurrent::new(3);
+        c.world.journal.crash_after_saves(n);
+        let plan = c.plan("a", Gate::Open);
+        let driver = c.world.driver("a");
+        tokio::select! {
+            biased;
+            () = c.world.journal.crashed() => {}
+            r = driver.run(&plan) => panic!("the run ended before journal write {n}: {r:?}"),
+        }
+        drop(plan);
+        let record = c.world.driver("b").run(&c.plan("b", Gate::Open)).await.unwrap();
+        let label = format!("7 targets, limit 3, killed at journal write {n} of {writes}");
+        check(&c.world, &record, Some(1), RollbackPolicy::Fleet, &label).await;
+        assert_eq!(record.status, expected.status, "{label}");
+    }
 }

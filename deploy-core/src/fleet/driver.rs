@@ -264,20 +264,21 @@ impl FleetDriver {
     async fn drive(&self, plan: &FleetPlan, token: crate::state::LeaseToken) -> Result<FleetRecord, FleetError> {
         let fleet = &plan.fleet;
         let document = plan.document();
+        let digest = journal::digest(&document)?;
         let loaded = journal::load(self.store.as_ref(), fleet).await?;
         let (mut journal, resumed) = match loaded {
-            Some((doc, _)) if doc.final_record.is_some() && doc.plan == document => return Ok(doc.record()),
-            Some((doc, revision)) if doc.is_finished() && doc.plan != document => {
+            Some((doc, _)) if doc.final_record.is_some() && doc.plan.digest == digest => return Ok(doc.record()),
+            Some((doc, revision)) if doc.is_finished() && doc.plan.digest != digest => {
                 let _ = doc;
-                (Journal::new(Arc::clone(&self.store), JournalDoc::new(document), Some(revision), token), false)
+                (Journal::new(Arc::clone(&self.store), JournalDoc::new(document)?, Some(revision), token), false)
             }
-            Some((doc, revision)) if doc.plan == document => {
+            Some((doc, revision)) if doc.plan.digest == digest => {
                 (Journal::new(Arc::clone(&self.store), doc, Some(revision), token), true)
             }
             Some((doc, _)) => {
                 return Err(FleetError::Unfinished { fleet: fleet.clone(), release: doc.release.version.to_string() });
             }
-            None => (Journal::new(Arc::clone(&self.store), JournalDoc::new(document), None, token), false),
+            None => (Journal::new(Arc::clone(&self.store), JournalDoc::new(document)?, None, token), false),
         };
         let what = if resumed { "resumed by" } else { "started by" };
         journal.doc.log.push(format!("{what} {}", self.config.holder));

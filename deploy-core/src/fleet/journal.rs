@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::error::Classify;
 use crate::model::{AppId, DeploymentId, DeploymentRecord, Environment, Release, Track, TrafficSplit};
@@ -22,6 +23,7 @@ use crate::state::{LeaseToken, Revision, RolloutState, StateError, StateStore, W
 use super::FleetError;
 use super::plan::FleetPlanDocument;
 use super::record::{FleetRecord, FleetStatus, TargetRecord, TargetRun, WaveRecord};
+use super::waves::WaveSpec;
 
 /// Where one of a target's rollouts (forward, or back to the previous release) is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -129,12 +131,39 @@ pub(crate) struct StoredRequest {
     pub(crate) at: Timestamp,
 }
 
+/// The plan as the journal keeps it: its waves (for the record) and the
+/// SHA-256 of the whole plan document, which a driver compares with the plan it
+/// was given before it resumes a journal. Each target's own plan is not copied
+/// into every journal write: a fleet of many targets would rewrite all their
+/// plans at every step (the journal is written before and after every action).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct JournalPlan {
+    pub(crate) waves: Vec<WaveSpec>,
+    pub(crate) digest: String,
+}
+
+impl JournalPlan {
+    pub(crate) fn of(plan: &FleetPlanDocument) -> Result<Self, FleetError> {
+        Ok(Self { waves: plan.waves.clone(), digest: digest(plan)? })
+    }
+}
+
+/// The hex SHA-256 of `plan`'s JSON (struct fields in order, maps sorted: the
+/// same plan gives the same digest in every process).
+pub(crate) fn digest(plan: &FleetPlanDocument) -> Result<String, FleetError> {
+    let json = serde_json::to_vec(plan).map_err(|e| FleetError::Journal {
+        fleet: plan.fleet.clone(),
+        reason: format!("cannot encode the plan: {e}"),
+    })?;
+    Ok(Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// The fleet journal document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct JournalDoc {
     pub(crate) fleet: AppId,
     pub(crate) release: Release,
-    pub(crate) plan: FleetPlanDocument,
+    pub(crate) plan: JournalPlan,
     pub(crate) started_at: Timestamp,
     pub(crate) phase: FleetPhase,
     /// The wave running now (or the last one, once every wave passed).
@@ -161,7 +190,7 @@ pub(crate) struct JournalDoc {
 }
 
 impl JournalDoc {
-    pub(crate) fn new(plan: FleetPlanDocument) -> Self {
+    pub(crate) fn new(plan: FleetPlanDocument) -> Result<Self, FleetError> {
         let targets = plan
             .waves
             .iter()
@@ -175,11 +204,11 @@ impl JournalDoc {
                 ))
             })
             .collect();
-        Self {
+        Ok(Self {
             fleet: plan.fleet.clone(),
             release: plan.release.clone(),
             waves: vec![WaveProgress::default(); plan.waves.len()],
-            plan,
+            plan: JournalPlan::of(&plan)?,
             started_at: Timestamp::now(),
             phase: FleetPhase::Running,
             wave: 0,
@@ -192,7 +221,7 @@ impl JournalDoc {
             final_record: None,
             finished_at: None,
             written_by: None,
-        }
+        })
     }
 
     pub(crate) fn is_finished(&self) -> bool {
@@ -291,6 +320,14 @@ impl JournalDoc {
     }
 }
 
+/// The part of a journal that [`Journal::refresh_requests`] reads.
+#[derive(Deserialize)]
+struct RequestsView {
+    #[serde(default)]
+    requests: Vec<StoredRequest>,
+    written_by: Option<WriteStamp>,
+}
+
 /// Reads the journal of `fleet`, if any.
 pub(crate) async fn load(store: &dyn StateStore, fleet: &AppId) -> Result<Option<(JournalDoc, Revision)>, FleetError> {
     let Some(v) = store.load(fleet).await.map_err(|e| FleetError::store(fleet, e))? else { return Ok(None) };
@@ -382,16 +419,26 @@ impl Journal {
         }
     }
 
-    /// Reads the requests stored by other processes since the last read.
+    /// Reads the requests stored by other processes since the last read (only
+    /// the requests and the writer's stamp are decoded).
     pub(crate) async fn refresh_requests(&mut self) -> Result<(), FleetError> {
         let fleet = self.doc.fleet.clone();
-        if let Some((doc, revision)) = load(self.store.as_ref(), &fleet).await? {
-            if doc.written_by.as_ref().map(|s| &s.token) != Some(&self.token) {
-                return Err(FleetError::LostFleet { fleet, reason: "another driver wrote the journal".into() });
-            }
-            self.doc.requests = doc.requests;
-            self.revision = Some(revision);
+        let Some(v) = self.store.load(&fleet).await.map_err(|e| FleetError::store(&fleet, e))? else {
+            return Ok(());
+        };
+        let Some(extension) = v.value.extension else {
+            return Err(FleetError::Journal {
+                fleet,
+                reason: "the stored document is a rollout's progress, not a fleet journal".into(),
+            });
+        };
+        let view: RequestsView = serde_json::from_value(extension)
+            .map_err(|e| FleetError::Journal { fleet: fleet.clone(), reason: format!("unreadable journal: {e}") })?;
+        if view.written_by.as_ref().map(|s| &s.token) != Some(&self.token) {
+            return Err(FleetError::LostFleet { fleet, reason: "another driver wrote the journal".into() });
         }
+        self.doc.requests = view.requests;
+        self.revision = Some(v.revision);
         Ok(())
     }
 }

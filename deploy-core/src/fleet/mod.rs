@@ -11,7 +11,8 @@
 //!   concurrently within the limit. A failure of any target stops the line: no
 //!   target of a later wave is touched, the failed wave is rolled back (running
 //!   rollouts aborted, finished ones put back on the previous release), and, by
-//!   policy, the earlier waves too. It emits [`FleetEvent`]s and keeps a
+//!   policy, the earlier waves too, latest first, each wave's targets rolled
+//!   back concurrently within the same limit. It emits [`FleetEvent`]s and keeps a
 //!   [`FleetRecord`] with every target's deployment record.
 //! - A journal in a [`StateStore`], written before and after every action, makes
 //!   it crash-safe: a driver that died is resumed by another (after watching its

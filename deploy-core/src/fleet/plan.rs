@@ -168,7 +168,8 @@ pub struct FleetPlanDocument {
     pub waves: Vec<WaveSpec>,
     /// Every target.
     pub targets: Vec<TargetDocument>,
-    /// How many target rollouts run at once within a wave.
+    /// How many target rollouts run at once within a wave (and how many target
+    /// rollbacks when the fleet rolls back).
     pub max_concurrent: usize,
     /// What a failure rolls back.
     pub rollback: RollbackPolicy,
@@ -278,7 +279,8 @@ impl FleetPlanBuilder {
         self
     }
 
-    /// How many target rollouts run at once within a wave (10 by default).
+    /// How many target rollouts run at once within a wave, and target
+    /// rollbacks within a wave when the fleet rolls back (10 by default).
     pub fn max_concurrent(mut self, n: usize) -> Self {
         self.max_concurrent = n;
         self

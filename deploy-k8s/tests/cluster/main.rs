@@ -13,6 +13,7 @@ mod addons;
 mod api_versions;
 mod budget;
 mod conformance;
+mod docker_host;
 mod engine;
 mod failover;
 mod faults;

@@ -35,6 +35,7 @@
 
 pub mod build_log;
 pub mod builder;
+pub mod config_files;
 pub mod connect;
 pub mod containers;
 pub mod context;
@@ -48,6 +49,7 @@ pub mod nginx;
 pub mod platform;
 pub mod registry;
 pub mod router;
+pub mod workload;
 
 pub use builder::{BuilderBackend, BuilderConfig, DockerImageBuilder};
 pub use error::DockerError;

@@ -11,6 +11,8 @@
 //! | [`NetworkAliasRouter`] | [`deploy_core::traffic::TrafficRouter`] |
 //! | [`dockerfile`] | Dockerfile generation with presets, and a linter |
 //! | [`containers`], [`networks`] | containers, networks, logs, clean-up by label |
+//! | [`workload`] | the pod-template settings a container can honour (and those it refuses) |
+//! | [`config_files`] | per-release configuration files in content-addressed volumes |
 //!
 //! Everything talks to a real engine through a [`bollard::Docker`] made by
 //! [`connect::connect`], which negotiates the API version (a 20.10 engine speaks 1.41).

@@ -33,8 +33,7 @@ use deploy_core::build::{BuildRequest, ImageBuilder};
 use deploy_core::engine::{EngineConfig, RolloutEngine, RolloutRequest};
 use deploy_core::hook::{HookSpec, HookWhen};
 use deploy_core::model::{
-    AppId, AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Port, Probe, Release, Track, TrafficSplit,
-    Version,
+    AppId, AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Port, Probe, Release, Track, TrafficSplit, Version,
 };
 use deploy_core::plan::Step;
 use deploy_core::platform::Platform;
@@ -175,8 +174,7 @@ fn start_nginx(dir: &Path) -> Result<(NginxConfig, u16), Error> {
         let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
         return Err(format!("nginx did not start: {log}").into());
     }
-    let config =
-        NginxConfig::new(dir.join("nginx.conf"), dir.join("conf.d")).pid_file(dir.join("nginx.pid"));
+    let config = NginxConfig::new(dir.join("nginx.conf"), dir.join("conf.d")).pid_file(dir.join("nginx.pid"));
     Ok((config, port))
 }
 

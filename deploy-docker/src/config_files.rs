@@ -36,6 +36,10 @@ use crate::containers::{label_filters, owned_labels};
 use crate::error::DockerError;
 use crate::labels;
 
+/// The label with a snapshot volume's creation time (milliseconds since the
+/// epoch, zero-padded), for ordering whatever bollard's features make of `CreatedAt`.
+const PUBLISHED_AT: &str = "deploy-rs.published-at";
+
 /// Hex digits of an id (64 bits).
 const ID_LEN: usize = 16;
 
@@ -119,10 +123,12 @@ impl ConfigSnapshots {
         let mut volume_labels = owned_labels(&self.labels);
         volume_labels.extend(labels::app_selector(app));
         volume_labels.insert(labels::CONFIG_SNAPSHOT.to_owned(), id.clone());
+        let mut volume_only = volume_labels.clone();
+        volume_only.insert(PUBLISHED_AT.to_owned(), format!("{:020}", jiff::Timestamp::now().as_millisecond()));
         self.docker
             .create_volume(VolumeCreateRequest {
                 name: Some(volume.clone()),
-                labels: Some(volume_labels.clone().into_iter().collect()),
+                labels: Some(volume_only.into_iter().collect()),
                 ..Default::default()
             })
             .await
@@ -146,7 +152,9 @@ impl ConfigSnapshots {
             .docker
             .create_container(Some(CreateContainerOptionsBuilder::new().name(&carrier).build()), body)
             .await
-            .map_err(|e| DockerError::from_bollard("create configuration carrier", || format!("image {carrier_image}"), e))?;
+            .map_err(|e| {
+                DockerError::from_bollard("create configuration carrier", || format!("image {carrier_image}"), e)
+            })?;
         let upload = self
             .docker
             .upload_to_container(
@@ -172,7 +180,7 @@ impl ConfigSnapshots {
         Ok(self.list(app).await?.iter().any(|(name, _)| *name == volume_name(app, id)))
     }
 
-    /// The snapshot volumes of `app`: name and creation time, oldest first.
+    /// The snapshot volumes of `app`: name and publication time, oldest first.
     async fn list(&self, app: &AppId) -> Result<Vec<(String, String)>, DockerError> {
         let mut selector = labels::app_selector(app);
         selector.extend(self.labels.clone());
@@ -189,7 +197,10 @@ impl ConfigSnapshots {
             .volumes
             .unwrap_or_default()
             .into_iter()
-            .map(|v| (v.name, v.created_at.unwrap_or_default()))
+            .map(|v| {
+                let published = v.labels.get(PUBLISHED_AT).cloned().unwrap_or_default();
+                (v.name, published)
+            })
             .collect();
         volumes.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
         Ok(volumes)
@@ -209,7 +220,11 @@ impl ConfigSnapshots {
                 Err(e) if crate::error::is_not_found(&e) => {}
                 Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => {}
                 Err(e) => {
-                    return Err(DockerError::from_bollard("remove configuration volume", || format!("volume {name}"), e));
+                    return Err(DockerError::from_bollard(
+                        "remove configuration volume",
+                        || format!("volume {name}"),
+                        e,
+                    ));
                 }
             }
         }

@@ -813,8 +813,9 @@ impl DockerPlatform {
         &self,
         app: &AppId,
         track: Track,
-    ) -> std::pin::Pin<Box<dyn futures::Stream<Item = Result<bollard::models::EventMessage, bollard::errors::Error>> + Send>>
-    {
+    ) -> std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<bollard::models::EventMessage, bollard::errors::Error>> + Send>,
+    > {
         let mut filters = crate::containers::label_filters(&labels::track_selector(app, track));
         filters.insert("type".to_owned(), vec!["container".to_owned()]);
         // Not the exec events of every health check run: only changes of state.
@@ -923,7 +924,6 @@ impl Platform for DockerPlatform {
         Ok(self.status_of(app, track, &members))
     }
 
-
     #[instrument(skip_all, fields(deploy.app = %app, deploy.track = %track), err)]
     async fn remove(&self, app: &AppId, track: Track) -> Result<(), PlatformError> {
         let ids = self
@@ -955,11 +955,8 @@ impl Platform for DockerPlatform {
     #[instrument(skip_all, fields(deploy.app = %app, hook = %hook.name), err)]
     async fn run_hook(&self, app: &AppId, hook: &HookSpec) -> Result<(), PlatformError> {
         let hook_name = format!("{} of {app}", hook.name);
-        let failed = |reason: String, logs: Option<String>| PlatformError::HookFailed {
-            hook: hook_name.clone(),
-            reason,
-            logs,
-        };
+        let failed =
+            |reason: String, logs: Option<String>| PlatformError::HookFailed { hook: hook_name.clone(), reason, logs };
         let mut errors = ValidationErrors::new();
         let env = self.resolve_env(&hook.env, "hook.env", &mut errors).await?;
         errors.into_result(()).map_err(|errors| PlatformError::Invalid { app: app.clone(), errors })?;
@@ -984,8 +981,7 @@ impl Platform for DockerPlatform {
         }
         let runs = hook.retries.saturating_add(1);
         for run in 1..=runs {
-            spec.name =
-                format!("{}-{}-hook-{}-{:08x}", app.namespace, app.name, hook.name, rand::random::<u32>());
+            spec.name = format!("{}-{}-hook-{}-{:08x}", app.namespace, app.name, hook.name, rand::random::<u32>());
             let id = match self.containers.run(&spec).await {
                 Ok(id) => id,
                 Err(DockerError::NotFound { what }) => return Err(failed(format!("{what} does not exist"), None)),
@@ -1119,8 +1115,7 @@ fn revision(spec: &AppSpec, release: &Release, workload: Option<&Workload>) -> S
         "group": spec.pod_security.run_as_group,
     });
     // Added only when set, so that containers made before these existed keep their revision.
-    if spec.resources != Default::default() || spec.container_security != Default::default() || spec.startup.is_some()
-    {
+    if spec.resources != Default::default() || spec.container_security != Default::default() || spec.startup.is_some() {
         material["resources"] = serde_json::json!(spec.resources);
         material["security"] = serde_json::json!(spec.container_security);
         material["startup"] = serde_json::json!(spec.startup);
@@ -1148,11 +1143,7 @@ fn refuse_unmappable(spec: &AppSpec, workload: &Workload, errors: &mut Validatio
         ));
     }
     if spec.autoscaling.is_some() {
-        errors.push(ValidationError::new(
-            "autoscaling",
-            "set",
-            "Docker has no autoscaler; set replicas instead",
-        ));
+        errors.push(ValidationError::new("autoscaling", "set", "Docker has no autoscaler; set replicas instead"));
     }
     if spec.pod_security.fs_group.is_some() {
         errors.push(ValidationError::new(
@@ -1202,26 +1193,26 @@ fn limits(spec: &AppSpec) -> Limits {
         let nano = q.to_nano_units();
         i64::try_from((nano + 999_999_999) / 1_000_000_000).unwrap_or(i64::MAX)
     };
-    let mut limits = Limits::default();
-    limits.nano_cpus = spec.resources.limits.cpu.as_ref().map(|q| i64::try_from(q.to_nano_units()).unwrap_or(i64::MAX));
-    limits.memory_bytes = spec.resources.limits.memory.as_ref().map(bytes);
-    limits.memory_reservation_bytes = spec.resources.requests.memory.as_ref().map(bytes);
-    limits.cpu_shares = spec.resources.requests.cpu.as_ref().map(|q| {
-        let shares = q.to_nano_units().saturating_mul(1024) / 1_000_000_000;
-        i64::try_from(shares).unwrap_or(i64::MAX).max(2)
-    });
-    limits
+    Limits {
+        nano_cpus: spec.resources.limits.cpu.as_ref().map(|q| i64::try_from(q.to_nano_units()).unwrap_or(i64::MAX)),
+        memory_bytes: spec.resources.limits.memory.as_ref().map(bytes),
+        memory_reservation_bytes: spec.resources.requests.memory.as_ref().map(bytes),
+        cpu_shares: spec.resources.requests.cpu.as_ref().map(|q| {
+            let shares = q.to_nano_units().saturating_mul(1024) / 1_000_000_000;
+            i64::try_from(shares).unwrap_or(i64::MAX).max(2)
+        }),
+    }
 }
 
 /// The container security settings that Docker has.
 fn hardening(spec: &AppSpec) -> Hardening {
     let security = &spec.container_security;
-    let mut hardening = Hardening::default();
-    hardening.read_only_root = security.read_only_root_filesystem == Some(true);
-    hardening.cap_drop = security.drop_capabilities.clone();
-    hardening.no_new_privileges = security.allow_privilege_escalation == Some(false);
-    hardening.privileged = security.privileged == Some(true);
-    hardening
+    Hardening {
+        read_only_root: security.read_only_root_filesystem == Some(true),
+        cap_drop: security.drop_capabilities.clone(),
+        no_new_privileges: security.allow_privilege_escalation == Some(false),
+        privileged: security.privileged == Some(true),
+    }
 }
 
 /// The last `lines` lines of a log, at most 4 KiB of them.

@@ -305,9 +305,8 @@ async fn what_maps_onto_a_container_is_what_docker_inspect_reads_back() {
         .put("shop-db/password", SecretBytes::from(b"s3cr3t-value".as_slice()), PutOptions::default())
         .await
         .unwrap();
-    let platform = Arc::new(
-        DockerPlatform::new(w.docker.clone(), w.config().workload(w.app.clone(), workload)).secrets(secrets),
-    );
+    let platform =
+        Arc::new(DockerPlatform::new(w.docker.clone(), w.config().workload(w.app.clone(), workload)).secrets(secrets));
     let mut pod = PodSecurityContext::default();
     pod.run_as_user = Some(1000);
     pod.run_as_group = Some(1000);
@@ -318,7 +317,10 @@ async fn what_maps_onto_a_container_is_what_docker_inspect_reads_back() {
     let spec = w
         .spec()
         .env(EnvVar::from_secret("DB_PASSWORD", Name::new("shop-db").unwrap(), "password").unwrap())
-        .resources(Resources::new(ResourceList::new("250m", "32Mi").unwrap(), ResourceList::new("500m", "64Mi").unwrap()))
+        .resources(Resources::new(
+            ResourceList::new("250m", "32Mi").unwrap(),
+            ResourceList::new("500m", "64Mi").unwrap(),
+        ))
         .pod_security(pod)
         .container_security(security);
     platform.apply(&spec, Track::Stable, &w.release(0), 1).await.unwrap();
@@ -480,7 +482,9 @@ async fn relay(
             if head.starts_with("GET ") && head.lines().next().is_some_and(|l| l.contains("/events")) {
                 let _ = is_events_tx.send(true);
             }
-            if head.starts_with("GET ") && head.lines().next().is_some_and(|l| l.contains("/containers/") && l.contains("/json")) {
+            if head.starts_with("GET ")
+                && head.lines().next().is_some_and(|l| l.contains("/containers/") && l.contains("/json"))
+            {
                 seen.fetch_add(1, Ordering::SeqCst);
             }
             if up_write.write_all(&buf[..n]).await.is_err() {
@@ -539,7 +543,8 @@ async fn when_the_event_stream_drops_readiness_falls_back_to_polling() {
 async fn a_failed_rollouts_rollback_restores_the_previous_releases_configuration_files() {
     let w = world("config-rollback").await;
     let snapshots = ConfigSnapshots::new(w.docker.clone(), w.config().labels.clone());
-    let files = |greeting: &str| BTreeMap::from([("app.conf".to_owned(), format!("greeting = {greeting}\n").into_bytes())]);
+    let files =
+        |greeting: &str| BTreeMap::from([("app.conf".to_owned(), format!("greeting = {greeting}\n").into_bytes())]);
     let sha = |greeting: &str| {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(format!("greeting = {greeting}\n").as_bytes());
@@ -575,7 +580,8 @@ async fn a_failed_rollouts_rollback_restores_the_previous_releases_configuration
     assert_eq!(hashes(w.track_ids(Track::Stable).await).await, [sha("hello"), sha("hello")]);
 
     let plan = RollingUpdate::new(IntOrPercent::Int(0), IntOrPercent::Int(1)).plan(&PlanInput::new(2));
-    let run = |from: &Release, to: &Release| RolloutRequest::new(spec.clone(), to.clone(), plan.clone()).from(from.clone());
+    let run =
+        |from: &Release, to: &Release| RolloutRequest::new(spec.clone(), to.clone(), plan.clone()).from(from.clone());
     let report = engine.run(run(&v1, &v2)).await.unwrap();
     assert_eq!(report.status, DeploymentStatus::Succeeded, "{:?}", report.cause);
     let v2_ids = w.track_ids(Track::Stable).await;

@@ -799,10 +799,10 @@ impl DockerPlatform {
             .iter()
             .filter(|m| m.state.running && m.state.health == Health::None)
             .filter_map(|m| m.state.started_at)
-            .map(|t| {
-                let ran = Duration::try_from(now.duration_since(t)).unwrap_or(Duration::ZERO);
-                self.config.min_ready.saturating_sub(ran) + Duration::from_millis(20)
-            })
+            .map(|t| Duration::try_from(now.duration_since(t)).unwrap_or(Duration::ZERO))
+            // Only those still waiting on the clock: one that is ready already needs no wake-up.
+            .filter(|ran| *ran < self.config.min_ready)
+            .map(|ran| self.config.min_ready.saturating_sub(ran) + Duration::from_millis(20))
             .min()
             .unwrap_or(SAFETY)
             .min(SAFETY)

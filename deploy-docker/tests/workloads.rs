@@ -428,6 +428,17 @@ async fn readiness_follows_the_engines_events_health_and_death() {
     assert!(err.to_string().contains("exited with code 3"), "{err}");
     assert!(took < Duration::from_secs(4), "the die event failed the track in {took:?}");
     println!("death reported from events after {took:?}");
+
+    // Without a health check: ready once it has run for min_ready (2 s), woken by
+    // the clock rather than a poll, and not before.
+    let mut plain = w.spec();
+    plain.readiness = None;
+    platform.apply(&plain, Track::Stable, &w.release(0), 1).await.unwrap();
+    let started = Instant::now();
+    platform.wait_ready(&w.app, Track::Stable, Duration::from_secs(30)).await.unwrap();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(4), "ready after min_ready: {took:?}");
+    println!("ready without a health check after {took:?}");
     w.finish(&platform).await;
 }
 

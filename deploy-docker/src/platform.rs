@@ -76,7 +76,9 @@ pub struct PlatformConfig {
     /// ready (Kubernetes' `minReadySeconds`): a process that crashes at once must
     /// not look ready between two restarts.
     pub min_ready: Duration,
-    /// How often state is polled while waiting.
+    /// How often state is polled: by an in-place replacement inside
+    /// [`Platform::apply`], and by [`Platform::wait_ready`] once the engine's event
+    /// stream has dropped (or with [`PlatformConfig::readiness_events`] off).
     pub poll_interval: Duration,
     /// How long an in-place rolling replacement inside [`Platform::apply`] may take.
     pub rollout_timeout: Duration,
@@ -203,10 +205,16 @@ impl PlatformConfig {
 ///   and returns without waiting.
 /// * Readiness is Docker's health status (the readiness probe, else the liveness
 ///   probe, else the image's own `HEALTHCHECK`; a container without any is ready
-///   when it runs). An exited container, one restarted
+///   when it has run for [`PlatformConfig::min_ready`]), followed through the
+///   engine's events. An exited container, one restarted
 ///   [`PlatformConfig::crash_loop_restarts`] times, an unhealthy one and an
 ///   image that does not exist fail the track at once.
 /// * [`Platform::scale`] to 0 stops the containers and keeps them.
+/// * What of the spec and the app's [`Workload`] maps onto a container is
+///   honoured (limits, user, entrypoint and args, mounts, hardening, secret env
+///   through [`DockerPlatform::secrets`], the release's configuration snapshot);
+///   what does not is refused by field name before anything is created.
+/// * Hooks ([`Platform::run_hook`]) run as one-shot labelled containers.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -17,9 +17,10 @@
 #   tiered_cache       (none)      redis-server on PATH (Debian: redis-server); the
 #                                  example starts and stops its own server
 #   secrets_rotation   (none)      nothing: Fernet-encrypted file store in a temp dir
-#   docker_blue_green  (none)      a running Docker engine and busybox-static (Debian);
-#                                  builds FROM scratch, pulls nothing, removes
-#                                  everything it labelled at the end (about 30 s)
+#   docker_blue_green  (none)      a running Docker engine, busybox-static and nginx
+#                                  (Debian); builds FROM scratch, pulls nothing, starts
+#                                  its own nginx on a loopback port, removes everything
+#                                  it labelled at the end (about 30 s)
 #   k8s_canary_istio   --dry-run   nothing: prints the plan and the manifests
 #   k8s_blue_green     --dry-run   nothing: prints the plan and the manifests
 #

@@ -76,6 +76,118 @@ impl VolumeMount {
     }
 }
 
+/// Where a [`Mount`] comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MountSource {
+    /// A named volume, created by the engine when missing.
+    Volume(String),
+    /// A file or directory of the engine's host.
+    Bind(String),
+    /// A memory-backed scratch directory that lives as long as the container
+    /// (Kubernetes' `emptyDir`), at most `size_bytes` big when set.
+    Tmpfs {
+        /// The most it may hold.
+        size_bytes: Option<u64>,
+    },
+}
+
+/// A mount of the engine's `Mounts` list: a named volume, a bind or a tmpfs at `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Mount {
+    /// What is mounted.
+    pub source: MountSource,
+    /// The path inside the container.
+    pub target: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+impl Mount {
+    /// `source` at `target`, writable.
+    pub fn new(source: MountSource, target: impl Into<String>) -> Self {
+        Self { source, target: target.into(), read_only: false }
+    }
+
+    /// Mounts it read-only.
+    #[must_use]
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    fn to_engine(&self) -> bollard::models::Mount {
+        use bollard::models::{MountTmpfsOptions, MountType};
+        let (typ, source, tmpfs_options) = match &self.source {
+            MountSource::Volume(name) => (MountType::VOLUME, Some(name.clone()), None),
+            MountSource::Bind(path) => (MountType::BIND, Some(path.clone()), None),
+            MountSource::Tmpfs { size_bytes } => (
+                MountType::TMPFS,
+                None,
+                Some(MountTmpfsOptions {
+                    size_bytes: size_bytes.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+                    ..Default::default()
+                }),
+            ),
+        };
+        bollard::models::Mount {
+            target: Some(self.target.clone()),
+            source,
+            typ: Some(typ),
+            read_only: Some(self.read_only),
+            tmpfs_options,
+            ..Default::default()
+        }
+    }
+
+    fn from_engine(mount: &bollard::models::Mount) -> Option<Self> {
+        use bollard::models::MountType;
+        let source = match mount.typ? {
+            MountType::VOLUME => MountSource::Volume(mount.source.clone()?),
+            MountType::BIND => MountSource::Bind(mount.source.clone()?),
+            MountType::TMPFS => MountSource::Tmpfs {
+                size_bytes: mount
+                    .tmpfs_options
+                    .as_ref()
+                    .and_then(|t| t.size_bytes)
+                    .and_then(|s| u64::try_from(s).ok())
+                    .filter(|s| *s > 0),
+            },
+            _ => return None,
+        };
+        Some(Self { source, target: mount.target.clone()?, read_only: mount.read_only.unwrap_or(false) })
+    }
+}
+
+/// What the runtime enforces on a container's CPU and memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Limits {
+    /// CPU ceiling in billionths of a core (`NanoCpus`).
+    pub nano_cpus: Option<i64>,
+    /// Memory ceiling in bytes (`Memory`).
+    pub memory_bytes: Option<i64>,
+    /// Memory the engine tries to keep for the container under pressure (`MemoryReservation`).
+    pub memory_reservation_bytes: Option<i64>,
+    /// Relative CPU weight (`CpuShares`, 1024 a core, as the kubelet maps CPU requests).
+    pub cpu_shares: Option<i64>,
+}
+
+/// Security settings of a container beyond its user.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Hardening {
+    /// The root file system is read-only.
+    pub read_only_root: bool,
+    /// Capabilities dropped (`ALL` drops every one).
+    pub cap_drop: Vec<String>,
+    /// `no-new-privileges`: no process gains privileges through setuid binaries.
+    pub no_new_privileges: bool,
+    /// Runs privileged.
+    pub privileged: bool,
+}
+
 /// A Docker health check: `test` is the engine's form (`["CMD", "wget", …]` or
 /// `["CMD-SHELL", "…"]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +285,15 @@ pub struct ContainerSpec {
     pub health: Option<HealthCheck>,
     /// The user to run as (`1000:1000`).
     pub user: Option<String>,
+    /// Replaces the image's entrypoint (Kubernetes' `command`; [`ContainerSpec::command`]
+    /// is its `args`).
+    pub entrypoint: Option<Vec<String>>,
+    /// Named volumes, binds and tmpfs mounts, in the engine's `Mounts` form.
+    pub mounts: Vec<Mount>,
+    /// CPU and memory limits.
+    pub limits: Limits,
+    /// Read-only root, dropped capabilities, no new privileges.
+    pub hardening: Hardening,
 }
 
 impl fmt::Debug for ContainerSpec {
@@ -191,6 +312,10 @@ impl fmt::Debug for ContainerSpec {
             .field("labels", &self.labels)
             .field("health", &self.health)
             .field("user", &self.user)
+            .field("entrypoint", &self.entrypoint)
+            .field("mounts", &self.mounts)
+            .field("limits", &self.limits)
+            .field("hardening", &self.hardening)
             .finish()
     }
 }
@@ -272,6 +397,34 @@ impl ContainerSpec {
         self
     }
 
+    /// Replaces the image's entrypoint.
+    #[must_use]
+    pub fn entrypoint(mut self, entrypoint: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.entrypoint = Some(entrypoint.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Adds a named volume, bind or tmpfs mount.
+    #[must_use]
+    pub fn mount(mut self, mount: Mount) -> Self {
+        self.mounts.push(mount);
+        self
+    }
+
+    /// Sets the CPU and memory limits.
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the security settings.
+    #[must_use]
+    pub fn hardening(mut self, hardening: Hardening) -> Self {
+        self.hardening = hardening;
+        self
+    }
+
     fn to_body(&self) -> ContainerCreateBody {
         let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = self
             .ports
@@ -315,11 +468,21 @@ impl ContainerSpec {
             labels: Some(owned_labels(&self.labels).into_iter().collect()),
             healthcheck: self.health.as_ref().map(HealthCheck::to_config),
             user: self.user.clone(),
+            entrypoint: self.entrypoint.clone(),
             host_config: Some(HostConfig {
                 port_bindings: Some(port_bindings),
                 binds: Some(binds),
+                mounts: (!self.mounts.is_empty()).then(|| self.mounts.iter().map(Mount::to_engine).collect()),
                 restart_policy: Some(restart_policy),
                 network_mode: self.network.clone(),
+                nano_cpus: self.limits.nano_cpus,
+                memory: self.limits.memory_bytes,
+                memory_reservation: self.limits.memory_reservation_bytes,
+                cpu_shares: self.limits.cpu_shares,
+                readonly_rootfs: self.hardening.read_only_root.then_some(true),
+                cap_drop: (!self.hardening.cap_drop.is_empty()).then(|| self.hardening.cap_drop.clone()),
+                security_opt: self.hardening.no_new_privileges.then(|| vec!["no-new-privileges:true".to_owned()]),
+                privileged: self.hardening.privileged.then_some(true),
                 ..Default::default()
             }),
             networking_config,
@@ -391,6 +554,14 @@ pub struct ContainerTemplate {
     pub health: Option<HealthCheck>,
     /// The user, when set.
     pub user: Option<String>,
+    /// The entrypoint set on the container, when set.
+    pub entrypoint: Option<Vec<String>>,
+    /// Named volumes, binds and tmpfs mounts of its host config.
+    pub mounts: Vec<Mount>,
+    /// Its CPU and memory limits.
+    pub limits: Limits,
+    /// Its security settings.
+    pub hardening: Hardening,
 }
 
 impl fmt::Debug for ContainerTemplate {
@@ -401,11 +572,18 @@ impl fmt::Debug for ContainerTemplate {
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("health", &self.health)
             .field("user", &self.user)
+            .field("entrypoint", &self.entrypoint)
+            .field("mounts", &self.mounts)
+            .field("limits", &self.limits)
+            .field("hardening", &self.hardening)
             .finish()
     }
 }
 
-fn template_from(config: &bollard::models::ContainerConfig) -> Option<ContainerTemplate> {
+fn template_from(
+    config: &bollard::models::ContainerConfig,
+    host: Option<&bollard::models::HostConfig>,
+) -> Option<ContainerTemplate> {
     let duration = |nanos: Option<i64>| Duration::from_nanos(nanos.and_then(|n| u64::try_from(n).ok()).unwrap_or(0));
     let health = config.healthcheck.as_ref().and_then(|h| {
         let test = h.test.clone().filter(|t| !t.is_empty() && t[0] != "NONE")?;
@@ -428,6 +606,22 @@ fn template_from(config: &bollard::models::ContainerConfig) -> Option<ContainerT
             .collect(),
         health,
         user: config.user.clone().filter(|u| !u.is_empty()),
+        entrypoint: config.entrypoint.clone().filter(|e| !e.is_empty()),
+        mounts: host.and_then(|h| h.mounts.as_ref()).into_iter().flatten().filter_map(Mount::from_engine).collect(),
+        limits: Limits {
+            nano_cpus: host.and_then(|h| h.nano_cpus).filter(|n| *n > 0),
+            memory_bytes: host.and_then(|h| h.memory).filter(|n| *n > 0),
+            memory_reservation_bytes: host.and_then(|h| h.memory_reservation).filter(|n| *n > 0),
+            cpu_shares: host.and_then(|h| h.cpu_shares).filter(|n| *n > 0),
+        },
+        hardening: Hardening {
+            read_only_root: host.and_then(|h| h.readonly_rootfs).unwrap_or(false),
+            cap_drop: host.and_then(|h| h.cap_drop.clone()).unwrap_or_default(),
+            no_new_privileges: host
+                .and_then(|h| h.security_opt.as_ref())
+                .is_some_and(|o| o.iter().any(|o| o.starts_with("no-new-privileges"))),
+            privileged: host.and_then(|h| h.privileged).unwrap_or(false),
+        },
     })
 }
 
@@ -559,7 +753,7 @@ impl Containers {
             started_at: state.started_at.as_deref().and_then(|t| t.parse().ok()),
             error: state.error.filter(|e| !e.is_empty()),
             health,
-            template: inspect.config.as_ref().and_then(template_from),
+            template: inspect.config.as_ref().and_then(|c| template_from(c, inspect.host_config.as_ref())),
             labels: inspect.config.and_then(|c| c.labels).unwrap_or_default().into_iter().collect(),
             network_aliases,
         })

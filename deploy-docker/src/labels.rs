@@ -23,6 +23,11 @@ pub const REVISION: &str = "deploy-rs.revision";
 /// replica added by a scale publishes the same ones as those the spec made.
 pub const PORTS: &str = "deploy-rs.ports";
 
+/// The hook a one-shot hook container runs (its name).
+pub const HOOK: &str = "deploy-rs.hook";
+/// The id of the configuration snapshot a volume holds.
+pub const CONFIG_SNAPSHOT: &str = "deploy-rs.config-snapshot";
+
 /// The labels that select every container of `app`.
 pub fn app_selector(app: &AppId) -> BTreeMap<String, String> {
     BTreeMap::from([

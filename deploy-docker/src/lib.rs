@@ -11,6 +11,8 @@
 //! | [`NetworkAliasRouter`] | [`deploy_core::traffic::TrafficRouter`] |
 //! | [`dockerfile`] | Dockerfile generation with presets, and a linter |
 //! | [`containers`], [`networks`] | containers, networks, logs, clean-up by label |
+//! | [`workload`] | the pod-template settings a container can honour (and those it refuses) |
+//! | [`config_files`] | per-release configuration files in content-addressed volumes |
 //!
 //! Everything talks to a real engine through a [`bollard::Docker`] made by
 //! [`connect::connect`], which negotiates the API version (a 20.10 engine speaks 1.41).
@@ -35,6 +37,7 @@
 
 pub mod build_log;
 pub mod builder;
+pub mod config_files;
 pub mod connect;
 pub mod containers;
 pub mod context;
@@ -48,6 +51,7 @@ pub mod nginx;
 pub mod platform;
 pub mod registry;
 pub mod router;
+pub mod workload;
 
 pub use builder::{BuilderBackend, BuilderConfig, DockerImageBuilder};
 pub use error::DockerError;

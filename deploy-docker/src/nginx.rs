@@ -77,7 +77,16 @@ pub struct NginxConfig {
     pub pid_file: Option<PathBuf>,
     /// How long to wait for the old workers (10 s).
     pub reload_timeout: std::time::Duration,
+    /// Serve the split nginx has loaded at [`STATUS_PATH`] on the app's listen
+    /// address (loopback clients only) and read [`NginxRouter::weights`] from there
+    /// instead of from the file: what the running workers route, not what was
+    /// written. Off by default: the path is taken from the app's URL space.
+    pub status_endpoint: bool,
 }
+
+/// The path of the status endpoint ([`NginxConfig::status_endpoint`]): answers
+/// `stable=75,canary=25`, the split of the configuration the worker runs.
+pub const STATUS_PATH: &str = "/.deploy-rs/split";
 
 impl NginxConfig {
     /// nginx at `/usr/sbin/nginx` with `main_config`, writing into `include_dir`.
@@ -88,7 +97,15 @@ impl NginxConfig {
             include_dir: include_dir.into(),
             pid_file: None,
             reload_timeout: std::time::Duration::from_secs(10),
+            status_endpoint: false,
         }
+    }
+
+    /// Serves and reads the split from nginx's status endpoint (see the field).
+    #[must_use]
+    pub fn status_endpoint(mut self, on: bool) -> Self {
+        self.status_endpoint = on;
+        self
     }
 
     /// Waits for each reload to finish, reading the master's pid from `pid_file`.
@@ -213,8 +230,18 @@ impl NginxRouter {
             ));
             last = var;
         }
+        let status = if self.config.status_endpoint {
+            let live: Vec<String> = weighted.iter().map(|(t, p)| format!("{t}={}", p.value())).collect();
+            format!(
+                "    location = {STATUS_PATH} {{\n        allow 127.0.0.1;\n        allow ::1;\n        deny all;\n        \
+                 default_type text/plain;\n        return 200 \"{}\";\n    }}\n",
+                live.join(",")
+            )
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "server {{\n    listen {listen};\n    location / {{\n        proxy_pass http://{last};\n        \
+            "server {{\n    listen {listen};\n{status}    location / {{\n        proxy_pass http://{last};\n        \
              proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        \
              proxy_next_upstream error timeout http_502 http_503;\n    }}\n}}\n"
         ));
@@ -335,6 +362,58 @@ fn regex_escape(value: &str) -> String {
     out
 }
 
+impl NginxRouter {
+    /// The split nginx's workers serve, from the status endpoint on `listen`.
+    async fn live_split(&self, app: &AppId, listen: SocketAddr) -> Result<TrafficSplit, RouterError> {
+        let host = if listen.ip().is_unspecified() {
+            if listen.is_ipv4() { "127.0.0.1".to_owned() } else { "[::1]".to_owned() }
+        } else if listen.is_ipv6() {
+            format!("[{}]", listen.ip())
+        } else {
+            listen.ip().to_string()
+        };
+        let url = format!("http://{host}:{}{STATUS_PATH}", listen.port());
+        let failed = |e: deploy_core::http_client::HttpError| {
+            let kind = deploy_core::error::Classify::kind(&e);
+            backend("read nginx's status endpoint", kind, e)
+        };
+        let policy = deploy_core::http_client::HttpPolicy::default()
+            .timeout(std::time::Duration::from_secs(5))
+            .danger_allow_plain_http();
+        let http = deploy_core::http_client::HttpClient::new(policy).map_err(failed)?;
+        let parsed = reqwest::Url::parse(&url)
+            .map_err(|e| backend("read nginx's status endpoint", ErrorKind::InvalidInput, e))?;
+        let answer = http.send(http.request(reqwest::Method::GET, parsed).map_err(failed)?).await.map_err(failed)?;
+        if answer.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(RouterError::NotFound { app: app.clone(), what: format!("nginx status endpoint {url}") });
+        }
+        if !answer.status().is_success() {
+            let status = answer.status();
+            return Err(backend(
+                "read nginx's status endpoint",
+                ErrorKind::Unavailable,
+                format!("{url} answered {status}"),
+            ));
+        }
+        let body = http.read_body(answer).await.map_err(failed)?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        parse_live(&text).ok_or_else(|| {
+            backend("read nginx's status endpoint", ErrorKind::Other, format!("{url} answered {text:?}, not a split"))
+        })
+    }
+}
+
+/// `stable=75,canary=25` from the status endpoint.
+fn parse_live(text: &str) -> Option<TrafficSplit> {
+    let mut weights = Vec::new();
+    for pair in text.trim().split(',') {
+        let (track, percent) = pair.split_once('=')?;
+        let track = Track::ALL.into_iter().find(|t| t.as_str() == track)?;
+        weights.push((track, Percent::new(percent.parse().ok()?).ok()?));
+    }
+    TrafficSplit::new(weights).ok()
+}
+
 /// The split in a file this router wrote: the `split_clients` entries.
 fn parse_split(text: &str) -> Option<TrafficSplit> {
     // The block's first line holds `${request_id}`: the entries start on the next.
@@ -372,6 +451,12 @@ impl TrafficRouter for NginxRouter {
     }
 
     async fn weights(&self, app: &AppId) -> Result<TrafficSplit, RouterError> {
+        if self.config.status_endpoint {
+            let listen = self.apps.lock().await.get(app).and_then(|r| r.listen);
+            if let Some(listen) = listen {
+                return self.live_split(app, listen).await;
+            }
+        }
         let text = match tokio::fs::read_to_string(self.file(app)).await {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

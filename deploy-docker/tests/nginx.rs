@@ -15,7 +15,7 @@ use common::nginx_server::Nginx;
 use common::{BUSYBOX, free_port, http_get, require_binary};
 use deploy_core::model::{AppId, Name, Percent, Track, TrafficSplit};
 use deploy_core::traffic::{HeaderMatch, HeaderRoute, RouterError, TrafficRouter};
-use deploy_docker::nginx::{NginxRouter, StaticEndpoints};
+use deploy_docker::nginx::{NginxRouter, STATUS_PATH, StaticEndpoints};
 
 /// A busybox httpd on loopback answering `version` at `/version`, killed on drop.
 struct Backend(Child, u16, #[allow(dead_code, reason = "kept alive while the server runs")] tempfile::TempDir);
@@ -149,4 +149,34 @@ async fn a_configuration_nginx_refuses_is_not_loaded_and_the_previous_file_stays
     let err = router.set_weights(&app(), &TrafficSplit::canary(Percent::new(10).unwrap())).await.unwrap_err();
     assert!(matches!(err, RouterError::NotFound { .. }), "{err}");
     assert_eq!(router.weights(&app()).await.unwrap(), TrafficSplit::all(Track::Stable));
+}
+
+#[tokio::test]
+async fn with_the_status_endpoint_the_split_is_read_from_what_nginx_runs_not_from_the_file() {
+    let (v1, v2) = (backend("1.0.0"), backend("2.0.0"));
+    let nginx = Nginx::start();
+    let endpoints = Arc::new(StaticEndpoints::default());
+    let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    endpoints.set(&app(), Track::Stable, vec![addr(v1.1)]);
+    endpoints.set(&app(), Track::Canary, vec![addr(v2.1)]);
+    let router = NginxRouter::new(nginx.config().status_endpoint(true), endpoints);
+    router.serve(&app(), addr(nginx.port)).await;
+
+    let quarter = TrafficSplit::canary(Percent::new(25).unwrap());
+    router.set_weights(&app(), &quarter).await.unwrap();
+    assert_eq!(router.weights(&app()).await.unwrap(), quarter);
+    assert_eq!(http_get(nginx.port, STATUS_PATH).unwrap(), "stable=75,canary=25");
+
+    // The file changed behind nginx's back, not reloaded: the read-back still
+    // reports what the workers route.
+    let file = router.file(&app());
+    let text = std::fs::read_to_string(&file).unwrap();
+    let edited = text.replace("75% ", "10% ").replace("25% ", "90% ");
+    assert_ne!(edited, text, "the file's split was edited");
+    std::fs::write(&file, edited).unwrap();
+    assert_eq!(router.weights(&app()).await.unwrap(), quarter, "the live split, not the edited file");
+
+    router.set_weights(&app(), &TrafficSplit::all(Track::Stable)).await.unwrap();
+    assert_eq!(router.weights(&app()).await.unwrap(), TrafficSplit::all(Track::Stable));
+    until_serving(nginx.port, &["1.0.0"]);
 }

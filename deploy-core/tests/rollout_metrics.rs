@@ -91,6 +91,11 @@ async fn a_real_prometheus_reads_back_what_the_rollouts_did() {
     assert_eq!(value(r#"deploy_analysis_measurements_total{outcome="successful"}"#).await, 2.0);
     assert!(value(r#"deploy_analysis_measurements_total{outcome="failed"}"#).await >= 1.0);
     assert_eq!(value(r#"deploy_rollback_duration_seconds_count{strategy="canary"}"#).await, 1.0);
+    // Each rollout's whole duration, by how it ended: the good one waited at least the
+    // interval between its two looks.
+    assert_eq!(value(r#"deploy_rollout_duration_seconds_count{strategy="canary",status="succeeded"}"#).await, 1.0);
+    assert_eq!(value(r#"deploy_rollout_duration_seconds_count{strategy="canary",status="rolled_back"}"#).await, 1.0);
+    assert!(value(r#"deploy_rollout_duration_seconds_sum{strategy="canary",status="succeeded"}"#).await >= 0.2);
     assert!(value(r#"deploy_rollout_step_duration_seconds_count{step="set-weight",outcome="succeeded"}"#).await >= 3.0);
     assert_eq!(value(r#"deploy_rollout_canary_weight_percent{app="shop/checkout"}"#).await, 0.0, "no canary left");
 }

@@ -32,6 +32,7 @@
 mod event_queue;
 mod events;
 mod handle;
+mod notify;
 mod preflight;
 mod retry;
 mod run;
@@ -527,6 +528,7 @@ pub(crate) struct Inner {
     pub(crate) judges: JudgeRegistry,
     pub(crate) config: EngineConfig,
     pub(crate) preflight: Option<Arc<dyn Preflight>>,
+    pub(crate) notifier: Option<Arc<dyn crate::notify::Notifier>>,
     /// The rollouts this engine runs now, so that a caller without the handle can
     /// still reach them ([`RolloutEngine::emergency_rollback`]).
     running: Mutex<HashMap<AppId, Running>>,
@@ -659,6 +661,19 @@ impl RolloutEngineBuilder {
         self
     }
 
+    /// Tells `notifier` of every rollout this engine starts (`DeploymentStarted`)
+    /// and of how each rollout it drives ends (`DeploymentSucceeded`, `RolledBack`,
+    /// `DeploymentFailed`), with the deployment id, versions, image and strategy as
+    /// fields: a [`WebhookNotifier`](crate::webhook::WebhookNotifier) in the CDEvents
+    /// format turns them into `pipelinerun.started`, `service.deployed` /
+    /// `service.upgraded`, `service.rolledback` and `pipelinerun.finished`. Best
+    /// effort: a notification that fails or takes over 10 s is logged and the rollout
+    /// goes on; the end is told before [`RolloutHandle::wait`] returns.
+    pub fn notifier(mut self, notifier: Arc<dyn crate::notify::Notifier>) -> Self {
+        self.inner.notifier = Some(notifier);
+        self
+    }
+
     /// Makes a health check available to analyses by its name.
     pub fn health_check(mut self, check: Arc<dyn HealthCheck>) -> Self {
         self.inner.health.push(check);
@@ -719,6 +734,7 @@ impl RolloutEngine {
                 judges: JudgeRegistry::new(),
                 config: EngineConfig::default(),
                 preflight: None,
+                notifier: None,
                 running: Mutex::new(HashMap::new()),
                 observed: Mutex::new(HashMap::new()),
                 orphans: Mutex::new(HashMap::new()),
@@ -1311,6 +1327,8 @@ impl RolloutEngine {
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
         let lease = run::LeaseView::new(acquired.lease, acquired.sent, self.inner.config.lock_ttl);
         let book = Arc::new(Mutex::new(run::ControlBook::from_state(&state)));
+        let started =
+            (self.inner.notifier.is_some() && origin == Origin::Start).then(|| notify::started(&state.record));
         let mut run = run::Run::new(
             Arc::clone(&self.inner),
             state,
@@ -1357,9 +1375,16 @@ impl RolloutEngine {
                 done: done_rx,
             },
         );
+        let notifier = self.inner.notifier.clone();
         let task = tokio::spawn(
             async move {
+                if let (Some(notifier), Some(started)) = (&notifier, &started) {
+                    notify::deliver(notifier.as_ref(), started).await;
+                }
                 let result = run::drive(run, controls, keeper).await;
+                if let (Some(notifier), Ok(report)) = (&notifier, &result) {
+                    notify::deliver(notifier.as_ref(), &notify::finished(report)).await;
+                }
                 registration.publish(&result);
                 result
             }

@@ -76,6 +76,28 @@ pub struct Statistics {
     /// the candidate's share for counts), valid at every look.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bounds: Option<(f64, f64)>,
+    /// A per-category count test's statistics, one entry per category.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<CategoryStatistics>,
+}
+
+/// One category of a per-category sequential count test
+/// ([`SequentialKind::Categories`](super::sequential::SequentialKind::Categories)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CategoryStatistics {
+    /// The category's name.
+    pub name: String,
+    /// The candidate's events of this category, over all looks.
+    pub candidate: f64,
+    /// The baseline's, likewise.
+    pub baseline: f64,
+    /// The category's part of the e-value: its mixture likelihood ratio at the
+    /// point of its null nearest the data.
+    pub e_value: f64,
+    /// The confidence sequence of the candidate's share of the category's events
+    /// minus its share of requests, at α / (number of categories).
+    pub bounds: (f64, f64),
 }
 
 /// Holm's step-down correction of one p-value within its family.

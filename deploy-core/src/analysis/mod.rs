@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{HumanDuration, Track, ValidationError, ValidationErrors};
 
 pub use compare::CompareJudge;
-pub use evidence::{AnalysisRecord, Evidence, HolmAdjustment, Statistics};
+pub use evidence::{AnalysisRecord, CategoryStatistics, Evidence, HolmAdjustment, Statistics};
 pub use holm::{MultipleTesting, holm_adjust};
 pub use judge::{Judge, JudgeFactory, JudgeInput, JudgeRegistry, ThresholdJudge, Verdict};
 pub use policy::InconclusivePolicy;
@@ -637,6 +637,10 @@ pub struct Measurement {
     /// Boxed: it holds the samples, and events carry measurements.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<Box<Evidence>>,
+    /// Whether the verdict settled its check ([`Verdict::decisive`]): the analysis
+    /// ended on it (a failure), or stopped measuring the check (a success).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decisive: bool,
 }
 
 /// How an analysis ended.
@@ -679,6 +683,12 @@ pub struct AnalysisReport {
     pub reason: String,
     /// Every measurement, in the order taken.
     pub measurements: Vec<Measurement>,
+    /// How many looks (rounds of measurements) were taken, errors measured again
+    /// included; fewer than `count` when a limit was passed or a decisive verdict
+    /// (an anytime-valid test) ended the analysis early. 0 in records written
+    /// before it was kept.
+    #[serde(default)]
+    pub looks: u32,
 }
 
 #[cfg(test)]

@@ -86,7 +86,8 @@ pub fn recompute(evidence: &Evidence) -> Option<Verdict> {
 
 /// Recomputes every measurement's verdict in `record` from its evidence (with the
 /// analysis' multiple-testing correction, round by round) and reports each that
-/// differs from what the record says: its outcome, or its p-value beyond 1e-9.
+/// differs from what the record says: its outcome, whether it was decisive (ended
+/// the analysis or settled its check early), or its p-value beyond 1e-9.
 ///
 /// ```
 /// use deploy_core::analysis::replay;
@@ -118,6 +119,8 @@ pub fn replay(record: &DeploymentRecord) -> ReplayReport {
                 };
                 let mut again = (*m).clone();
                 again.outcome = verdict.outcome;
+                again.decisive = verdict.decisive
+                    && matches!(verdict.outcome, MeasurementOutcome::Successful | MeasurementOutcome::Failed);
                 again.evidence = verdict.evidence.map(|mut e| {
                     e.query = m.evidence.as_ref().map(|r| r.query.clone()).unwrap_or_default();
                     Box::new(e)
@@ -135,6 +138,9 @@ pub fn replay(record: &DeploymentRecord) -> ReplayReport {
                 let p = |x: &Measurement| x.evidence.as_ref().and_then(|e| e.statistics.p_value);
                 let what = if again.outcome != m.outcome {
                     Some(format!("recorded {} but the evidence gives {}", m.outcome, again.outcome))
+                } else if again.decisive != m.decisive {
+                    let says = |d: bool| if d { "decisive" } else { "not decisive" };
+                    Some(format!("recorded {} but the evidence gives {}", says(m.decisive), says(again.decisive)))
                 } else {
                     match (p(m), p(again)) {
                         (Some(a), Some(b)) if (a - b).abs() > 1e-9 * a.abs().max(1e-300) => {

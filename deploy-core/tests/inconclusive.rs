@@ -81,7 +81,7 @@ async fn silence_pauses_by_default_and_a_promotion_goes_on() {
     assert_eq!(decisions.len(), 1, "{decisions:?}");
     assert_eq!(decisions[0].policy, InconclusivePolicy::Pause);
     assert_eq!(decisions[0].resolution.as_deref(), Some("promoted by the caller"));
-    assert!(decisions[0].reason.contains("had no data 2 times"), "{}", decisions[0].reason);
+    assert!(decisions[0].reason.contains("was inconclusive 2 times"), "{}", decisions[0].reason);
     assert!(report.record.logs.iter().any(|l| l.message.contains("pausing until the caller promotes")));
     // The stored record says the same.
     let stored = f.kit.history().records().into_iter().find(|r| r.id == report.record.id).unwrap();

@@ -234,6 +234,7 @@ impl JudgeRegistry {
                 Ok(Arc::new(MannWhitneyJudge::new(classifier, *lookback, *step)))
             }
             JudgeSpec::Sequential(spec) => Ok(Arc::new(super::sequential::SequentialJudge::new(spec.clone()))),
+            JudgeSpec::CanaryScore(spec) => Ok(Arc::new(super::kayenta::CanaryScoreJudge::new(spec.clone()))),
             JudgeSpec::Custom { name, params } => match self.factories.get(name) {
                 Some(factory) => factory.build(params).map_err(|e| format!("judge {name}: {e}")),
                 None => Err(format!("no judge named {name:?} is registered with the engine")),

@@ -373,6 +373,11 @@ pub enum JudgeSpec {
     /// An anytime-valid sequential test of the candidate against the baseline
     /// ([`sequential::SequentialJudge`]): valid however often it looks.
     Sequential(sequential::SequentialSpec),
+    /// Kayenta's canary score over several metrics, each classified by a
+    /// Mann-Whitney test ([`kayenta::CanaryScoreJudge`]): pass, marginal or fail
+    /// by the score's thresholds; a critical metric that deviates fails the whole
+    /// analysis.
+    CanaryScore(kayenta::ScoreSpec),
     /// A judge registered with the engine under `name`.
     Custom {
         /// The registered name.
@@ -500,6 +505,7 @@ impl JudgeSpec {
                 Ok(())
             }
             Self::Sequential(spec) => spec.check(),
+            Self::CanaryScore(spec) => spec.check(),
             Self::Custom { name, .. } if name.trim().is_empty() => Err("a custom judge needs a name".into()),
             Self::Custom { .. } => Ok(()),
         }
@@ -534,6 +540,7 @@ impl fmt::Display for JudgeSpec {
                 confidence * 100.0
             ),
             Self::Sequential(spec) => write!(f, "{spec}"),
+            Self::CanaryScore(spec) => write!(f, "{spec}"),
             Self::Custom { name, .. } => write!(f, "judged by {name}"),
         }
     }

@@ -80,6 +80,11 @@ pub fn recompute(evidence: &Evidence) -> Option<Verdict> {
         JudgeSpec::MannWhitney { lookback, step, .. } => super::judge::mann_whitney_classifier(&evidence.judge)
             .map(|classifier| MannWhitneyJudge::new(classifier, *lookback, *step).judge_samples(candidate, baseline)),
         JudgeSpec::Sequential(spec) => Some(spec.judge_values(candidate, baseline)),
+        JudgeSpec::CanaryScore(spec) => {
+            let samples: Vec<(&[f64], &[f64])> =
+                evidence.metrics.iter().map(|m| (m.candidate.as_slice(), m.baseline.as_slice())).collect();
+            Some(spec.judge_samples(&samples))
+        }
         JudgeSpec::Custom { .. } => None,
     }
 }
@@ -136,6 +141,8 @@ pub fn replay(record: &DeploymentRecord) -> ReplayReport {
                 report.checked += 1;
                 let again = &replayed[i];
                 let p = |x: &Measurement| x.evidence.as_ref().and_then(|e| e.statistics.p_value);
+                let score =
+                    |x: &Measurement| x.evidence.as_ref().and_then(|e| e.statistics.score.as_ref()).map(|s| s.score);
                 let what = if again.outcome != m.outcome {
                     Some(format!("recorded {} but the evidence gives {}", m.outcome, again.outcome))
                 } else if again.decisive != m.decisive {
@@ -147,7 +154,13 @@ pub fn replay(record: &DeploymentRecord) -> ReplayReport {
                             Some(format!("recorded p = {a} but the evidence gives p = {b}"))
                         }
                         (Some(_), None) | (None, Some(_)) => Some("p-value recorded on one side only".to_owned()),
-                        _ => None,
+                        _ => match (score(m), score(again)) {
+                            (Some(a), Some(b)) if (a - b).abs() > 1e-9 => {
+                                Some(format!("recorded score {a} but the evidence gives {b}"))
+                            }
+                            (Some(_), None) | (None, Some(_)) => Some("score recorded on one side only".to_owned()),
+                            _ => None,
+                        },
                     }
                 };
                 if let Some(what) = what {

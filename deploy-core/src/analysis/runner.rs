@@ -364,7 +364,10 @@ impl Tally {
         } else if self.inconclusive > spec.inconclusive_limit {
             Some((
                 AnalysisOutcome::Inconclusive,
-                format!("{} had no data {} times (limit {})", m.check, self.inconclusive, spec.inconclusive_limit),
+                format!(
+                    "{} was inconclusive {} times (limit {}): {}",
+                    m.check, self.inconclusive, spec.inconclusive_limit, m.detail
+                ),
             ))
         } else if self.failed > spec.failure_limit {
             Some((

@@ -37,13 +37,33 @@
 //!   `E = B(a + x, a + N − x) / B(a, a) / (θ₀ˣ (1 − θ₀)^(N − x))`; the confidence
 //!   sequence is the set of θ₀ with `E < 1/α`.
 //!
+//! - **Counts by category** (2xx/4xx/5xx; [`SequentialKind::Categories`]): within
+//!   each category, whether an event is the candidate's is Bernoulli(θₖ), with
+//!   θₖ = θ₀ when the candidate behaves like the baseline. Each category has the
+//!   Beta mixture above (the two-arm case of Lindon and Malek's
+//!   Dirichlet-multinomial test); categories are independent Poisson streams given
+//!   the requests, so the product of their mixture likelihood ratios is again a
+//!   mixture likelihood ratio (over a product prior) and a martingale under the
+//!   truth. The null is that no category is worse by its own direction; the test
+//!   rejects once the smallest `E` over that whole null reaches 1/α, which keeps
+//!   the chance of failing a canary that is nowhere worse at or below α at every
+//!   look. Each category's confidence sequence is recorded at α / k, so that all k
+//!   hold together.
+//!
 //! A test counts only deviations in its `direction` against the candidate (a
 //! one-sided rejection of a two-sided e-value, which keeps the bound). Each look
-//! returns Failed once `E ≥ 1/α` in the bad direction, Successful otherwise (the
-//! detail says whether the confidence sequence already excludes a regression
-//! larger than `margin`, the "clear either way" of the paper), and Inconclusive
-//! while a side has too few values. Every value the test used is in the verdict's
-//! evidence, so [`replay`](super::replay) recomputes it.
+//! returns Failed once `E ≥ 1/α` in the bad direction, Successful otherwise, and
+//! Inconclusive while a side has too few values. The test stops early when the
+//! evidence is clear either way: a failure, and a success whose confidence
+//! sequence already excludes any regression larger than `margin`, are
+//! [decisive](super::Verdict::decisive), and the
+//! [`AnalysisRunner`](super::AnalysisRunner) ends the analysis on the first (the
+//! rollout rolls back, whatever `failure_limit` allows) and stops measuring the
+//! check after the second, before `count` looks; the report keeps how many
+//! looks were used ([`AnalysisReport::looks`](super::AnalysisReport::looks)).
+//! Stopping at a decisive look keeps the guarantees, since both hold at every
+//! look at once. Every value the test used is in the verdict's evidence, so
+//! [`replay`](super::replay) recomputes it.
 //!
 //! Looks must see fresh data: the judge appends the values of each look's
 //! `lookback` to those of earlier looks, so `lookback` should equal the analysis
@@ -131,11 +151,14 @@ pub struct SequentialSpec {
     /// The time between two values in the window (continuous).
     pub step: HumanDuration,
     /// The mixing scale: τ in baseline standard deviations (continuous, 0.5 by
-    /// default), or the Beta prior's `a` (counts, 1 by default: uniform).
+    /// default), or the Beta prior's `a` (counts and categories, 1 by default:
+    /// uniform).
     #[serde(default = "default_mixing")]
     pub mixing: f64,
-    /// The largest difference that is harmless, for the "clearly no regression"
-    /// note (continuous: in the metric's unit; counts: in θ); 0 by default.
+    /// The largest difference that is harmless (continuous: in the metric's unit;
+    /// counts: in θ, the candidate's share of the errors); 0 by default. Once the
+    /// confidence sequence excludes every regression larger than this, the
+    /// success is decisive and the analysis stops measuring the check.
     #[serde(default)]
     pub margin: f64,
     /// The fewest values per side before judging (continuous); 10 by default.

@@ -46,10 +46,10 @@ async fn rollout(f: &Fixture, analysis: &AnalysisSpec) -> DeploymentRecord {
     let plan = Canary::progressive([50, 100].map(pct), analysis).plan(&PlanInput::new(common::REPLICAS));
     let run = f.engine.run(RolloutRequest::new(f.spec.clone(), f.v2.clone(), plan).from(f.v1.clone()));
     // A rollout that pauses for a decision would wait for ever: fail instead.
-    let report = tokio::time::timeout(std::time::Duration::from_secs(6 * 3600), run)
-        .await
-        .expect("the rollout ended within six hours (it did not pause)")
-        .unwrap();
+    let Ok(report) = tokio::time::timeout(std::time::Duration::from_secs(6 * 3600), run).await else {
+        panic!("the rollout did not end within six hours: it paused for a decision");
+    };
+    let report = report.unwrap();
     f.kit.history().records().into_iter().find(|r| r.id == report.record.id).unwrap()
 }
 

@@ -452,7 +452,7 @@ impl SequentialSpec {
         };
         let (c, b) = (sums(candidate), sums(baseline));
         let (nc, nb) = (c[0], b[0]);
-        if nc <= 0.0 || nb <= 0.0 || candidate.len() % (k + 1) != 0 || baseline.len() % (k + 1) != 0 {
+        if nc <= 0.0 || nb <= 0.0 || !candidate.len().is_multiple_of(k + 1) || !baseline.len().is_multiple_of(k + 1) {
             let detail = format!("not enough data: {nc} candidate and {nb} baseline requests");
             return (MeasurementOutcome::Inconclusive, stats, detail, false);
         }

@@ -2,7 +2,9 @@
 //! baseline samples are compared with a Mann-Whitney test and classified Pass, High,
 //! Low or NoData ([`MannWhitneyClassifier`], [`MannWhitneyJudge`]); the share of
 //! passing metrics is a score from 0 to 100 that is Pass, Marginal or Fail against
-//! two thresholds ([`CanaryScorer`]).
+//! two thresholds ([`CanaryScorer`]). An analysis uses the score as the judge of
+//! several metrics with [`ScoreSpec`] (`JudgeSpec::CanaryScore`, run by
+//! [`CanaryScoreJudge`]).
 
 use std::collections::BTreeMap;
 use std::fmt;

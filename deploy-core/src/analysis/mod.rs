@@ -8,6 +8,10 @@
 //! `consecutive_error_limit` measurements in a row could not be taken, or more than
 //! `inconclusive_limit` had no data, and the worst of these decides. "No data" is its own outcome with its own
 //! limit: a quiet canary is neither rolled back for silence nor promoted on it.
+//! A [decisive](Verdict::decisive) verdict ends a check early: a failure ends the
+//! analysis at once, a success stops measuring the check, and an analysis whose
+//! checks are all settled ends before `count` looks
+//! ([`AnalysisReport::looks`] keeps how many were used).
 //!
 //! ```
 //! use deploy_core::analysis::{AnalysisSpec, JudgeSpec, MetricCheck};
@@ -67,7 +71,9 @@ pub struct AnalysisSpec {
     pub initial_delay: HumanDuration,
     /// How many measurements to take; at least 1.
     pub count: u32,
-    /// The analysis fails when more than this many measurements of one check failed.
+    /// The analysis fails when more than this many measurements of one check
+    /// failed. A [decisive](Verdict::decisive) failure (an anytime-valid test that
+    /// rejected, a critical metric of a canary score) fails it at once.
     #[serde(default)]
     pub failure_limit: u32,
     /// The analysis is inconclusive when more than this many measurements of one

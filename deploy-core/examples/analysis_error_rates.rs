@@ -1,24 +1,29 @@
 //! The false-rollback and detection rates of canary analysis, by simulation.
 //!
 //! Runs thousands of A/A canaries (no difference) and A/B canaries (latency shifts
-//! of 0.5, 1 and 2 standard deviations; error rates 1.5 and 2 times the baseline's)
-//! through the engine's analysis (`AnalysisRunner`, the judges resolved as the
-//! engine resolves them, values served by the test kit's metrics provider) with
-//! three judges at α = 0.02:
+//! of 0.5, 1 and 2 standard deviations; error rates 1.5 and 2 times the baseline's;
+//! per-status-class counts with 5xx doubled or 4xx 1.5 times) through the engine's
+//! analysis (`AnalysisRunner`, the judges resolved as the engine resolves them,
+//! values served by the test kit's metrics provider) with three judges at α = 0.02:
 //!
 //! - the threshold judge: each look's candidate mean (or error rate) against a
 //!   fixed bound set at the 98 % quantile of a good canary's look;
 //! - repeated Mann-Whitney: a one-sided test at 98 % confidence of all values so
 //!   far, at every look (Kayenta's judgement of a growing window, tolerance 0);
-//! - the anytime-valid sequential judge (`JudgeSpec::Sequential`).
+//! - the anytime-valid sequential judge (`JudgeSpec::Sequential`), which ends the
+//!   analysis early, passing, once its confidence sequence lies within its margin
+//!   (0.5 sd for latency, 0.1 of the candidate's share of errors for counts, about
+//!   an error-rate ratio of 1.5), and failing once it excludes no regression; for
+//!   status classes, the per-category (multinomial) test (2xx/4xx/5xx), the only
+//!   judge of those rows.
 //!
 //! Each canary is analysed for up to 20 looks with a failure limit of 0; a verdict
-//! at look k depends only on the data up to k, so the first failing look gives the
-//! outcome for every budget of 1, 5, 10 and 20 looks. Deterministic: the seed fixes
-//! every value. Run:
+//! at look k depends only on the data up to k, so the look at which the analysis
+//! ended (failed, or passed early) gives the outcome for every budget of 1, 5, 10
+//! and 20 looks. Deterministic: the seed fixes every value. Run:
 //!
 //! ```text
-//! cargo run --release -p deploy-core --features testkit --example analysis_error_rates -- 20261130 2000 500
+//! cargo run --release -p deploy-core --features testkit --example analysis_error_rates -- 20261130 4000 1000
 //! ```
 //!
 //! (seed, A/A canaries per judge, A/B canaries per judge and scenario).
@@ -26,7 +31,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deploy_core::analysis::sequential::SequentialSpec;
+use deploy_core::analysis::sequential::{CountCategory, SequentialSpec};
 use deploy_core::analysis::{
     AnalysisOutcome, AnalysisRunner, AnalysisSpec, AnalysisTarget, Direction, JudgeRegistry, JudgeSpec,
     MeasurementOutcome, MetricCheck,
@@ -43,6 +48,12 @@ const VALUES_PER_LOOK: usize = 10;
 /// Requests per track per look (10 Mann-Whitney values of 100 requests each).
 const REQUESTS_PER_LOOK: u32 = 1_000;
 const BASE_ERROR_RATE: f64 = 0.01;
+/// Status classes of a good release: 4xx and 5xx rates (the rest is 2xx).
+const BASE_CLIENT_RATE: f64 = 0.02;
+const BASE_SERVER_RATE: f64 = 0.01;
+/// The sequential judges' margins: what counts as clearly no regression.
+const LATENCY_MARGIN: f64 = 5.0;
+const SHARE_MARGIN: f64 = 0.1;
 /// The 98 % quantile of the standard normal.
 const Z_98: f64 = 2.053_748_910_631_823;
 
@@ -82,6 +93,8 @@ enum Scenario {
     Latency(f64),
     /// Error rate this many times the baseline's.
     Errors(f64),
+    /// Status classes: the 4xx and the 5xx rate this many times the baseline's.
+    Statuses(f64, f64),
 }
 
 impl Scenario {
@@ -91,12 +104,38 @@ impl Scenario {
             Self::Latency(s) => format!("latency +{s} sd"),
             Self::Errors(1.0) => "A/A errors".to_owned(),
             Self::Errors(f) => format!("errors ×{f}"),
+            Self::Statuses(1.0, 1.0) => "A/A status classes".to_owned(),
+            Self::Statuses(1.0, f) => format!("status classes, 5xx ×{f}"),
+            Self::Statuses(f, 1.0) => format!("status classes, 4xx ×{f}"),
+            Self::Statuses(c, f) => format!("status classes, 4xx ×{c}, 5xx ×{f}"),
         }
     }
 
     fn is_null(self) -> bool {
-        matches!(self, Self::Latency(0.0) | Self::Errors(1.0))
+        matches!(self, Self::Latency(0.0) | Self::Errors(1.0) | Self::Statuses(1.0, 1.0))
     }
+
+    fn data(self) -> Data {
+        match self {
+            Self::Latency(_) => Data::Latency,
+            Self::Errors(_) => Data::Errors,
+            Self::Statuses(..) => Data::Statuses,
+        }
+    }
+
+    fn judges(self) -> &'static [JudgeKind] {
+        match self {
+            Self::Statuses(..) => &[JudgeKind::Sequential],
+            _ => &[JudgeKind::Threshold, JudgeKind::MannWhitney, JudgeKind::Sequential],
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Data {
+    Latency,
+    Errors,
+    Statuses,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -107,27 +146,61 @@ enum JudgeKind {
 }
 
 impl JudgeKind {
-    fn label(self) -> &'static str {
-        match self {
-            Self::Threshold => "threshold",
-            Self::MannWhitney => "repeated Mann-Whitney",
-            Self::Sequential => "sequential",
+    fn label(self, data: Data) -> &'static str {
+        match (self, data) {
+            (Self::Threshold, _) => "threshold",
+            (Self::MannWhitney, _) => "repeated Mann-Whitney",
+            (Self::Sequential, Data::Statuses) => "sequential, per category",
+            (Self::Sequential, _) => "sequential",
         }
     }
 }
 
-/// Per look, for (candidate, baseline): latency values, error counts, and
-/// per-value error rates.
+/// Per look, for (candidate, baseline): latency values, error counts,
+/// per-value error rates, and [2xx, 4xx, 5xx] counts.
 struct Look {
     latency: (Vec<f64>, Vec<f64>),
     errors: (f64, f64),
     error_rates: (Vec<f64>, Vec<f64>),
+    statuses: ([f64; 3], [f64; 3]),
+}
+
+/// `REQUESTS_PER_LOOK` requests sorted into 2xx, 4xx and 5xx.
+fn statuses(rng: &mut Rng, client: f64, server: f64) -> [f64; 3] {
+    let mut counts = [0.0; 3];
+    for _ in 0..REQUESTS_PER_LOOK {
+        let u = rng.uniform();
+        let class = if u < server {
+            2
+        } else if u < server + client {
+            1
+        } else {
+            0
+        };
+        counts[class] += 1.0;
+    }
+    counts
 }
 
 fn draw(rng: &mut Rng, scenario: Scenario) -> Vec<Look> {
+    if let Scenario::Statuses(client, server) = scenario {
+        return (0..LOOKS)
+            .map(|_| {
+                let c = statuses(rng, BASE_CLIENT_RATE * client, BASE_SERVER_RATE * server);
+                let b = statuses(rng, BASE_CLIENT_RATE, BASE_SERVER_RATE);
+                Look {
+                    latency: (Vec::new(), Vec::new()),
+                    errors: (0.0, 0.0),
+                    error_rates: (Vec::new(), Vec::new()),
+                    statuses: (c, b),
+                }
+            })
+            .collect();
+    }
     let (shift, factor) = match scenario {
         Scenario::Latency(s) => (s, 1.0),
         Scenario::Errors(f) => (0.0, f),
+        Scenario::Statuses(..) => (0.0, 1.0),
     };
     let per_value = REQUESTS_PER_LOOK / 10;
     (0..LOOKS)
@@ -137,17 +210,32 @@ fn draw(rng: &mut Rng, scenario: Scenario) -> Vec<Look> {
             let cv: Vec<f64> = (0..10).map(|_| rng.binomial(per_value, BASE_ERROR_RATE * factor)).collect();
             let bv: Vec<f64> = (0..10).map(|_| rng.binomial(per_value, BASE_ERROR_RATE)).collect();
             let rate = |v: Vec<f64>| v.into_iter().map(|n| n / f64::from(per_value)).collect::<Vec<f64>>();
-            Look { latency: (c, b), errors: (cv.iter().sum(), bv.iter().sum()), error_rates: (rate(cv), rate(bv)) }
+            Look {
+                latency: (c, b),
+                errors: (cv.iter().sum(), bv.iter().sum()),
+                error_rates: (rate(cv), rate(bv)),
+                statuses: ([0.0; 3], [0.0; 3]),
+            }
         })
         .collect()
 }
 
-fn spec(judge: JudgeKind, errors: bool) -> AnalysisSpec {
+fn spec(judge: JudgeKind, data: Data) -> AnalysisSpec {
+    let errors = data != Data::Latency;
     let window = HumanDuration::new(Duration::from_secs(30));
     let step = HumanDuration::new(Duration::from_secs(3));
     #[expect(clippy::cast_precision_loss, reason = "10")]
     let n = VALUES_PER_LOOK as f64;
     let judge = match (judge, errors) {
+        (_, true) if data == Data::Statuses => JudgeSpec::Sequential(
+            SequentialSpec::categories([
+                CountCategory::new("2xx", "2xx").direction(Direction::Decrease),
+                CountCategory::new("4xx", "4xx"),
+                CountCategory::new("5xx", "5xx"),
+            ])
+            .alpha(ALPHA)
+            .margin(SHARE_MARGIN),
+        ),
         (JudgeKind::Threshold, false) => JudgeSpec::max(100.0 + Z_98 * 10.0 / n.sqrt()),
         (JudgeKind::Threshold, true) => {
             let requests = f64::from(REQUESTS_PER_LOOK);
@@ -160,20 +248,31 @@ fn spec(judge: JudgeKind, errors: bool) -> AnalysisSpec {
             }
             spec
         }
-        (JudgeKind::Sequential, false) => {
-            JudgeSpec::Sequential(SequentialSpec::continuous(Direction::Increase, window, step).alpha(ALPHA))
-        }
-        (JudgeKind::Sequential, true) => {
-            JudgeSpec::Sequential(SequentialSpec::counts(Direction::Increase, "requests").alpha(ALPHA))
-        }
+        (JudgeKind::Sequential, false) => JudgeSpec::Sequential(
+            SequentialSpec::continuous(Direction::Increase, window, step).alpha(ALPHA).margin(LATENCY_MARGIN),
+        ),
+        (JudgeKind::Sequential, true) => JudgeSpec::Sequential(
+            SequentialSpec::counts(Direction::Increase, "requests").alpha(ALPHA).margin(SHARE_MARGIN),
+        ),
     };
     AnalysisSpec::new("simulation").metric(MetricCheck::new("m", "q", judge)).interval(window).count(LOOKS)
 }
 
 /// Scripts the kit with one canary's data for `judge`.
-fn script(kit: &TestKit, looks: &[Look], judge: JudgeKind, errors: bool) {
+fn script(kit: &TestKit, looks: &[Look], judge: JudgeKind, data: Data) {
+    let errors = data != Data::Latency;
     let m = kit.metric_values();
     for (track, candidate) in [(Track::Canary, true), (Track::Stable, false)] {
+        if data == Data::Statuses {
+            let side = |l: &Look| if candidate { l.statuses.0 } else { l.statuses.1 };
+            let per_look =
+                |i: usize| MetricScript::PerCall(looks.iter().map(|l| MetricValue::Scalar(side(l)[i])).collect());
+            m.set("m", track, f64::from(REQUESTS_PER_LOOK));
+            for (i, class) in ["m-2xx", "m-4xx", "m-5xx"].into_iter().enumerate() {
+                m.script(class, track, per_look(i));
+            }
+            continue;
+        }
         let side = |pair: &(Vec<f64>, Vec<f64>)| if candidate { pair.0.clone() } else { pair.1.clone() };
         let count = |pair: (f64, f64)| if candidate { pair.0 } else { pair.1 };
         let script = match (judge, errors) {
@@ -208,8 +307,9 @@ fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
 }
 
-/// The first look (from 1) at which the analysis failed, if it did.
-async fn first_failure(spec: &AnalysisSpec, metrics: &Arc<dyn MetricsProvider>) -> Option<u32> {
+/// How one canary's analysis ended: the look (from 1) at which it failed, if it
+/// did, and the looks it used (fewer than 20 when it was decided early).
+async fn analyse(spec: &AnalysisSpec, metrics: &Arc<dyn MetricsProvider>) -> (Option<u32>, u32) {
     let (app, _, v2) = testkit::sample_app(1);
     let target = AnalysisTarget::new(app.id(), Track::Canary, Track::Stable, v2.version);
     let runner = match AnalysisRunner::new(spec.clone(), target, Some(Arc::clone(metrics)), &JudgeRegistry::new(), &[])
@@ -218,10 +318,11 @@ async fn first_failure(spec: &AnalysisSpec, metrics: &Arc<dyn MetricsProvider>) 
         Err(e) => panic!("the simulation's spec is invalid: {e}"),
     };
     let report = runner.run(|_| {}).await;
-    (report.outcome == AnalysisOutcome::Failed).then(|| {
+    let failed = (report.outcome == AnalysisOutcome::Failed).then(|| {
         let last = report.measurements.iter().rev().find(|m| m.outcome == MeasurementOutcome::Failed);
         last.map_or(LOOKS, |m| m.round + 1)
-    })
+    });
+    (failed, report.looks)
 }
 
 fn main() {
@@ -242,38 +343,44 @@ fn main() {
         Scenario::Errors(1.0),
         Scenario::Errors(1.5),
         Scenario::Errors(2.0),
+        Scenario::Statuses(1.0, 1.0),
+        Scenario::Statuses(1.0, 2.0),
+        Scenario::Statuses(1.5, 1.0),
     ];
-    let judges = [JudgeKind::Threshold, JudgeKind::MannWhitney, JudgeKind::Sequential];
     let mut rows = Vec::new();
     runtime.block_on(async {
         let kit = TestKit::new();
         let metrics = kit.metrics();
         for (s, scenario) in (0u64..).zip(scenarios) {
-            let errors = matches!(scenario, Scenario::Errors(_));
+            let data = scenario.data();
+            let judges = scenario.judges();
             let runs = if scenario.is_null() { aa } else { ab };
             let mut failures: Vec<Vec<u32>> = judges.iter().map(|_| Vec::new()).collect();
+            let mut decided: Vec<Vec<u32>> = judges.iter().map(|_| Vec::new()).collect();
             // One stream per scenario: every judge sees the same canaries.
             let mut rng = Rng(seed ^ s.wrapping_mul(0xd1b5_4a32_d192_ed03));
             for _ in 0..runs {
                 let looks = draw(&mut rng, scenario);
                 for (j, judge) in judges.iter().enumerate() {
-                    script(&kit, &looks, *judge, errors);
-                    if let Some(look) = first_failure(&spec(*judge, errors), &metrics).await {
+                    script(&kit, &looks, *judge, data);
+                    let (failed, used) = analyse(&spec(*judge, data), &metrics).await;
+                    if let Some(look) = failed {
                         failures[j].push(look);
                     }
+                    decided[j].push(used);
                 }
             }
-            for (judge, f) in judges.iter().zip(failures) {
-                rows.push((scenario, *judge, runs, f));
+            for ((judge, f), d) in judges.iter().zip(failures).zip(decided) {
+                rows.push((scenario, *judge, runs, f, d));
             }
         }
     });
     println!("seed {seed}, {aa} A/A and {ab} A/B canaries per judge and scenario, α = {ALPHA}, up to {LOOKS} looks");
     println!();
     let budgets: Vec<String> = BUDGETS.iter().map(|b| format!("{b} look{}", if *b == 1 { "" } else { "s" })).collect();
-    println!("| scenario | judge | {} | median looks to rollback (of 20) |", budgets.join(" | "));
-    println!("|---|---|{}---|", "---|".repeat(BUDGETS.len()));
-    for (scenario, judge, runs, mut looks) in rows {
+    println!("| scenario | judge | {} | median looks to a decision (of 20) | passed early |", budgets.join(" | "));
+    println!("|---|---|{}---|---|", "---|".repeat(BUDGETS.len()));
+    for (scenario, judge, runs, looks, mut used) in rows {
         let cells: Vec<String> = BUDGETS
             .iter()
             .map(|b| {
@@ -283,8 +390,17 @@ fn main() {
                 format!("{:.1} % ± {:.1}", p * 100.0, se * 100.0)
             })
             .collect();
-        looks.sort_unstable();
-        let median = looks.get(looks.len() / 2).map_or_else(|| "–".to_owned(), ToString::to_string);
-        println!("| {} | {} | {} | {median} |", scenario.label(), judge.label(), cells.join(" | "));
+        // A decision: the look at which the analysis failed or passed early; an
+        // analysis that ran out of looks decided at look 20.
+        let passed_early = used.iter().filter(|u| **u < LOOKS).count() - looks.iter().filter(|l| **l < LOOKS).count();
+        used.sort_unstable();
+        let median = used.get(used.len() / 2).map_or_else(|| "–".to_owned(), ToString::to_string);
+        let share = f64::from(u32::try_from(passed_early).unwrap_or(u32::MAX)) / f64::from(runs) * 100.0;
+        println!(
+            "| {} | {} | {} | {median} | {share:.1} % |",
+            scenario.label(),
+            judge.label(scenario.data()),
+            cells.join(" | ")
+        );
     }
 }

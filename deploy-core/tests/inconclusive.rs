@@ -81,7 +81,7 @@ async fn silence_pauses_by_default_and_a_promotion_goes_on() {
     assert_eq!(decisions.len(), 1, "{decisions:?}");
     assert_eq!(decisions[0].policy, InconclusivePolicy::Pause);
     assert_eq!(decisions[0].resolution.as_deref(), Some("promoted by the caller"));
-    assert!(decisions[0].reason.contains("had no data 2 times"), "{}", decisions[0].reason);
+    assert!(decisions[0].reason.contains("was inconclusive 2 times"), "{}", decisions[0].reason);
     assert!(report.record.logs.iter().any(|l| l.message.contains("pausing until the caller promotes")));
     // The stored record says the same.
     let stored = f.kit.history().records().into_iter().find(|r| r.id == report.record.id).unwrap();
@@ -104,6 +104,77 @@ async fn another_process_can_promote_the_pause() {
     assert_eq!(report.record.inconclusive_decisions[0].resolution.as_deref(), Some("promoted by the caller"));
     // Nothing waits any more: a second promotion is refused.
     assert!(other.promote(&f.spec.id()).await.is_err(), "nothing waits any more");
+}
+
+/// A crash during the pause after an inconclusive analysis: engine A pauses, its
+/// process dies (its task is killed and the engine dropped); engine B resumes on
+/// the same stores and shows the same pause without running the analysis again
+/// (no metric query), then a promotion from B goes on.
+#[tokio::test(start_paused = true)]
+async fn a_crash_during_the_pause_keeps_the_outcome_and_a_resumed_engine_waits_for_the_decision() {
+    let f = Fixture::new(Strat::Canary);
+    silent_canary(&f);
+    let Fixture { kit, engine, smoke, spec, strat, v1, v2, .. } = f;
+    let request = RolloutRequest::new(spec.clone(), v2.clone(), plan(InconclusivePolicy::Pause)).from(v1.clone());
+    let mut handle = engine.start(request).await.unwrap();
+    until_inconclusive_pause(&mut handle).await;
+    let queried = kit.metric_values().queries("error-rate", Track::Canary);
+    assert_eq!(queried, 2, "the analysis measured twice (inconclusive limit 1)");
+    // The state saved with the pause keeps the analysis' outcome and the open decision.
+    let saved = kit.state_store().load(&spec.id()).await.unwrap().unwrap().value;
+    let analysis = saved.record.analyses.last().unwrap();
+    assert_eq!(analysis.report.outcome, AnalysisOutcome::Inconclusive);
+    let decision = saved.record.inconclusive_decisions.last().unwrap();
+    assert_eq!((decision.step, decision.resolution.as_ref()), (analysis.step, None));
+    let paused_step = analysis.step;
+    // The crash.
+    handle.kill();
+    drop(engine);
+
+    let b = common::Fixture::engine_on(&kit, &smoke, strat, "engine-b");
+    let mut resumed = common::resume_when_free(&b, &spec.id()).await;
+    let mut seen = Vec::new();
+    loop {
+        let e = resumed.next_event().await.unwrap();
+        let paused = matches!(e, RolloutEvent::Paused { kind: PauseKind::UntilPromoted, .. });
+        seen.push(e);
+        if paused {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|e| matches!(e, RolloutEvent::Paused { index, .. } if *index == paused_step)),
+        "the same pause, at step {paused_step}: {seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|e| matches!(e, RolloutEvent::Measurement { .. } | RolloutEvent::AnalysisFinished { .. })),
+        "the analysis did not run again: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|e| matches!(e, RolloutEvent::Decision { message } if message.contains("not run again"))),
+        "{seen:?}"
+    );
+    assert_eq!(kit.metric_values().queries("error-rate", Track::Canary), queried, "no new metric query");
+    // It keeps waiting: an hour later, still no query and still in progress.
+    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    assert_eq!(kit.metric_values().queries("error-rate", Track::Canary), queried);
+    assert!(kit.history().records().iter().all(|r| r.status == DeploymentStatus::InProgress));
+    assert!(kit.snapshot(&spec.id()).runs(&v2.version), "nothing rolled back while paused");
+
+    // Data comes back; B promotes; the rollout goes on and succeeds.
+    kit.metric_values().set("error-rate", Track::Canary, 0.001);
+    b.promote(&spec.id()).await.unwrap();
+    let report = resumed.wait().await.unwrap();
+    assert_eq!(report.status, DeploymentStatus::Succeeded, "{:?}", report.cause);
+    let decisions = &report.record.inconclusive_decisions;
+    assert_eq!(decisions.len(), 1, "one pause, not a second one after the resume: {decisions:?}");
+    assert_eq!(decisions[0].resolution.as_deref(), Some("promoted by the caller"));
+    // The analyses: the inconclusive one from before the crash, kept as saved, then
+    // the next step's, which ran on B.
+    assert_eq!(report.record.analyses.len(), 2, "{:?}", report.record.analyses);
+    assert_eq!(&report.record.analyses[0], analysis);
+    assert_eq!(report.record.analyses[1].report.outcome, AnalysisOutcome::Successful);
+    assert!(deploy_core::analysis::replay(&report.record).reproduced());
 }
 
 #[tokio::test(start_paused = true)]

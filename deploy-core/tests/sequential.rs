@@ -94,3 +94,72 @@ fn counts_stay_valid_over_many_looks() {
     let rate = f64::from(false_rollbacks) / CANARIES as f64;
     assert!(rate <= ALPHA + 3.0 * (ALPHA * (1.0 - ALPHA) / CANARIES as f64).sqrt(), "{rate}");
 }
+
+/// Per-category counts (2xx/4xx/5xx, 1 000 requests per look and track): a good
+/// canary is failed at most α of the time over 20 looks; 5xx doubled is found.
+#[test]
+fn per_category_counts_stay_valid_over_many_looks_and_find_doubled_5xx() {
+    use deploy_core::analysis::sequential::CountCategory;
+    let spec = SequentialSpec::categories([
+        CountCategory::new("2xx", "q").direction(Direction::Decrease),
+        CountCategory::new("4xx", "q"),
+        CountCategory::new("5xx", "q"),
+    ]);
+    let look = |rng: &mut Rng, server: f64| {
+        let mut counts = [1_000.0, 0.0, 0.0, 0.0];
+        for _ in 0..1_000 {
+            let u = rng.uniform();
+            let class = if u < server {
+                3
+            } else if u < server + 0.02 {
+                2
+            } else {
+                1
+            };
+            counts[class] += 1.0;
+        }
+        counts
+    };
+    let run = |rng: &mut Rng, server: f64| {
+        let (mut c, mut b) = (Vec::new(), Vec::new());
+        for n in 1..=LOOKS {
+            c.extend(look(rng, server));
+            b.extend(look(rng, 0.01));
+            let v = spec.judge_values(&c, &b);
+            if v.outcome == MeasurementOutcome::Failed {
+                assert!(v.decisive);
+                return Some(n);
+            }
+        }
+        None
+    };
+    let mut rng = Rng(13);
+    let false_rollbacks = (0..CANARIES).filter(|_| run(&mut rng, 0.01).is_some()).count();
+    let rate = false_rollbacks as f64 / CANARIES as f64;
+    assert!(rate <= ALPHA + 3.0 * (ALPHA * (1.0 - ALPHA) / CANARIES as f64).sqrt(), "{rate}");
+    let found = (0..100).filter(|_| run(&mut rng, 0.02).is_some()).count();
+    assert!(found >= 90, "{found} of 100 doubled-5xx canaries found within {LOOKS} looks");
+}
+
+/// With a margin, a good canary's test becomes decisive (clearly no regression)
+/// once its confidence sequence lies within it, before the last look.
+#[test]
+fn a_margin_lets_a_good_canary_be_decided_early() {
+    let mut rng = Rng(17);
+    let with_margin =
+        SequentialSpec::continuous(Direction::Increase, "30s".parse().unwrap(), "3s".parse().unwrap()).margin(5.0);
+    let (mut c, mut b) = (Vec::new(), Vec::new());
+    let mut decided = None;
+    for n in 1..=LOOKS {
+        c.extend((0..PER_LOOK).map(|_| 100.0 + 10.0 * rng.normal()));
+        b.extend((0..PER_LOOK).map(|_| 100.0 + 10.0 * rng.normal()));
+        let v = with_margin.judge_values(&c, &b);
+        if v.decisive {
+            assert_eq!(v.outcome, MeasurementOutcome::Successful, "{}", v.detail);
+            assert!(v.evidence.unwrap().statistics.bounds.unwrap().1 <= 5.0);
+            decided = Some(n);
+            break;
+        }
+    }
+    assert!(decided.is_some_and(|n| n < LOOKS), "decided at {decided:?}");
+}

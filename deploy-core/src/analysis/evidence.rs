@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::kayenta::{CanaryScore, MetricEvidence};
 use super::mann_whitney::{Alternative, PValueMethod, ShiftEstimate};
 use super::{AnalysisReport, AnalysisSpec, JudgeSpec};
 
@@ -30,13 +31,17 @@ pub struct Evidence {
     /// The Holm correction applied across the analysis' metrics in this round.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holm: Option<HolmAdjustment>,
+    /// For a judge over several metrics (a canary score), each metric's samples,
+    /// class and statistics; `candidate` and `baseline` are then empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricEvidence>,
 }
 
 impl Evidence {
     /// Evidence for `judge` over `candidate` and `baseline`; the query is filled in
     /// by the runner.
     pub fn new(judge: JudgeSpec, candidate: Vec<f64>, baseline: Vec<f64>, statistics: Statistics) -> Self {
-        Self { query: String::new(), judge, candidate, baseline, statistics, holm: None }
+        Self { query: String::new(), judge, candidate, baseline, statistics, holm: None, metrics: Vec::new() }
     }
 }
 
@@ -76,6 +81,31 @@ pub struct Statistics {
     /// the candidate's share for counts), valid at every look.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bounds: Option<(f64, f64)>,
+    /// A per-category count test's statistics, one entry per category.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<CategoryStatistics>,
+    /// A canary score over several metrics, with its verdict and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<CanaryScore>,
+}
+
+/// One category of a per-category sequential count test
+/// ([`SequentialKind::Categories`](super::sequential::SequentialKind::Categories)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CategoryStatistics {
+    /// The category's name.
+    pub name: String,
+    /// The candidate's events of this category, over all looks.
+    pub candidate: f64,
+    /// The baseline's, likewise.
+    pub baseline: f64,
+    /// The category's part of the e-value: its mixture likelihood ratio at the
+    /// point of its null nearest the data.
+    pub e_value: f64,
+    /// The confidence sequence of the candidate's share of the category's events
+    /// minus its share of requests, at α / (number of categories).
+    pub bounds: (f64, f64),
 }
 
 /// Holm's step-down correction of one p-value within its family.

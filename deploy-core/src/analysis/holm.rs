@@ -68,6 +68,7 @@ pub(crate) fn correct_round(round: &mut [&mut Measurement]) {
         let rejected = adjusted_p <= *alpha;
         if m.outcome == MeasurementOutcome::Failed && !rejected {
             m.outcome = MeasurementOutcome::Successful;
+            m.decisive = false;
             m.detail.push_str(&format!(
                 " (not significant after Holm's correction across {} tests: adjusted p = {adjusted_p:.4} > {alpha})",
                 family.len()

@@ -48,12 +48,26 @@ pub struct Verdict {
     pub detail: String,
     /// The data and statistics behind the verdict, for replay.
     pub evidence: Option<Evidence>,
+    /// Whether the verdict settles its check for the rest of the analysis: an
+    /// anytime-valid test whose confidence sequence excludes the threshold (a
+    /// regression, or clearly none beyond its margin), or a critical metric of a
+    /// canary score that did not pass. The [`AnalysisRunner`](super::AnalysisRunner)
+    /// ends the analysis on a decisive failure at once (whatever `failure_limit`
+    /// says) and stops measuring a check after a decisive success.
+    pub decisive: bool,
 }
 
 impl Verdict {
     /// A verdict.
     pub fn new(outcome: MeasurementOutcome, value: Option<f64>, detail: impl Into<String>) -> Self {
-        Self { outcome, value, detail: detail.into(), evidence: None }
+        Self { outcome, value, detail: detail.into(), evidence: None, decisive: false }
+    }
+
+    /// The verdict, marked as settling its check ([`Verdict::decisive`]).
+    #[must_use]
+    pub fn decisive(mut self, decisive: bool) -> Self {
+        self.decisive = decisive;
+        self
     }
 
     /// The verdict with its evidence.
@@ -220,6 +234,7 @@ impl JudgeRegistry {
                 Ok(Arc::new(MannWhitneyJudge::new(classifier, *lookback, *step)))
             }
             JudgeSpec::Sequential(spec) => Ok(Arc::new(super::sequential::SequentialJudge::new(spec.clone()))),
+            JudgeSpec::CanaryScore(spec) => Ok(Arc::new(super::kayenta::CanaryScoreJudge::new(spec.clone()))),
             JudgeSpec::Custom { name, params } => match self.factories.get(name) {
                 Some(factory) => factory.build(params).map_err(|e| format!("judge {name}: {e}")),
                 None => Err(format!("no judge named {name:?} is registered with the engine")),

@@ -2,7 +2,9 @@
 //! baseline samples are compared with a Mann-Whitney test and classified Pass, High,
 //! Low or NoData ([`MannWhitneyClassifier`], [`MannWhitneyJudge`]); the share of
 //! passing metrics is a score from 0 to 100 that is Pass, Marginal or Fail against
-//! two thresholds ([`CanaryScorer`]).
+//! two thresholds ([`CanaryScorer`]). An analysis uses the score as the judge of
+//! several metrics with [`ScoreSpec`] (`JudgeSpec::CanaryScore`, run by
+//! [`CanaryScoreJudge`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,17 +35,6 @@ pub enum Classification {
     Low,
     /// One of the samples had no values.
     NoData,
-}
-
-impl fmt::Display for Classification {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Pass => "pass",
-            Self::High => "high",
-            Self::Low => "low",
-            Self::NoData => "no data",
-        })
-    }
 }
 
 /// A classification with the statistics behind it.
@@ -269,6 +260,21 @@ impl MannWhitneyClassifier {
         MetricClassification { classification, test: Some(test), shift: Some(shift), ratio, power, no_data: None }
     }
 
+    /// The statistics of a classification by this classifier, for the evidence.
+    fn statistics(&self, c: &MetricClassification) -> Statistics {
+        Statistics {
+            u: c.test.as_ref().map(|t| t.u),
+            p_value: c.test.as_ref().map(|t| t.p_value),
+            alpha: Some(self.alpha()),
+            alternative: Some(self.alternative()),
+            method: c.test.as_ref().map(|t| t.method),
+            shift: c.shift,
+            power: c.power,
+            min_samples: Some(self.floor()),
+            ..Statistics::default()
+        }
+    }
+
     /// The rule as data, for the evidence.
     pub(crate) fn spec(&self, lookback: HumanDuration, step: HumanDuration) -> JudgeSpec {
         JudgeSpec::MannWhitney {
@@ -345,17 +351,7 @@ impl MannWhitneyJudge {
     /// ```
     pub fn judge_samples(&self, candidate: &[f64], baseline: &[f64]) -> Verdict {
         let c = self.classifier.classify(candidate, baseline);
-        let statistics = Statistics {
-            u: c.test.as_ref().map(|t| t.u),
-            p_value: c.test.as_ref().map(|t| t.p_value),
-            alpha: Some(self.classifier.alpha()),
-            alternative: Some(self.classifier.alternative()),
-            method: c.test.as_ref().map(|t| t.method),
-            shift: c.shift,
-            power: c.power,
-            min_samples: Some(self.classifier.floor()),
-            ..Statistics::default()
-        };
+        let statistics = self.classifier.statistics(&c);
         let keep = |s: &[f64]| s.iter().copied().filter(|v| !v.is_nan()).collect::<Vec<f64>>();
         let evidence =
             Evidence::new(self.classifier.spec(self.lookback, self.step), keep(candidate), keep(baseline), statistics);
@@ -440,9 +436,9 @@ pub enum ScoreVerdict {
     Pass,
     /// Between the marginal and the pass threshold.
     Marginal,
-    /// Below the marginal threshold, or a critical metric did not pass.
+    /// Below the marginal threshold, or a critical metric deviated.
     Fail,
-    /// No metric had data.
+    /// No metric had data, or a critical one had none.
     NoData,
 }
 
@@ -511,7 +507,9 @@ pub struct CanaryScore {
 /// Kayenta's `WeightedSumScorer` and `ThresholdScoreClassifier`: a group's score is
 /// the share of its metrics with data that passed, × 100; the canary's score is the
 /// groups' scores weighed by `group_weights` (percentages; groups without a weight
-/// share what is left equally), and a critical metric that did not pass scores 0.
+/// share what is left equally), and a critical metric that deviated (High or Low)
+/// scores 0 and fails. A critical metric without data makes the verdict NoData
+/// (not enough data decides nothing by itself), whatever the other metrics score.
 ///
 /// ```
 /// use deploy_core::analysis::kayenta::{CanaryScorer, Classification::*, ScoredMetric, ScoreVerdict};
@@ -582,7 +580,7 @@ impl CanaryScorer {
             groups.iter().map(|(g, s)| s * self.group_weights.get(g).copied().unwrap_or(share) / 100.0).sum();
         let critical: Vec<&str> = metrics
             .iter()
-            .filter(|m| m.critical && m.classification != Classification::Pass)
+            .filter(|m| m.critical && matches!(m.classification, Classification::High | Classification::Low))
             .map(|m| m.name.as_str())
             .collect();
         if !critical.is_empty() {
@@ -591,6 +589,21 @@ impl CanaryScorer {
                 verdict: ScoreVerdict::Fail,
                 groups,
                 reason: format!("critical metric {} did not pass", critical.join(", ")),
+            };
+        }
+        // A critical metric without data was not judged: the canary neither fails
+        // for its silence nor passes without it.
+        let silent: Vec<&str> = metrics
+            .iter()
+            .filter(|m| m.critical && m.classification == Classification::NoData)
+            .map(|m| m.name.as_str())
+            .collect();
+        if !silent.is_empty() {
+            return CanaryScore {
+                score,
+                verdict: ScoreVerdict::NoData,
+                groups,
+                reason: format!("critical metric {} had no data", silent.join(", ")),
             };
         }
         let t = self.thresholds;
@@ -622,6 +635,333 @@ impl CanaryScorer {
             })
             .collect();
         self.score(&metrics)
+    }
+}
+
+/// One metric of a canary score ([`ScoreSpec`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ScoredCheck {
+    /// The metric's name, unique within the score; the metrics provider is asked
+    /// for it by this name.
+    pub name: String,
+    /// Its range query, with the placeholders of
+    /// [`MetricQuery`](crate::metrics::MetricQuery).
+    pub query: String,
+    /// Which deviation counts against the candidate.
+    #[serde(default)]
+    pub direction: Direction,
+    /// Its group (Kayenta scores groups, then weighs them); `""` for none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    /// Whether a deviation fails the whole analysis at once, whatever the score.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub critical: bool,
+}
+
+impl ScoredCheck {
+    /// A non-critical metric without a group, worse when higher.
+    pub fn new(name: impl Into<String>, query: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            query: query.into(),
+            direction: Direction::Increase,
+            group: String::new(),
+            critical: false,
+        }
+    }
+
+    /// Sets which deviation counts against the candidate.
+    #[must_use]
+    pub fn direction(mut self, direction: Direction) -> Self {
+        self.direction = direction;
+        self
+    }
+
+    /// Puts the metric in `group`.
+    #[must_use]
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+
+    /// Makes the metric critical.
+    #[must_use]
+    pub fn critical(mut self) -> Self {
+        self.critical = true;
+        self
+    }
+}
+
+/// Kayenta's canary judgement over several metrics, as one judge
+/// ([`JudgeSpec::CanaryScore`]): each look classifies every metric's candidate
+/// samples against the baseline's over the last `lookback`
+/// ([`MannWhitneyClassifier`]) and scores them ([`CanaryScorer`]). A score at or
+/// above `thresholds.pass` is a successful measurement, one at or above
+/// `thresholds.marginal` an inconclusive one (as Argo Rollouts maps Kayenta's
+/// marginal: the engine's inconclusive policy decides, a pause for a person by
+/// default), anything lower a failed one; a critical metric that deviates fails
+/// the measurement decisively, which ends the analysis at once. Every metric's
+/// samples and statistics are in the verdict's evidence, and
+/// [`replay`](super::replay) recomputes the score.
+///
+/// The check's own query is not asked for: each metric has its own.
+///
+/// ```
+/// use deploy_core::analysis::kayenta::{ScoreSpec, ScoredCheck, ScoreThresholds};
+/// use deploy_core::analysis::{JudgeSpec, MeasurementOutcome};
+/// let spec = ScoreSpec::new(
+///     [ScoredCheck::new("latency", "q1"), ScoredCheck::new("errors", "q2").critical()],
+///     "5m".parse().unwrap(),
+///     "30s".parse().unwrap(),
+/// )
+/// .thresholds(ScoreThresholds::new(90.0, 50.0));
+/// let base = [1.0, 1.1, 0.9, 1.05, 0.95, 1.02];
+/// let worse = [3.0, 3.1, 2.9, 3.05, 2.95, 3.02];
+/// let v = spec.judge_samples(&[(&base[..], &base[..]), (&worse[..], &base[..])]);
+/// assert_eq!(v.outcome, MeasurementOutcome::Failed);
+/// assert!(v.decisive, "a critical metric deviated: {}", v.detail);
+/// assert_eq!(JudgeSpec::CanaryScore(spec).to_string(), "canary score of latency, errors (pass ≥ 90, marginal ≥ 50; critical: errors)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ScoreSpec {
+    /// The metrics, each classified and scored.
+    pub metrics: Vec<ScoredCheck>,
+    /// How far back the samples reach.
+    pub lookback: HumanDuration,
+    /// The time between two samples.
+    pub step: HumanDuration,
+    /// The score thresholds; Spinnaker's 95 and 75 by default.
+    #[serde(default)]
+    pub thresholds: ScoreThresholds,
+    /// Percent weight per group; groups without one share what is left.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_weights: BTreeMap<String, f64>,
+    /// The classifier's confidence, in (0.5, 1); Kayenta's 0.98.
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+    /// The classifier's tolerance; Kayenta's 0.25.
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+}
+
+fn default_confidence() -> f64 {
+    0.98
+}
+
+fn default_tolerance() -> f64 {
+    0.25
+}
+
+impl ScoreSpec {
+    /// A score of `metrics` over the last `lookback`, one sample every `step`,
+    /// with Spinnaker's thresholds and Kayenta's classifier defaults.
+    pub fn new(metrics: impl IntoIterator<Item = ScoredCheck>, lookback: HumanDuration, step: HumanDuration) -> Self {
+        Self {
+            metrics: metrics.into_iter().collect(),
+            lookback,
+            step,
+            thresholds: ScoreThresholds::default(),
+            group_weights: BTreeMap::new(),
+            confidence: default_confidence(),
+            tolerance: default_tolerance(),
+        }
+    }
+
+    /// Sets the score thresholds.
+    #[must_use]
+    pub fn thresholds(mut self, thresholds: ScoreThresholds) -> Self {
+        self.thresholds = thresholds;
+        self
+    }
+
+    /// Weighs `group` with `percent`.
+    #[must_use]
+    pub fn group_weight(mut self, group: impl Into<String>, percent: f64) -> Self {
+        self.group_weights.insert(group.into(), percent);
+        self
+    }
+
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.metrics.is_empty() {
+            return Err("a canary score needs at least one metric".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for m in &self.metrics {
+            if m.name.trim().is_empty() || m.query.trim().is_empty() {
+                return Err("every scored metric needs a name and a query".into());
+            }
+            if !names.insert(m.name.as_str()) {
+                return Err(format!("scored metric {} is named twice", m.name));
+            }
+        }
+        let t = self.thresholds;
+        if !(t.marginal.is_finite()
+            && t.pass.is_finite()
+            && 0.0 <= t.marginal
+            && t.marginal <= t.pass
+            && t.pass <= 100.0)
+        {
+            return Err("thresholds must satisfy 0 ≤ marginal ≤ pass ≤ 100".into());
+        }
+        if self.group_weights.values().any(|w| !(w.is_finite() && *w >= 0.0))
+            || self.group_weights.values().sum::<f64>() > 100.0
+        {
+            return Err("group weights must be percentages of at least 0 that add up to at most 100".into());
+        }
+        if !(self.confidence > 0.5 && self.confidence < 1.0) {
+            return Err("confidence must lie strictly between 0.5 and 1".into());
+        }
+        if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
+            return Err("tolerance must be at least 0".into());
+        }
+        if self.step.is_zero() || self.lookback.as_duration() < self.step.as_duration() {
+            return Err("step must be positive and lookback at least one step".into());
+        }
+        Ok(())
+    }
+
+    fn classifier(&self, metric: &ScoredCheck) -> MannWhitneyClassifier {
+        MannWhitneyClassifier::new(metric.direction).confidence(self.confidence).tolerance(self.tolerance)
+    }
+
+    fn scorer(&self) -> CanaryScorer {
+        CanaryScorer { group_weights: self.group_weights.clone(), thresholds: self.thresholds }
+    }
+
+    /// The verdict on samples already fetched: `(candidate, baseline)` per metric,
+    /// in the order of [`ScoreSpec::metrics`].
+    pub fn judge_samples(&self, samples: &[(&[f64], &[f64])]) -> Verdict {
+        let keep = |s: &[f64]| s.iter().copied().filter(|v| !v.is_nan()).collect::<Vec<f64>>();
+        let mut scored = Vec::with_capacity(self.metrics.len());
+        let mut parts = Vec::with_capacity(self.metrics.len());
+        let mut lines = Vec::with_capacity(self.metrics.len());
+        for (metric, (candidate, baseline)) in self.metrics.iter().zip(samples) {
+            let classifier = self.classifier(metric);
+            let c = classifier.classify(candidate, baseline);
+            let mut one = ScoredMetric::new(metric.name.clone(), c.classification).group(metric.group.clone());
+            one.critical = metric.critical;
+            scored.push(one);
+            lines.push(format!("{} {}", metric.name, c.classification));
+            parts.push(MetricEvidence {
+                name: metric.name.clone(),
+                classification: c.classification,
+                candidate: keep(candidate),
+                baseline: keep(baseline),
+                statistics: classifier.statistics(&c),
+            });
+        }
+        // A metric whose samples are missing has no data.
+        for metric in self.metrics.iter().skip(samples.len()) {
+            scored.push(ScoredMetric::new(metric.name.clone(), Classification::NoData).group(metric.group.clone()));
+        }
+        let score = self.scorer().score(&scored);
+        let critical =
+            scored.iter().any(|m| m.critical && matches!(m.classification, Classification::High | Classification::Low));
+        let outcome = score.verdict.outcome();
+        let detail = format!("{} {:.1} ({}): {}", score.verdict, score.score, score.reason, lines.join(", "));
+        let statistics = Statistics { score: Some(score.clone()), ..Statistics::default() };
+        let mut evidence = Evidence::new(JudgeSpec::CanaryScore(self.clone()), Vec::new(), Vec::new(), statistics);
+        evidence.metrics = parts;
+        Verdict::new(outcome, Some(score.score), detail).with_evidence(evidence).decisive(critical)
+    }
+}
+
+impl fmt::Display for ScoreVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Pass => "pass",
+            Self::Marginal => "marginal",
+            Self::Fail => "fail",
+            Self::NoData => "no data",
+        })
+    }
+}
+
+impl fmt::Display for ScoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.metrics.iter().map(|m| m.name.as_str()).collect();
+        write!(
+            f,
+            "canary score of {} (pass ≥ {}, marginal ≥ {}",
+            names.join(", "),
+            self.thresholds.pass,
+            self.thresholds.marginal
+        )?;
+        let critical: Vec<&str> = self.metrics.iter().filter(|m| m.critical).map(|m| m.name.as_str()).collect();
+        if !critical.is_empty() {
+            write!(f, "; critical: {}", critical.join(", "))?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// One metric of a canary score, as the evidence keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MetricEvidence {
+    /// The metric's name.
+    pub name: String,
+    /// Its class.
+    pub classification: Classification,
+    /// The candidate's samples.
+    pub candidate: Vec<f64>,
+    /// The baseline's samples.
+    pub baseline: Vec<f64>,
+    /// The Mann-Whitney statistics of its classification.
+    pub statistics: Statistics,
+}
+
+impl fmt::Display for Classification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Pass => "pass",
+            Self::High => "high",
+            Self::Low => "low",
+            Self::NoData => "no data",
+        })
+    }
+}
+
+/// The [`Judge`] for [`JudgeSpec::CanaryScore`]: each look fetches every metric's
+/// samples of both tracks ([`MetricsProvider::query_range`]) and scores them with
+/// [`ScoreSpec::judge_samples`].
+///
+/// [`MetricsProvider::query_range`]: crate::metrics::MetricsProvider::query_range
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryScoreJudge {
+    spec: ScoreSpec,
+}
+
+impl CanaryScoreJudge {
+    /// A judge.
+    pub fn new(spec: ScoreSpec) -> Self {
+        Self { spec }
+    }
+}
+
+#[async_trait]
+impl Judge for CanaryScoreJudge {
+    fn name(&self) -> &str {
+        "canary-score"
+    }
+
+    async fn judge(&self, input: &JudgeInput<'_>) -> Result<Verdict, MetricsError> {
+        let (range, step) = (self.spec.lookback.as_duration(), self.spec.step.as_duration());
+        let mut samples = Vec::with_capacity(self.spec.metrics.len());
+        for metric in &self.spec.metrics {
+            let of = |q: &crate::metrics::MetricQuery| crate::metrics::MetricQuery {
+                name: metric.name.clone(),
+                query: metric.query.clone(),
+                ..q.clone()
+            };
+            let candidate = input.metrics.query_range(&of(input.candidate), range, step).await?;
+            let baseline = input.metrics.query_range(&of(input.baseline), range, step).await?;
+            samples.push((thin(candidate, MAX_JUDGE_SAMPLE), thin(baseline, MAX_JUDGE_SAMPLE)));
+        }
+        let refs: Vec<(&[f64], &[f64])> = samples.iter().map(|(c, b)| (c.as_slice(), b.as_slice())).collect();
+        Ok(self.spec.judge_samples(&refs))
     }
 }
 
@@ -745,5 +1085,25 @@ mod tests {
         assert!((s.score - (50.0 * 0.7 + 100.0 * 0.3)).abs() < 1e-9, "{s:?}");
         assert_eq!(s.verdict, ScoreVerdict::Marginal);
         assert_eq!(ScoreVerdict::Marginal.outcome(), MeasurementOutcome::Inconclusive);
+    }
+}
+
+#[cfg(test)]
+mod score_tests {
+    use super::*;
+
+    #[test]
+    fn score_evidence_round_trips_through_json() {
+        let spec = ScoreSpec::new(
+            [ScoredCheck::new("a", "q").group("g"), ScoredCheck::new("b", "q").critical()],
+            "1m".parse().unwrap(),
+            "5s".parse().unwrap(),
+        );
+        let base = [1.0, 1.1, 0.9, 1.05, 0.95, 1.02];
+        let v = spec.judge_samples(&[(&base[..], &base[..]), (&base[..], &base[..])]);
+        let evidence = v.evidence.unwrap();
+        let json = serde_json::to_string(&evidence).unwrap();
+        let back: Evidence = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.metrics.len(), 2, "{json}");
     }
 }

@@ -8,6 +8,10 @@
 //! `consecutive_error_limit` measurements in a row could not be taken, or more than
 //! `inconclusive_limit` had no data, and the worst of these decides. "No data" is its own outcome with its own
 //! limit: a quiet canary is neither rolled back for silence nor promoted on it.
+//! A [decisive](Verdict::decisive) verdict ends a check early: a failure ends the
+//! analysis at once, a success stops measuring the check, and an analysis whose
+//! checks are all settled ends before `count` looks
+//! ([`AnalysisReport::looks`] keeps how many were used).
 //!
 //! ```
 //! use deploy_core::analysis::{AnalysisSpec, JudgeSpec, MetricCheck};
@@ -38,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{HumanDuration, Track, ValidationError, ValidationErrors};
 
 pub use compare::CompareJudge;
-pub use evidence::{AnalysisRecord, Evidence, HolmAdjustment, Statistics};
+pub use evidence::{AnalysisRecord, CategoryStatistics, Evidence, HolmAdjustment, Statistics};
 pub use holm::{MultipleTesting, holm_adjust};
 pub use judge::{Judge, JudgeFactory, JudgeInput, JudgeRegistry, ThresholdJudge, Verdict};
 pub use policy::InconclusivePolicy;
@@ -67,7 +71,9 @@ pub struct AnalysisSpec {
     pub initial_delay: HumanDuration,
     /// How many measurements to take; at least 1.
     pub count: u32,
-    /// The analysis fails when more than this many measurements of one check failed.
+    /// The analysis fails when more than this many measurements of one check
+    /// failed. A [decisive](Verdict::decisive) failure (an anytime-valid test that
+    /// rejected, a critical metric of a canary score) fails it at once.
     #[serde(default)]
     pub failure_limit: u32,
     /// The analysis is inconclusive when more than this many measurements of one
@@ -373,6 +379,11 @@ pub enum JudgeSpec {
     /// An anytime-valid sequential test of the candidate against the baseline
     /// ([`sequential::SequentialJudge`]): valid however often it looks.
     Sequential(sequential::SequentialSpec),
+    /// Kayenta's canary score over several metrics, each classified by a
+    /// Mann-Whitney test ([`kayenta::CanaryScoreJudge`]): pass, marginal or fail
+    /// by the score's thresholds; a critical metric that deviates fails the whole
+    /// analysis.
+    CanaryScore(kayenta::ScoreSpec),
     /// A judge registered with the engine under `name`.
     Custom {
         /// The registered name.
@@ -500,6 +511,7 @@ impl JudgeSpec {
                 Ok(())
             }
             Self::Sequential(spec) => spec.check(),
+            Self::CanaryScore(spec) => spec.check(),
             Self::Custom { name, .. } if name.trim().is_empty() => Err("a custom judge needs a name".into()),
             Self::Custom { .. } => Ok(()),
         }
@@ -534,6 +546,7 @@ impl fmt::Display for JudgeSpec {
                 confidence * 100.0
             ),
             Self::Sequential(spec) => write!(f, "{spec}"),
+            Self::CanaryScore(spec) => write!(f, "{spec}"),
             Self::Custom { name, .. } => write!(f, "judged by {name}"),
         }
     }
@@ -637,6 +650,10 @@ pub struct Measurement {
     /// Boxed: it holds the samples, and events carry measurements.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<Box<Evidence>>,
+    /// Whether the verdict settled its check ([`Verdict::decisive`]): the analysis
+    /// ended on it (a failure), or stopped measuring the check (a success).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decisive: bool,
 }
 
 /// How an analysis ended.
@@ -679,6 +696,12 @@ pub struct AnalysisReport {
     pub reason: String,
     /// Every measurement, in the order taken.
     pub measurements: Vec<Measurement>,
+    /// How many looks (rounds of measurements) were taken, errors measured again
+    /// included; fewer than `count` when a limit was passed or a decisive verdict
+    /// (an anytime-valid test) ended the analysis early. 0 in records written
+    /// before it was kept.
+    #[serde(default)]
+    pub looks: u32,
 }
 
 #[cfg(test)]

@@ -80,13 +80,19 @@ pub fn recompute(evidence: &Evidence) -> Option<Verdict> {
         JudgeSpec::MannWhitney { lookback, step, .. } => super::judge::mann_whitney_classifier(&evidence.judge)
             .map(|classifier| MannWhitneyJudge::new(classifier, *lookback, *step).judge_samples(candidate, baseline)),
         JudgeSpec::Sequential(spec) => Some(spec.judge_values(candidate, baseline)),
+        JudgeSpec::CanaryScore(spec) => {
+            let samples: Vec<(&[f64], &[f64])> =
+                evidence.metrics.iter().map(|m| (m.candidate.as_slice(), m.baseline.as_slice())).collect();
+            Some(spec.judge_samples(&samples))
+        }
         JudgeSpec::Custom { .. } => None,
     }
 }
 
 /// Recomputes every measurement's verdict in `record` from its evidence (with the
 /// analysis' multiple-testing correction, round by round) and reports each that
-/// differs from what the record says: its outcome, or its p-value beyond 1e-9.
+/// differs from what the record says: its outcome, whether it was decisive (ended
+/// the analysis or settled its check early), or its p-value beyond 1e-9.
 ///
 /// ```
 /// use deploy_core::analysis::replay;
@@ -118,6 +124,8 @@ pub fn replay(record: &DeploymentRecord) -> ReplayReport {
                 };
                 let mut again = (*m).clone();
                 again.outcome = verdict.outcome;
+                again.decisive = verdict.decisive
+                    && matches!(verdict.outcome, MeasurementOutcome::Successful | MeasurementOutcome::Failed);
                 again.evidence = verdict.evidence.map(|mut e| {
                     e.query = m.evidence.as_ref().map(|r| r.query.clone()).unwrap_or_default();
                     Box::new(e)
@@ -133,15 +141,26 @@ pub fn replay(record: &DeploymentRecord) -> ReplayReport {
                 report.checked += 1;
                 let again = &replayed[i];
                 let p = |x: &Measurement| x.evidence.as_ref().and_then(|e| e.statistics.p_value);
+                let score =
+                    |x: &Measurement| x.evidence.as_ref().and_then(|e| e.statistics.score.as_ref()).map(|s| s.score);
                 let what = if again.outcome != m.outcome {
                     Some(format!("recorded {} but the evidence gives {}", m.outcome, again.outcome))
+                } else if again.decisive != m.decisive {
+                    let says = |d: bool| if d { "decisive" } else { "not decisive" };
+                    Some(format!("recorded {} but the evidence gives {}", says(m.decisive), says(again.decisive)))
                 } else {
                     match (p(m), p(again)) {
                         (Some(a), Some(b)) if (a - b).abs() > 1e-9 * a.abs().max(1e-300) => {
                             Some(format!("recorded p = {a} but the evidence gives p = {b}"))
                         }
                         (Some(_), None) | (None, Some(_)) => Some("p-value recorded on one side only".to_owned()),
-                        _ => None,
+                        _ => match (score(m), score(again)) {
+                            (Some(a), Some(b)) if (a - b).abs() > 1e-9 => {
+                                Some(format!("recorded score {a} but the evidence gives {b}"))
+                            }
+                            (Some(_), None) | (None, Some(_)) => Some("score recorded on one side only".to_owned()),
+                            _ => None,
+                        },
                     }
                 };
                 if let Some(what) = what {

@@ -39,6 +39,8 @@ struct Tally {
     inconclusive: u32,
     consecutive_errors: u32,
     successful: u32,
+    /// The look (from 1) at which a decisive success settled the check.
+    decided_at: Option<u32>,
 }
 
 /// Measures every check of a spec `count` times, `interval` apart, and stops as soon
@@ -147,37 +149,41 @@ impl AnalysisRunner {
             .saturating_mul(spec.consecutive_error_limit.saturating_add(1))
             .saturating_add(spec.consecutive_error_limit.saturating_add(1));
         let mut round = 0;
-        while round < max_rounds && tallies.iter().any(|t| t.counted() < spec.count) {
+        while round < max_rounds && tallies.iter().any(|t| !t.done(spec.count)) {
             tokio::time::sleep_until(start + spec.interval.as_duration().saturating_mul(round)).await;
             let mut taken: Vec<(usize, Measurement)> = Vec::with_capacity(checks);
             for (index, (check, judge)) in spec.metrics.iter().zip(&self.judges).enumerate() {
-                if tallies[index].counted() >= spec.count {
+                if tallies[index].done(spec.count) {
                     continue;
                 }
                 let track = check.track.unwrap_or(self.target.candidate);
                 let query = MetricQuery::new(&check.name, &check.query, self.target.app.clone(), track, window);
                 let baseline =
                     MetricQuery::new(&check.name, &check.query, self.target.app.clone(), self.target.baseline, window);
-                let (outcome, value, detail, mut evidence) = match &self.metrics {
+                let (outcome, value, detail, mut evidence, decisive) = match &self.metrics {
                     Some(metrics) => {
                         match judge.judge(&JudgeInput::new(metrics.as_ref(), &query, &baseline, round)).await {
-                            Ok(v) => (v.outcome, v.value, v.detail, v.evidence.map(Box::new)),
-                            Err(e) => (MeasurementOutcome::Error, None, format!("query failed: {e}"), None),
+                            Ok(v) => (v.outcome, v.value, v.detail, v.evidence.map(Box::new), v.decisive),
+                            Err(e) => (MeasurementOutcome::Error, None, format!("query failed: {e}"), None, false),
                         }
                     }
-                    None => (MeasurementOutcome::Error, None, "no metrics provider".to_owned(), None),
+                    None => (MeasurementOutcome::Error, None, "no metrics provider".to_owned(), None, false),
                 };
+                // Only a verdict (not a missing one) can settle a check.
+                let decisive =
+                    decisive && matches!(outcome, MeasurementOutcome::Successful | MeasurementOutcome::Failed);
                 if let Some(evidence) = &mut evidence {
                     evidence.query.clone_from(&check.query);
                 }
                 let check = check.name.clone();
-                let m = Measurement { check, kind: CheckKind::Metric, round, outcome, value, detail, evidence };
+                let m =
+                    Measurement { check, kind: CheckKind::Metric, round, outcome, value, detail, evidence, decisive };
                 taken.push((index, m));
             }
             let target = HealthTarget::new(self.target.app.clone(), self.target.candidate, self.target.release.clone());
             for (offset, check) in self.health.iter().enumerate() {
                 let index = self.judges.len() + offset;
-                if tallies[index].counted() >= spec.count {
+                if tallies[index].done(spec.count) {
                     continue;
                 }
                 let (outcome, detail) = match check.check(&target).await {
@@ -196,6 +202,7 @@ impl AnalysisRunner {
                         value: None,
                         detail,
                         evidence: None,
+                        decisive: false,
                     },
                 ));
             }
@@ -208,15 +215,19 @@ impl AnalysisRunner {
             for (index, m) in &taken {
                 let tally = &mut tallies[*index];
                 tally.record(m.outcome);
+                if m.decisive && m.outcome == MeasurementOutcome::Successful {
+                    tally.decided_at = Some(round + 1);
+                }
                 on_measurement(m);
-                let Some((outcome, reason)) = tally.breach(spec, m) else { continue };
+                let Some((outcome, reason)) = tally.breach(spec, m, round + 1) else { continue };
                 if verdict.as_ref().is_none_or(|(worst, _, _)| severity(outcome) > severity(*worst)) {
                     verdict = Some((outcome, Some((m.check.clone(), m.kind)), reason));
                 }
             }
             measurements.extend(taken.into_iter().map(|(_, m)| m));
             if let Some((outcome, decided_by, reason)) = verdict {
-                return AnalysisReport { name: spec.name.clone(), outcome, decided_by, reason, measurements };
+                let looks = round + 1;
+                return AnalysisReport { name: spec.name.clone(), outcome, decided_by, reason, measurements, looks };
             }
             if let Some(limit) = spec.success_limit
                 && tallies.iter().all(|t| t.successful >= limit)
@@ -228,10 +239,12 @@ impl AnalysisRunner {
                     decided_by: None,
                     reason,
                     measurements,
+                    looks: round + 1,
                 };
             }
             round += 1;
         }
+        let looks = round;
         // A check that never had data evaluated nothing: silence is not a pass.
         let silent: Vec<&str> = spec
             .metrics
@@ -254,10 +267,31 @@ impl AnalysisRunner {
                 decided_by: Some(((*first).to_owned(), kind)),
                 reason: format!("{} evaluated nothing: every measurement had no data", silent.join(", ")),
                 measurements,
+                looks,
             };
         }
         let errors = measurements.iter().filter(|m| m.outcome == MeasurementOutcome::Error).count();
-        let mut reason = format!("{} measurements of every check within limits", spec.count);
+        let decided: Vec<String> = spec
+            .metrics
+            .iter()
+            .zip(&tallies)
+            .filter_map(|(m, t)| t.decided_at.map(|look| format!("{} at look {look}", m.name)))
+            .collect();
+        let mut reason = if decided.len() == checks {
+            format!(
+                "every check decided by its sequential test ({}): {looks} of {} looks used",
+                decided.join(", "),
+                spec.count
+            )
+        } else if decided.is_empty() {
+            format!("{} measurements of every check within limits", spec.count)
+        } else {
+            format!(
+                "every check within limits ({} decided early by its sequential test); {looks} of {} looks used",
+                decided.join(", "),
+                spec.count
+            )
+        };
         if errors > 0 {
             reason.push_str(&format!(" ({errors} errors measured again)"));
         }
@@ -267,6 +301,7 @@ impl AnalysisRunner {
             decided_by: None,
             reason,
             measurements,
+            looks,
         }
     }
 }
@@ -291,6 +326,12 @@ impl Tally {
         self.successful + self.failed + self.inconclusive
     }
 
+    /// Whether the check needs no further measurement: `count` reached, or a
+    /// decisive success settled it.
+    fn done(&self, count: u32) -> bool {
+        self.counted() >= count || self.decided_at.is_some()
+    }
+
     fn record(&mut self, outcome: MeasurementOutcome) {
         match outcome {
             MeasurementOutcome::Successful => self.successful += 1,
@@ -306,8 +347,13 @@ impl Tally {
     }
 
     /// The limit this check has just passed, if any, with the reason.
-    fn breach(&self, spec: &AnalysisSpec, m: &Measurement) -> Option<(AnalysisOutcome, String)> {
-        if self.consecutive_errors > spec.consecutive_error_limit {
+    fn breach(&self, spec: &AnalysisSpec, m: &Measurement, look: u32) -> Option<(AnalysisOutcome, String)> {
+        if m.decisive && m.outcome == MeasurementOutcome::Failed {
+            Some((
+                AnalysisOutcome::Failed,
+                format!("{} failed decisively at look {look} of {}: {}", m.check, spec.count, m.detail),
+            ))
+        } else if self.consecutive_errors > spec.consecutive_error_limit {
             Some((
                 AnalysisOutcome::Error,
                 format!(
@@ -318,7 +364,10 @@ impl Tally {
         } else if self.inconclusive > spec.inconclusive_limit {
             Some((
                 AnalysisOutcome::Inconclusive,
-                format!("{} had no data {} times (limit {})", m.check, self.inconclusive, spec.inconclusive_limit),
+                format!(
+                    "{} was inconclusive {} times (limit {}): {}",
+                    m.check, self.inconclusive, spec.inconclusive_limit, m.detail
+                ),
             ))
         } else if self.failed > spec.failure_limit {
             Some((

@@ -504,15 +504,22 @@ async fn drive_inner(run: &mut Run, controls: &mut Controls, keeper: &mut LeaseK
         let deadline = run.deadline(&step);
         let (promote, events) = (Arc::clone(&run.promote), run.events.clone());
         let span = tracing::info_span!("rollout.step", step.index = index, step.kind = step.kind());
-        let result = {
-            let fut = run.execute(index, &step).instrument(span);
-            Box::pin(guard(fut, deadline, Some(index), keeper, Some(controls), &promote, &events)).await
-        };
-        let result = match result {
-            Err(StepError::Failed(cause)) if pauses_when_inconclusive(&step, &cause) => {
-                Box::pin(run.pause_on_inconclusive(index, &description, &cause, controls, keeper)).await
+        let result = if let Some(reason) = run.undecided_inconclusive_pause(index, &step) {
+            // Resumed while it waited for a decision after an inconclusive
+            // analysis: the saved state keeps that analysis' outcome, so it is not
+            // run again (no new metric queries); the wait goes on.
+            Box::pin(run.resume_inconclusive_pause(index, &description, &reason, controls, keeper)).await
+        } else {
+            let result = {
+                let fut = run.execute(index, &step).instrument(span);
+                Box::pin(guard(fut, deadline, Some(index), keeper, Some(controls), &promote, &events)).await
+            };
+            match result {
+                Err(StepError::Failed(cause)) if pauses_when_inconclusive(&step, &cause) => {
+                    Box::pin(run.pause_on_inconclusive(index, &description, &cause, controls, keeper)).await
+                }
+                other => other,
             }
-            other => other,
         };
         run.progress.send_replace(Progress { step: Some(index), description: description.clone(), pause: false });
         let outcome = match &result {
@@ -623,7 +630,64 @@ impl Run {
             InconclusivePolicy::Pause,
         ));
         self.save().await?;
+        // A promotion sent before the analysis ended does not count for its pause.
         self.promote.send_replace(None);
+        self.wait_for_decision(index, description, controls, keeper).await
+    }
+
+    /// The reason of the inconclusive analysis of step `index` whose pause still
+    /// waits for a decision in the saved state: the step is an analysis that
+    /// pauses when inconclusive, the record keeps its analysis (inconclusive) and
+    /// its last decision is that pause, unresolved. `None` otherwise (the
+    /// analysis runs).
+    fn undecided_inconclusive_pause(&self, index: usize, step: &Step) -> Option<String> {
+        let Step::Analyze(spec) = step else { return None };
+        if spec.on_inconclusive != InconclusivePolicy::Pause {
+            return None;
+        }
+        let record = &self.state.record;
+        let analysed = record
+            .analyses
+            .last()
+            .is_some_and(|a| a.step == index && a.report.outcome == AnalysisOutcome::Inconclusive);
+        let decision = record.inconclusive_decisions.last()?;
+        (analysed
+            && decision.step == index
+            && decision.policy == InconclusivePolicy::Pause
+            && decision.resolution.is_none())
+        .then(|| decision.reason.clone())
+    }
+
+    /// Goes on waiting, in a resumed rollout, for the decision on the pause after
+    /// the inconclusive analysis of step `index` (`reason`), without running the
+    /// analysis again.
+    async fn resume_inconclusive_pause(
+        &mut self,
+        index: usize,
+        description: &str,
+        reason: &str,
+        controls: &mut Controls,
+        keeper: &mut LeaseKeeper,
+    ) -> Result<(), StepError> {
+        let message = format!(
+            "resumed while paused after the inconclusive analysis of step {} ({reason}): its outcome is kept, the \
+             analysis is not run again; waiting until the caller promotes or aborts",
+            index + 1
+        );
+        self.decide(LogLevel::Warn, &message);
+        self.note(message);
+        self.wait_for_decision(index, description, controls, keeper).await
+    }
+
+    /// Waits, paused, until the caller promotes step `index` (it then succeeds)
+    /// or aborts; records how the pause ended.
+    async fn wait_for_decision(
+        &mut self,
+        index: usize,
+        description: &str,
+        controls: &mut Controls,
+        keeper: &mut LeaseKeeper,
+    ) -> Result<(), StepError> {
         self.progress.send_replace(Progress { step: Some(index), description: description.to_owned(), pause: true });
         self.emit(RolloutEvent::Paused { index, kind: PauseKind::UntilPromoted });
         let mut promoted_rx = self.promote.subscribe();

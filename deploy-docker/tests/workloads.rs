@@ -626,3 +626,72 @@ async fn a_failed_rollouts_rollback_restores_the_previous_releases_configuration
     assert!(!snapshots.exists(&w.app, &a).await.unwrap());
     let _ = volume_name(&w.app, &a);
 }
+
+/// Issue 19: a full run on the Docker platform with an environment variable from a
+/// `SecretManager` (a rolling update that succeeds, one that is rolled back, and an
+/// apply whose secret is missing): the containers really have the value, and no
+/// trace line (every level, TRACE included), event, record, report or error shows it.
+#[tokio::test]
+async fn a_full_run_with_secret_env_traces_and_prints_no_secret_value() {
+    let w = world("secret-trace").await;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let value = format!("s3cr3t-docker-{nanos:09}-{}", std::process::id());
+    let capture = deploy_core::testkit::trace::TraceCapture::default();
+    let guard = capture.set_default();
+
+    let secrets = Arc::new(Secrets::default());
+    secrets.put("shop-db/password", SecretBytes::from(value.as_bytes()), PutOptions::default()).await.unwrap();
+    let platform = Arc::new(DockerPlatform::new(w.docker.clone(), w.config()).secrets(secrets.clone()));
+    let kit = TestKit::new();
+    let engine = w.engine(&kit, platform.clone());
+    let spec = w.spec().env(EnvVar::from_secret("DB_PASSWORD", Name::new("shop-db").unwrap(), "password").unwrap());
+    let mut printed = vec![format!("{platform:?}")];
+
+    platform.apply(&spec, Track::Stable, &w.release(0), 1).await.unwrap();
+    platform.wait_ready(&w.app, Track::Stable, Duration::from_secs(30)).await.unwrap();
+    let plan = RollingUpdate::new(IntOrPercent::Int(1), IntOrPercent::Int(0)).plan(&PlanInput::new(1));
+    let mut statuses = Vec::new();
+    for (from, to) in [(0, 1), (1, 2)] {
+        let request = RolloutRequest::new(spec.clone(), w.release(to), plan.clone()).from(w.release(from));
+        let mut handle = engine.start(request).await.unwrap();
+        let mut events = Vec::new();
+        while let Some(e) = tokio::time::timeout(Duration::from_secs(120), handle.next_event()).await.unwrap() {
+            events.push(e);
+        }
+        let report = handle.wait().await.unwrap();
+        for e in &events {
+            printed.push(format!("{e:?}"));
+            printed.push(e.to_string());
+        }
+        printed.push(format!("{report:?}"));
+        printed.push(serde_json::to_string(&report.record).unwrap());
+        if let Some(cause) = &report.cause {
+            printed.push(cause.to_string());
+        }
+        statuses.push(report.status);
+        // The value really reached the containers that serve after the run.
+        let ids = w.track_ids(Track::Stable).await;
+        assert_eq!(ids.len(), 1, "one stable container after {from} -> {to}");
+        assert_eq!(exec(&w.docker, &ids[0], &["/bin/sh", "-c", "echo -n \"$DB_PASSWORD\""]).await, value);
+    }
+    assert_eq!(statuses, [DeploymentStatus::Succeeded, DeploymentStatus::RolledBack]);
+
+    // A secret the manager does not have: the error names the key, not a value.
+    let missing = w.spec().env(EnvVar::from_secret("API_KEY", Name::new("shop-api").unwrap(), "key").unwrap());
+    let err = platform.apply(&missing, Track::Canary, &w.release(1), 1).await.unwrap_err();
+    printed.push(format!("{err:?}"));
+    printed.push(err.to_string());
+    for record in kit.history().records() {
+        printed.push(format!("{record:?}"));
+    }
+    drop(guard);
+    let text = capture.text();
+    // The platform's own work was captured: container runs and the engine's HTTP exchanges.
+    assert!(text.contains("span run: container.name="), "the container runs were traced: {text}");
+    assert!(text.contains("event TRACE hyper"), "the engine API exchanges were traced at TRACE: {text}");
+    capture.assert_free_of(&[value.as_str()]);
+    for p in &printed {
+        assert!(!p.contains(&value), "the secret is in a printed event, record, report or error: {p}");
+    }
+    w.finish(&platform).await;
+}

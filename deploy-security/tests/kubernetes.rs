@@ -206,3 +206,88 @@ async fn keys_that_cannot_be_object_names_are_invalid() {
         assert!(matches!(store.object_name(bad), Err(SecretError::InvalidKey { .. })), "{bad}");
     }
 }
+
+/// Issue 19: the store against the project's real test API server
+/// (`DEPLOY_RS_KUBECONFIG`, started by scripts/test.sh): write, rewrite with
+/// check-and-set, read, read a version, list, a conflict, delete, a missing key. The
+/// server holds the value as the Secret's data; no trace line (every level, TRACE
+/// included: kube's and hyper's), no error and no Debug shows a value (raw or
+/// base64, as the API carries it) or the client's bearer token.
+#[tokio::test]
+async fn a_full_run_on_the_real_api_server_traces_no_value_or_token() {
+    use base64::Engine as _;
+    use k8s_openapi::api::core::v1::{Namespace, Secret as KubeSecret};
+    use kube::api::{Api, DeleteParams, PostParams};
+    const MISSING: &str = "the Kubernetes test cluster is not available: `./scripts/test.sh` builds and starts it \
+        (or `scripts/kube-test-cluster.sh start` and set DEPLOY_RS_KUBECONFIG to its kubeconfig); see docs/kubernetes.md";
+    let path = std::env::var_os("DEPLOY_RS_KUBECONFIG").unwrap_or_else(|| panic!("{MISSING}"));
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap_or_else(|e| panic!("{MISSING}: {e}"));
+    let client_token = kubeconfig.auth_infos[0]
+        .auth_info
+        .as_ref()
+        .and_then(|a| a.token.as_ref())
+        .map(|t| secrecy::ExposeSecret::expose_secret(t).to_owned());
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{MISSING}: {e}"));
+    let capture = deploy_core::testkit::trace::TraceCapture::default();
+    let guard = capture.set_default();
+    let client = kube::Client::try_from(config).unwrap();
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).unwrap();
+    let tag = format!("{:08x}", u32::from_le_bytes(bytes));
+    let namespace = format!("t-secret-traces-{tag}");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": namespace } })).unwrap();
+    namespaces.create(&PostParams::default(), &ns).await.unwrap_or_else(|e| panic!("{MISSING}: {e}"));
+
+    let (first, second) = (format!("s3cr3t-first-{tag}"), format!("s3cr3t-second-{tag}"));
+    let store = KubernetesSecretManager::new(client.clone(), KubernetesSecretConfig::new(&namespace));
+    let mut printed = vec![format!("{store:?}")];
+    let v1 =
+        store.put("db/password", SecretBytes::from(first.as_bytes().to_vec()), PutOptions::default()).await.unwrap();
+    let v2 = store
+        .put("db/password", SecretBytes::from(second.as_bytes().to_vec()), PutOptions::default().expect_version(v1))
+        .await
+        .unwrap();
+    assert!(v2 > v1);
+    let read = store.get("db/password").await.unwrap();
+    assert_eq!(read.value.expose_secret(), second.as_bytes());
+    printed.push(format!("{read:?}"));
+    if let Ok(old) = store.get_version("db/password", v1).await {
+        printed.push(format!("{old:?}"));
+    }
+    assert_eq!(store.list().await.unwrap(), ["db/password"]);
+    // The server holds the value as the Secret's data.
+    let secrets: Api<KubeSecret> = Api::namespaced(client.clone(), &namespace);
+    let name = store.object_name("db/password").unwrap();
+    let on_server = secrets.get(&name).await.unwrap().data.unwrap_or_default();
+    assert!(on_server.values().any(|v| v.0 == second.as_bytes()), "the server holds the value: {:?}", on_server.keys());
+    // Errors: a stale check-and-set, a missing key.
+    let conflict = store
+        .put("db/password", SecretBytes::from(first.as_bytes().to_vec()), PutOptions::default().expect_version(v1))
+        .await
+        .unwrap_err();
+    assert!(conflict.is_conflict(), "{conflict}");
+    store.delete("db/password").await.unwrap();
+    let missing = store.get("db/password").await.unwrap_err();
+    for err in [&conflict, &missing] {
+        printed.push(format!("{err:?}"));
+        printed.push(err.to_string());
+    }
+    let _ = namespaces.delete(&namespace, &DeleteParams::background()).await;
+    drop(guard);
+
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    let mut secrets = vec![first.clone(), second.clone(), b64(&first), b64(&second)];
+    secrets.extend(client_token);
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let text = capture.text();
+    assert!(text.contains("event TRACE hyper"), "the API exchanges were traced at TRACE: {text}");
+    capture.assert_free_of(&secrets);
+    for p in &printed {
+        for secret in &secrets {
+            assert!(!p.contains(secret), "a secret is in a printed value, record or error: {p}");
+        }
+    }
+}

@@ -180,3 +180,96 @@ async fn a_rollback_restores_the_configuration_the_old_release_ran_with() {
     assert!(SnapshotId::parse("not-an-id").is_err());
     s.cleanup().await;
 }
+
+/// Issue 19: a full run on the real API server with Secret contents published as
+/// snapshots under a checksum key, rolled out and rolled back by the engine: the
+/// server holds the Secret's data, and no trace line (every level, TRACE included:
+/// kube's and hyper's own), event, record, report or error shows a secret value
+/// (raw or base64, as the API carries it), the checksum key or the client's token.
+#[tokio::test]
+async fn a_snapshot_run_traces_and_prints_no_secret_value_key_or_token() {
+    use base64::Engine as _;
+    let capture = deploy_core::testkit::trace::TraceCapture::default();
+    let guard = capture.set_default();
+    let s = Scratch::new("snapshot-traces").await;
+    let app = s.app();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let tag = format!("{nanos:09}-{}", std::process::id());
+    let (token_a, token_b) = (format!("s3cr3t-a-{tag}"), format!("s3cr3t-b-{tag}"));
+    let key_text = format!("s3cr3t-key-{tag}-0123456789abcdef0123456789");
+    let key = ChecksumKey::new(key_text.clone().into_bytes()).unwrap();
+    let snapshots = ConfigSnapshots::new(s.cluster.clone());
+    let a = snapshots.publish(&app, &config("hello", &token_a), &key).await.unwrap();
+    let b = snapshots.publish(&app, &config("bonjour", &token_b), &key).await.unwrap();
+    let v1 = support::release("1").config_checksum(a.as_str());
+    let v2 = support::release("2").config_checksum(b.as_str());
+    let spec = s.spec().replicas(2);
+    let p = platform(&s);
+    p.apply(&spec, Track::Stable, &v1, 2).await.unwrap();
+    p.wait_ready(&app, Track::Stable, Duration::from_secs(60)).await.unwrap();
+
+    let kit = TestKit::new();
+    kit.metric_values().set("error-rate", Track::Stable, 0.5);
+    let engine = RolloutEngine::builder(
+        Arc::new(platform(&s)),
+        Arc::new(KubeStateStore::new(s.cluster.clone())),
+        Arc::new(KubeHistoryStore::new(s.cluster.clone(), s.namespace.clone())),
+    )
+    .metrics(kit.metrics())
+    .config(engine_config("snapshot-traces"))
+    .build();
+    let mut handle = engine
+        .start(RolloutRequest::new(spec.clone(), v2.clone(), plan(Strat::Rolling)).from(v1.clone()))
+        .await
+        .unwrap();
+    let mut printed = vec![format!("{key:?}"), format!("{a:?}"), format!("{b:?}")];
+    while let Some(event) = handle.next_event().await {
+        printed.push(format!("{event:?}"));
+        printed.push(event.to_string());
+    }
+    let report = handle.wait().await.unwrap();
+    assert_eq!(report.status, DeploymentStatus::RolledBack, "{:?}", report.cause);
+    printed.push(format!("{report:?}"));
+    printed.push(serde_json::to_string(&report.record).unwrap());
+
+    // The server holds both snapshots' Secret data.
+    let secrets: Api<Secret> = s.api();
+    for (id, token) in [(&a, &token_a), (&b, &token_b)] {
+        let secret = secrets.get(&format!("app-secret-{id}")).await.unwrap();
+        let data = secret.data.unwrap_or_default();
+        assert_eq!(data.get("token").map(|v| v.0.as_slice()), Some(token.as_bytes()), "app-secret-{id}");
+    }
+    let read = snapshots.read(&app, &a).await.unwrap();
+    printed.push(format!("{read:?}"));
+    // Errors: a snapshot that does not exist, a release naming it.
+    let missing = SnapshotId::parse("0000000000").unwrap();
+    let err = snapshots.read(&app, &missing).await.unwrap_err();
+    printed.push(format!("{err:?}"));
+    printed.push(err.to_string());
+    let err = p.apply(&spec, Track::Stable, &v1.clone().config_checksum("0000000000"), 2).await.unwrap_err();
+    printed.push(format!("{err:?}"));
+    printed.push(err.to_string());
+    s.cleanup().await;
+    drop(guard);
+
+    // The client's bearer token, from the kubeconfig the tests use.
+    let kubeconfig = std::fs::read_to_string(std::env::var_os(support::KUBECONFIG_VAR).unwrap()).unwrap();
+    let client_token = kubeconfig
+        .split("token:")
+        .nth(1)
+        .map(|rest| rest.trim_start().split(['}', '\n', ' ']).next().unwrap_or_default().to_owned())
+        .filter(|t| t.len() >= 8);
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    let mut secrets = vec![token_a.clone(), token_b.clone(), b64(&token_a), b64(&token_b), key_text.clone()];
+    secrets.extend(client_token);
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let text = capture.text();
+    assert!(text.contains("event TRACE hyper"), "the API exchanges were traced at TRACE: {text}");
+    assert!(text.contains("rolling back"), "the engine's rollback was traced: {text}");
+    capture.assert_free_of(&secrets);
+    for p in &printed {
+        for secret in &secrets {
+            assert!(!p.contains(secret), "a secret is in a printed event, record, report or error: {p}");
+        }
+    }
+}

@@ -504,6 +504,25 @@ mod tests {
         assert_eq!(split.weight(Track::Stable).value(), 75);
     }
 
+    /// What the router declares is what tests/nginx.rs drives through a real nginx
+    /// (weights, header routes of every match kind to any track); what it does not
+    /// declare, mirroring, is refused before any file is written.
+    #[tokio::test]
+    async fn capabilities_are_honest_and_mirroring_is_refused() {
+        use deploy_core::model::Name;
+        use deploy_core::traffic::Mirror;
+        let dir = tempfile::tempdir().unwrap();
+        let config = NginxConfig::new(dir.path().join("nginx.conf"), dir.path().join("apps"));
+        let router = NginxRouter::new(config, Arc::new(StaticEndpoints::default()));
+        let caps = router.capabilities();
+        assert!(caps.weights && caps.header_routes && !caps.mirroring && !caps.switch_only);
+        assert!(caps.supports_split(&TrafficSplit::canary(Percent::new(10).unwrap())));
+        let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+        let mirrored = router.set_mirror(&app, Track::Canary, &Mirror::new(Percent::new(10).unwrap())).await;
+        assert!(matches!(mirrored, Err(RouterError::Unsupported { .. })), "{mirrored:?}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+    }
+
     #[test]
     fn header_values_that_could_escape_are_refused() {
         assert!(escape("always").is_ok());

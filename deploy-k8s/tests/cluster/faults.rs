@@ -7,6 +7,7 @@ use std::time::Duration;
 use deploy_core::engine::RolloutError;
 use deploy_core::model::{DeploymentStatus, Track};
 use deploy_core::state::{LockRequest, StateError, StateStore};
+use deploy_core::strategy::Strategy as _;
 use deploy_k8s::state::{KubeStateStore, state_name};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
@@ -141,5 +142,51 @@ async fn progress_changed_behind_the_store_is_a_conflict_and_is_not_overwritten(
     assert!(matches!(cleared, Err(StateError::Conflict { .. })), "{cleared:?}");
     assert!(maps.get_opt(&name).await.unwrap().is_some(), "a stale clear deletes nothing");
     store.release_lock(&lease).await.unwrap();
+    w.s.cleanup().await;
+}
+
+/// While the engine waits at a pause, another writer replaces the app's progress
+/// ConfigMap with a rollout of its own: at its next save the engine stops without
+/// overwriting it, and the other writer's document is what the server holds.
+#[tokio::test]
+async fn progress_replaced_while_the_engine_runs_stops_it_without_overwriting() {
+    let mut w = World::new("engine-conflict", Strat::Canary, Route::Replicas).await;
+    w.plan = deploy_core::strategy::Canary::with_steps(vec![
+        deploy_core::plan::Step::SetWeight(deploy_core::model::Percent::new(25).expect("25")),
+        deploy_core::plan::Step::Pause(deploy_core::plan::PauseKind::UntilPromoted),
+        deploy_core::plan::Step::SetWeight(deploy_core::model::Percent::new(50).expect("50")),
+    ])
+    .plan(&deploy_core::strategy::PlanInput::new(crate::engine::REPLICAS));
+    let engine = w.engine("engine-conflict");
+    let mut handle = engine.start(w.request(support::release(NEW))).await.expect("the rollout starts");
+    support::until_paused(&mut handle).await;
+
+    let store = KubeStateStore::new(w.s.cluster.clone());
+    let app = w.s.app();
+    let stored = store.load(&app).await.unwrap().expect("the engine saved its progress");
+    let other = deploy_core::state::RolloutState::new(
+        deploy_core::model::DeploymentRecord::new(
+            app.clone(),
+            deploy_core::model::Environment::Production,
+            Some(support::release(OLD)),
+            support::release("9"),
+            "canary",
+        ),
+        deploy_core::model::TrafficSplit::all(Track::Stable),
+    );
+    store.save(&app, &other, Some(&stored.revision)).await.unwrap();
+    let maps: Api<ConfigMap> = w.s.api();
+    let written = maps.get(&state_name(&app)).await.unwrap();
+
+    // The engine may already have seen the replacement while it polled for controls.
+    let _ = handle.promote();
+    let result = tokio::time::timeout(Duration::from_secs(60), handle.wait()).await.expect("the engine stops");
+    assert!(
+        matches!(&result, Err(RolloutError::State(StateError::Conflict { .. }))),
+        "the engine stops on the conflict: {result:?}"
+    );
+    let after = maps.get(&state_name(&app)).await.unwrap();
+    assert_eq!(after.data, written.data, "the other writer's progress is kept");
+    assert_eq!(after.metadata.resource_version, written.metadata.resource_version, "nothing was written over it");
     w.s.cleanup().await;
 }

@@ -310,11 +310,13 @@ impl VaultSecretManager {
                     Ok(_) => {
                         tracing::debug!("vault renewed the token for less than 2 s (its max ttl): logging in anew");
                     }
-                    Err(e) if matches!(e.kind(), ErrorKind::Unauthorized | ErrorKind::InvalidInput) => {
+                    // Renewal only saves a login: whatever stops it (refused, expired,
+                    // or OpenBao's 500 "past the max TTL, cannot renew" for a token at
+                    // its max TTL), a fresh login decides, and its error is the one returned.
+                    Err(e) => {
                         self.count(|s| s.refused_renewals += 1);
-                        tracing::debug!(error = %e, "vault refused to renew the token: logging in anew");
+                        tracing::debug!(error = %e, "vault did not renew the token: logging in anew");
                     }
-                    Err(e) => return Err(e),
                 }
             }
         }

@@ -180,6 +180,6 @@ pub struct VaultAuthStats {
     pub logins: u64,
     /// Successful renewals of the current token.
     pub renewals: u64,
-    /// Renewals Vault refused (each followed by a new login).
+    /// Renewals that failed, refused or otherwise (each followed by a new login).
     pub refused_renewals: u64,
 }

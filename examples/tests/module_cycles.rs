@@ -141,10 +141,7 @@ fn test_only_files(src: &Path, files: &[PathBuf]) -> BTreeSet<PathBuf> {
     }
     files
         .iter()
-        .filter(|f| {
-            test_dirs.iter().any(|d| f.with_extension("") == *d || f.starts_with(d))
-                && f.starts_with(src)
-        })
+        .filter(|f| test_dirs.iter().any(|d| f.with_extension("") == *d || f.starts_with(d)) && f.starts_with(src))
         .cloned()
         .collect()
 }
@@ -190,7 +187,8 @@ fn references(source: &str, depth: usize) -> BTreeSet<String> {
 
 /// The module names at the start of a path tail: `x::..` gives `x`, `{x::A, y}` gives both.
 fn names_at(tail: &str) -> Vec<String> {
-    let ident = |s: &str| -> String { s.trim_start().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect() };
+    let ident =
+        |s: &str| -> String { s.trim_start().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect() };
     if let Some(group) = tail.strip_prefix('{') {
         let mut names = Vec::new();
         let (mut depth, mut start) = (0usize, 0usize);

@@ -1,7 +1,7 @@
 //! Docker workloads as users write them, on the real engine (issues 18 and 20):
 //! hooks as one-shot containers run by the engine's plan, the pod-template
 //! mapping read back from `docker inspect`, readiness from the engine's events
-//! (and the poll fallback when the event stream drops), and configuration files
+//! (and the poll fallback when the event stream keeps dropping), and configuration files
 //! that roll back with the release.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test set-up: a failure there is the test failing")]
 
@@ -523,8 +523,10 @@ async fn relay(
     }
 }
 
+/// Every event stream is cut: the wait subscribes again `event_resubscribes` times
+/// (3), then polls.
 #[tokio::test]
-async fn when_the_event_stream_drops_readiness_falls_back_to_polling() {
+async fn when_the_event_stream_keeps_dropping_readiness_falls_back_to_polling() {
     let w = world("ready-fallback").await;
     let proxy = CuttingProxy::start();
     let through_proxy =
@@ -541,7 +543,10 @@ async fn when_the_event_stream_drops_readiness_falls_back_to_polling() {
     platform.wait_ready(&w.app, Track::Blue, Duration::from_secs(30)).await.unwrap();
     let took = started.elapsed();
     let inspects = proxy.inspects.load(Ordering::SeqCst) - before;
-    assert!(proxy.events_cut.load(Ordering::SeqCst) >= 1, "the event stream was cut");
+    assert!(proxy.events_cut.load(Ordering::SeqCst) >= 4, "the event stream was cut, then each re-subscription");
+    let counts = platform.readiness_counts();
+    assert_eq!((counts.resubscriptions, counts.fallbacks), (3, 1), "{counts:?}");
+    assert!(counts.polls >= 1, "{counts:?}");
     // Without the fallback the next read would be the 5 s safety re-check.
     assert!(took < Duration::from_secs(4), "ready by polling after the stream dropped, in {took:?}");
     assert!(inspects >= 4, "the track was polled after the drop ({inspects} inspects in {took:?})");

@@ -416,12 +416,12 @@ impl ConfigSnapshots {
         if let Some(list) = filters.get_mut("label") {
             list.push(labels::CONFIG_SNAPSHOT.to_owned());
         }
-        let options = bollard::query_parameters::ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
-        let containers = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| DockerError::from_bollard("list the containers of configuration snapshots", String::new, e))?;
+        let options =
+            bollard::query_parameters::ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let containers =
+            self.docker.list_containers(Some(options)).await.map_err(|e| {
+                DockerError::from_bollard("list the containers of configuration snapshots", String::new, e)
+            })?;
         Ok(containers
             .into_iter()
             .filter_map(|c| c.labels.and_then(|mut l| l.remove(labels::CONFIG_SNAPSHOT)))

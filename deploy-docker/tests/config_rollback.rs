@@ -208,8 +208,9 @@ async fn a_rolled_back_release_runs_again_with_its_own_env_and_files_not_the_fai
         assert_eq!(exec(&w.docker, id, &["cat", "/etc/app/app.conf"]).await, "content A\n");
     }
 
+    let app = w.app.clone();
     w.finish(&platform).await;
-    assert_eq!(snapshots.collect_garbage(&w.app, 0).await.unwrap(), 2, "unused snapshots are collected");
+    assert_eq!(snapshots.collect_garbage(&app, 0).await.unwrap(), 2, "unused snapshots are collected");
 }
 
 /// What every rollback path does (the old track of a blue-green or canary
@@ -248,8 +249,9 @@ async fn the_previous_release_recreated_from_the_current_spec_gets_its_recorded_
     assert_eq!(snapshots.collect_garbage(&w.app, 0).await.unwrap(), 1, "v2's snapshot is no longer used");
     assert!(snapshots.exists(&w.app, &a).await.unwrap(), "v1's snapshot stays while blue runs v1");
     assert!(!snapshots.exists(&w.app, &b).await.unwrap());
+    let app = w.app.clone();
     w.finish(&platform).await;
-    assert_eq!(snapshots.collect_garbage(&w.app, 0).await.unwrap(), 1);
+    assert_eq!(snapshots.collect_garbage(&app, 0).await.unwrap(), 1);
 }
 
 /// Names of `NAME=value` pairs, for assertion messages that print no value.

@@ -124,11 +124,7 @@ impl ContainerEvents for CutFirstStream {
         let mut subscriptions = self.subscriptions.lock().unwrap();
         subscriptions.push(since.map(str::to_owned));
         let stream = self.inner.subscribe(filters, since);
-        if subscriptions.len() == 1 {
-            Box::pin(stream.take_until(tokio::time::sleep(self.cut_after)))
-        } else {
-            stream
-        }
+        if subscriptions.len() == 1 { Box::pin(stream.take_until(tokio::time::sleep(self.cut_after))) } else { stream }
     }
 }
 

@@ -2,15 +2,10 @@
 //! network with aliases, a restart policy, labels and a health check; read their
 //! state and logs; remove them, one by one or by label.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt;
-use std::time::Duration;
+use std::collections::BTreeMap;
 
 use bollard::Docker;
-use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig,
-    NetworkingConfig, PortBinding, RestartPolicyNameEnum,
-};
+use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
 };
@@ -28,8 +23,8 @@ mod tests;
 pub use spec::{
     ContainerSpec, Hardening, HealthCheck, Limits, Mount, MountSource, PortMapping, RestartPolicy, VolumeMount,
 };
-pub use state::{ContainerState, ContainerTemplate, Health};
 use state::template_from;
+pub use state::{ContainerState, ContainerTemplate, Health};
 
 /// Options of [`Containers::logs`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,4 +213,3 @@ impl Containers {
         Ok(report)
     }
 }
-

@@ -484,5 +484,3 @@ impl ContainerSpec {
         }
     }
 }
-
-/// The health Docker reports for a container.

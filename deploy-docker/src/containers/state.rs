@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::spec::{Hardening, HealthCheck, Limits, Mount};
 
+/// The health Docker reports for a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Health {

@@ -1,35 +1,20 @@
 //! Applying a release to a track: the image, the networks, and the in-place
 //! rolling replacement of the track's containers.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bollard::Docker;
 use bollard::query_parameters::CreateImageOptionsBuilder;
-use deploy_core::error::{Classify, ErrorKind};
-use deploy_core::hook::HookSpec;
-use deploy_core::model::app::EnvSource;
-use deploy_core::model::{
-    AppId, AppSpec, EnvVar, ImageRef, Probe, ProbeAction, Release, Track, ValidationError, ValidationErrors, Version,
-};
-use deploy_core::platform::{Platform, PlatformError, TrackState, TrackStatus};
-use deploy_core::secret::{SecretError, SecretManager};
+use deploy_core::error::ErrorKind;
+use deploy_core::model::{AppId, AppSpec, ImageRef, Release, Track};
+use deploy_core::platform::PlatformError;
 use futures::StreamExt;
-use std::sync::Arc;
-use tracing::instrument;
 
-use crate::containers::{
-    ContainerSpec, ContainerState, Containers, Hardening, Health, HealthCheck, Limits, LogOptions, Mount, MountSource,
-    PortMapping, RestartPolicy,
-};
-use crate::endpoints::EndpointWatcher;
-use crate::error::{DockerError, bollard_message, classify_bollard};
-use crate::labels;
-use crate::networks::{NetworkSpec, Networks};
-use crate::workload::Workload;
 use super::readiness::Follower;
 use super::{DockerPlatform, Member, Readiness, container_name, platform_error, serves};
+use crate::containers::{ContainerSpec, PortMapping};
+use crate::error::{DockerError, bollard_message, classify_bollard};
+use crate::labels;
+use crate::networks::NetworkSpec;
 
 /// Why an image could not be made present.
 pub(super) enum Pull {
@@ -40,7 +25,6 @@ pub(super) enum Pull {
 }
 
 impl DockerPlatform {
-
     /// Makes sure the image is on the engine, pulling it when it is not; an image
     /// that the registry does not have dooms the track.
     pub(super) async fn ensure_image(&self, app: &AppId, track: Track, release: &Release) -> Result<(), PlatformError> {
@@ -89,6 +73,7 @@ impl DockerPlatform {
             }
         }
         Ok(())
+    }
 
     pub(super) async fn ensure_networks(&self) -> Result<(), PlatformError> {
         let names = std::iter::once(&self.config.network).chain(self.config.serving_network.as_ref());
@@ -114,7 +99,12 @@ impl DockerPlatform {
     }
 
     /// The serving network's aliases `state` should get once ready, if any.
-    pub(super) fn serving_aliases(&self, app: &AppId, track: Track, members: &[Member]) -> Option<(String, Vec<String>)> {
+    pub(super) fn serving_aliases(
+        &self,
+        app: &AppId,
+        track: Track,
+        members: &[Member],
+    ) -> Option<(String, Vec<String>)> {
         let network = self.config.serving_network.clone()?;
         let alias = app.name.to_string();
         let track_serves = members.iter().any(|m| serves(&m.state, &network, &alias));
@@ -123,7 +113,12 @@ impl DockerPlatform {
     }
 
     /// Gives ready members that should serve their serving alias.
-    pub(super) async fn join_serving(&self, app: &AppId, track: Track, members: &[Member]) -> Result<(), PlatformError> {
+    pub(super) async fn join_serving(
+        &self,
+        app: &AppId,
+        track: Track,
+        members: &[Member],
+    ) -> Result<(), PlatformError> {
         let Some((network, aliases)) = self.serving_aliases(app, track, members) else { return Ok(()) };
         for member in members {
             let ready = matches!(self.readiness(&member.state), Readiness::Ready);
@@ -240,6 +235,7 @@ impl DockerPlatform {
         }
         Ok(())
     }
+
     pub(super) async fn remove_container(&self, id: &str) -> Result<(), PlatformError> {
         self.containers.remove(id).await.map_err(|e| platform_error("remove container", e))
     }

@@ -1,39 +1,19 @@
 //! The container of one replica: what of an `AppSpec` and a `Workload` maps onto
 //! a Docker container, and what is refused.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-use bollard::Docker;
-use bollard::query_parameters::CreateImageOptionsBuilder;
-use deploy_core::error::{Classify, ErrorKind};
-use deploy_core::hook::HookSpec;
+use deploy_core::error::Classify;
 use deploy_core::model::app::EnvSource;
-use deploy_core::model::{
-    AppId, AppSpec, EnvVar, ImageRef, Probe, ProbeAction, Release, Track, ValidationError, ValidationErrors, Version,
-};
-use deploy_core::platform::{Platform, PlatformError, TrackState, TrackStatus};
-use deploy_core::secret::{SecretError, SecretManager};
-use futures::StreamExt;
-use std::sync::Arc;
-use tracing::instrument;
+use deploy_core::model::{AppSpec, EnvVar, Probe, ProbeAction, Release, Track, ValidationError, ValidationErrors};
+use deploy_core::platform::PlatformError;
+use deploy_core::secret::SecretError;
 
-use crate::containers::{
-    ContainerSpec, ContainerState, Containers, Hardening, Health, HealthCheck, Limits, LogOptions, Mount, MountSource,
-    PortMapping, RestartPolicy,
-};
-use crate::endpoints::EndpointWatcher;
-use crate::error::{DockerError, bollard_message, classify_bollard};
-use crate::labels;
-use crate::networks::{NetworkSpec, Networks};
-use crate::workload::Workload;
-use super::{DockerPlatform, container_name, platform_error};
+use super::{DockerPlatform, container_name};
 use crate::config_files::Snapshot;
+use crate::containers::{ContainerSpec, Hardening, HealthCheck, Limits, Mount, MountSource, PortMapping};
+use crate::labels;
+use crate::workload::Workload;
 
 impl DockerPlatform {
-    }
-
     /// The container of one replica of `track`, with everything of `spec` and the
     /// app's [`Workload`] that maps onto a container; what does not map is refused
     /// here, by name, before anything is created.

@@ -1,34 +1,17 @@
 //! Hooks as one-shot containers.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bollard::Docker;
-use bollard::query_parameters::CreateImageOptionsBuilder;
-use deploy_core::error::{Classify, ErrorKind};
 use deploy_core::hook::HookSpec;
-use deploy_core::model::app::EnvSource;
-use deploy_core::model::{
-    AppId, AppSpec, EnvVar, ImageRef, Probe, ProbeAction, Release, Track, ValidationError, ValidationErrors, Version,
-};
-use deploy_core::platform::{Platform, PlatformError, TrackState, TrackStatus};
-use deploy_core::secret::{SecretError, SecretManager};
+use deploy_core::model::{AppId, ValidationErrors};
+use deploy_core::platform::PlatformError;
 use futures::StreamExt;
-use std::sync::Arc;
-use tracing::instrument;
 
-use crate::containers::{
-    ContainerSpec, ContainerState, Containers, Hardening, Health, HealthCheck, Limits, LogOptions, Mount, MountSource,
-    PortMapping, RestartPolicy,
-};
-use crate::endpoints::EndpointWatcher;
-use crate::error::{DockerError, bollard_message, classify_bollard};
-use crate::labels;
-use crate::networks::{NetworkSpec, Networks};
-use crate::workload::Workload;
 use super::apply::Pull;
-use super::{DockerPlatform, PlatformConfig, platform_error};
+use super::{DockerPlatform, platform_error};
+use crate::containers::{ContainerSpec, LogOptions, RestartPolicy};
+use crate::error::{DockerError, classify_bollard};
+use crate::labels;
 
 impl DockerPlatform {
     /// The hook's runs, each a fresh container (see [`Platform::run_hook`]).

@@ -3,32 +3,23 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bollard::Docker;
-use bollard::query_parameters::CreateImageOptionsBuilder;
 use deploy_core::error::{Classify, ErrorKind};
 use deploy_core::hook::HookSpec;
-use deploy_core::model::app::EnvSource;
-use deploy_core::model::{
-    AppId, AppSpec, EnvVar, ImageRef, Probe, ProbeAction, Release, Track, ValidationError, ValidationErrors, Version,
-};
-use deploy_core::platform::{Platform, PlatformError, TrackState, TrackStatus};
-use deploy_core::secret::{SecretError, SecretManager};
-use futures::StreamExt;
+use deploy_core::model::{AppId, AppSpec, Release, Track, Version};
+use deploy_core::platform::{Platform, PlatformError, TrackStatus};
+use deploy_core::secret::SecretManager;
 use std::sync::Arc;
 use tracing::instrument;
 
-use crate::containers::{
-    ContainerSpec, ContainerState, Containers, Hardening, Health, HealthCheck, Limits, LogOptions, Mount, MountSource,
-    PortMapping, RestartPolicy,
-};
+use crate::containers::{ContainerState, Containers, RestartPolicy};
 use crate::endpoints::EndpointWatcher;
-use crate::error::{DockerError, bollard_message, classify_bollard};
+use crate::error::{DockerError, classify_bollard};
 use crate::labels;
-use crate::networks::{NetworkSpec, Networks};
+use crate::networks::Networks;
 use crate::workload::Workload;
-
 
 mod apply;
 mod container_spec;
@@ -38,9 +29,10 @@ mod rollback;
 #[cfg(test)]
 mod tests;
 
+use crate::events::{ContainerEvents, DockerEvents};
+use container_spec::revision;
 pub use readiness::ReadinessCounts;
 use readiness::{Counters, Readiness};
-use crate::events::{ContainerEvents, DockerEvents};
 
 /// How a probe becomes a command inside the container: `{port}` and `{path}` are
 /// replaced. Docker runs health checks inside the container, so the image must
@@ -289,7 +281,6 @@ struct Member {
     revision: String,
     version: Option<Version>,
 }
-
 
 impl DockerPlatform {
     /// A platform on `docker`.

@@ -1,35 +1,17 @@
 //! Readiness of a track: what a container's state says, the track's status, and
 //! waiting by following the engine's events.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
-use bollard::query_parameters::CreateImageOptionsBuilder;
-use deploy_core::error::{Classify, ErrorKind};
-use deploy_core::hook::HookSpec;
-use deploy_core::model::app::EnvSource;
-use deploy_core::model::{
-    AppId, AppSpec, EnvVar, ImageRef, Probe, ProbeAction, Release, Track, ValidationError, ValidationErrors, Version,
-};
-use deploy_core::platform::{Platform, PlatformError, TrackState, TrackStatus};
-use deploy_core::secret::{SecretError, SecretManager};
+use deploy_core::model::{AppId, Track};
+use deploy_core::platform::{PlatformError, TrackState, TrackStatus};
 use futures::StreamExt;
-use std::sync::Arc;
-use tracing::instrument;
 
-use crate::containers::{
-    ContainerSpec, ContainerState, Containers, Hardening, Health, HealthCheck, Limits, LogOptions, Mount, MountSource,
-    PortMapping, RestartPolicy,
-};
-use crate::endpoints::EndpointWatcher;
-use crate::error::{DockerError, bollard_message, classify_bollard};
-use crate::labels;
-use crate::networks::{NetworkSpec, Networks};
-use crate::workload::Workload;
-use super::{DockerPlatform, Member, PlatformConfig, first_line};
+use super::{DockerPlatform, Member, first_line};
+use crate::containers::{ContainerState, Health};
 use crate::events::EventStream;
+use crate::labels;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What one container's state says about its readiness.
@@ -40,7 +22,6 @@ pub(super) enum Readiness {
 }
 
 impl DockerPlatform {
-
     pub(super) fn readiness(&self, state: &ContainerState) -> Readiness {
         if state.restart_count >= self.config.crash_loop_restarts {
             return Readiness::Doomed(format!(
@@ -129,7 +110,12 @@ impl DockerPlatform {
     }
 
     /// Waits until the track is ready (see [`Platform::wait_ready`](deploy_core::platform::Platform::wait_ready)).
-    pub(super) async fn wait_track_ready(&self, app: &AppId, track: Track, deadline: Duration) -> Result<(), PlatformError> {
+    pub(super) async fn wait_track_ready(
+        &self,
+        app: &AppId,
+        track: Track,
+        deadline: Duration,
+    ) -> Result<(), PlatformError> {
         let started = Instant::now();
         // Subscribed before the first read, so that no change falls between the two.
         let mut follower = Follower::new(self, app, track);
@@ -238,9 +224,10 @@ impl<'a> Follower<'a> {
     /// re-subscription after the stream dropped, or one poll interval once
     /// polling. Never waits longer than `left`.
     pub(super) async fn next_change(&mut self, recheck: Duration, left: Duration) {
-        let counters = &self.platform.counters;
+        let platform = self.platform;
+        let counters = &platform.counters;
         let Some(stream) = self.stream.as_mut() else {
-            tokio::time::sleep(self.platform.config.poll_interval.min(left)).await;
+            tokio::time::sleep(platform.config.poll_interval.min(left)).await;
             bump(&counters.polls);
             return;
         };

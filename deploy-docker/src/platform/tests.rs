@@ -1,7 +1,7 @@
 use super::container_spec::{limits, revision};
 use super::hooks::bounded_tail;
 use super::*;
-use deploy_core::model::{EnvVar, ImageRef, Name};
+use deploy_core::model::{EnvVar, ImageRef, Name, Probe};
 
 fn spec() -> AppSpec {
     AppSpec::new(Name::new("web").unwrap(), Name::new("shop").unwrap(), ImageRef::parse("shop/web:1").unwrap())
@@ -58,9 +58,13 @@ async fn probes_become_health_checks_and_secrets_are_refused() {
     assert_eq!(check.retries, 3);
 
     let with_secret = spec().env(EnvVar::from_secret("DB", Name::new("db").unwrap(), "password").unwrap());
-    let err = platform.container_spec(&with_secret, &with_secret.env, None, Track::Stable, &release("1"), "r").await.unwrap_err();
+    let err = platform
+        .container_spec(&with_secret, &with_secret.env, None, Track::Stable, &release("1"), "r")
+        .await
+        .unwrap_err();
     assert!(matches!(err, PlatformError::Invalid { .. }), "{err:?}");
-    let ok = platform.container_spec(&spec().readiness(probe), &[], None, Track::Blue, &release("1"), "r").await.unwrap();
+    let ok =
+        platform.container_spec(&spec().readiness(probe), &[], None, Track::Blue, &release("1"), "r").await.unwrap();
     assert_eq!(ok.network_aliases, ["web-blue"]);
     assert_eq!(ok.labels[labels::TRACK], "blue");
     assert_eq!(ok.labels[labels::VERSION], "1");

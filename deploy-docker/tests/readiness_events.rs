@@ -111,19 +111,27 @@ async fn an_in_place_rolling_replacement_waits_on_events_not_polls() {
     w.finish(&platform).await;
 }
 
-/// The engine's stream, except that the first subscription ends after `cut_after`.
+/// The engine's stream, except that the first subscription after [`CutFirstStream::arm`]
+/// ends after `cut_after`.
 struct CutFirstStream {
     inner: DockerEvents,
     cut_after: Duration,
-    /// The `since` of every subscription, in order.
-    subscriptions: Mutex<Vec<Option<String>>>,
+    /// The `since` of every subscription since armed, in order; `None` until armed.
+    subscriptions: Mutex<Option<Vec<Option<String>>>>,
+}
+
+impl CutFirstStream {
+    fn arm(&self) {
+        *self.subscriptions.lock().unwrap() = Some(Vec::new());
+    }
 }
 
 impl ContainerEvents for CutFirstStream {
     fn subscribe(&self, filters: &HashMap<String, Vec<String>>, since: Option<&str>) -> EventStream {
-        let mut subscriptions = self.subscriptions.lock().unwrap();
-        subscriptions.push(since.map(str::to_owned));
         let stream = self.inner.subscribe(filters, since);
+        let mut armed = self.subscriptions.lock().unwrap();
+        let Some(subscriptions) = armed.as_mut() else { return stream };
+        subscriptions.push(since.map(str::to_owned));
         if subscriptions.len() == 1 { Box::pin(stream.take_until(tokio::time::sleep(self.cut_after))) } else { stream }
     }
 }
@@ -134,16 +142,17 @@ async fn a_dropped_event_stream_is_subscribed_again_and_readiness_comes_through_
     let source = Arc::new(CutFirstStream {
         inner: DockerEvents::new(w.docker.clone()),
         cut_after: Duration::from_millis(300),
-        subscriptions: Mutex::new(Vec::new()),
+        subscriptions: Mutex::new(None),
     });
     let platform = DockerPlatform::new(w.docker.clone(), w.config()).event_source(source.clone());
     // Health checks every 1.5 s: the stream is cut long before the container is healthy.
     platform.apply(&w.spec(Duration::from_millis(1500)), Track::Blue, &w.release(0), 1).await.unwrap();
+    source.arm();
     let started = Instant::now();
     platform.wait_ready(&w.app, Track::Blue, Duration::from_secs(30)).await.unwrap();
     let took = started.elapsed();
     let counts = platform.readiness_counts();
-    let subscriptions = source.subscriptions.lock().unwrap().clone();
+    let subscriptions = source.subscriptions.lock().unwrap().clone().unwrap();
     assert_eq!(subscriptions.len(), 2, "one cut, one re-subscription: {subscriptions:?}");
     let times: Vec<f64> = subscriptions
         .iter()
@@ -163,5 +172,6 @@ async fn a_dropped_event_stream_is_subscribed_again_and_readiness_comes_through_
     assert!(took >= Duration::from_millis(1000), "ready only after the cut: {took:?}");
     assert!(took < Duration::from_secs(5), "ready before the 5 s safety re-check would have read it: {took:?}");
     assert_eq!(counts.timer_rechecks, 0, "{counts:?}");
+    println!("re-subscribed: ready after {took:?}, {counts:?}, since {subscriptions:?}");
     w.finish(&platform).await;
 }

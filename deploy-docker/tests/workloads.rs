@@ -28,7 +28,7 @@ use deploy_core::secret::{PutOptions, Secret, SecretBytes, SecretError, SecretMa
 use deploy_core::strategy::{Canary, PlanInput, RollingUpdate, Strategy};
 use deploy_core::testkit::TestKit;
 use deploy_core::traffic::TrafficRouter;
-use deploy_docker::config_files::{ConfigSnapshots, volume_name};
+use deploy_docker::config_files::ConfigSnapshots;
 use deploy_docker::containers::{Containers, Mount, MountSource, RestartPolicy};
 use deploy_docker::labels;
 use deploy_docker::platform::{DockerPlatform, PlatformConfig};
@@ -523,8 +523,7 @@ async fn relay(
     }
 }
 
-/// Every event stream is cut: the wait subscribes again `event_resubscribes` times
-/// (3), then polls.
+/// Every event stream is cut: the wait subscribes again 3 times, then polls.
 #[tokio::test]
 async fn when_the_event_stream_keeps_dropping_readiness_falls_back_to_polling() {
     let w = world("ready-fallback").await;
@@ -629,7 +628,6 @@ async fn a_failed_rollouts_rollback_restores_the_previous_releases_configuration
     // Nothing mounts them now: garbage collection keeping none removes all three.
     assert_eq!(snapshots.collect_garbage(&w.app, 0).await.unwrap(), 3);
     assert!(!snapshots.exists(&w.app, &a).await.unwrap());
-    let _ = volume_name(&w.app, &a);
 }
 
 /// Issue 19: a full run on the Docker platform with an environment variable from a

@@ -63,7 +63,7 @@ pub struct PlatformConfig {
     /// The network every container joins, with the DNS alias `<app>-<track>`;
     /// created when missing.
     pub network: String,
-    /// The network where [`crate::NetworkAliasRouter`] gives ready containers the
+    /// The network where `NetworkAliasRouter` gives ready containers the
     /// alias `<app>`, when traffic is routed by alias; created when missing. New
     /// ready containers of the `stable` and `canary` tracks join it on their own
     /// (canary by replica ratio, as a Kubernetes Service selecting the app would),
@@ -308,7 +308,7 @@ impl DockerPlatform {
     }
 
     /// Reads environment variables that reference a secret
-    /// ([`EnvVar::from_secret`]) from `secrets`, under the key `<secret>/<key>`, when
+    /// ([`EnvVar::from_secret`](deploy_core::model::EnvVar::from_secret)) from `secrets`, under the key `<secret>/<key>`, when
     /// a container is created (the app's and a hook's). Values reach only the
     /// engine's container config, never a log, an error or the revision hash; a
     /// replica added by a later scale copies its sibling's values, so a rotated

@@ -82,7 +82,7 @@ impl DockerPlatform {
 
     /// When a waiting track must be re-read without an event: once the youngest
     /// running container without a health check has run for
-    /// [`PlatformConfig::min_ready`]; otherwise after a long safety interval.
+    /// [`PlatformConfig::min_ready`](super::PlatformConfig::min_ready); otherwise after a long safety interval.
     pub(super) fn recheck_after(&self, members: &[Member]) -> Duration {
         const SAFETY: Duration = Duration::from_secs(5);
         let now = jiff::Timestamp::now();
@@ -167,15 +167,15 @@ pub struct ReadinessCounts {
     /// Re-reads woken by an engine event about the track's containers.
     pub event_wakeups: u64,
     /// Re-reads woken by a timer while following events: a container without a
-    /// health check reaching [`PlatformConfig::min_ready`], or the 5 s safety re-check.
+    /// health check reaching [`PlatformConfig::min_ready`](super::PlatformConfig::min_ready), or the 5 s safety re-check.
     pub timer_rechecks: u64,
-    /// Re-reads by polling every [`PlatformConfig::poll_interval`]: after the
-    /// event stream was given up, or with [`PlatformConfig::readiness_events`] off.
+    /// Re-reads by polling every [`PlatformConfig::poll_interval`](super::PlatformConfig::poll_interval): after the
+    /// event stream was given up, or with [`PlatformConfig::readiness_events`](super::PlatformConfig::readiness_events) off.
     pub polls: u64,
     /// Event streams that failed or ended and were subscribed again.
     pub resubscriptions: u64,
     /// Waits that gave up their event stream for polling after
-    /// [`PlatformConfig::event_resubscribes`] failed re-subscriptions in a row.
+    /// [`PlatformConfig::event_resubscribes`](super::PlatformConfig::event_resubscribes) failed re-subscriptions in a row.
     pub fallbacks: u64,
 }
 
@@ -195,7 +195,7 @@ fn bump(counter: &AtomicU64) {
 
 /// Follows the engine's events about one track for one wait: re-subscribes,
 /// from the time of the last event seen, when the stream fails or ends, up to
-/// [`PlatformConfig::event_resubscribes`] times in a row without a new event;
+/// [`PlatformConfig::event_resubscribes`](super::PlatformConfig::event_resubscribes) times in a row without a new event;
 /// then polls.
 pub(super) struct Follower<'a> {
     platform: &'a DockerPlatform,

@@ -16,7 +16,7 @@ use crate::containers::Containers;
 use crate::labels;
 use crate::nginx::{EndpointSource, NginxRouter};
 
-/// The loopback addresses the [`DockerPlatform`](crate::DockerPlatform) published
+/// The loopback addresses the `DockerPlatform` published
 /// a track's `container_port` on, for the running containers that are healthy
 /// (or have no health check): a replica still starting is never an upstream.
 ///
@@ -41,7 +41,7 @@ impl DockerEndpoints {
     }
 }
 
-/// Told by the [`DockerPlatform`](crate::DockerPlatform) before it removes
+/// Told by the `DockerPlatform` before it removes
 /// containers that may serve, so that whatever sends them requests stops first.
 #[async_trait]
 pub trait EndpointWatcher: Send + Sync {

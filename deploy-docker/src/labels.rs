@@ -1,6 +1,6 @@
 //! The labels that make a set of containers a track of an application.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use deploy_core::model::{AppId, Track};
 
@@ -50,4 +50,16 @@ pub fn track_selector(app: &AppId, track: Track) -> BTreeMap<String, String> {
     let mut labels = app_selector(app);
     labels.insert(TRACK.to_owned(), track.as_str().to_owned());
     labels
+}
+
+/// `labels` plus the ownership mark every object this crate creates carries.
+pub(crate) fn owned_labels(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut owned = labels.clone();
+    owned.insert(MANAGED_BY.to_owned(), MANAGER.to_owned());
+    owned
+}
+
+/// `{"label": ["k=v", …]}` for list filters.
+pub(crate) fn label_filters(labels: &BTreeMap<String, String>) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_owned(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect())])
 }

@@ -12,7 +12,8 @@
 //! | [`dockerfile`] | Dockerfile generation with presets, and a linter |
 //! | [`containers`], [`networks`] | containers, networks, logs, clean-up by label |
 //! | [`workload`] | the pod-template settings a container can honour (and those it refuses) |
-//! | [`config_files`] | per-release configuration files in content-addressed volumes |
+//! | [`config_files`] | per-release configuration files and environment in content-addressed volumes |
+//! | [`events`] | the engine's container events that readiness follows |
 //!
 //! Everything talks to a real engine through a [`bollard::Docker`] made by
 //! [`connect::connect`], which negotiates the API version (a 20.10 engine speaks 1.41).
@@ -45,6 +46,7 @@ pub mod dockerfile;
 pub mod dockerignore;
 pub mod endpoints;
 pub mod error;
+pub mod events;
 pub mod labels;
 pub mod networks;
 pub mod nginx;

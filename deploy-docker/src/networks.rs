@@ -8,8 +8,8 @@ use bollard::models::{EndpointSettings, NetworkConnectRequest, NetworkCreateRequ
 use bollard::query_parameters::ListNetworksOptionsBuilder;
 use tracing::instrument;
 
-use crate::containers::label_filters;
 use crate::error::{DockerError, is_not_found};
+use crate::labels::{label_filters, owned_labels};
 
 /// A user-defined bridge network to create.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -67,7 +67,7 @@ impl Networks {
             name: spec.name.clone(),
             driver: Some("bridge".to_owned()),
             internal: Some(spec.internal),
-            labels: Some(crate::containers::owned_labels(&spec.labels).into_iter().collect()),
+            labels: Some(owned_labels(&spec.labels).into_iter().collect()),
             ..Default::default()
         };
         match self.docker.create_network(request).await {
@@ -113,7 +113,7 @@ impl Networks {
                 message: "an empty label selector would remove every network this crate made".to_owned(),
             });
         }
-        let labels = crate::containers::owned_labels(labels);
+        let labels = owned_labels(labels);
         let options = ListNetworksOptionsBuilder::new().filters(&label_filters(&labels)).build();
         let list = self
             .docker

@@ -8,7 +8,7 @@
 //! pod can do (init containers, sidecars, a service account, node selection,
 //! tolerations, affinity, topology spread, image pull secrets) exist so that a
 //! description written for both platforms reaches this one whole:
-//! [`DockerPlatform`](crate::DockerPlatform) refuses each one that is set, by its
+//! the Docker platform (`DockerPlatform`) refuses each one that is set, by its
 //! field name, before it creates anything.
 
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use crate::containers::Mount;
 
 /// Pod-template settings of one application on the Docker platform; set with
-/// [`PlatformConfig::workload`](crate::platform::PlatformConfig::workload).
+/// `PlatformConfig::workload`.
 ///
 /// ```
 /// use deploy_docker::containers::{Mount, MountSource};
@@ -42,7 +42,7 @@ pub struct Workload {
     pub mounts: Vec<Mount>,
     /// Where a release's configuration files are mounted, read-only: a release whose
     /// [`config_checksum`](deploy_core::model::Release::config_checksum) names a
-    /// snapshot published with [`crate::config_files::ConfigSnapshots`] runs with
+    /// snapshot published with `config_files::ConfigSnapshots` runs with
     /// that snapshot here. A release without a checksum mounts nothing.
     pub config_mount: Option<String>,
     /// Names of init containers. Not on Docker: refused.

@@ -1,7 +1,7 @@
 //! Docker workloads as users write them, on the real engine (issues 18 and 20):
 //! hooks as one-shot containers run by the engine's plan, the pod-template
 //! mapping read back from `docker inspect`, readiness from the engine's events
-//! (and the poll fallback when the event stream drops), and configuration files
+//! (and the poll fallback when the event stream keeps dropping), and configuration files
 //! that roll back with the release.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test set-up: a failure there is the test failing")]
 
@@ -28,7 +28,7 @@ use deploy_core::secret::{PutOptions, Secret, SecretBytes, SecretError, SecretMa
 use deploy_core::strategy::{Canary, PlanInput, RollingUpdate, Strategy};
 use deploy_core::testkit::TestKit;
 use deploy_core::traffic::TrafficRouter;
-use deploy_docker::config_files::{ConfigSnapshots, volume_name};
+use deploy_docker::config_files::ConfigSnapshots;
 use deploy_docker::containers::{Containers, Mount, MountSource, RestartPolicy};
 use deploy_docker::labels;
 use deploy_docker::platform::{DockerPlatform, PlatformConfig};
@@ -523,8 +523,9 @@ async fn relay(
     }
 }
 
+/// Every event stream is cut: the wait subscribes again 3 times, then polls.
 #[tokio::test]
-async fn when_the_event_stream_drops_readiness_falls_back_to_polling() {
+async fn when_the_event_stream_keeps_dropping_readiness_falls_back_to_polling() {
     let w = world("ready-fallback").await;
     let proxy = CuttingProxy::start();
     let through_proxy =
@@ -541,7 +542,10 @@ async fn when_the_event_stream_drops_readiness_falls_back_to_polling() {
     platform.wait_ready(&w.app, Track::Blue, Duration::from_secs(30)).await.unwrap();
     let took = started.elapsed();
     let inspects = proxy.inspects.load(Ordering::SeqCst) - before;
-    assert!(proxy.events_cut.load(Ordering::SeqCst) >= 1, "the event stream was cut");
+    assert!(proxy.events_cut.load(Ordering::SeqCst) >= 4, "the event stream was cut, then each re-subscription");
+    let counts = platform.readiness_counts();
+    assert_eq!((counts.resubscriptions, counts.fallbacks), (3, 1), "{counts:?}");
+    assert!(counts.polls >= 1, "{counts:?}");
     // Without the fallback the next read would be the 5 s safety re-check.
     assert!(took < Duration::from_secs(4), "ready by polling after the stream dropped, in {took:?}");
     assert!(inspects >= 4, "the track was polled after the drop ({inspects} inspects in {took:?})");
@@ -624,7 +628,6 @@ async fn a_failed_rollouts_rollback_restores_the_previous_releases_configuration
     // Nothing mounts them now: garbage collection keeping none removes all three.
     assert_eq!(snapshots.collect_garbage(&w.app, 0).await.unwrap(), 3);
     assert!(!snapshots.exists(&w.app, &a).await.unwrap());
-    let _ = volume_name(&w.app, &a);
 }
 
 /// Issue 19: a full run on the Docker platform with an environment variable from a

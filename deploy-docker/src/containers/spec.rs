@@ -1,23 +1,17 @@
-//! Running containers: create and start with ports, environment, volumes, a
-//! network with aliases, a restart policy, labels and a health check; read their
-//! state and logs; remove them, one by one or by label.
+//! What a container is made of: [`ContainerSpec`] and its parts (ports, mounts,
+//! limits, hardening, a health check, a restart policy), and how they become the
+//! engine's create body.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::Duration;
 
-use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig,
-    NetworkingConfig, PortBinding, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, NetworkingConfig, PortBinding,
+    RestartPolicyNameEnum,
 };
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-};
-use futures::StreamExt;
-use tracing::instrument;
 
-use crate::error::DockerError;
+use crate::labels::owned_labels;
 
 /// What the engine does when a container's process exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -117,7 +111,7 @@ impl Mount {
         self
     }
 
-    fn to_engine(&self) -> bollard::models::Mount {
+    pub(super) fn to_engine(&self) -> bollard::models::Mount {
         use bollard::models::{MountTmpfsOptions, MountType};
         let (typ, source, tmpfs_options) = match &self.source {
             MountSource::Volume(name) => (MountType::VOLUME, Some(name.clone()), None),
@@ -141,7 +135,7 @@ impl Mount {
         }
     }
 
-    fn from_engine(mount: &bollard::models::Mount) -> Option<Self> {
+    pub(super) fn from_engine(mount: &bollard::models::Mount) -> Option<Self> {
         use bollard::models::MountType;
         let source = match mount.typ? {
             MountType::VOLUME => MountSource::Volume(mount.source.clone()?),
@@ -231,7 +225,7 @@ impl HealthCheck {
         self
     }
 
-    fn to_config(&self) -> HealthConfig {
+    pub(super) fn to_config(&self) -> HealthConfig {
         let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
         HealthConfig {
             test: Some(self.test.clone()),
@@ -425,7 +419,7 @@ impl ContainerSpec {
         self
     }
 
-    fn to_body(&self) -> ContainerCreateBody {
+    pub(super) fn to_body(&self) -> ContainerCreateBody {
         let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = self
             .ports
             .iter()
@@ -488,373 +482,5 @@ impl ContainerSpec {
             networking_config,
             ..Default::default()
         }
-    }
-}
-
-/// The health Docker reports for a container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Health {
-    /// The container has no health check.
-    None,
-    /// No check has passed yet, and the failures are within the retries.
-    Starting,
-    /// The last check passed.
-    Healthy,
-    /// `retries` checks in a row failed; `output` is what the last one printed.
-    Unhealthy {
-        /// The last check's output.
-        output: String,
-    },
-}
-
-/// What a container is doing, from its inspect.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ContainerState {
-    /// The container's id.
-    pub id: String,
-    /// The container's name, without the leading `/`.
-    pub name: String,
-    /// Its process runs.
-    pub running: bool,
-    /// The engine is restarting it after an exit.
-    pub restarting: bool,
-    /// Its process exited (or died) and is not being restarted.
-    pub exited: bool,
-    /// The last exit code.
-    pub exit_code: i64,
-    /// How often the engine restarted it.
-    pub restart_count: u32,
-    /// When its process last started.
-    pub started_at: Option<jiff::Timestamp>,
-    /// The engine's error, such as a missing executable.
-    pub error: Option<String>,
-    /// The health check's verdict.
-    pub health: Health,
-    /// Its labels.
-    pub labels: BTreeMap<String, String>,
-    /// DNS aliases per network it is attached to.
-    pub network_aliases: BTreeMap<String, Vec<String>>,
-    /// What it takes to create a container like this one, from its config.
-    pub template: Option<ContainerTemplate>,
-}
-
-/// The parts of a container's config that recreate it.
-#[derive(Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ContainerTemplate {
-    /// The image.
-    pub image: String,
-    /// The command, when set.
-    pub command: Option<Vec<String>>,
-    /// The environment (the image's and the container's).
-    pub env: BTreeMap<String, String>,
-    /// The health check set on the container, if any.
-    pub health: Option<HealthCheck>,
-    /// The user, when set.
-    pub user: Option<String>,
-    /// The entrypoint set on the container, when set.
-    pub entrypoint: Option<Vec<String>>,
-    /// Named volumes, binds and tmpfs mounts of its host config.
-    pub mounts: Vec<Mount>,
-    /// Its CPU and memory limits.
-    pub limits: Limits,
-    /// Its security settings.
-    pub hardening: Hardening,
-}
-
-impl fmt::Debug for ContainerTemplate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ContainerTemplate")
-            .field("image", &self.image)
-            .field("command", &self.command)
-            .field("env", &self.env.keys().collect::<Vec<_>>())
-            .field("health", &self.health)
-            .field("user", &self.user)
-            .field("entrypoint", &self.entrypoint)
-            .field("mounts", &self.mounts)
-            .field("limits", &self.limits)
-            .field("hardening", &self.hardening)
-            .finish()
-    }
-}
-
-fn template_from(
-    config: &bollard::models::ContainerConfig,
-    host: Option<&bollard::models::HostConfig>,
-) -> Option<ContainerTemplate> {
-    let duration = |nanos: Option<i64>| Duration::from_nanos(nanos.and_then(|n| u64::try_from(n).ok()).unwrap_or(0));
-    let health = config.healthcheck.as_ref().and_then(|h| {
-        let test = h.test.clone().filter(|t| !t.is_empty() && t[0] != "NONE")?;
-        Some(HealthCheck {
-            test,
-            interval: duration(h.interval),
-            timeout: duration(h.timeout),
-            retries: h.retries.and_then(|r| u32::try_from(r).ok()).unwrap_or(3),
-            start_period: duration(h.start_period),
-        })
-    });
-    Some(ContainerTemplate {
-        image: config.image.clone()?,
-        command: config.cmd.clone(),
-        env: config
-            .env
-            .iter()
-            .flatten()
-            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-            .collect(),
-        health,
-        user: config.user.clone().filter(|u| !u.is_empty()),
-        entrypoint: config.entrypoint.clone().filter(|e| !e.is_empty()),
-        mounts: host.and_then(|h| h.mounts.as_ref()).into_iter().flatten().filter_map(Mount::from_engine).collect(),
-        limits: Limits {
-            nano_cpus: host.and_then(|h| h.nano_cpus).filter(|n| *n > 0),
-            memory_bytes: host.and_then(|h| h.memory).filter(|n| *n > 0),
-            memory_reservation_bytes: host.and_then(|h| h.memory_reservation).filter(|n| *n > 0),
-            cpu_shares: host.and_then(|h| h.cpu_shares).filter(|n| *n > 0),
-        },
-        hardening: Hardening {
-            read_only_root: host.and_then(|h| h.readonly_rootfs).unwrap_or(false),
-            cap_drop: host.and_then(|h| h.cap_drop.clone()).unwrap_or_default(),
-            no_new_privileges: host
-                .and_then(|h| h.security_opt.as_ref())
-                .is_some_and(|o| o.iter().any(|o| o.starts_with("no-new-privileges"))),
-            privileged: host.and_then(|h| h.privileged).unwrap_or(false),
-        },
-    })
-}
-
-/// Options of [`Containers::logs`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LogOptions {
-    /// Only the last `tail` lines; all lines when `None`.
-    pub tail: Option<u32>,
-    /// Include standard error.
-    pub stderr: bool,
-}
-
-impl Default for LogOptions {
-    fn default() -> Self {
-        Self { tail: Some(100), stderr: true }
-    }
-}
-
-impl LogOptions {
-    /// Sets the tail.
-    #[must_use]
-    pub fn tail(mut self, tail: Option<u32>) -> Self {
-        self.tail = tail;
-        self
-    }
-}
-
-/// What a clean-up removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct CleanupReport {
-    /// Containers removed.
-    pub containers: usize,
-    /// Networks removed.
-    pub networks: usize,
-}
-
-/// Container operations on one engine.
-#[derive(Debug, Clone)]
-pub struct Containers {
-    docker: Docker,
-}
-
-impl Containers {
-    /// Container operations on `docker`.
-    pub fn new(docker: Docker) -> Self {
-        Self { docker }
-    }
-
-    /// Creates and starts a container; returns its id. A missing image is
-    /// [`DockerError::NotFound`] (the engine does not pull on create).
-    #[instrument(skip_all, fields(container.name = %spec.name, container.image = %spec.image), err)]
-    pub async fn run(&self, spec: &ContainerSpec) -> Result<String, DockerError> {
-        let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
-        let created = self
-            .docker
-            .create_container(Some(options), spec.to_body())
-            .await
-            .map_err(|e| DockerError::from_bollard("create container", || format!("image {}", spec.image), e))?;
-        if let Err(e) =
-            self.docker.start_container(&created.id, None::<bollard::query_parameters::StartContainerOptions>).await
-        {
-            // Leave nothing half-made behind.
-            let _ = self.remove(&created.id).await;
-            return Err(DockerError::from_bollard("start container", || format!("container {}", spec.name), e));
-        }
-        Ok(created.id)
-    }
-
-    /// Stops and removes a container and its anonymous volumes; removing one that
-    /// does not exist succeeds.
-    #[instrument(skip_all, fields(container = id), err)]
-    pub async fn remove(&self, id: &str) -> Result<(), DockerError> {
-        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
-        match self.docker.remove_container(id, Some(options)).await {
-            Ok(()) => Ok(()),
-            Err(e) if crate::error::is_not_found(&e) => Ok(()),
-            // Removal already under way (a concurrent clean-up): the end state is the same.
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, message })
-                if message.contains("already in progress") =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(DockerError::from_bollard("remove container", || format!("container {id}"), e)),
-        }
-    }
-
-    /// The state of one container.
-    pub async fn state(&self, id: &str) -> Result<ContainerState, DockerError> {
-        let inspect = self
-            .docker
-            .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>)
-            .await
-            .map_err(|e| DockerError::from_bollard("inspect container", || format!("container {id}"), e))?;
-        let state = inspect.state.unwrap_or_default();
-        let health = match state.health {
-            None => Health::None,
-            Some(h) => match h.status {
-                Some(HealthStatusEnum::HEALTHY) => Health::Healthy,
-                Some(HealthStatusEnum::UNHEALTHY) => Health::Unhealthy {
-                    output: h
-                        .log
-                        .and_then(|log| log.last().and_then(|l| l.output.clone()))
-                        .unwrap_or_default()
-                        .trim()
-                        .to_owned(),
-                },
-                Some(HealthStatusEnum::STARTING) => Health::Starting,
-                _ => Health::None,
-            },
-        };
-        let status = state.status;
-        let network_aliases = inspect
-            .network_settings
-            .and_then(|n| n.networks)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(network, endpoint)| (network, endpoint.aliases.unwrap_or_default()))
-            .collect();
-        Ok(ContainerState {
-            id: inspect.id.unwrap_or_else(|| id.to_owned()),
-            name: inspect.name.unwrap_or_default().trim_start_matches('/').to_owned(),
-            running: state.running.unwrap_or(false) && !state.restarting.unwrap_or(false),
-            restarting: state.restarting.unwrap_or(false),
-            exited: matches!(status, Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD)),
-            exit_code: state.exit_code.unwrap_or(0),
-            restart_count: inspect.restart_count.and_then(|c| u32::try_from(c).ok()).unwrap_or(0),
-            started_at: state.started_at.as_deref().and_then(|t| t.parse().ok()),
-            error: state.error.filter(|e| !e.is_empty()),
-            health,
-            template: inspect.config.as_ref().and_then(|c| template_from(c, inspect.host_config.as_ref())),
-            labels: inspect.config.and_then(|c| c.labels).unwrap_or_default().into_iter().collect(),
-            network_aliases,
-        })
-    }
-
-    /// Ids of the containers (running or not) whose labels include every pair of
-    /// `labels`, oldest first.
-    pub async fn list(&self, labels: &BTreeMap<String, String>) -> Result<Vec<String>, DockerError> {
-        let filters = label_filters(labels);
-        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
-        let mut list = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| DockerError::from_bollard("list containers", String::new, e))?;
-        list.sort_by_key(|c| (c.created.unwrap_or(0), c.names.clone()));
-        Ok(list.into_iter().filter_map(|c| c.id).collect())
-    }
-
-    /// The container's output, standard output and (by default) standard error
-    /// interleaved, one entry per line.
-    #[instrument(skip_all, fields(container = id), err)]
-    pub async fn logs(&self, id: &str, options: &LogOptions) -> Result<Vec<String>, DockerError> {
-        let tail = options.tail.map_or_else(|| "all".to_owned(), |t| t.to_string());
-        let query = LogsOptionsBuilder::new().stdout(true).stderr(options.stderr).tail(&tail).build();
-        let mut stream = self.docker.logs(id, Some(query));
-        let mut text = String::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| DockerError::from_bollard("read logs", || format!("container {id}"), e))?;
-            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-        }
-        Ok(text.lines().map(str::to_owned).collect())
-    }
-
-    /// Removes every container and then every network that this crate created
-    /// (they carry [`MANAGED_BY`](crate::labels::MANAGED_BY)` =
-    /// `[`MANAGER`](crate::labels::MANAGER), which the selector always includes) and
-    /// whose labels include all of `labels`. A container someone else made with the
-    /// same labels is left alone. An empty selector is refused: it would match
-    /// everything this crate made.
-    #[instrument(skip_all, fields(labels = ?labels), err)]
-    pub async fn remove_labelled(&self, labels: &BTreeMap<String, String>) -> Result<CleanupReport, DockerError> {
-        if labels.is_empty() {
-            return Err(DockerError::Invalid {
-                operation: "remove labelled objects".to_owned(),
-                message: "an empty label selector would remove everything".to_owned(),
-            });
-        }
-        let labels = &owned_labels(labels);
-        let mut report = CleanupReport::default();
-        for id in self.list(labels).await? {
-            self.remove(&id).await?;
-            report.containers += 1;
-        }
-        report.networks = crate::networks::Networks::new(self.docker.clone()).remove_labelled(labels).await?;
-        Ok(report)
-    }
-}
-
-/// `labels` plus the ownership mark every object this crate creates carries.
-pub(crate) fn owned_labels(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut owned = labels.clone();
-    owned.insert(crate::labels::MANAGED_BY.to_owned(), crate::labels::MANAGER.to_owned());
-    owned
-}
-
-/// `{"label": ["k=v", …]}` for list filters.
-pub(crate) fn label_filters(labels: &BTreeMap<String, String>) -> HashMap<String, Vec<String>> {
-    HashMap::from([("label".to_owned(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect())])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spec_becomes_the_engine_body() {
-        let spec = ContainerSpec::new("web-1", "shop/web:1")
-            .env("A", "1")
-            .port(PortMapping::loopback(8080))
-            .volume(VolumeMount::new("/srv/data", "/data", true))
-            .network("shop", ["web", "web-blue"])
-            .restart(RestartPolicy::OnFailure { max_retries: 2 })
-            .health(HealthCheck::new(vec!["CMD".into(), "true".into()]).interval(Duration::from_secs(1)));
-        let body = spec.to_body();
-        let host = body.host_config.clone().unwrap();
-        assert_eq!(body.env, Some(vec!["A=1".to_owned()]));
-        assert_eq!(host.binds, Some(vec!["/srv/data:/data:ro".to_owned()]));
-        let binding = &host.port_bindings.unwrap()["8080/tcp"].clone().unwrap()[0];
-        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
-        assert_eq!(host.restart_policy.unwrap().maximum_retry_count, Some(2));
-        assert_eq!(host.network_mode.as_deref(), Some("shop"));
-        let endpoint = &body.networking_config.unwrap().endpoints_config.unwrap()["shop"];
-        assert_eq!(endpoint.aliases.as_deref(), Some(&["web".to_owned(), "web-blue".to_owned()][..]));
-        assert_eq!(body.healthcheck.unwrap().interval, Some(1_000_000_000));
-    }
-
-    #[test]
-    fn debug_hides_environment_values() {
-        let spec = ContainerSpec::new("x", "y").env("DATABASE_PASSWORD", "hunter2");
-        let debug = format!("{spec:?}");
-        assert!(debug.contains("DATABASE_PASSWORD") && !debug.contains("hunter2"), "{debug}");
     }
 }

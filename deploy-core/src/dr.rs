@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::BoxError;
 use crate::health::{HealthCheck, HealthTarget};
-use crate::model::{AppSpec, RecoveryTargets, Recovery, Release, Track};
+use crate::model::{AppSpec, Recovery, RecoveryTargets, Release, Track};
 use crate::platform::{Platform, PlatformError};
 
 /// One step of a failover.

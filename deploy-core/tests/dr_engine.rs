@@ -135,13 +135,14 @@ async fn a_failover_and_a_fail_back_are_recorded_with_their_recovery_time() {
 #[tokio::test(start_paused = true)]
 async fn a_failover_is_refused_while_a_rollout_holds_the_lock() {
     let w = world(Duration::from_secs(60));
-    let rollout_plan = Canary::with_steps(vec![
-        Step::SetWeight(Percent::new(20).unwrap()),
-        Step::Pause(PauseKind::UntilPromoted),
-    ])
-    .plan(&PlanInput::new(3));
-    let mut handle =
-        w.engine.start(RolloutRequest::new(w.spec.clone(), w.v2.clone(), rollout_plan).from(w.v1.clone())).await.unwrap();
+    let rollout_plan =
+        Canary::with_steps(vec![Step::SetWeight(Percent::new(20).unwrap()), Step::Pause(PauseKind::UntilPromoted)])
+            .plan(&PlanInput::new(3));
+    let mut handle = w
+        .engine
+        .start(RolloutRequest::new(w.spec.clone(), w.v2.clone(), rollout_plan).from(w.v1.clone()))
+        .await
+        .unwrap();
     while let Some(e) = handle.next_event().await {
         if matches!(e, RolloutEvent::Paused { .. }) {
             break;
@@ -167,9 +168,12 @@ async fn a_rollout_is_refused_while_a_failover_runs_and_the_lease_is_renewed() {
         tokio::spawn(async move { w.engine.failover(request(&w, FailoverPlan::failover("eu", "us", 3, false))).await })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rollout_plan = Canary::default().plan(&PlanInput::new(3));
-    let err =
-        w.engine.start(RolloutRequest::new(w.spec.clone(), w.v2.clone(), rollout_plan).from(w.v1.clone())).await.unwrap_err();
+    let rollout_plan = Canary::with_steps(vec![Step::SetWeight(Percent::new(20).unwrap())]).plan(&PlanInput::new(3));
+    let err = w
+        .engine
+        .start(RolloutRequest::new(w.spec.clone(), w.v2.clone(), rollout_plan).from(w.v1.clone()))
+        .await
+        .unwrap_err();
     assert!(matches!(&err, RolloutError::Locked { holder, .. } if holder == "engine-a"), "{err}");
     let report = running.await.unwrap().unwrap();
     assert_eq!(report.status, DeploymentStatus::Succeeded, "{:?}", report.cause);

@@ -42,25 +42,24 @@ pub enum FailoverDirection {
 ///
 /// ```
 /// # use std::sync::Arc;
-/// # use deploy_core::dr::{FailoverDriver, FailoverPlan, Site, TrafficSwitch};
+/// # use deploy_core::dr::{FailoverDriver, FailoverPlan, TrafficSwitch};
 /// # use deploy_core::engine::{FailoverDirection, FailoverRequest};
-/// # use deploy_core::testkit::{TestKit, sample_app};
+/// # use deploy_core::model::{AppId, Environment, EnvironmentProfile, ImageRef, Name, Release, Version};
 /// # struct Dns;
 /// # #[async_trait::async_trait]
 /// # impl TrafficSwitch for Dns {
 /// #     async fn switch_to(&self, _: &str) -> Result<(), deploy_core::error::BoxError> { Ok(()) }
 /// #     async fn current(&self) -> Result<Option<String>, deploy_core::error::BoxError> { Ok(None) }
 /// # }
-/// let (spec, v1, _) = sample_app(3);
-/// let (eu, us) = (TestKit::new(), TestKit::new());
-/// let sites = [
-///     Site { name: "eu".into(), platform: eu.platform(), spec: spec.clone() },
-///     Site { name: "us".into(), platform: us.platform(), spec: spec.clone() },
-/// ];
-/// let driver = Arc::new(FailoverDriver::new(sites, Arc::new(Dns)));
+/// let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+/// let release = Release::new(Version::new("1.0.0").unwrap(), ImageRef::parse("web:1.0.0").unwrap());
+/// // The driver holds the sites (their platforms and specs), the switch and the checks.
+/// let driver = Arc::new(FailoverDriver::new([], Arc::new(Dns)));
 /// let plan = FailoverPlan::failover("eu", "us", 3, false);
-/// let back = FailoverRequest::new(spec.id(), driver, plan.fail_back(3, true), v1).fail_back();
+/// let targets = EnvironmentProfile::preset(Environment::DisasterRecovery).recovery;
+/// let back = FailoverRequest::new(app, driver, plan.fail_back(3, true), release).targets(targets).fail_back();
 /// assert_eq!(back.direction, FailoverDirection::FailBack);
+/// assert_eq!((back.plan.from.as_str(), back.plan.to.as_str()), ("us", "eu"));
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -230,12 +229,12 @@ impl RolloutEngine {
                 let _ = tx.send(event);
             }
         };
-        let (kind, label, verb) = match request.direction {
+        let (kind, label) = match request.direction {
             FailoverDirection::Failover => {
-                (RecordKind::Failover { from: plan.from.clone(), to: plan.to.clone() }, "failover", "failover")
+                (RecordKind::Failover { from: plan.from.clone(), to: plan.to.clone() }, "failover")
             }
             FailoverDirection::FailBack => {
-                (RecordKind::FailBack { from: plan.from.clone(), to: plan.to.clone() }, "fail-back", "fail-back")
+                (RecordKind::FailBack { from: plan.from.clone(), to: plan.to.clone() }, "fail-back")
             }
         };
         let mut record = DeploymentRecord::new(
@@ -248,7 +247,7 @@ impl RolloutEngine {
         record.kind = kind;
         record.start();
         let opening = format!(
-            "{verb} {} of {} from {} to {} with {}: {} steps",
+            "{label} {} of {} from {} to {} with {}: {} steps",
             record.id,
             request.app,
             plan.from,
@@ -291,19 +290,26 @@ impl RolloutEngine {
                 }
                 Err(e) => Err(e),
             };
-            let where_traffic = match &failover.time_to_recover {
-                Some(_) => format!("the traffic serves from {}", plan.to),
-                None => format!("the traffic stays on {}", plan.from),
-            };
             let (outcome, details) = match result {
                 Ok(Ok(details)) => (StepOutcome::Succeeded, details),
                 Ok(Err(reason)) => {
+                    let where_traffic = match (&failover.time_to_recover, step) {
+                        (Some(_), _) => format!("the traffic serves from {}", plan.to),
+                        // The switch may have moved it without reading it back.
+                        (None, FailoverStep::SwitchTraffic { .. }) => {
+                            format!("the switch did not read back {}: check which site the traffic reaches", plan.to)
+                        }
+                        (None, _) => format!("the traffic stays on {}", plan.from),
+                    };
                     let message = format!("{reason}; {where_traffic}");
-                    cause = Some(FailureCause::new(cause_kind(step), Some(index), message.clone()));
+                    cause = Some(FailureCause::new(cause_kind(step), Some(index), message));
                     (StepOutcome::Failed(reason), Vec::new())
                 }
                 Err(e) => {
-                    let message = format!("{e}; stopped before this step's change; {where_traffic}");
+                    let traffic = if failover.time_to_recover.is_some() { &plan.to } else { &plan.from };
+                    let message = format!(
+                        "{e}; stopped this step's change (it may have begun); the traffic was last seen on {traffic}"
+                    );
                     cause = Some(FailureCause::new(CauseKind::StateStore, Some(index), message.clone()));
                     lost = Some(e);
                     (StepOutcome::Failed(message), Vec::new())
@@ -403,10 +409,9 @@ fn notification(record: &DeploymentRecord, cause: Option<&FailureCause>, kind: N
         NotificationKind::DeploymentSucceeded => {
             (format!("{} {operation} to {to} done", record.app), format!("{} serves from {to}", record.app))
         }
-        _ => (
-            format!("{} {operation} to {to} failed", record.app),
-            cause.map_or_else(String::new, ToString::to_string),
-        ),
+        _ => {
+            (format!("{} {operation} to {to} failed", record.app), cause.map_or_else(String::new, ToString::to_string))
+        }
     };
     let mut n = Notification::new(kind, title, message)
         .app(record.app.clone())

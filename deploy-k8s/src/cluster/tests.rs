@@ -80,10 +80,9 @@ async fn namespaces_are_applied_and_read() {
         Expect::get("/api/v1/namespaces/gone").status(404, "NotFound", "namespaces \"gone\" not found"),
     ]);
     let cluster = Cluster::new(client);
-    let ns =
-        within(cluster.ensure_namespace("shop", BTreeMap::from([("environment".into(), "production".into())])))
-            .await
-            .unwrap();
+    let ns = within(cluster.ensure_namespace("shop", BTreeMap::from([("environment".into(), "production".into())])))
+        .await
+        .unwrap();
     assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Active"));
     assert!(within(cluster.namespace("shop")).await.unwrap().is_some());
     assert!(within(cluster.namespace("gone")).await.unwrap().is_none());
@@ -180,9 +179,7 @@ fn crd_json(established: bool) -> serde_json::Value {
 async fn crd_apply_waits_for_established_by_watching() {
     let path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
     let (client, mock) = start(vec![
-        Expect::patch(&format!("{path}/rollouts.deploy-rs.io"))
-            .query("fieldManager", "deploy-rs")
-            .ok(crd_json(false)),
+        Expect::patch(&format!("{path}/rollouts.deploy-rs.io")).query("fieldManager", "deploy-rs").ok(crd_json(false)),
         Expect::get(path).query("fieldSelector", "metadata.name=rollouts.deploy-rs.io").ok(list(
             "CustomResourceDefinitionList",
             "apiextensions.k8s.io/v1",
@@ -192,9 +189,8 @@ async fn crd_apply_waits_for_established_by_watching() {
         Expect::get(path).watch().query("resourceVersion", "20").events(vec![event("MODIFIED", crd_json(true))]),
     ]);
     let cluster = Cluster::new(client);
-    let crd = within(cluster.apply_crd(&crate::manifest::crd::tests::rollout_crd(), Duration::from_secs(3)))
-        .await
-        .unwrap();
+    let crd =
+        within(cluster.apply_crd(&crate::manifest::crd::tests::rollout_crd(), Duration::from_secs(3))).await.unwrap();
     assert_eq!(crd.metadata.resource_version.as_deref(), Some("21"));
     drop(cluster);
     mock.finish().await;

@@ -71,11 +71,7 @@ async fn persistent_conflicts_and_server_errors_come_back_typed() {
             "NotFound",
             "deployments.apps \"web-canary\" not found",
         ),
-        Expect::get(&format!("{DEPLOYMENTS}/web-canary")).status(
-            500,
-            "InternalError",
-            "etcdserver: leader changed",
-        ),
+        Expect::get(&format!("{DEPLOYMENTS}/web-canary")).status(500, "InternalError", "etcdserver: leader changed"),
         Expect::get(&format!("{DEPLOYMENTS}/web-canary")).status(404, "NotFound", "not found"),
         Expect::get(&format!("{DEPLOYMENTS}/web-stable")).status(
             404,
@@ -124,8 +120,7 @@ async fn a_deployment_without_the_ownership_label_is_neither_taken_over_nor_dele
 
 #[tokio::test]
 async fn status_maps_counts_version_and_state() {
-    let (client, mock) =
-        start(vec![Expect::get(&format!("{DEPLOYMENTS}/web-canary")).ok(canary(4, 4, (4, 2, 3, 3)))]);
+    let (client, mock) = start(vec![Expect::get(&format!("{DEPLOYMENTS}/web-canary")).ok(canary(4, 4, (4, 2, 3, 3)))]);
     let p = platform(client);
     let s = within(p.status(&fixtures::app_id(), Track::Canary)).await.unwrap();
     assert_eq!(s.release.as_ref().map(Version::as_str), Some("1.4.2"));
@@ -141,10 +136,10 @@ async fn wait_ready_compares_generations_before_trusting_a_complete_looking_stat
         // Stale: generation 5 not yet observed, counts from the previous rollout.
         deployment_list(vec![canary(5, 4, (3, 3, 3, 3))], "104"),
         pod_list(vec![]),
-        Expect::get(DEPLOYMENTS).watch().query("resourceVersion", "104").events(vec![
-            event("MODIFIED", canary(5, 5, (4, 1, 3, 3))),
-            event("MODIFIED", canary(5, 5, (3, 3, 3, 3))),
-        ]),
+        Expect::get(DEPLOYMENTS)
+            .watch()
+            .query("resourceVersion", "104")
+            .events(vec![event("MODIFIED", canary(5, 5, (4, 1, 3, 3))), event("MODIFIED", canary(5, 5, (3, 3, 3, 3)))]),
         Expect::get(PODS).watch().hang(),
     ]);
     let p = platform(client);
@@ -182,8 +177,7 @@ async fn wait_ready_survives_a_dropped_watch() {
 
 #[tokio::test]
 async fn wait_ready_fails_fast_on_doomed_pods_of_the_new_version_only() {
-    let old_crashing =
-        pod_json("web-canary-5c8d-aaaaa", "1.4.1", Some(("CrashLoopBackOff", "back-off 5m0s")), false);
+    let old_crashing = pod_json("web-canary-5c8d-aaaaa", "1.4.1", Some(("CrashLoopBackOff", "back-off 5m0s")), false);
     let new_pulling = pod_json("web-canary-6d9f-bbbbb", "1.4.2", Some(("ContainerCreating", "")), false);
     let new_missing = pod_json(
         "web-canary-6d9f-bbbbb",
@@ -216,10 +210,7 @@ async fn wait_ready_fails_fast_on_doomed_pods_of_the_new_version_only() {
 #[tokio::test]
 async fn progress_deadline_is_doomed_missing_is_not_found_and_silence_times_out() {
     let (client, mock) = start(vec![
-        deployment_list(
-            vec![deployment_json("web-canary", 5, 5, 3, (4, 1, 3, 3), PROGRESS_DEADLINE_EXCEEDED)],
-            "105",
-        ),
+        deployment_list(vec![deployment_json("web-canary", 5, 5, 3, (4, 1, 3, 3), PROGRESS_DEADLINE_EXCEEDED)], "105"),
         pod_list(vec![]).optional(),
         Expect::get(PODS).watch().hang().optional(),
     ]);
@@ -247,8 +238,7 @@ async fn progress_deadline_is_doomed_missing_is_not_found_and_silence_times_out(
         Expect::get(PODS).watch().hang(),
     ]);
     let p = platform(client);
-    let err =
-        within(p.wait_ready(&fixtures::app_id(), Track::Canary, Duration::from_millis(300))).await.unwrap_err();
+    let err = within(p.wait_ready(&fixtures::app_id(), Track::Canary, Duration::from_millis(300))).await.unwrap_err();
     match &err {
         PlatformError::Timeout { reason, .. } => assert_eq!(
             reason,

@@ -12,7 +12,6 @@ use crate::fixtures::{self, fake_api, mock::*};
 mod mirroring;
 mod preservation;
 
-
 fn pct(n: u8) -> Percent {
     Percent::new(n).unwrap()
 }

@@ -21,8 +21,8 @@ use deploy_core::state::{LockRequest, StateStore};
 use deploy_core::testkit::TestHealthCheck;
 use deploy_k8s::KubePlatform;
 use deploy_k8s::failover::ExternalNameSwitch;
-use deploy_k8s::state::{KubeHistoryStore, KubeStateStore};
 use deploy_k8s::manifest::{ServiceOptions, service};
+use deploy_k8s::state::{KubeHistoryStore, KubeStateStore};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::Api;
@@ -149,7 +149,8 @@ async fn a_failover_and_a_fail_back_through_the_engine_are_recorded_on_the_serve
 
     // A rollout elsewhere holds east's lock in the cluster: the failover is refused
     // and changes nothing.
-    let elsewhere = state.acquire_lock(&east.app(), &LockRequest::new("rollout-elsewhere", Duration::from_secs(60))).await.unwrap();
+    let elsewhere =
+        state.acquire_lock(&east.app(), &LockRequest::new("rollout-elsewhere", Duration::from_secs(60))).await.unwrap();
     let err = engine.failover(request(plan.clone())).await.unwrap_err();
     assert!(matches!(&err, RolloutError::Locked { holder, .. } if holder == "rollout-elsewhere"), "{err}");
     assert_eq!(switch.current().await.unwrap().as_deref(), Some("east"), "the traffic did not move");

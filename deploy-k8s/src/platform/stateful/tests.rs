@@ -85,8 +85,7 @@ async fn what_a_stateful_set_cannot_do_is_refused_before_anything_is_written() {
         matches!(&err, PlatformError::Unsupported { what } if what.contains("stable and a partitioned canary")),
         "{err}"
     );
-    let autoscaled =
-        spec.clone().autoscaling(Autoscaling::cpu(2, 6, deploy_core::model::Percent::new(70).unwrap()));
+    let autoscaled = spec.clone().autoscaling(Autoscaling::cpu(2, 6, deploy_core::model::Percent::new(70).unwrap()));
     let err = within(p.apply(&autoscaled, Track::Stable, &release, 4)).await.unwrap_err();
     assert!(matches!(err, PlatformError::Unsupported { .. }), "{err}");
     // A canary needs the set to run stable first.
@@ -121,35 +120,46 @@ async fn a_rollback_puts_the_template_back_under_the_partition_unblocks_then_res
     let mut crashing = serde_json::to_value(pod(3, "web-new", false, Some("CrashLoopBackOff"))).unwrap();
     crashing["metadata"]["uid"] = json!("0c0c0c0c-0000-4000-8000-000000000003");
     let stable = serde_json::to_value(pod(2, "web-old", true, None)).unwrap();
-    let template_version =
-        |b: &serde_json::Value| b["spec"]["template"]["metadata"]["labels"][labels::VERSION].clone();
+    let template_version = |b: &serde_json::Value| b["spec"]["template"]["metadata"]["labels"][labels::VERSION].clone();
     let (client, mock) = start(vec![
         Expect::get(SET).ok(live),
         Expect::patch(SET)
             .body(move |b| {
                 assert_eq!(template_version(b), "1", "the previous template first");
-                assert_eq!(b["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 3, "under the canary's partition");
+                assert_eq!(
+                    b["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 3,
+                    "under the canary's partition"
+                );
                 assert_eq!(b["metadata"]["annotations"][labels::STATEFUL_CANARY], "2");
             })
             .ok(reverted.clone()),
-        Expect::get(SETS).query("fieldSelector", "metadata.name=web").ok(list("StatefulSetList", "apps/v1", "7", vec![reverted.clone()])).repeat(),
+        Expect::get(SETS)
+            .query("fieldSelector", "metadata.name=web")
+            .ok(list("StatefulSetList", "apps/v1", "7", vec![reverted.clone()]))
+            .repeat(),
         Expect::get(SETS).watch().hang().optional().repeat(),
-        Expect::get(PODS).query("labelSelector", "app.kubernetes.io/name=web").ok(list("PodList", "v1", "8", vec![stable, crashing])).repeat(),
+        Expect::get(PODS)
+            .query("labelSelector", "app.kubernetes.io/name=web")
+            .ok(list("PodList", "v1", "8", vec![stable, crashing]))
+            .repeat(),
         Expect::delete(&format!("{PODS}/web-3"))
             .body(|b| assert_eq!(b["preconditions"]["uid"], "0c0c0c0c-0000-4000-8000-000000000003"))
             .ok(json!({})),
         Expect::patch(SET)
             .body(move |b| {
                 assert_eq!(template_version(b), "1");
-                assert_eq!(b["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 0, "then the partition before the canary");
+                assert_eq!(
+                    b["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 0,
+                    "then the partition before the canary"
+                );
                 assert!(b["metadata"]["annotations"].get(labels::STATEFUL_CANARY).is_none(), "no canary runs any more");
             })
             .ok(reverted),
         Expect::delete(&format!("{PODS}/web-3")).ok(json!({})),
         Expect::get(HEADLESS).status(404, "NotFound", "services \"web-headless\" not found"),
-        Expect::patch(HEADLESS)
-            .body(|b| assert_eq!(b["metadata"]["ownerReferences"][0]["kind"], "StatefulSet"))
-            .ok(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-headless", "namespace": "shop"}})),
+        Expect::patch(HEADLESS).body(|b| assert_eq!(b["metadata"]["ownerReferences"][0]["kind"], "StatefulSet")).ok(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-headless", "namespace": "shop"}}),
+        ),
     ]);
     let options = PlatformOptions::default().stateful_set(fixtures::app_id(), StatefulSetOptions::default());
     let p = KubePlatform::new(Cluster::new(client)).with_options(options);

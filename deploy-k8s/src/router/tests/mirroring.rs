@@ -1,9 +1,7 @@
 //! Issue 17, items 4 and 3: mirroring only the listed methods, as the router's own
 //! route; each router declares what it does, and refuses the rest.
 
-use super::preservation::{
-    INGRESS_PATH, ROUTE_PATH, SERVICE_PATH, VS_PATH, user_http_route, user_virtual_service,
-};
+use super::preservation::{INGRESS_PATH, ROUTE_PATH, SERVICE_PATH, VS_PATH, user_http_route, user_virtual_service};
 use super::*;
 
 // ---- Issue 17, item 4: mirroring only the listed methods, as the router's own route. ----

@@ -20,6 +20,7 @@ use deploy_core::history::HistoryQuery;
 use deploy_core::model::{
     AppSpec, DeploymentStatus, Environment, EnvironmentProfile, Percent, RecordKind, Release, StepOutcome, Track,
 };
+use deploy_core::notify::{Notification, NotificationKind, Notifier, NotifyError};
 use deploy_core::plan::{PauseKind, Step};
 use deploy_core::strategy::{Canary, PlanInput, Strategy};
 use deploy_core::testkit::{HealthScript, StateMethod, TestHealthCheck, TestKit, sample_app};
@@ -213,4 +214,36 @@ async fn an_invalid_plan_is_refused_before_the_lock() {
     assert!(err.to_string().contains("site \"mars\" is not one of the driver's sites"), "{err}");
     assert_eq!(w.primary.state_calls(StateMethod::AcquireLock), 0);
     assert!(w.primary.history().records().is_empty());
+}
+
+#[derive(Default)]
+struct Recording(Mutex<Vec<Notification>>);
+
+#[async_trait]
+impl Notifier for Recording {
+    async fn notify(&self, notification: &Notification) -> Result<(), NotifyError> {
+        self.0.lock().unwrap().push(notification.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_notifier_hears_of_the_start_and_the_end_with_the_recovery_time() {
+    let mut w = world(Duration::from_secs(60));
+    let notifier = Arc::new(Recording::default());
+    w.engine = RolloutEngine::builder(w.primary.platform(), w.primary.state_store(), w.primary.history_store())
+        .notifier(notifier.clone())
+        .build();
+    let report = w.engine.failover(request(&w, FailoverPlan::failover("eu", "us", 3, false))).await.unwrap();
+    let seen = notifier.0.lock().unwrap().clone();
+    let kinds: Vec<NotificationKind> = seen.iter().map(|n| n.kind).collect();
+    assert_eq!(kinds, [NotificationKind::DeploymentStarted, NotificationKind::DeploymentSucceeded]);
+    let end = &seen[1];
+    assert_eq!(end.fields["operation"], "failover");
+    assert_eq!((end.fields["from_site"].as_str(), end.fields["to_site"].as_str()), ("eu", "us"));
+    assert_eq!(end.fields["deployment"], report.record.id.to_string());
+    let took: f64 = end.fields["time_to_recover_seconds"].parse().unwrap();
+    assert!(took >= 5.0, "{took}");
+    assert_eq!(end.fields["met_rto"], "true");
+    assert!(!end.fields.contains_key("from"), "no from release: CDEvents reads it as a deployment to the site");
 }

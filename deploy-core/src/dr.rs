@@ -322,8 +322,8 @@ impl FailoverDriver {
 
     /// Runs `plan` with `release` on the sites it scales up, measuring the time to
     /// recover against `targets`. Outside the engine: no lock, no history record;
-    /// [`RolloutEngine::failover`](crate::engine::RolloutEngine::failover) runs the
-    /// same steps under the application's lock and records them.
+    /// the engine's `RolloutEngine::failover` runs the same steps under the
+    /// application's lock and records them.
     pub async fn run(
         &self,
         plan: &FailoverPlan,

@@ -73,7 +73,7 @@ mod tests {
 
     #[test]
     fn track_pods_carry_selector_version_and_manager() {
-        // Built here, not taken from `crate::fixtures`: the fixtures build on these
+        // Built here, not taken from the test fixtures: the fixtures build on these
         // labels, and the modules do not import each other.
         let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
         let labels = pod_labels(&app, Some(Track::Canary), Some(&Version::new("1.4.2").unwrap()));

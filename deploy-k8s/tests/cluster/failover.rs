@@ -190,6 +190,9 @@ async fn a_failover_and_a_fail_back_through_the_engine_are_recorded_on_the_serve
         let recovery = record.recovery.expect("a measured recovery");
         assert!(recovery.time_to_recover > Duration::ZERO, "{recovery:?}");
         assert!(recovery.time_to_recover < rto, "{recovery:?} within the RTO of {rto:?}");
+        // Measured, not copied from the RTO: a readiness wait on this cluster takes seconds.
+        assert!(recovery.time_to_recover < Duration::from_secs(60), "{recovery:?}");
+        eprintln!("{:?} recovered in {:?}", record.kind, recovery.time_to_recover);
         assert_eq!(recovery.met, Some(true));
     }
     // Every lock is released.

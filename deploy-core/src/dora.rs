@@ -252,11 +252,12 @@ impl DoraAccumulator {
         Ok(acc)
     }
 
-    /// Counts one record in O(1). Records that have not ended, or ended outside the
-    /// window, are ignored. Records of one application and environment must come
-    /// in the order they finished.
+    /// Counts one record in O(1). Records that have not ended, ended outside the
+    /// window, or are not rollouts (failovers and fail-backs move traffic between
+    /// sites, they deploy no change), are ignored. Records of one application and
+    /// environment must come in the order they finished.
     pub fn add(&mut self, record: &DeploymentRecord) {
-        if !record.status.is_terminal() {
+        if !record.status.is_terminal() || !record.kind.is_rollout() {
             return;
         }
         let Some(finished) = record.finished_at else { return };
@@ -424,6 +425,17 @@ mod tests {
         let m = acc.metrics(Some(P));
         assert_eq!(m.deployments, 1);
         assert!((m.deployment_frequency_per_day.unwrap() - 1.0 / 7.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn failovers_are_not_deployments() {
+        let mut acc = DoraAccumulator::new(DoraWindow::all());
+        acc.add(&record("web", P, 0, 60, Succeeded, 0));
+        let mut failover = record("web", P, 100, 60, Failed, 0);
+        failover.kind = crate::model::RecordKind::Failover { from: "eu".into(), to: "us".into() };
+        acc.add(&failover);
+        let m = acc.metrics(Some(P));
+        assert_eq!((m.deployments, m.failed, m.open_outages), (1, 0, 0));
     }
 
     proptest::proptest! {

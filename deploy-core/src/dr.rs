@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::BoxError;
 use crate::health::{HealthCheck, HealthTarget};
-use crate::model::{AppSpec, RecoveryTargets, Release, Track};
+use crate::model::{AppSpec, Recovery, RecoveryTargets, Release, Track};
 use crate::platform::{Platform, PlatformError};
 
 /// One step of a failover.
@@ -260,6 +260,12 @@ impl FailoverRecord {
     pub fn met_rto(&self) -> Option<bool> {
         Some(self.time_to_recover? <= self.targets.as_ref()?.rto.as_duration())
     }
+
+    /// The measured recovery as a deployment record keeps it (`None` until the
+    /// traffic reached the verified site).
+    pub fn recovery(&self) -> Option<Recovery> {
+        Some(Recovery::new(self.time_to_recover?, self.targets.map(|t| t.rto)))
+    }
 }
 
 /// Runs failover plans across sites.
@@ -302,17 +308,29 @@ impl FailoverDriver {
         self
     }
 
+    /// Every problem that stops `plan` from running on this driver (as
+    /// [`FailoverPlan::validate`], and a `Verify` with no health check to run).
+    pub(crate) fn check(&self, plan: &FailoverPlan) -> Result<(), Vec<String>> {
+        let names: Vec<&str> = self.sites.keys().map(String::as_str).collect();
+        plan.validate_with(&names, !self.health.is_empty())
+    }
+
+    /// The application as it runs on the site `name`, if the driver has it.
+    pub(crate) fn site_app(&self, name: &str) -> Option<crate::model::AppId> {
+        self.sites.get(name).map(|s| s.spec.id())
+    }
+
     /// Runs `plan` with `release` on the sites it scales up, measuring the time to
-    /// recover against `targets`.
+    /// recover against `targets`. Outside the engine: no lock, no history record;
+    /// the engine's `RolloutEngine::failover` runs the same steps under the
+    /// application's lock and records them.
     pub async fn run(
         &self,
         plan: &FailoverPlan,
         release: &Release,
         targets: Option<RecoveryTargets>,
     ) -> Result<FailoverRecord, FailoverError> {
-        let names: Vec<&str> = self.sites.keys().map(String::as_str).collect();
-        plan.validate_with(&names, !self.health.is_empty())
-            .map_err(|problems| FailoverError::InvalidPlan { problems })?;
+        self.check(plan).map_err(|problems| FailoverError::InvalidPlan { problems })?;
         let started = Instant::now();
         let mut record = FailoverRecord {
             from: plan.from.clone(),
@@ -356,7 +374,8 @@ impl FailoverDriver {
         self.sites.get(name).ok_or_else(|| format!("no site {name:?}"))
     }
 
-    async fn execute(&self, step: &FailoverStep, release: &Release) -> Result<Vec<String>, String> {
+    /// Runs one step; `Ok` carries what it found, `Err` why it failed.
+    pub(crate) async fn execute(&self, step: &FailoverStep, release: &Release) -> Result<Vec<String>, String> {
         let platform_failed = |e: PlatformError| e.to_string();
         match step {
             FailoverStep::ScaleUp { site, replicas } => {

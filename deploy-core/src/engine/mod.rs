@@ -31,6 +31,7 @@
 
 mod event_queue;
 mod events;
+mod failover;
 mod handle;
 mod notify;
 mod preflight;
@@ -50,6 +51,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 pub use events::RolloutEvent;
+pub use failover::{FailoverDirection, FailoverReport, FailoverRequest};
 pub use handle::RolloutHandle;
 pub use preflight::{Preflight, PreflightInput};
 pub use retry::RetryPolicy;

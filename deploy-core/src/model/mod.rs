@@ -26,6 +26,8 @@ pub use name::Name;
 pub use percent::Percent;
 pub use profile::{Environment, EnvironmentProfile, RecoveryTargets};
 pub use quantity::Quantity;
-pub use record::{DeploymentId, DeploymentRecord, DeploymentStatus, LogLine, StepOutcome, StepRecord};
+pub use record::{
+    DeploymentId, DeploymentRecord, DeploymentStatus, LogLine, RecordKind, Recovery, StepOutcome, StepRecord,
+};
 pub use release::{Release, Track, TrafficSplit, Version};
 pub use validation::{ValidationError, ValidationErrors};

@@ -114,7 +114,7 @@ pub struct EnvironmentProfile {
     /// Container-level security settings.
     pub container_security: ContainerSecurityContext,
     /// How fast and with how little data loss the environment must recover from
-    /// the loss of a site; [`crate::dr`] measures failovers against it.
+    /// the loss of a site; the disaster-recovery module measures failovers against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryTargets>,
 }

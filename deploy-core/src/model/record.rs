@@ -271,6 +271,85 @@ pub struct DeploymentRecord {
     /// What the engine did when an analysis ended inconclusive.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inconclusive_decisions: Vec<InconclusiveDecision>,
+    /// What the record is of: a rollout of a release (records written before
+    /// failovers were recorded are rollouts), or a failover or fail-back between
+    /// sites, which DORA's deployment metrics leave out.
+    #[serde(default, skip_serializing_if = "RecordKind::is_rollout")]
+    pub kind: RecordKind,
+    /// For a failover or fail-back that moved the traffic: how long recovery took,
+    /// against which RTO, and whether it met it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+}
+
+/// What a [`DeploymentRecord`] is of.
+///
+/// ```
+/// use deploy_core::model::RecordKind;
+/// let kind = RecordKind::Failover { from: "eu".into(), to: "us".into() };
+/// assert_eq!(serde_json::to_string(&kind).unwrap(), r#"{"type":"failover","from":"eu","to":"us"}"#);
+/// assert!(RecordKind::default().is_rollout());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+#[non_exhaustive]
+pub enum RecordKind {
+    /// A release rolled out by a strategy's plan.
+    #[default]
+    Rollout,
+    /// The traffic moved from the site `from` to the standby site `to`.
+    Failover {
+        /// The site that served before.
+        from: String,
+        /// The site that serves after.
+        to: String,
+    },
+    /// The traffic moved back to the original primary `to` after a failover.
+    FailBack {
+        /// The site that served before (the one failed over to).
+        from: String,
+        /// The site that serves after (the original primary).
+        to: String,
+    },
+}
+
+impl RecordKind {
+    /// Whether this is a rollout (the kind DORA's deployment metrics count).
+    pub fn is_rollout(&self) -> bool {
+        matches!(self, Self::Rollout)
+    }
+}
+
+/// A measured recovery: from the start of a failover until the traffic reached
+/// the verified site, against the environment's RTO.
+///
+/// ```
+/// use std::time::Duration;
+/// use deploy_core::model::{HumanDuration, Recovery};
+/// let r = Recovery::new(Duration::from_secs(42), Some(HumanDuration::new(Duration::from_secs(900))));
+/// assert_eq!(r.met, Some(true));
+/// assert_eq!(Recovery::new(Duration::from_secs(42), None).met, None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Recovery {
+    /// How long recovery took.
+    pub time_to_recover: Duration,
+    /// The recovery time objective it was measured against, if the environment
+    /// has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto: Option<super::HumanDuration>,
+    /// Whether `time_to_recover` is within the RTO (`None` without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub met: Option<bool>,
+}
+
+impl Recovery {
+    /// A recovery of `time_to_recover` against `rto`.
+    pub fn new(time_to_recover: Duration, rto: Option<super::HumanDuration>) -> Self {
+        let met = rto.map(|rto| time_to_recover <= rto.as_duration());
+        Self { time_to_recover, rto, met }
+    }
 }
 
 /// What the engine did when an analysis ended inconclusive: the policy applied and,
@@ -323,6 +402,8 @@ impl DeploymentRecord {
             logs: Vec::new(),
             analyses: Vec::new(),
             inconclusive_decisions: Vec::new(),
+            kind: RecordKind::Rollout,
+            recovery: None,
         }
     }
 

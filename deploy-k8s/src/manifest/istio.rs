@@ -460,7 +460,7 @@ pub fn string_match(matches: &HeaderMatch) -> StringMatch {
 /// The route for requests whose header matches `route`.
 pub fn header_http_route(host: &str, route: &HeaderRoute) -> HttpRoute {
     HttpRoute {
-        name: Some(crate::router::owned_route_name(HEADER_ROUTE_PREFIX, &route.header)),
+        name: Some(super::owned_route_name(HEADER_ROUTE_PREFIX, &route.header)),
         matches: vec![HttpMatchRequest {
             headers: BTreeMap::from([(route.header.clone(), string_match(&route.matches))]),
             uri: None,

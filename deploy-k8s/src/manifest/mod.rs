@@ -42,3 +42,16 @@ pub use network_policy::{EgressTo, NetworkPolicyOptions, network_policy};
 pub use render::ManifestSet;
 pub use service::{ServiceOptions, service};
 pub use stateful::{StatefulSetOptions, VolumeClaim, headless_service, stateful_set};
+
+/// The name of a header route a router adds for `header` (and that a
+/// VirtualService built here carries): `prefix` and the header name, lower case,
+/// with every character outside `[a-z0-9-]` as `-`. It lives with the manifests so
+/// that the routers import the manifests and never the other way round.
+pub(crate) fn owned_route_name(prefix: &str, header: &str) -> String {
+    let cleaned: String = header
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .collect();
+    format!("{prefix}{}", cleaned.trim_matches('-'))
+}

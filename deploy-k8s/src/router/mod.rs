@@ -146,16 +146,10 @@ pub(crate) fn with_methods(
     out
 }
 
-/// The name of a header route a router adds for `header`: `prefix` and the header
-/// name, lower case, with every character outside `[a-z0-9-]` as `-`.
-pub(crate) fn owned_route_name(prefix: &str, header: &str) -> String {
-    let cleaned: String = header
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
-        .collect();
-    format!("{prefix}{}", cleaned.trim_matches('-'))
-}
+// The name of a header route a router adds: made with the manifests (an Istio
+// VirtualService's header route is built there), so that this module imports the
+// manifests and never the other way round.
+pub(crate) use crate::manifest::owned_route_name;
 
 /// How many times routers retry a write that lost a race.
 pub(crate) const CONFLICT_RETRIES: u32 = 5;

@@ -9,7 +9,7 @@ use bollard::Docker;
 use bollard::query_parameters::CreateImageOptionsBuilder;
 use deploy_core::error::{Classify, ErrorKind};
 use deploy_core::hook::HookSpec;
-use deploy_core::model::app::EnvSource;
+use deploy_core::model::EnvSource;
 use deploy_core::model::{
     AppId, AppSpec, EnvVar, ImageRef, Probe, ProbeAction, Release, Track, ValidationError, ValidationErrors, Version,
 };

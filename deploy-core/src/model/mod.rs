@@ -8,6 +8,7 @@
 //! Each type has one public path, `deploy_core::model::Type`: the files it is
 //! written in are private.
 
+pub(crate) mod analysis;
 mod app;
 mod duration;
 mod image;

@@ -3,8 +3,6 @@
 //! with their number; Holm keeps it at α, and rejects at least as much as
 //! Bonferroni.
 
-use serde::{Deserialize, Serialize};
-
 use super::{HolmAdjustment, Measurement, MeasurementOutcome};
 
 /// Holm-adjusted p-values, in the order given: the i-th smallest p becomes

@@ -6,7 +6,6 @@
 //! several metrics with [`ScoreSpec`] (`JudgeSpec::CanaryScore`, run by
 //! [`CanaryScoreJudge`]).
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
@@ -15,10 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::mann_whitney::{
     Alternative, MannWhitney, MethodChoice, ShiftEstimate, mann_whitney_test, min_sample_size, power, shift_estimate,
 };
-use super::{
-    AnalysisReport, CheckKind, Direction, Evidence, Judge, JudgeInput, JudgeSpec, MeasurementOutcome, Statistics,
-    Verdict,
-};
+use super::{Direction, Evidence, Judge, JudgeInput, JudgeSpec, MeasurementOutcome, Statistics, Verdict};
 use crate::metrics::MetricsError;
 use crate::model::HumanDuration;
 

@@ -35,8 +35,6 @@ pub mod sequential;
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 use crate::model::{HumanDuration, Track, ValidationError, ValidationErrors};
 
 pub use compare::CompareJudge;
@@ -50,7 +48,9 @@ pub use crate::model::analysis::{
     HolmAdjustment, InconclusivePolicy, JudgeSpec, Measurement, MeasurementOutcome, MetricCheck, MultipleTesting,
     Statistics,
 };
-use crate::model::analysis::{default_confidence, default_effect_size, default_power_shift, default_tolerance};
+use crate::model::analysis::{
+    default_confidence, default_consecutive_error_limit, default_effect_size, default_power_shift, default_tolerance,
+};
 
 impl AnalysisSpec {
     /// An analysis named `name` with no checks yet, one measurement per minute,

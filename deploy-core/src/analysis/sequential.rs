@@ -72,14 +72,12 @@
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
-use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-
 use super::{
     CategoryStatistics, Direction, Evidence, Judge, JudgeInput, JudgeSpec, MeasurementOutcome, Statistics, Verdict,
 };
 use crate::metrics::{MetricQuery, MetricsError};
 use crate::model::HumanDuration;
+use async_trait::async_trait;
 
 pub use crate::model::analysis::sequential::{CountCategory, SequentialKind, SequentialSpec};
 use crate::model::analysis::sequential::{default_alpha, default_min_samples, default_mixing};

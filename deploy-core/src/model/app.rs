@@ -5,10 +5,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::workload::validate_env_name;
+use super::workload::{one, validate_env_name};
 use super::{
     Autoscaling, ContainerSecurityContext, EnvVar, HumanDuration, ImageRef, Name, PodSecurityContext, Port, Probe,
-    ResourceList, Resources, RollingUpdateParams, ValidationError, ValidationErrors,
+    Resources, RollingUpdateParams, ValidationError, ValidationErrors,
 };
 
 /// The identity of an application: its namespace and its name.
@@ -295,7 +295,7 @@ impl AppSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{IntOrPercent, Percent};
+    use crate::model::{IntOrPercent, Percent, ResourceList};
 
     fn spec() -> AppSpec {
         AppSpec::new(Name::new("web").unwrap(), Name::new("default").unwrap(), ImageRef::parse("nginx:1.27").unwrap())

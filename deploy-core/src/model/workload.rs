@@ -163,7 +163,7 @@ impl Resources {
         Self { requests, limits }
     }
 
-    fn validate(&self, errors: &mut ValidationErrors) {
+    pub(super) fn validate(&self, errors: &mut ValidationErrors) {
         let pairs =
             [("cpu", &self.requests.cpu, &self.limits.cpu), ("memory", &self.requests.memory, &self.limits.memory)];
         for (what, request, limit) in pairs {
@@ -245,7 +245,7 @@ fn one_second() -> HumanDuration {
 fn three() -> u32 {
     3
 }
-fn one() -> u32 {
+pub(super) fn one() -> u32 {
     1
 }
 
@@ -285,7 +285,7 @@ impl Probe {
         self
     }
 
-    fn validate(&self, field: &str, errors: &mut ValidationErrors) {
+    pub(super) fn validate(&self, field: &str, errors: &mut ValidationErrors) {
         match &self.action {
             ProbeAction::Http { path, port } => {
                 if !path.starts_with('/') {
@@ -343,7 +343,7 @@ impl Autoscaling {
         Self { min_replicas, max_replicas, target_cpu: Some(target_cpu), target_memory: None }
     }
 
-    fn validate(&self, errors: &mut ValidationErrors) {
+    pub(super) fn validate(&self, errors: &mut ValidationErrors) {
         if self.min_replicas == 0 {
             errors.push(ValidationError::new("autoscaling.min_replicas", "0", "must be at least 1"));
         }

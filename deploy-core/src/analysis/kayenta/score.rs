@@ -11,8 +11,13 @@ use super::{
     CanaryScore, Classification, MannWhitneyClassifier, MetricEvidence, ScoreSpec, ScoreThresholds, ScoreVerdict,
     ScoredCheck,
 };
-use crate::analysis::{Evidence, Judge, JudgeInput, JudgeSpec, MeasurementOutcome, Statistics, Verdict};
+use super::{MAX_JUDGE_SAMPLE, thin};
+use crate::analysis::{
+    AnalysisReport, CheckKind, Direction, Evidence, Judge, JudgeInput, JudgeSpec, MeasurementOutcome, Statistics,
+    Verdict,
+};
 use crate::metrics::MetricsError;
+use crate::model::HumanDuration;
 use crate::model::analysis::kayenta::{default_confidence, default_tolerance};
 
 impl Default for ScoreThresholds {

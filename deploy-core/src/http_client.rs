@@ -32,6 +32,9 @@
 //! assert!(matches!(client.check_url(&url), Err(HttpError::PlainHttpRefused { .. })));
 //! ```
 
+#[cfg(test)]
+pub(crate) mod fixtures;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -401,8 +404,8 @@ pub async fn read_limited(mut response: Response, limit: u64) -> Result<Bytes, H
 
 #[cfg(test)]
 mod tests {
+    use super::fixtures::{Reply, ScriptedServer};
     use super::*;
-    use crate::http_check::fixtures::{Reply, ScriptedServer};
 
     fn loopback() -> HttpClient {
         HttpClient::new(HttpPolicy::default().danger_allow_plain_http().timeout(Duration::from_secs(2))).unwrap()

@@ -3,21 +3,7 @@
 //! with their number; Holm keeps it at α, and rejects at least as much as
 //! Bonferroni.
 
-use serde::{Deserialize, Serialize};
-
 use super::{HolmAdjustment, Measurement, MeasurementOutcome};
-
-/// How the p-values of one round's metrics are corrected for their number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum MultipleTesting {
-    /// Holm's step-down correction (the default).
-    #[default]
-    Holm,
-    /// No correction: every metric at its own α.
-    None,
-}
 
 /// Holm-adjusted p-values, in the order given: the i-th smallest p becomes
 /// `max over j ≤ i of min(1, (k − j + 1) · p_(j))`.

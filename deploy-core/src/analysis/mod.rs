@@ -25,83 +25,32 @@
 //! ```
 
 mod compare;
-mod evidence;
 mod holm;
 mod judge;
 pub mod kayenta;
 pub mod mann_whitney;
-mod policy;
 mod replay;
 mod runner;
 pub mod sequential;
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 use crate::model::{HumanDuration, Track, ValidationError, ValidationErrors};
 
 pub use compare::CompareJudge;
-pub use evidence::{AnalysisRecord, CategoryStatistics, Evidence, HolmAdjustment, Statistics};
-pub use holm::{MultipleTesting, holm_adjust};
+pub use holm::holm_adjust;
 pub use judge::{Judge, JudgeFactory, JudgeInput, JudgeRegistry, ThresholdJudge, Verdict};
-pub use policy::InconclusivePolicy;
 pub use replay::{ReplayDifference, ReplayReport, recompute, replay};
 pub use runner::{AnalysisRunner, AnalysisTarget};
 
-/// One analysis: what to measure, how often, and how much bad news to tolerate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct AnalysisSpec {
-    /// The analysis' name in events and records.
-    pub name: String,
-    /// Metric checks, each judged on every measurement.
-    #[serde(default)]
-    pub metrics: Vec<MetricCheck>,
-    /// Names of health checks given to the engine ([`HealthCheck::name`]), run on
-    /// every measurement against the new release's track.
-    ///
-    /// [`HealthCheck::name`]: crate::health::HealthCheck::name
-    #[serde(default)]
-    pub health_checks: Vec<String>,
-    /// Time between two measurements.
-    pub interval: HumanDuration,
-    /// Wait before the first measurement (metrics need traffic first).
-    #[serde(default)]
-    pub initial_delay: HumanDuration,
-    /// How many measurements to take; at least 1.
-    pub count: u32,
-    /// The analysis fails when more than this many measurements of one check
-    /// failed. A [decisive](Verdict::decisive) failure (an anytime-valid test that
-    /// rejected, a critical metric of a canary score) fails it at once.
-    #[serde(default)]
-    pub failure_limit: u32,
-    /// The analysis is inconclusive when more than this many measurements of one
-    /// check had no data; what the engine then does is `on_inconclusive`. Must be
-    /// below `count`: otherwise an analysis could pass without evaluating anything.
-    #[serde(default)]
-    pub inconclusive_limit: u32,
-    /// What the engine does when the analysis ends inconclusive: pause for a
-    /// decision (the default), roll back, or promote.
-    #[serde(default)]
-    pub on_inconclusive: InconclusivePolicy,
-    /// The analysis errs when more than this many measurements of one check in a
-    /// row could not be taken (the metrics backend was down).
-    #[serde(default = "default_consecutive_error_limit")]
-    pub consecutive_error_limit: u32,
-    /// How the p-values of one round's metrics are corrected for their number
-    /// (Holm's correction by default; it changes nothing with one test).
-    #[serde(default)]
-    pub multiple_testing: MultipleTesting,
-    /// Finish successfully as soon as this many measurements of every check
-    /// succeeded, before `count` is reached (Flagger's "advance on success").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub success_limit: Option<u32>,
-}
-
-fn default_consecutive_error_limit() -> u32 {
-    4
-}
+pub use crate::model::analysis::{
+    AnalysisOutcome, AnalysisRecord, AnalysisReport, AnalysisSpec, CategoryStatistics, CheckKind, Direction, Evidence,
+    HolmAdjustment, InconclusivePolicy, JudgeSpec, Measurement, MeasurementOutcome, MetricCheck, MultipleTesting,
+    Statistics,
+};
+use crate::model::analysis::{
+    default_confidence, default_consecutive_error_limit, default_effect_size, default_power_shift, default_tolerance,
+};
 
 impl AnalysisSpec {
     /// An analysis named `name` with no checks yet, one measurement per minute,
@@ -286,21 +235,6 @@ impl fmt::Display for AnalysisSpec {
     }
 }
 
-/// One metric, its query and the judge of its values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct MetricCheck {
-    /// The metric's name in events, records and the metrics provider.
-    pub name: String,
-    /// The query template, with the placeholders of [`MetricQuery`](crate::metrics::MetricQuery).
-    pub query: String,
-    /// Which track to measure; `None` for the track that runs the new release.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub track: Option<Track>,
-    /// How to judge the values.
-    pub judge: JudgeSpec,
-}
-
 impl MetricCheck {
     /// A check of `query` judged by `judge`, measured on the new release's track.
     pub fn new(name: impl Into<String>, query: impl Into<String>, judge: JudgeSpec) -> Self {
@@ -313,85 +247,6 @@ impl MetricCheck {
         self.track = Some(track);
         self
     }
-}
-
-/// Which judge decides a metric, as data so plans stay printable and serializable.
-///
-/// `Threshold` is built in; `Custom` names a judge registered with the engine
-/// ([`JudgeRegistry`]), such as a Mann-Whitney test or a canary-vs-baseline
-/// comparison, with its parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum JudgeSpec {
-    /// The value must lie within `[min, max]`; a missing bound is open.
-    Threshold {
-        /// The smallest acceptable value.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        min: Option<f64>,
-        /// The largest acceptable value.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        max: Option<f64>,
-    },
-    /// The candidate's value against the baseline's ([`CompareJudge`]): a deviation
-    /// in `direction` passes while it is within `max_ratio` or `max_difference`.
-    Compare {
-        /// Which deviation counts against the candidate.
-        #[serde(default)]
-        direction: Direction,
-        /// The allowed ratio to the baseline, at least 1.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        max_ratio: Option<f64>,
-        /// The allowed difference from the baseline, at least 0.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        max_difference: Option<f64>,
-    },
-    /// Kayenta's Mann-Whitney classification of the candidate's samples against the
-    /// baseline's over the last `lookback`, one sample every `step`
-    /// ([`kayenta::MannWhitneyJudge`]).
-    MannWhitney {
-        /// Which deviation counts against the candidate.
-        #[serde(default)]
-        direction: Direction,
-        /// How far back the samples reach.
-        lookback: HumanDuration,
-        /// The time between two samples.
-        step: HumanDuration,
-        /// The confidence level of the shift's interval, in (0, 1); Kayenta's 0.98.
-        #[serde(default = "default_confidence")]
-        confidence: f64,
-        /// The share of the shift that its interval must clear; Kayenta's 0.25.
-        #[serde(default = "default_tolerance")]
-        tolerance: f64,
-        /// The smallest ratio of means that counts as a deviation; 1 for any.
-        #[serde(default = "default_effect_size")]
-        effect_size: f64,
-        /// The fewest values per side, below which the outcome is inconclusive;
-        /// `None` for the smallest size at which `confidence` can be reached
-        /// ([`mann_whitney::min_sample_size`]).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        min_samples: Option<u32>,
-        /// The shift, in standard deviations, whose detection power the verdict
-        /// reports; 1 by default.
-        #[serde(default = "default_power_shift")]
-        power_shift: f64,
-    },
-    /// An anytime-valid sequential test of the candidate against the baseline
-    /// ([`sequential::SequentialJudge`]): valid however often it looks.
-    Sequential(sequential::SequentialSpec),
-    /// Kayenta's canary score over several metrics, each classified by a
-    /// Mann-Whitney test ([`kayenta::CanaryScoreJudge`]): pass, marginal or fail
-    /// by the score's thresholds; a critical metric that deviates fails the whole
-    /// analysis.
-    CanaryScore(kayenta::ScoreSpec),
-    /// A judge registered with the engine under `name`.
-    Custom {
-        /// The registered name.
-        name: String,
-        /// Parameters for the judge's factory.
-        #[serde(default)]
-        params: serde_json::Value,
-    },
 }
 
 impl JudgeSpec {
@@ -552,36 +407,6 @@ impl fmt::Display for JudgeSpec {
     }
 }
 
-fn default_confidence() -> f64 {
-    0.98
-}
-
-fn default_tolerance() -> f64 {
-    0.25
-}
-
-fn default_effect_size() -> f64 {
-    1.0
-}
-
-fn default_power_shift() -> f64 {
-    1.0
-}
-
-/// Which deviation of the candidate from the baseline counts against it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Direction {
-    /// Higher is worse (error rates, latencies).
-    #[default]
-    Increase,
-    /// Lower is worse (success rates, throughput).
-    Decrease,
-    /// Any deviation is bad.
-    Either,
-}
-
 impl Direction {
     fn phrase(self) -> &'static str {
         match self {
@@ -590,21 +415,6 @@ impl Direction {
             Self::Either => "close to",
         }
     }
-}
-
-/// The outcome of one measurement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum MeasurementOutcome {
-    /// The value passed.
-    Successful,
-    /// The value is evidence against the release.
-    Failed,
-    /// There was no data to judge (no traffic, no series yet).
-    Inconclusive,
-    /// The measurement could not be taken.
-    Error,
 }
 
 impl fmt::Display for MeasurementOutcome {
@@ -618,59 +428,6 @@ impl fmt::Display for MeasurementOutcome {
     }
 }
 
-/// What produced a measurement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum CheckKind {
-    /// A metric judged by a judge.
-    Metric,
-    /// A health check.
-    HealthCheck,
-}
-
-/// One measurement of one check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Measurement {
-    /// The metric's or health check's name.
-    pub check: String,
-    /// Whether it is a metric or a health check.
-    pub kind: CheckKind,
-    /// The round it belongs to, from 0.
-    pub round: u32,
-    /// The verdict.
-    pub outcome: MeasurementOutcome,
-    /// The value judged, when there was one.
-    pub value: Option<f64>,
-    /// What the judge or check said.
-    pub detail: String,
-    /// The data and statistics the verdict was decided on, for judges that give
-    /// them (every built-in judge does); `None` for health checks.
-    /// Boxed: it holds the samples, and events carry measurements.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evidence: Option<Box<Evidence>>,
-    /// Whether the verdict settled its check ([`Verdict::decisive`]): the analysis
-    /// ended on it (a failure), or stopped measuring the check (a success).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub decisive: bool,
-}
-
-/// How an analysis ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum AnalysisOutcome {
-    /// Every check stayed within its limits.
-    Successful,
-    /// A check failed more than `failure_limit` times.
-    Failed,
-    /// A check had no data more than `inconclusive_limit` times.
-    Inconclusive,
-    /// A check could not be measured more than `consecutive_error_limit` times in a row.
-    Error,
-}
-
 impl fmt::Display for AnalysisOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -682,64 +439,5 @@ impl fmt::Display for AnalysisOutcome {
     }
 }
 
-/// Everything an analysis measured and how it ended, for events and records.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct AnalysisReport {
-    /// The analysis' name.
-    pub name: String,
-    /// How it ended.
-    pub outcome: AnalysisOutcome,
-    /// The check that decided a non-successful outcome, and its kind.
-    pub decided_by: Option<(String, CheckKind)>,
-    /// Why it ended so, in one sentence.
-    pub reason: String,
-    /// Every measurement, in the order taken.
-    pub measurements: Vec<Measurement>,
-    /// How many looks (rounds of measurements) were taken, errors measured again
-    /// included; fewer than `count` when a limit was passed or a decisive verdict
-    /// (an anytime-valid test) ended the analysis early. 0 in records written
-    /// before it was kept.
-    #[serde(default)]
-    pub looks: u32,
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn validation_lists_every_problem() {
-        let spec = AnalysisSpec::new("")
-            .count(0)
-            .metric(MetricCheck::new("", "", JudgeSpec::Threshold { min: Some(2.0), max: Some(1.0) }))
-            .metric(MetricCheck::new("latency", "q", JudgeSpec::Threshold { min: None, max: None }))
-            .metric(MetricCheck::new("nan", "q", JudgeSpec::max(f64::NAN)));
-        let errors = spec.validate("step 2 analysis").unwrap_err();
-        let text = errors.to_string();
-        assert_eq!(errors.len(), 7, "{text}");
-        for needle in ["name", "count", "metric name", "query", "min must not be above max", "a min, a max", "finite"] {
-            assert!(text.contains(needle), "{needle} missing from {text}");
-        }
-        assert!(errors.iter().all(|e| e.field.starts_with("step 2 analysis")));
-    }
-
-    #[test]
-    fn spec_without_checks_or_interval_is_incomplete() {
-        let spec = AnalysisSpec::new("a").count(3).interval(HumanDuration::ZERO);
-        let text = spec.validate("a").unwrap_err().to_string();
-        assert!(text.contains("at least one metric or health check") && text.contains("interval"), "{text}");
-    }
-
-    #[test]
-    fn spec_round_trips_through_json_with_defaults() {
-        let json = r#"{"name":"sr","metrics":[{"name":"sr","query":"q","judge":{"kind":"threshold","min":0.99}}],
-            "interval":"30s","count":3}"#;
-        let spec: AnalysisSpec = serde_json::from_str(json).unwrap();
-        assert_eq!(spec.consecutive_error_limit, 4);
-        assert_eq!(spec.metrics[0].judge, JudgeSpec::min(0.99));
-        let back: AnalysisSpec = serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
-        assert_eq!(back, spec);
-        assert_eq!(spec.max_duration(), std::time::Duration::from_secs(60));
-    }
-}
+mod tests;

@@ -72,52 +72,15 @@
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
-use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-
 use super::{
     CategoryStatistics, Direction, Evidence, Judge, JudgeInput, JudgeSpec, MeasurementOutcome, Statistics, Verdict,
 };
 use crate::metrics::{MetricQuery, MetricsError};
 use crate::model::HumanDuration;
+use async_trait::async_trait;
 
-/// Which data the sequential test is about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "data", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum SequentialKind {
-    /// Values of a continuous metric (a latency), from range queries.
-    Continuous,
-    /// Errors out of requests: the check's query counts errors in the last
-    /// interval, `total_query` counts requests, each per track.
-    Counts {
-        /// The query for the number of requests.
-        total_query: String,
-    },
-    /// Requests by category (2xx, 4xx, 5xx): the check's query counts requests in
-    /// the last interval, and each category's query counts that category's, per
-    /// track. The candidate is worse when its share of a category's events is
-    /// above (by the category's direction) its share of requests.
-    Categories {
-        /// The categories, each with its query and the deviation that counts
-        /// against the candidate.
-        categories: Vec<CountCategory>,
-    },
-}
-
-/// One category of a [`SequentialKind::Categories`] test.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct CountCategory {
-    /// The category's name (`5xx`); its metric is queried as `<check>-<name>`.
-    pub name: String,
-    /// The query that counts the category's requests in the last interval.
-    pub query: String,
-    /// Which deviation of the candidate's rate counts against it: `Increase` for
-    /// errors, `Decrease` for successes.
-    #[serde(default)]
-    pub direction: Direction,
-}
+pub use crate::model::analysis::sequential::{CountCategory, SequentialKind, SequentialSpec};
+use crate::model::analysis::sequential::{default_alpha, default_min_samples, default_mixing};
 
 impl CountCategory {
     /// A category whose increase counts against the candidate (an error class).
@@ -131,51 +94,6 @@ impl CountCategory {
         self.direction = direction;
         self
     }
-}
-
-/// A sequential judge's parameters ([`JudgeSpec::Sequential`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct SequentialSpec {
-    /// Continuous values or counts.
-    #[serde(flatten)]
-    pub kind: SequentialKind,
-    /// Which deviation counts against the candidate.
-    #[serde(default)]
-    pub direction: Direction,
-    /// The chance of failing a good canary, over all looks; 0.02 by default.
-    #[serde(default = "default_alpha")]
-    pub alpha: f64,
-    /// The window each look adds (continuous); set it to the analysis interval.
-    pub lookback: HumanDuration,
-    /// The time between two values in the window (continuous).
-    pub step: HumanDuration,
-    /// The mixing scale: τ in baseline standard deviations (continuous, 0.5 by
-    /// default), or the Beta prior's `a` (counts and categories, 1 by default:
-    /// uniform).
-    #[serde(default = "default_mixing")]
-    pub mixing: f64,
-    /// The largest difference that is harmless (continuous: in the metric's unit;
-    /// counts: in θ, the candidate's share of the errors); 0 by default. Once the
-    /// confidence sequence excludes every regression larger than this, the
-    /// success is decisive and the analysis stops measuring the check.
-    #[serde(default)]
-    pub margin: f64,
-    /// The fewest values per side before judging (continuous); 10 by default.
-    #[serde(default = "default_min_samples")]
-    pub min_samples: u32,
-}
-
-fn default_alpha() -> f64 {
-    0.02
-}
-
-fn default_mixing() -> f64 {
-    0.5
-}
-
-fn default_min_samples() -> u32 {
-    10
 }
 
 impl SequentialSpec {
@@ -700,57 +618,4 @@ impl Judge for SequentialJudge {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec() -> SequentialSpec {
-        SequentialSpec::continuous(Direction::Increase, "1m".parse().unwrap(), "5s".parse().unwrap())
-    }
-
-    #[test]
-    fn ln_gamma_is_accurate() {
-        assert!((ln_gamma(1.0)).abs() < 1e-13);
-        assert!((ln_gamma(5.0) - 24.0_f64.ln()).abs() < 1e-12);
-        assert!((ln_gamma(0.5) - std::f64::consts::PI.sqrt().ln()).abs() < 1e-12);
-    }
-
-    #[test]
-    fn a_clear_shift_fails_and_the_same_values_pass() {
-        let base: Vec<f64> = (0..40).map(|i| 100.0 + f64::from(i % 7) - 3.0).collect();
-        let worse: Vec<f64> = base.iter().map(|v| v + 10.0).collect();
-        let v = spec().judge_values(&worse, &base);
-        assert_eq!(v.outcome, MeasurementOutcome::Failed, "{}", v.detail);
-        let v = spec().judge_values(&base, &base);
-        assert_eq!(v.outcome, MeasurementOutcome::Successful, "{}", v.detail);
-        // Better is never a regression for an increase test.
-        let better: Vec<f64> = base.iter().map(|v| v - 10.0).collect();
-        assert_eq!(spec().judge_values(&better, &base).outcome, MeasurementOutcome::Successful);
-        // Too few values: inconclusive, not a verdict.
-        assert_eq!(spec().judge_values(&worse[..3], &base[..3]).outcome, MeasurementOutcome::Inconclusive);
-    }
-
-    #[test]
-    fn the_confidence_sequence_and_the_e_value_agree() {
-        let base: Vec<f64> = (0..30).map(|i| f64::from(i % 5)).collect();
-        let cand: Vec<f64> = base.iter().map(|v| v + 1.2).collect();
-        let v = spec().judge_values(&cand, &base);
-        let s = &v.evidence.unwrap().statistics;
-        let (lo, hi) = s.bounds.unwrap();
-        // E ≥ 1/α exactly when 0 is outside the bounds.
-        assert_eq!(s.e_value.unwrap() >= 50.0, lo > 0.0 || hi < 0.0, "{lo} {hi} {:?}", s.e_value);
-    }
-
-    #[test]
-    fn counts_flag_a_doubled_error_rate() {
-        let counts = SequentialSpec::counts(Direction::Increase, "requests");
-        // Equal traffic; candidate 2 % errors, baseline 1 %, 10 000 requests each.
-        let v = counts.judge_values(&[200.0, 10_000.0], &[100.0, 10_000.0]);
-        assert_eq!(v.outcome, MeasurementOutcome::Failed, "{}", v.detail);
-        let v = counts.judge_values(&[100.0, 10_000.0], &[104.0, 10_000.0]);
-        assert_eq!(v.outcome, MeasurementOutcome::Successful, "{}", v.detail);
-        // Half the traffic and half the errors: the same rate.
-        let v = counts.judge_values(&[50.0, 5_000.0], &[100.0, 10_000.0]);
-        assert_eq!(v.outcome, MeasurementOutcome::Successful, "{}", v.detail);
-        assert_eq!(counts.judge_values(&[0.0, 0.0], &[1.0, 10.0]).outcome, MeasurementOutcome::Inconclusive);
-    }
-}
+mod tests;

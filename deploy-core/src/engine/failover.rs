@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::{Acquired, CauseKind, FailureCause, RolloutEngine, RolloutError, RolloutEvent, notify};
 use crate::dr::{FailoverDriver, FailoverPlan, FailoverRecord, FailoverStep, FailoverStepRecord};
-use crate::model::record::LogLevel;
+use crate::model::LogLevel;
 use crate::model::{
     AppId, DeploymentRecord, DeploymentStatus, Environment, RecordKind, RecoveryTargets, Release, StepOutcome,
     StepRecord, ValidationError, ValidationErrors,

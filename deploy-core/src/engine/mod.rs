@@ -63,7 +63,7 @@ use crate::error::{Classify, ErrorKind};
 use crate::health::HealthCheck;
 use crate::history::{HistoryError, HistoryStore};
 use crate::metrics::MetricsProvider;
-use crate::model::record::LogLevel;
+use crate::model::LogLevel;
 use crate::model::{
     AppId, AppSpec, DeploymentId, DeploymentRecord, DeploymentStatus, Environment, Release, Track, TrafficSplit,
     ValidationError, ValidationErrors, Version,

@@ -19,11 +19,11 @@ use crate::analysis::{
 };
 use crate::error::{Classify, ErrorKind};
 use crate::hook::{HookSpec, HookWhen};
-use crate::model::record::{InconclusiveDecision, LogLevel};
 use crate::model::{
     AppId, AppSpec, DeploymentStatus, HumanDuration, Percent, Release, RollingUpdateParams, StepOutcome, StepRecord,
     Track, TrafficSplit,
 };
+use crate::model::{InconclusiveDecision, LogLevel};
 use crate::plan::{CanaryScale, PauseKind, Plan, Step, canary_replicas, resolve_rolling};
 use crate::platform::{PlatformError, TrackState, TrackStatus};
 use crate::state::{

@@ -48,8 +48,8 @@ struct Timers {
 }
 
 #[cfg(feature = "metrics")]
-fn step_label(outcome: &crate::model::record::StepOutcome) -> &'static str {
-    use crate::model::record::StepOutcome;
+fn step_label(outcome: &crate::model::StepOutcome) -> &'static str {
+    use crate::model::StepOutcome;
     match outcome {
         StepOutcome::Succeeded => "succeeded",
         StepOutcome::Failed(_) => "failed",

@@ -24,8 +24,6 @@
 //! ```
 
 mod backoff;
-#[cfg(test)]
-pub(crate) mod fixtures;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -511,8 +509,8 @@ impl HealthCheck for HttpHealthCheck {
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::{Reply, ScriptedServer, closed_port};
     use super::*;
+    use crate::http_client::fixtures::{Reply, ScriptedServer, closed_port};
     use crate::model::{AppId, Name, Track, Version};
 
     fn target(track: Track) -> HealthTarget {

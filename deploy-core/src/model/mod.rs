@@ -4,22 +4,24 @@
 //! Every type here is plain data with serde support, so specs can come from YAML or
 //! JSON files, and every value that comes from outside the process is validated when
 //! it is parsed or deserialized rather than when it is first used.
+//!
+//! Each type has one public path, `deploy_core::model::Type`: the files it is
+//! written in are private.
 
-pub mod app;
-pub mod duration;
-pub mod image;
-pub mod name;
-pub mod percent;
-pub mod profile;
-pub mod quantity;
-pub mod record;
-pub mod release;
-pub mod validation;
+pub(crate) mod analysis;
+mod app;
+mod duration;
+mod image;
+mod name;
+mod percent;
+mod profile;
+mod quantity;
+mod record;
+mod release;
+mod validation;
+mod workload;
 
-pub use app::{
-    AppId, AppSpec, Autoscaling, ContainerSecurityContext, EnvVar, IntOrPercent, PodSecurityContext, Port, Probe,
-    ProbeAction, Protocol, ResourceList, Resources, RollingUpdateParams,
-};
+pub use app::{AppId, AppSpec};
 pub use duration::HumanDuration;
 pub use image::{Digest, ImageRef};
 pub use name::Name;
@@ -27,7 +29,12 @@ pub use percent::Percent;
 pub use profile::{Environment, EnvironmentProfile, RecoveryTargets};
 pub use quantity::Quantity;
 pub use record::{
-    DeploymentId, DeploymentRecord, DeploymentStatus, LogLine, RecordKind, Recovery, StepOutcome, StepRecord,
+    DeploymentId, DeploymentRecord, DeploymentStatus, InconclusiveDecision, LogLevel, LogLine, RecordKind, Recovery,
+    StepOutcome, StepRecord,
 };
 pub use release::{Release, Track, TrafficSplit, Version};
 pub use validation::{ValidationError, ValidationErrors};
+pub use workload::{
+    Autoscaling, ContainerSecurityContext, EnvSource, EnvVar, IntOrPercent, PodSecurityContext, Port, Probe,
+    ProbeAction, Protocol, ResourceList, Resources, RollingUpdateParams,
+};

@@ -267,7 +267,7 @@ pub struct DeploymentRecord {
     /// [`replay`](crate::analysis::replay) re-checks offline. Records written before
     /// evidence was kept have none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub analyses: Vec<crate::analysis::AnalysisRecord>,
+    pub analyses: Vec<super::analysis::AnalysisRecord>,
     /// What the engine did when an analysis ended inconclusive.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inconclusive_decisions: Vec<InconclusiveDecision>,
@@ -362,7 +362,7 @@ pub struct InconclusiveDecision {
     /// Why the analysis was inconclusive.
     pub reason: String,
     /// The policy applied.
-    pub policy: crate::analysis::InconclusivePolicy,
+    pub policy: super::analysis::InconclusivePolicy,
     /// How a pause ended (`promoted by the caller`); `None` while it lasts, and for
     /// the other policies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -371,7 +371,7 @@ pub struct InconclusiveDecision {
 
 impl InconclusiveDecision {
     /// A decision on step `step`.
-    pub fn new(step: usize, reason: impl Into<String>, policy: crate::analysis::InconclusivePolicy) -> Self {
+    pub fn new(step: usize, reason: impl Into<String>, policy: super::analysis::InconclusivePolicy) -> Self {
         Self { step, reason: reason.into(), policy, resolution: None }
     }
 }

@@ -9,7 +9,7 @@ use super::stage::{StageContext, StageError, StageOutput};
 use super::stages::Deployer;
 use crate::engine::{RolloutEngine, RolloutError, RolloutEvent, RolloutReport, RolloutRequest};
 use crate::error::BoxError;
-use crate::model::record::LogLevel;
+use crate::model::LogLevel;
 use crate::model::{DeploymentStatus, LogLine};
 use crate::plan::Plan;
 use crate::strategy::{AutoPromotion, BlueGreen, PlanInput, RollingUpdate, Strategy};

@@ -50,7 +50,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use crate::model::record::LogLevel;
+use crate::model::LogLevel;
 use crate::model::{AppId, Environment, LogLine};
 use crate::notify::{Notification, NotificationKind, Notifier};
 use stage::error_chain;

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::build::BuildError;
 use crate::error::{BoxError, Classify, ErrorKind};
-use crate::model::record::LogLevel;
+use crate::model::LogLevel;
 use crate::model::{AppId, Environment, LogLine};
 use crate::registry::RegistryError;
 use crate::scan::ScanError;
@@ -131,7 +131,7 @@ impl StageContext {
 ///
 /// ```
 /// use deploy_core::pipeline::StageOutput;
-/// use deploy_core::model::record::LogLevel;
+/// use deploy_core::model::LogLevel;
 /// let out = StageOutput::default().artifact("coverage", "87.5").log(LogLevel::Info, "412 tests passed");
 /// assert_eq!(out.artifacts["coverage"], "87.5");
 /// ```
@@ -226,7 +226,7 @@ impl StageError {
     /// them in the stage's result.
     ///
     /// ```
-    /// use deploy_core::model::{LogLine, record::LogLevel};
+    /// use deploy_core::model::{LogLevel, LogLine};
     /// use deploy_core::pipeline::StageError;
     /// let e = StageError::failed("smoke test failed").with_logs(vec![LogLine::new(LogLevel::Info, "GET /health: 503")]);
     /// assert_eq!(e.to_string(), "smoke test failed");

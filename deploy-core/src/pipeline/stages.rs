@@ -13,7 +13,7 @@ use super::stage::{Stage, StageContext, StageError, StageKind, StageOutput};
 use crate::build::{BuildEvent, BuildRequest, ImageBuilder};
 use crate::error::BoxError;
 use crate::model::ImageRef;
-use crate::model::record::LogLevel;
+use crate::model::LogLevel;
 use crate::registry::{ImageRegistry, PushEvent};
 use crate::scan::{Severity, VulnerabilityScanner};
 

@@ -383,7 +383,7 @@ impl MetricsProvider for PrometheusProvider {
 mod tests {
     use super::*;
     use crate::error::Classify;
-    use crate::http_check::fixtures::{Reply, ScriptedServer, closed_port};
+    use crate::http_client::fixtures::{Reply, ScriptedServer, closed_port};
     use crate::model::{AppId, Name, Track};
 
     fn query(template: &str) -> MetricQuery {

@@ -2,7 +2,7 @@
 //! a Docker container, and what is refused.
 
 use deploy_core::error::Classify;
-use deploy_core::model::app::EnvSource;
+use deploy_core::model::EnvSource;
 use deploy_core::model::{AppSpec, EnvVar, Probe, ProbeAction, Release, Track, ValidationError, ValidationErrors};
 use deploy_core::platform::PlatformError;
 use deploy_core::secret::SecretError;

@@ -546,7 +546,7 @@ fn container(spec: &AppSpec, image: &ImageRef, options: &DeploymentOptions) -> C
 }
 
 pub(crate) fn env_var(var: &EnvVar) -> KubeEnvVar {
-    use deploy_core::model::app::EnvSource;
+    use deploy_core::model::EnvSource;
     match &var.source {
         EnvSource::Value(value) => KubeEnvVar { name: var.name.clone(), value: Some(value.clone()), value_from: None },
         EnvSource::Secret { name, key } => KubeEnvVar {

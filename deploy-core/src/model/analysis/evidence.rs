@@ -9,7 +9,7 @@ use super::mann_whitney::{Alternative, PValueMethod, ShiftEstimate};
 use super::{AnalysisReport, AnalysisSpec, JudgeSpec};
 
 /// What one verdict was decided on: the query, the values, the rule with its
-/// thresholds, and the statistics computed from them. [`replay`](super::replay)
+/// thresholds, and the statistics computed from them. [`replay`](crate::analysis::replay)
 /// recomputes the verdict from `judge`, `candidate` and `baseline` alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]

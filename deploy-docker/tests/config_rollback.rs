@@ -258,3 +258,95 @@ async fn the_previous_release_recreated_from_the_current_spec_gets_its_recorded_
 fn names_only(env: &[String]) -> Vec<&str> {
     env.iter().map(|e| e.split('=').next().unwrap_or_default()).collect()
 }
+
+/// A rollback after a crash: a driver, in a runtime of its own, rolls v1 (`FOO=1`,
+/// content A) to v2 (`FOO=2`, content B, healthy) and pauses; its runtime is shut
+/// down mid-pause (every task of that driver dropped, its lease left behind, as a
+/// killed process leaves it). A second driver with a fresh platform resumes from
+/// the same stores and is told to abort: the rollback re-creates every v1
+/// container, driven by v2's spec and the `from` release read back from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_after_a_crash_and_resume_restores_the_previous_env_and_files() {
+    use deploy_core::engine::{RolloutError, RolloutEvent};
+    use deploy_core::plan::{PauseKind, Step};
+    let w = world("config-env-resume").await;
+    let snapshots = ConfigSnapshots::new(w.docker.clone(), w.config().labels.clone());
+    let v1_config = ReleaseConfig::new().file("app.conf", b"content A\n".to_vec()).env(vec![foo("1")]);
+    let v2_config = ReleaseConfig::new().file("app.conf", b"content B\n".to_vec()).env(vec![foo("2")]);
+    let a = snapshots.publish_config(&w.app, &v1_config, &w.images[0]).await.unwrap();
+    let b = snapshots.publish_config(&w.app, &v2_config, &w.images[0]).await.unwrap();
+    let config = w.config().workload(w.app.clone(), Workload::default().config_mount("/etc/app"));
+    let v1 = w.release(0).config_checksum(&a);
+    let v2 = w.release(1).config_checksum(&b);
+    let spec_v2 = w.spec(&[foo("2")]);
+    let platform = Arc::new(DockerPlatform::new(w.docker.clone(), config.clone()));
+    platform.apply(&w.spec(&[foo("1")]), Track::Stable, &v1, 2).await.unwrap();
+    platform.wait_ready(&w.app, Track::Stable, Duration::from_secs(30)).await.unwrap();
+
+    let kit = TestKit::new();
+    let lock_ttl = Duration::from_secs(2);
+    let engine_config = |holder: &str| {
+        EngineConfig::default()
+            .step_deadline(Duration::from_secs(60))
+            .readiness_deadline(Duration::from_secs(30))
+            .retry(RetryPolicy::new(3, Duration::from_millis(50), Duration::from_millis(200)))
+            .lock_ttl(lock_ttl)
+            .holder(holder)
+    };
+    let mut plan = RollingUpdate::new(IntOrPercent::Int(0), IntOrPercent::Int(1)).plan(&PlanInput::new(2));
+    plan.steps.push(Step::Pause(PauseKind::UntilPromoted));
+
+    // The first driver, in its own runtime with its own connection to the engine.
+    let crashed = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (paused_tx, paused_rx) = tokio::sync::oneshot::channel();
+    let (state, history) = (kit.state_store(), kit.history_store());
+    let (first_config, request) = (engine_config("driver-1"), RolloutRequest::new(spec_v2.clone(), v2, plan).from(v1));
+    let first_platform_config = config.clone();
+    crashed.spawn(async move {
+        let docker = deploy_docker::connect::connect(&Default::default()).await.unwrap();
+        let platform: Arc<dyn Platform> = Arc::new(DockerPlatform::new(docker, first_platform_config));
+        let engine = RolloutEngine::builder(platform, state, history).config(first_config).build();
+        let mut handle = engine.start(request).await.unwrap();
+        let mut paused_tx = Some(paused_tx);
+        while let Some(event) = handle.next_event().await {
+            if matches!(event, RolloutEvent::Paused { .. })
+                && let Some(tx) = paused_tx.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+        std::future::pending::<()>().await;
+    });
+    tokio::time::timeout(Duration::from_secs(120), paused_rx).await.unwrap().unwrap();
+    crashed.shutdown_background();
+    for id in w.track_ids(Track::Stable).await {
+        assert!(w.inspected_env(&id).await.contains(&"FOO=2".to_owned()), "v2 ran before the crash");
+    }
+
+    // The second driver: a fresh platform (a new process would have one), the same stores.
+    let platform2 = Arc::new(DockerPlatform::new(docker().await, config));
+    let dyn_platform: Arc<dyn Platform> = platform2.clone();
+    let engine = RolloutEngine::builder(dyn_platform, kit.state_store(), kit.history_store())
+        .config(engine_config("driver-2"))
+        .build();
+    let handle = loop {
+        match engine.resume(&w.app).await {
+            Ok(handle) => break handle,
+            Err(RolloutError::Locked { .. }) => tokio::time::sleep(Duration::from_millis(300)).await,
+            Err(e) => panic!("resume: {e}"),
+        }
+    };
+    engine.abort(&w.app, "v2 is wrong after all").await.unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(120), handle.wait()).await.unwrap().unwrap();
+    assert_eq!(report.status, DeploymentStatus::RolledBack, "{:?}", report.cause);
+
+    let after = w.track_ids(Track::Stable).await;
+    assert_eq!(after.len(), 2);
+    for id in &after {
+        assert_eq!(w.container_labels(id).await[labels::VERSION], "1.0.0");
+        let env = w.inspected_env(id).await;
+        assert!(env.contains(&"FOO=1".to_owned()), "container {id} runs with v1's env: {:?}", names_only(&env));
+        assert_eq!(exec(&w.docker, id, &["cat", "/etc/app/app.conf"]).await, "content A\n");
+    }
+    w.finish(&platform2).await;
+}

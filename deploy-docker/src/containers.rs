@@ -188,11 +188,13 @@ pub struct Hardening {
     pub privileged: bool,
 }
 
-/// A Docker health check: `test` is the engine's form (`["CMD", "wget", …]` or
-/// `["CMD-SHELL", "…"]`).
+/// A container's `HEALTHCHECK` configuration, which the Docker engine runs inside
+/// the container: `test` is the engine's form (`["CMD", "wget", …]` or
+/// `["CMD-SHELL", "…"]`). Not deploy-core's `HealthCheck` trait, which judges a
+/// track from outside; the Docker platform reads the engine's verdict on this one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct HealthCheck {
+pub struct ContainerHealthcheck {
     /// The command.
     pub test: Vec<String>,
     /// Time between checks.
@@ -205,7 +207,7 @@ pub struct HealthCheck {
     pub start_period: Duration,
 }
 
-impl HealthCheck {
+impl ContainerHealthcheck {
     /// A check running `test` every 10 s with a 5 s timeout and 3 retries.
     pub fn new(test: Vec<String>) -> Self {
         Self {
@@ -282,7 +284,7 @@ pub struct ContainerSpec {
     /// created.
     pub labels: BTreeMap<String, String>,
     /// A health check overriding the image's.
-    pub health: Option<HealthCheck>,
+    pub health: Option<ContainerHealthcheck>,
     /// The user to run as (`1000:1000`).
     pub user: Option<String>,
     /// Replaces the image's entrypoint (Kubernetes' `command`; [`ContainerSpec::command`]
@@ -385,7 +387,7 @@ impl ContainerSpec {
 
     /// Sets the health check.
     #[must_use]
-    pub fn health(mut self, health: HealthCheck) -> Self {
+    pub fn health(mut self, health: ContainerHealthcheck) -> Self {
         self.health = Some(health);
         self
     }
@@ -466,7 +468,7 @@ impl ContainerSpec {
             env: Some(self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             exposed_ports: Some(self.ports.iter().map(|p| format!("{}/tcp", p.container_port)).collect()),
             labels: Some(owned_labels(&self.labels).into_iter().collect()),
-            healthcheck: self.health.as_ref().map(HealthCheck::to_config),
+            healthcheck: self.health.as_ref().map(ContainerHealthcheck::to_config),
             user: self.user.clone(),
             entrypoint: self.entrypoint.clone(),
             host_config: Some(HostConfig {
@@ -551,7 +553,7 @@ pub struct ContainerTemplate {
     /// The environment (the image's and the container's).
     pub env: BTreeMap<String, String>,
     /// The health check set on the container, if any.
-    pub health: Option<HealthCheck>,
+    pub health: Option<ContainerHealthcheck>,
     /// The user, when set.
     pub user: Option<String>,
     /// The entrypoint set on the container, when set.
@@ -587,7 +589,7 @@ fn template_from(
     let duration = |nanos: Option<i64>| Duration::from_nanos(nanos.and_then(|n| u64::try_from(n).ok()).unwrap_or(0));
     let health = config.healthcheck.as_ref().and_then(|h| {
         let test = h.test.clone().filter(|t| !t.is_empty() && t[0] != "NONE")?;
-        Some(HealthCheck {
+        Some(ContainerHealthcheck {
             test,
             interval: duration(h.interval),
             timeout: duration(h.timeout),
@@ -837,7 +839,7 @@ mod tests {
             .volume(VolumeMount::new("/srv/data", "/data", true))
             .network("shop", ["web", "web-blue"])
             .restart(RestartPolicy::OnFailure { max_retries: 2 })
-            .health(HealthCheck::new(vec!["CMD".into(), "true".into()]).interval(Duration::from_secs(1)));
+            .health(ContainerHealthcheck::new(vec!["CMD".into(), "true".into()]).interval(Duration::from_secs(1)));
         let body = spec.to_body();
         let host = body.host_config.clone().unwrap();
         assert_eq!(body.env, Some(vec!["A=1".to_owned()]));

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tracing::instrument;
 
 use crate::containers::{
-    ContainerSpec, ContainerState, Containers, Hardening, Health, HealthCheck, Limits, LogOptions, Mount, MountSource,
+    ContainerSpec, ContainerState, Containers, Hardening, Health, ContainerHealthcheck, Limits, LogOptions, Mount, MountSource,
     PortMapping, RestartPolicy,
 };
 use crate::endpoints::EndpointWatcher;
@@ -605,7 +605,7 @@ impl DockerPlatform {
         Ok(resolved)
     }
 
-    fn health_check(&self, probe: &Probe) -> HealthCheck {
+    fn health_check(&self, probe: &Probe) -> ContainerHealthcheck {
         let fill = |template: &[String], port: u16, path: &str| -> Vec<String> {
             template.iter().map(|w| w.replace("{port}", &port.to_string()).replace("{path}", path)).collect()
         };
@@ -615,7 +615,7 @@ impl DockerPlatform {
             ProbeAction::Exec { command } => std::iter::once("CMD".to_owned()).chain(command.iter().cloned()).collect(),
             _ => Vec::new(),
         };
-        let mut check = HealthCheck::new(test).interval(probe.period.as_duration()).retries(probe.failure_threshold);
+        let mut check = ContainerHealthcheck::new(test).interval(probe.period.as_duration()).retries(probe.failure_threshold);
         check.timeout = probe.timeout.as_duration();
         check.start_period = probe.initial_delay.as_duration();
         check

@@ -8,7 +8,6 @@ use async_trait::async_trait;
 use super::stage::{StageContext, StageError, StageOutput};
 use super::stages::Deployer;
 use crate::engine::{RolloutEngine, RolloutError, RolloutEvent, RolloutReport, RolloutRequest};
-use crate::error::BoxError;
 use crate::model::record::LogLevel;
 use crate::model::{DeploymentStatus, LogLine};
 use crate::plan::Plan;
@@ -110,7 +109,7 @@ fn report_line(what: &str, report: &RolloutReport) -> LogLine {
 
 #[async_trait]
 impl Deployer for EngineDeployer {
-    async fn deploy(&self, _ctx: &StageContext) -> Result<StageOutput, BoxError> {
+    async fn deploy(&self, _ctx: &StageContext) -> Result<StageOutput, StageError> {
         let request = self.request.clone();
         let (app, version) = (request.spec.id(), request.to.version.clone());
         let mut handle = self.engine.start(request).await?;
@@ -130,10 +129,10 @@ impl Deployer for EngineDeployer {
         }
         let cause = report.cause.as_ref().map_or_else(|| "no cause recorded".to_owned(), ToString::to_string);
         let message = format!("rollout {} of {app} to {version} {}: {cause}", report.record.id, report.status);
-        Err(Box::new(StageError::failed(message).with_logs(logs)))
+        Err(StageError::failed(message).with_logs(logs))
     }
 
-    async fn rollback(&self, ctx: &StageContext) -> Result<StageOutput, BoxError> {
+    async fn rollback(&self, ctx: &StageContext) -> Result<StageOutput, StageError> {
         let app = self.request.spec.id();
         let reason = format!("pipeline {} is rolling back", ctx.pipeline_id);
         let mut out = StageOutput::default();
@@ -158,10 +157,10 @@ impl Deployer for EngineDeployer {
         // It succeeded (a later stage failed) or even its own rollback failed:
         // roll the previous release out again.
         let Some(from) = self.request.from.clone() else {
-            return Err(Box::new(StageError::failed(format!(
+            return Err(StageError::failed(format!(
                 "{app} had no release before {}: nothing to restore",
                 self.request.to.version
-            ))));
+            )));
         };
         let mut handle = self.engine.start(self.revert_request(&from)).await?;
         while let Some(event) = handle.next_event().await {
@@ -172,7 +171,7 @@ impl Deployer for EngineDeployer {
         if revert.status != DeploymentStatus::Succeeded {
             let cause = revert.cause.as_ref().map_or_else(String::new, |c| format!(": {c}"));
             let message = format!("could not restore {} ({}){cause}", from.version, revert.status);
-            return Err(Box::new(StageError::failed(message).with_logs(out.logs)));
+            return Err(StageError::failed(message).with_logs(out.logs));
         }
         Ok(out
             .artifact("restored", from.version.to_string())

@@ -8,7 +8,7 @@ use crate::analysis::{AnalysisSpec, JudgeSpec, MetricCheck};
 use crate::build::BuildRequest;
 use crate::engine::{EngineConfig, RolloutEngine, RolloutRequest};
 use crate::model::{DeploymentStatus, HumanDuration, ImageRef, Percent, Release, Track, TrafficSplit};
-use crate::scan::Severity;
+use crate::scan::{ScanPolicy, Severity};
 use crate::strategy::{Canary, PlanInput, Strategy};
 use crate::testkit::{self, TestKit};
 

@@ -4,7 +4,7 @@
 //! Stages are `Arc<dyn Stage>`. The provided ones work through the backend traits:
 //! [`BuildStage`] (an [`ImageBuilder`](crate::build::ImageBuilder)),
 //! [`SecurityScanStage`] (a [`VulnerabilityScanner`](crate::scan::VulnerabilityScanner)
-//! with a [`ScanPolicy`] gate), [`QualityGate`], [`PushStage`] (an
+//! with a [`ScanPolicy`](crate::scan::ScanPolicy) gate), [`QualityGate`], [`PushStage`] (an
 //! [`ImageRegistry`](crate::registry::ImageRegistry)), [`DeployStage`] and
 //! [`RollbackStage`] (through a [`Deployer`]: [`EngineDeployer`] runs a rollout
 //! through the [rollout engine](crate::engine) and restores the previous release
@@ -39,7 +39,7 @@ pub use engine_deployer::EngineDeployer;
 
 pub use stage::{PipelineId, Stage, StageContext, StageError, StageKind, StageOutput, StageResult, StageStatus};
 pub use stages::{
-    BuildStage, DeployStage, Deployer, FnStage, PushStage, QualityGate, RollbackStage, ScanPolicy, SecurityScanStage,
+    BuildStage, DeployStage, Deployer, FnStage, PushStage, QualityGate, RollbackStage, SecurityScanStage,
 };
 pub use tokio_util::sync::CancellationToken;
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::build::BuildError;
+use crate::engine::RolloutError;
 use crate::error::{BoxError, Classify, ErrorKind};
 use crate::model::record::LogLevel;
 use crate::model::{AppId, Environment, LogLine};
@@ -193,6 +194,10 @@ pub enum StageError {
     /// The registry failed.
     #[error("registry failed: {0}")]
     Registry(#[source] RegistryError),
+    /// The rollout engine refused or failed a rollout (boxed: the engine's error is
+    /// large and rare on this path).
+    #[error("rollout failed: {0}")]
+    Rollout(#[source] Box<RolloutError>),
     /// Another failure, with what the stage logged before it failed, so that the
     /// run's report keeps those logs ([`StageError::with_logs`]).
     #[error("{source}")]
@@ -257,6 +262,12 @@ impl StageError {
     }
 }
 
+impl From<RolloutError> for StageError {
+    fn from(e: RolloutError) -> Self {
+        Self::Rollout(Box::new(e))
+    }
+}
+
 impl Classify for StageError {
     fn kind(&self) -> ErrorKind {
         match self {
@@ -265,6 +276,7 @@ impl Classify for StageError {
             Self::Build(e) => e.kind(),
             Self::Scan(e) => e.kind(),
             Self::Registry(e) => e.kind(),
+            Self::Rollout(e) => e.kind(),
             Self::WithLogs { source, .. } => source.kind(),
             Self::Backend { kind, .. } => *kind,
         }

@@ -1,7 +1,6 @@
 //! The provided stages: build, security scan, quality gate, push, deploy, rollback,
 //! and closures for tests, smoke tests and custom steps.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -11,11 +10,10 @@ use futures_util::future::BoxFuture;
 
 use super::stage::{Stage, StageContext, StageError, StageKind, StageOutput};
 use crate::build::{BuildEvent, BuildRequest, ImageBuilder};
-use crate::error::BoxError;
 use crate::model::ImageRef;
 use crate::model::record::LogLevel;
 use crate::registry::{ImageRegistry, PushEvent};
-use crate::scan::{Severity, VulnerabilityScanner};
+use crate::scan::{ScanPolicy, Severity, VulnerabilityScanner};
 
 /// How many lines of build output a build stage keeps.
 const BUILD_LOG_LINES: usize = 200;
@@ -71,57 +69,18 @@ impl Stage for BuildStage {
     }
 }
 
-/// The most findings of each severity a release may carry.
-///
-/// ```
-/// use deploy_core::pipeline::ScanPolicy;
-/// use deploy_core::scan::Severity;
-/// let policy = ScanPolicy::default().max(Severity::High, 3);
-/// assert_eq!(policy.limits[&Severity::Critical], 0);
-/// assert_eq!(policy.limits[&Severity::High], 3);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ScanPolicy {
-    /// Severity → the most findings allowed; severities not listed are unlimited.
-    /// Default: no critical findings.
-    pub limits: BTreeMap<Severity, usize>,
-}
-
-impl Default for ScanPolicy {
-    fn default() -> Self {
-        Self { limits: BTreeMap::from([(Severity::Critical, 0)]) }
-    }
-}
-
-impl ScanPolicy {
-    /// Allows at most `count` findings of `severity`.
-    #[must_use]
-    pub fn max(mut self, severity: Severity, count: usize) -> Self {
-        self.limits.insert(severity, count);
-        self
-    }
-
-    /// Every limit `counts` exceeds, as messages.
-    pub fn violations(&self, counts: &crate::scan::SeverityCounts) -> Vec<String> {
-        self.limits
-            .iter()
-            .filter(|(s, max)| counts.get(**s) > **max)
-            .map(|(s, max)| format!("{} {s} findings, at most {max} allowed", counts.get(*s)))
-            .collect()
-    }
-}
-
-/// Scans an image through a [`VulnerabilityScanner`] and fails when the findings
-/// break the [`ScanPolicy`]. A scan that does not complete fails the stage: it never
-/// counts as a clean report. The image is the one given, or the `image` artifact.
-/// Produces `vulnerabilities_<severity>` counts.
+/// Scans an image through a [`VulnerabilityScanner`] and fails when the report does
+/// not pass the [`ScanPolicy`] as of today ([`ScanPolicy::evaluate_now`]). A scan
+/// that does not complete fails the stage: it never counts as a clean report, nor
+/// does a report that shows the scanner recognised nothing. The image is the one
+/// given, or the `image` artifact. Produces `vulnerabilities_<severity>` counts
+/// (the findings that counted, after the policy's allowlist).
 ///
 /// ```
 /// use std::sync::Arc;
 /// use deploy_core::async_trait;
 /// use deploy_core::model::ImageRef;
-/// use deploy_core::pipeline::{ScanPolicy, SecurityScanStage, Stage, StageContext, StageError};
+/// use deploy_core::pipeline::{SecurityScanStage, Stage, StageContext, StageError};
 /// use deploy_core::scan::*;
 ///
 /// struct OneHigh;
@@ -129,6 +88,7 @@ impl ScanPolicy {
 /// impl VulnerabilityScanner for OneHigh {
 ///     async fn scan(&self, image: &ImageRef) -> Result<ScanReport, ScanError> {
 ///         let mut r = ScanReport::new(image.to_string(), "example");
+///         r.os = Some("debian 12.5".into());
 ///         r.vulnerabilities.push(Vulnerability::new("CVE-1", "openssl", "3.0.1", Severity::High));
 ///         Ok(r)
 ///     }
@@ -136,9 +96,10 @@ impl ScanPolicy {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let ctx = StageContext::new("main").artifact("image", "web:1");
-/// let strict = SecurityScanStage::new(Arc::new(OneHigh), ScanPolicy::default().max(Severity::High, 0));
+/// let strict = SecurityScanStage::new(Arc::new(OneHigh), ScanPolicy::default());
 /// assert!(matches!(strict.run(&ctx).await, Err(StageError::Gate { .. })));
-/// let lenient = SecurityScanStage::new(Arc::new(OneHigh), ScanPolicy::default());
+/// let limits = SeverityLimits::none().critical(0).high(1);
+/// let lenient = SecurityScanStage::new(Arc::new(OneHigh), ScanPolicy::default().max_vulnerabilities(limits));
 /// assert_eq!(lenient.run(&ctx).await.unwrap().artifacts["vulnerabilities_high"], "1");
 /// # }
 /// ```
@@ -184,11 +145,11 @@ impl Stage for SecurityScanStage {
     async fn run(&self, ctx: &StageContext) -> Result<StageOutput, StageError> {
         let image = image_from(ctx, self.image.as_ref())?;
         let report = self.scanner.scan(&image).await.map_err(StageError::Scan)?;
-        let counts = report.severity_counts();
-        let violations = self.policy.violations(&counts);
-        if !violations.is_empty() {
-            return Err(StageError::Gate { gate: "vulnerability".into(), violations });
+        let decision = self.policy.evaluate_now(&report);
+        if !decision.passed {
+            return Err(StageError::Gate { gate: "vulnerability".into(), violations: decision.reasons });
         }
+        let counts = decision.vulnerabilities;
         let mut out = StageOutput::default()
             .log(LogLevel::Info, format!("{} scanned {image}: {} findings", report.scanner, counts.total()));
         for s in Severity::ALL {
@@ -338,18 +299,17 @@ impl Stage for PushStage {
 /// ```
 /// use std::sync::Arc;
 /// use deploy_core::async_trait;
-/// use deploy_core::error::BoxError;
 /// use deploy_core::pipeline::*;
 ///
 /// struct Rollout; // would hold the engine and the app's spec
 ///
 /// #[async_trait]
 /// impl Deployer for Rollout {
-///     async fn deploy(&self, ctx: &StageContext) -> Result<StageOutput, BoxError> {
+///     async fn deploy(&self, ctx: &StageContext) -> Result<StageOutput, StageError> {
 ///         let image = ctx.require("image")?;
 ///         Ok(StageOutput::default().artifact("deployed", image))
 ///     }
-///     async fn rollback(&self, _ctx: &StageContext) -> Result<StageOutput, BoxError> {
+///     async fn rollback(&self, _ctx: &StageContext) -> Result<StageOutput, StageError> {
 ///         Ok(StageOutput::default())
 ///     }
 /// }
@@ -368,28 +328,14 @@ impl Stage for PushStage {
 /// ```
 #[async_trait]
 pub trait Deployer: Send + Sync {
-    /// Deploys; an `Err` fails the deploy stage and triggers the rollback stage. A
-    /// [`StageError`] (boxed) is reported as it is, with its logs
-    /// ([`StageError::with_logs`]); any other error as a failure to deploy.
-    async fn deploy(&self, ctx: &StageContext) -> Result<StageOutput, BoxError>;
+    /// Deploys; an `Err` fails the deploy stage and triggers the rollback stage.
+    /// The error is reported as it is, with its logs ([`StageError::with_logs`]):
+    /// an engine error converts with `?` ([`StageError::Rollout`]), any other
+    /// collaborator's with [`StageError::backend`].
+    async fn deploy(&self, ctx: &StageContext) -> Result<StageOutput, StageError>;
 
     /// Restores the release that served before [`Deployer::deploy`] was called.
-    async fn rollback(&self, ctx: &StageContext) -> Result<StageOutput, BoxError>;
-}
-
-/// A deployer's error as a stage error: a [`StageError`] as it is (it already
-/// says what failed, and may carry logs), anything else as a backend failure of
-/// `operation`, classified when it is an engine error.
-fn deployer_error(operation: &str, e: BoxError) -> StageError {
-    match e.downcast::<StageError>() {
-        Ok(stage) => *stage,
-        Err(e) => {
-            let kind = e
-                .downcast_ref::<crate::engine::RolloutError>()
-                .map_or(crate::error::ErrorKind::Other, crate::error::Classify::kind);
-            StageError::backend(operation, kind, e)
-        }
-    }
+    async fn rollback(&self, ctx: &StageContext) -> Result<StageOutput, StageError>;
 }
 
 /// The deploy stage: calls [`Deployer::deploy`].
@@ -416,7 +362,7 @@ impl Stage for DeployStage {
     }
 
     async fn run(&self, ctx: &StageContext) -> Result<StageOutput, StageError> {
-        self.deployer.deploy(ctx).await.map_err(|e| deployer_error("deploy", e))
+        self.deployer.deploy(ctx).await
     }
 }
 
@@ -444,7 +390,7 @@ impl Stage for RollbackStage {
     }
 
     async fn run(&self, ctx: &StageContext) -> Result<StageOutput, StageError> {
-        self.deployer.rollback(ctx).await.map_err(|e| deployer_error("roll back", e))
+        self.deployer.rollback(ctx).await
     }
 }
 

@@ -7,7 +7,7 @@ use super::*;
 use crate::build::BuildRequest;
 use crate::model::ImageRef;
 use crate::notify::NotificationKind;
-use crate::scan::Severity;
+use crate::scan::{ScanPolicy, Severity, SeverityLimits};
 
 fn full(deployer: Arc<FakeDeployer>, scanner: FakeScanner, notifier: Arc<RecordingNotifier>) -> Pipeline {
     let request = BuildRequest::new(".").tag(ImageRef::parse("localhost:5000/web:1.0").unwrap());
@@ -16,7 +16,7 @@ fn full(deployer: Arc<FakeDeployer>, scanner: FakeScanner, notifier: Arc<Recordi
         .stage(FnStage::new("unit-tests", StageKind::Test, |_| async {
             Ok(StageOutput::default().artifact("coverage", "85"))
         }))
-        .stage(SecurityScanStage::new(Arc::new(scanner), ScanPolicy::default().max(Severity::High, 1)))
+        .stage(SecurityScanStage::new(Arc::new(scanner), ScanPolicy::default().max_vulnerabilities(SeverityLimits::none().critical(0).high(1))))
         .stage(QualityGate::new().at_least("coverage", 80.0))
         .stage(PushStage::new(Arc::new(FakeRegistry)))
         .stage(DeployStage::new(deployer.clone()))

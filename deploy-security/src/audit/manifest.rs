@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use deploy_core::model::AppSpec;
 use serde::Deserialize;
 
-use super::Finding;
+use deploy_core::scan::Finding;
 use super::pod::{ContainerView, PodView};
 use super::rules::check_pod;
 

@@ -2,7 +2,7 @@
 
 use deploy_core::scan::Severity;
 
-use super::Finding;
+use deploy_core::scan::Finding;
 use super::pod::{ContainerView, PodView};
 
 /// Capabilities that amount to root on the node.

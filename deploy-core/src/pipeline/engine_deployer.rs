@@ -5,6 +5,7 @@ use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
 
+use super::artifacts::Artifacts;
 use super::stage::{StageContext, StageError, StageOutput};
 use super::stages::Deployer;
 use crate::engine::{RolloutEngine, RolloutError, RolloutEvent, RolloutReport, RolloutRequest};
@@ -19,8 +20,10 @@ use crate::strategy::{AutoPromotion, BlueGreen, PlanInput, RollingUpdate, Strate
 /// - `deploy` starts the rollout, forwards every [`RolloutEvent`] into the stage's
 ///   logs (warnings for the rollback and failures) and waits for its end. A
 ///   rollout that did not succeed (rolled back, or failed) fails the stage with
-///   the cause, the logs kept; the stage's artifacts are `deployment` (its id),
-///   `release` (the version) and `rollout_status`.
+///   the cause, the logs kept; the stage's [`Artifacts`] are `deployment` (its
+///   id), `release` (the version) and `rollout_status`. The rollback stage's are
+///   `restored` (the release that serves again) and, after a revert rollout, its
+///   `deployment`.
 /// - `rollback` restores the release that served before: a rollout still running
 ///   (the pipeline was cancelled mid-deploy) or left behind by a dead process gets
 ///   an [emergency rollback](RolloutEngine::emergency_rollback); a rollout the
@@ -120,10 +123,12 @@ impl Deployer for EngineDeployer {
         let report = handle.wait().await?;
         self.remember(&report);
         if report.status == DeploymentStatus::Succeeded {
-            let mut out = StageOutput::default()
-                .artifact("deployment", report.record.id.to_string())
-                .artifact("release", version.to_string())
-                .artifact("rollout_status", report.status.to_string());
+            let mut out = StageOutput::default().artifacts(
+                Artifacts::default()
+                    .deployment(report.record.id.clone())
+                    .release(version)
+                    .rollout_status(report.status),
+            );
             out.logs = logs;
             return Ok(out);
         }
@@ -149,10 +154,13 @@ impl Deployer for EngineDeployer {
         };
         self.remember(&report);
         if report.status == DeploymentStatus::RolledBack {
-            let restored = report.record.from.as_ref().map_or_else(|| "nothing".to_owned(), |r| r.version.to_string());
-            return Ok(out
-                .log(LogLevel::Info, format!("rollout {} was rolled back: {restored} serves", report.record.id))
-                .artifact("restored", restored));
+            let restored = report.record.from.as_ref().map(|r| r.version.clone());
+            let serves = restored.as_ref().map_or_else(|| "nothing".to_owned(), ToString::to_string);
+            out = out.log(LogLevel::Info, format!("rollout {} was rolled back: {serves} serves", report.record.id));
+            if let Some(version) = restored {
+                out = out.artifacts(Artifacts::default().restored(version));
+            }
+            return Ok(out);
         }
         // It succeeded (a later stage failed) or even its own rollback failed:
         // roll the previous release out again.
@@ -173,8 +181,6 @@ impl Deployer for EngineDeployer {
             let message = format!("could not restore {} ({}){cause}", from.version, revert.status);
             return Err(StageError::failed(message).with_logs(out.logs));
         }
-        Ok(out
-            .artifact("restored", from.version.to_string())
-            .artifact("revert_deployment", revert.record.id.to_string()))
+        Ok(out.artifacts(Artifacts::default().restored(from.version.clone()).deployment(revert.record.id.clone())))
     }
 }

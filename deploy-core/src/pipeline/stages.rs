@@ -8,18 +8,20 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 
+use super::artifacts::Artifacts;
 use super::stage::{Stage, StageContext, StageError, StageKind, StageOutput};
 use crate::build::{BuildEvent, BuildRequest, ImageBuilder};
 use crate::model::ImageRef;
 use crate::model::record::LogLevel;
 use crate::registry::{ImageRegistry, PushEvent};
-use crate::scan::{ScanPolicy, Severity, VulnerabilityScanner};
+use crate::scan::{ScanPolicy, VulnerabilityScanner};
 
 /// How many lines of build output a build stage keeps.
 const BUILD_LOG_LINES: usize = 200;
 
-/// Builds an image through an [`ImageBuilder`]. Produces the artifacts `image_id`
-/// and, when the request has tags, `image` (the first tag).
+/// Builds an image through an [`ImageBuilder`]. Produces the artifacts
+/// [`image_id`](Artifacts::image_id) and, when the request has tags,
+/// [`image`](Artifacts::image) (the first tag).
 #[derive(Clone)]
 pub struct BuildStage {
     builder: Arc<dyn ImageBuilder>,
@@ -56,10 +58,11 @@ impl Stage for BuildStage {
                     if out.logs.len() > BUILD_LOG_LINES {
                         out.logs.drain(..out.logs.len() - BUILD_LOG_LINES);
                     }
-                    out = out.artifact("image_id", result.image_id);
+                    let mut artifacts = Artifacts::default().image_id(result.image_id);
                     if let Some(tag) = result.tags.first() {
-                        out = out.artifact("image", tag.to_string());
+                        artifacts = artifacts.image(tag.clone());
                     }
+                    out = out.artifacts(artifacts);
                     return Ok(out);
                 }
                 _ => {}
@@ -73,14 +76,15 @@ impl Stage for BuildStage {
 /// not pass the [`ScanPolicy`] as of today ([`ScanPolicy::evaluate_now`]). A scan
 /// that does not complete fails the stage: it never counts as a clean report, nor
 /// does a report that shows the scanner recognised nothing. The image is the one
-/// given, or the `image` artifact. Produces `vulnerabilities_<severity>` counts
-/// (the findings that counted, after the policy's allowlist).
+/// given, or the [`image`](Artifacts::image) artifact. Produces the
+/// [`vulnerabilities`](Artifacts::vulnerabilities) that counted, after the
+/// policy's allowlist.
 ///
 /// ```
 /// use std::sync::Arc;
 /// use deploy_core::async_trait;
 /// use deploy_core::model::ImageRef;
-/// use deploy_core::pipeline::{SecurityScanStage, Stage, StageContext, StageError};
+/// use deploy_core::pipeline::{Artifacts, SecurityScanStage, Stage, StageContext, StageError};
 /// use deploy_core::scan::*;
 ///
 /// struct OneHigh;
@@ -95,12 +99,12 @@ impl Stage for BuildStage {
 /// }
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let ctx = StageContext::new("main").artifact("image", "web:1");
+/// let ctx = StageContext::new("main").artifacts(Artifacts::default().image(ImageRef::parse("web:1").unwrap()));
 /// let strict = SecurityScanStage::new(Arc::new(OneHigh), ScanPolicy::default());
 /// assert!(matches!(strict.run(&ctx).await, Err(StageError::Gate { .. })));
 /// let limits = SeverityLimits::none().critical(0).high(1);
 /// let lenient = SecurityScanStage::new(Arc::new(OneHigh), ScanPolicy::default().max_vulnerabilities(limits));
-/// assert_eq!(lenient.run(&ctx).await.unwrap().artifacts["vulnerabilities_high"], "1");
+/// assert_eq!(lenient.run(&ctx).await.unwrap().artifacts.vulnerabilities.unwrap().high, 1);
 /// # }
 /// ```
 #[derive(Clone)]
@@ -111,12 +115,12 @@ pub struct SecurityScanStage {
 }
 
 impl SecurityScanStage {
-    /// A stage scanning the `image` artifact under `policy`.
+    /// A stage scanning the [`image`](Artifacts::image) artifact under `policy`.
     pub fn new(scanner: Arc<dyn VulnerabilityScanner>, policy: ScanPolicy) -> Self {
         Self { scanner, image: None, policy }
     }
 
-    /// Scans `image` instead of the `image` artifact.
+    /// Scans `image` instead of the [`image`](Artifacts::image) artifact.
     #[must_use]
     pub fn image(mut self, image: ImageRef) -> Self {
         self.image = Some(image);
@@ -127,8 +131,7 @@ impl SecurityScanStage {
 fn image_from(ctx: &StageContext, given: Option<&ImageRef>) -> Result<ImageRef, StageError> {
     match given {
         Some(i) => Ok(i.clone()),
-        None => ImageRef::parse(ctx.require("image")?)
-            .map_err(|e| StageError::backend("read the image artifact", crate::error::ErrorKind::InvalidInput, e)),
+        None => ctx.artifacts.require_image().cloned(),
     }
 }
 
@@ -150,12 +153,9 @@ impl Stage for SecurityScanStage {
             return Err(StageError::Gate { gate: "vulnerability".into(), violations: decision.reasons });
         }
         let counts = decision.vulnerabilities;
-        let mut out = StageOutput::default()
-            .log(LogLevel::Info, format!("{} scanned {image}: {} findings", report.scanner, counts.total()));
-        for s in Severity::ALL {
-            out = out.artifact(format!("vulnerabilities_{}", s.to_string().to_lowercase()), counts.get(s).to_string());
-        }
-        Ok(out)
+        Ok(StageOutput::default()
+            .log(LogLevel::Info, format!("{} scanned {image}: {} findings", report.scanner, counts.total()))
+            .artifacts(Artifacts::default().vulnerabilities(counts)))
     }
 }
 
@@ -166,18 +166,19 @@ enum Rule {
     AtMost(String, f64),
 }
 
-/// Checks numeric artifacts of earlier stages against thresholds (coverage at
-/// least 80, lint warnings at most 0). A missing or non-numeric artifact fails the
-/// gate: it never passes on silence. Every broken rule is reported at once.
+/// Checks numbers among the artifacts of earlier stages against thresholds
+/// (coverage at least 80, lint warnings at most 0, `vulnerabilities_high` at most
+/// 3): [`Artifacts::number`]. A missing or non-numeric artifact fails the gate: it
+/// never passes on silence. Every broken rule is reported at once.
 ///
 /// ```
-/// use deploy_core::pipeline::{QualityGate, Stage, StageContext};
+/// use deploy_core::pipeline::{Artifacts, QualityGate, Stage, StageContext};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let gate = QualityGate::new().at_least("coverage", 80.0).at_most("lint_warnings", 0.0);
-/// let ctx = StageContext::new("main").artifact("coverage", "91.2").artifact("lint_warnings", "0");
+/// let ctx = StageContext::new("main").artifacts(Artifacts::default().value("coverage", "91.2").value("lint_warnings", "0"));
 /// assert!(gate.run(&ctx).await.is_ok());
-/// let err = gate.run(&StageContext::new("main").artifact("coverage", "50")).await.unwrap_err();
+/// let err = gate.run(&StageContext::new("main").artifacts(Artifacts::default().value("coverage", "50"))).await.unwrap_err();
 /// assert!(err.to_string().contains("lint_warnings"));
 /// # }
 /// ```
@@ -224,12 +225,12 @@ impl Stage for QualityGate {
                 Rule::AtLeast(k, b) => (k, *b, true),
                 Rule::AtMost(k, b) => (k, *b, false),
             };
-            match ctx.artifacts.get(key).map(|v| v.trim().parse::<f64>()) {
+            match ctx.artifacts.number(key) {
+                None if ctx.artifacts.get(key).is_some() => violations.push(format!("{key} is not a number")),
                 None => violations.push(format!("{key} is missing")),
-                Some(Err(_)) => violations.push(format!("{key} is not a number")),
-                Some(Ok(v)) if at_least && v < bound => violations.push(format!("{key} is {v}, below {bound}")),
-                Some(Ok(v)) if !at_least && v > bound => violations.push(format!("{key} is {v}, above {bound}")),
-                Some(Ok(_)) => {}
+                Some(v) if at_least && v < bound => violations.push(format!("{key} is {v}, below {bound}")),
+                Some(v) if !at_least && v > bound => violations.push(format!("{key} is {v}, above {bound}")),
+                Some(_) => {}
             }
         }
         if violations.is_empty() {
@@ -240,8 +241,9 @@ impl Stage for QualityGate {
     }
 }
 
-/// Pushes an image through an [`ImageRegistry`]: the one given, or the `image`
-/// artifact. Produces the `digest` artifact.
+/// Pushes an image through an [`ImageRegistry`]: the one given, or the
+/// [`image`](Artifacts::image) artifact. Produces the [`digest`](Artifacts::digest)
+/// and [`image`](Artifacts::image) artifacts.
 #[derive(Clone)]
 pub struct PushStage {
     registry: Arc<dyn ImageRegistry>,
@@ -249,12 +251,12 @@ pub struct PushStage {
 }
 
 impl PushStage {
-    /// A stage pushing the `image` artifact.
+    /// A stage pushing the [`image`](Artifacts::image) artifact.
     pub fn new(registry: Arc<dyn ImageRegistry>) -> Self {
         Self { registry, image: None }
     }
 
-    /// Pushes `image` instead of the `image` artifact.
+    /// Pushes `image` instead of the [`image`](Artifacts::image) artifact.
     #[must_use]
     pub fn image(mut self, image: ImageRef) -> Self {
         self.image = Some(image);
@@ -283,7 +285,7 @@ impl Stage for PushStage {
                     out = out.log(LogLevel::Info, line);
                 }
                 PushEvent::Pushed { digest } => {
-                    return Ok(out.artifact("digest", digest.to_string()).artifact("image", image.to_string()));
+                    return Ok(out.artifacts(Artifacts::default().digest(digest).image(image)));
                 }
                 _ => {}
             }
@@ -299,6 +301,7 @@ impl Stage for PushStage {
 /// ```
 /// use std::sync::Arc;
 /// use deploy_core::async_trait;
+/// use deploy_core::model::ImageRef;
 /// use deploy_core::pipeline::*;
 ///
 /// struct Rollout; // would hold the engine and the app's spec
@@ -306,8 +309,8 @@ impl Stage for PushStage {
 /// #[async_trait]
 /// impl Deployer for Rollout {
 ///     async fn deploy(&self, ctx: &StageContext) -> Result<StageOutput, StageError> {
-///         let image = ctx.require("image")?;
-///         Ok(StageOutput::default().artifact("deployed", image))
+///         let image = ctx.artifacts.require_image()?;
+///         Ok(StageOutput::default().value("deployed", image.to_string()))
 ///     }
 ///     async fn rollback(&self, _ctx: &StageContext) -> Result<StageOutput, StageError> {
 ///         Ok(StageOutput::default())
@@ -318,12 +321,14 @@ impl Stage for PushStage {
 /// # async fn main() {
 /// let rollout = Arc::new(Rollout);
 /// let pipeline = Pipeline::builder()
-///     .stage(FnStage::new("tag", StageKind::Custom, |_| async { Ok(StageOutput::default().artifact("image", "web:2")) }))
+///     .stage(FnStage::new("tag", StageKind::Custom, |_| async {
+///         Ok(StageOutput::default().artifacts(Artifacts::default().image(ImageRef::parse("web:2").unwrap())))
+///     }))
 ///     .stage(DeployStage::new(rollout.clone()))
 ///     .rollback(RollbackStage::new(rollout))
 ///     .build();
 /// let run = pipeline.run(RunOptions::new("main")).await;
-/// assert_eq!(run.stages[1].artifacts["deployed"], "web:2");
+/// assert_eq!(run.stages[1].artifacts.get("deployed"), Some("docker.io/library/web:2"));
 /// # }
 /// ```
 #[async_trait]
@@ -401,7 +406,7 @@ type StageFn = dyn Fn(StageContext) -> BoxFuture<'static, Result<StageOutput, St
 /// ```
 /// use deploy_core::pipeline::{FnStage, Stage, StageError, StageKind, StageOutput};
 /// let smoke = FnStage::new("smoke", StageKind::SmokeTest, |ctx| async move {
-///     if ctx.artifacts.contains_key("digest") {
+///     if ctx.artifacts.digest.is_some() {
 ///         Ok(StageOutput::default())
 ///     } else {
 ///         Err(StageError::failed("nothing was pushed"))

@@ -1,6 +1,6 @@
 //! Exponential backoff, capped, with jitter: the suite's one way to space retries.
 //! The engine's [`RetryPolicy`](crate::engine::RetryPolicy) computes its waits with
-//! it, HTTP health checks ([`http_check`](crate::http_check), feature `http`) wait
+//! it, HTTP health checks (`http_check`, feature `http`) wait
 //! with it between attempts, and deploy-k8s spaces its retries of writes that lost
 //! a race (409) with it.
 

@@ -1,7 +1,7 @@
 //! The suite's one check trait: an automated yes / no / "worth a look" question
 //! about the world, asked before, during or after a deployment.
 //!
-//! [`Check`] is what a [`Checklist`](crate::checklist::Checklist) runs as an
+//! [`Check`] is what a `checklist::Checklist` runs as an
 //! automated item, and what the backends' preflight checks implement (deploy-k8s:
 //! API server, namespace, quota, capacity). It lives in the kernel so that the
 //! engine and every backend can name it without the operations toolkit.

@@ -1,6 +1,5 @@
 //! The scan policy gate: may this image be deployed? The one policy the suite
-//! has: the pipeline's [`SecurityScanStage`](crate::pipeline::SecurityScanStage)
-//! (feature `pipeline`) and deploy-security's scanners are judged by it.
+//! has: the pipeline's `SecurityScanStage` and deploy-security's scanners are judged by it.
 
 use std::fmt;
 

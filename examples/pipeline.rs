@@ -26,8 +26,8 @@ use deploy_core::engine::{RolloutEngine, RolloutRequest};
 use deploy_core::error::{BoxError, ErrorKind};
 use deploy_core::model::{AppSpec, DeploymentStatus, ImageRef, Release, Track, Version};
 use deploy_core::pipeline::{
-    Artifacts, BuildStage, DeployStage, Deployer, FnStage, Pipeline, PipelineRun, PipelineStatus, PushStage, QualityGate,
-    RollbackStage, RunOptions, SecurityScanStage, StageContext, StageError, StageKind, StageOutput,
+    Artifacts, BuildStage, DeployStage, Deployer, FnStage, Pipeline, PipelineRun, PipelineStatus, PushStage,
+    QualityGate, RollbackStage, RunOptions, SecurityScanStage, StageContext, StageError, StageKind, StageOutput,
 };
 use deploy_core::scan::{ScanPolicy, Severity, SeverityLimits};
 use deploy_core::testkit::{self, TestKit};
@@ -57,13 +57,17 @@ impl Deployer for CanaryDeployer {
             Version::new(image.tag().unwrap_or("latest")).map_err(|e| invalid("read the image's version", e.into()))?;
         let to = Release::new(version, image);
         let from = self.serving();
-        let plan = canary_plan(self.spec.replicas, false).map_err(|e| invalid("plan the canary", e.to_string().into()))?;
+        let plan =
+            canary_plan(self.spec.replicas, false).map_err(|e| invalid("plan the canary", e.to_string().into()))?;
         let request = RolloutRequest::new(self.spec.clone(), to.clone(), plan).from(from);
         let report = self.engine.run(request).await?;
         let record = &report.record;
         if report.status != DeploymentStatus::Succeeded {
             let cause = record.cause.clone().unwrap_or_else(|| report.status.to_string());
-            return Err(StageError::failed(format!("rollout {} of {} ended {}: {cause}", record.id, to.version, report.status)));
+            return Err(StageError::failed(format!(
+                "rollout {} of {} ended {}: {cause}",
+                record.id, to.version, report.status
+            )));
         }
         *self.serving.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = to.clone();
         Ok(StageOutput::default().artifacts(Artifacts::default().deployment(record.id.clone()).release(to.version)))
@@ -100,7 +104,10 @@ fn pipeline(
         .stage(FnStage::new("unit-tests", StageKind::Test, |_| async {
             Ok(StageOutput::default().value("coverage", "87.5"))
         }))
-        .stage(SecurityScanStage::new(scanner, ScanPolicy::default().max_vulnerabilities(SeverityLimits::none().critical(0).high(3))))
+        .stage(SecurityScanStage::new(
+            scanner,
+            ScanPolicy::default().max_vulnerabilities(SeverityLimits::none().critical(0).high(3)),
+        ))
         .stage(QualityGate::new().at_least("coverage", 80.0).at_most("vulnerabilities_high", 3.0))
         .stage(PushStage::new(registry))
         .stage(DeployStage::new(deployer.clone()))

@@ -120,7 +120,10 @@ mod tests {
             assert!(plain >= Duration::from_millis(7), "retry {retry}: {plain:?}");
             for unit in [0.0, 0.5, 1.0, f64::NAN, -3.0, 4.0] {
                 let jittered = b.jittered(retry, unit);
-                assert!(jittered <= plain && jittered >= plain.mul_f64(0.75), "retry {retry} unit {unit}: {jittered:?}");
+                assert!(
+                    jittered <= plain && jittered >= plain.mul_f64(0.75),
+                    "retry {retry} unit {unit}: {jittered:?}"
+                );
             }
         }
         // Without jitter the wait is exact, as the engine's retry policy uses it.

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{HumanDuration, Percent};
 use crate::plan::{PauseKind, Step};
-use crate::strategy::{BlueGreen, Canary, RollingUpdate, StrategySpec};
+use crate::strategy::{Canary, RollingUpdate, StrategySpec};
 use crate::traffic::RouterCapabilities;
 
 /// What kind of change is being deployed.

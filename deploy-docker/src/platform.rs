@@ -20,8 +20,8 @@ use std::sync::Arc;
 use tracing::instrument;
 
 use crate::containers::{
-    ContainerSpec, ContainerState, Containers, Hardening, Health, ContainerHealthcheck, Limits, LogOptions, Mount, MountSource,
-    PortMapping, RestartPolicy,
+    ContainerHealthcheck, ContainerSpec, ContainerState, Containers, Hardening, Health, Limits, LogOptions, Mount,
+    MountSource, PortMapping, RestartPolicy,
 };
 use crate::endpoints::EndpointWatcher;
 use crate::error::{DockerError, bollard_message, classify_bollard};
@@ -615,7 +615,8 @@ impl DockerPlatform {
             ProbeAction::Exec { command } => std::iter::once("CMD".to_owned()).chain(command.iter().cloned()).collect(),
             _ => Vec::new(),
         };
-        let mut check = ContainerHealthcheck::new(test).interval(probe.period.as_duration()).retries(probe.failure_threshold);
+        let mut check =
+            ContainerHealthcheck::new(test).interval(probe.period.as_duration()).retries(probe.failure_threshold);
         check.timeout = probe.timeout.as_duration();
         check.start_period = probe.initial_delay.as_duration();
         check

@@ -11,7 +11,7 @@ use deploy_core::error::Classify;
 use deploy_docker::DockerError;
 use deploy_docker::connect::{ConnectOptions, Endpoint, connect};
 use deploy_docker::containers::{
-    ContainerSpec, Containers, Health, ContainerHealthcheck, LogOptions, PortMapping, RestartPolicy, VolumeMount,
+    ContainerHealthcheck, ContainerSpec, Containers, Health, LogOptions, PortMapping, RestartPolicy, VolumeMount,
 };
 use deploy_docker::networks::{NetworkSpec, Networks};
 

@@ -22,7 +22,10 @@ async fn a_generated_dockerfile_builds_and_runs_non_root_and_healthy() {
     build_busybox(&docker, &cleanup, &base, "base", true).await;
 
     let mut spec = DockerfileSpec::new(&base, ["httpd", "-f", "-p", "8080", "-h", "/srv/www"])
-        .builder(CompileStage::new(&base, ["mkdir -p /out/www && cp index.html /out/www/ && echo ok > /out/www/health"]))
+        .builder(CompileStage::new(
+            &base,
+            ["mkdir -p /out/www && cp index.html /out/www/ && echo ok > /out/www/health"],
+        ))
         .user(RuntimeUser::new("app", 10001))
         .label("deploy-rs.test", &cleanup.id)
         .expose(8080)

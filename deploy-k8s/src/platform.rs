@@ -33,7 +33,6 @@ use crate::snapshot::{ConfigSnapshots, SnapshotId};
 
 mod stateful;
 
-
 /// The longest pause between two retries of a write that lost a race.
 const MAX_CONFLICT_DELAY: Duration = Duration::from_secs(5);
 

@@ -16,7 +16,10 @@ fn full(deployer: Arc<FakeDeployer>, scanner: FakeScanner, notifier: Arc<Recordi
         .stage(FnStage::new("unit-tests", StageKind::Test, |_| async {
             Ok(StageOutput::default().value("coverage", "85"))
         }))
-        .stage(SecurityScanStage::new(Arc::new(scanner), ScanPolicy::default().max_vulnerabilities(SeverityLimits::none().critical(0).high(1))))
+        .stage(SecurityScanStage::new(
+            Arc::new(scanner),
+            ScanPolicy::default().max_vulnerabilities(SeverityLimits::none().critical(0).high(1)),
+        ))
         .stage(QualityGate::new().at_least("coverage", 80.0))
         .stage(PushStage::new(Arc::new(FakeRegistry)))
         .stage(DeployStage::new(deployer.clone()))
@@ -152,7 +155,8 @@ async fn cancellation_stops_the_running_stage_and_rolls_back_a_deploy() {
 #[tokio::test]
 async fn quality_gate_reports_every_problem() {
     let gate = QualityGate::new().at_least("coverage", 80.0).at_most("warnings", 0.0).at_least("score", 1.0);
-    let ctx = StageContext::new("main").artifacts(Artifacts::default().value("coverage", "79.5").value("warnings", "x"));
+    let ctx =
+        StageContext::new("main").artifacts(Artifacts::default().value("coverage", "79.5").value("warnings", "x"));
     let err = gate.run(&ctx).await.unwrap_err();
     let StageError::Gate { violations, .. } = err else { panic!("{err:?}") };
     assert_eq!(violations, ["coverage is 79.5, below 80", "warnings is not a number", "score is missing"]);

@@ -225,7 +225,10 @@ mod tests {
     fn base_images_need_a_pinned_tag() {
         assert_eq!(rules(&format!("FROM ubuntu\n{TAIL}")), ["DL3006"]);
         assert_eq!(rules(&format!("FROM registry.local:5000/base:latest\n{TAIL}")), ["DL3007"]);
-        assert!(rules(&format!("FROM registry.local:5000/base\n{TAIL}")).contains(&"DL3006".to_owned()), "a port is not a tag");
+        assert!(
+            rules(&format!("FROM registry.local:5000/base\n{TAIL}")).contains(&"DL3006".to_owned()),
+            "a port is not a tag"
+        );
         assert!(rules(&format!("FROM ubuntu:24.04\n{TAIL}")).is_empty());
         assert!(rules(&format!("FROM ubuntu@sha256:{}\n{TAIL}", "a".repeat(64))).is_empty());
         assert!(rules(&format!("FROM scratch\n{TAIL}")).is_empty());

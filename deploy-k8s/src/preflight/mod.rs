@@ -266,4 +266,3 @@ impl Preflight for KubePreflight {
         self.advisory.iter().fold(checklist, |checklist, id| checklist.advisory(id))
     }
 }
-

@@ -56,8 +56,7 @@ fn request(pods: u32) -> PreflightRequest {
 fn script(quota_json: serde_json::Value, nodes: Vec<serde_json::Value>) -> Vec<Expect> {
     vec![
         Expect::get("/version").ok(version()),
-        Expect::get("/api/v1/namespaces/shop")
-            .ok(json!({"metadata": {"name": "shop"}, "status": {"phase": "Active"}})),
+        Expect::get("/api/v1/namespaces/shop").ok(json!({"metadata": {"name": "shop"}, "status": {"phase": "Active"}})),
         Expect::get("/api/v1/namespaces/shop/resourcequotas").ok(list(
             "ResourceQuotaList",
             "v1",
@@ -118,8 +117,7 @@ async fn exact_quota_edge_and_overflow_are_told_apart() {
     let report_one_more = {
         drop(cluster);
         mock.finish().await;
-        let (client, mock) =
-            start(script(quota("2500m", "1500m", "8Gi", "3Gi"), vec![node("a", "8", "32Gi", false)]));
+        let (client, mock) = start(script(quota("2500m", "1500m", "8Gi", "3Gi"), vec![node("a", "8", "32Gi", false)]));
         let cluster = Cluster::new(client);
         let r = within(preflight(&cluster, &ScriptedRegistry(Some(true)), &request(5))).await;
         drop(cluster);
@@ -165,11 +163,7 @@ async fn unreachable_api_server_and_missing_image_fail() {
     let (client, mock) = start(vec![
         Expect::get("/version").status(503, "ServiceUnavailable", "apiserver is shutting down"),
         Expect::get("/api/v1/namespaces/shop").status(503, "ServiceUnavailable", "apiserver is shutting down"),
-        Expect::get("/api/v1/namespaces/shop/resourcequotas").status(
-            403,
-            "Forbidden",
-            "resourcequotas is forbidden",
-        ),
+        Expect::get("/api/v1/namespaces/shop/resourcequotas").status(403, "Forbidden", "resourcequotas is forbidden"),
         Expect::get("/api/v1/nodes").ok(list("NodeList", "v1", "8", vec![node("a", "1", "1Gi", false)])),
         bound_pods(vec![]),
     ]);

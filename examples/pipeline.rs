@@ -26,10 +26,10 @@ use deploy_core::engine::{RolloutEngine, RolloutRequest};
 use deploy_core::error::{BoxError, ErrorKind};
 use deploy_core::model::{AppSpec, DeploymentStatus, ImageRef, Release, Track, Version};
 use deploy_core::pipeline::{
-    BuildStage, DeployStage, Deployer, FnStage, Pipeline, PipelineRun, PipelineStatus, PushStage, QualityGate,
-    RollbackStage, RunOptions, ScanPolicy, SecurityScanStage, StageContext, StageError, StageKind, StageOutput,
+    Artifacts, BuildStage, DeployStage, Deployer, FnStage, Pipeline, PipelineRun, PipelineStatus, PushStage,
+    QualityGate, RollbackStage, RunOptions, SecurityScanStage, StageContext, StageError, StageKind, StageOutput,
 };
-use deploy_core::scan::Severity;
+use deploy_core::scan::{ScanPolicy, Severity, SeverityLimits};
 use deploy_core::testkit::{self, TestKit};
 use deploy_examples::standins::{InMemoryRegistry, InstantBuilder, ScriptedScanner};
 use deploy_examples::{Error, canary_plan};
@@ -50,33 +50,37 @@ impl CanaryDeployer {
 
 #[async_trait]
 impl Deployer for CanaryDeployer {
-    async fn deploy(&self, ctx: &StageContext) -> Result<StageOutput, BoxError> {
-        let image = ImageRef::parse(ctx.require("image")?)?;
-        let version = Version::new(image.tag().unwrap_or("latest"))?;
+    async fn deploy(&self, ctx: &StageContext) -> Result<StageOutput, StageError> {
+        let invalid = |what: &str, e: BoxError| StageError::backend(what, ErrorKind::InvalidInput, e);
+        let image = ctx.artifacts.require_image()?.clone();
+        let version =
+            Version::new(image.tag().unwrap_or("latest")).map_err(|e| invalid("read the image's version", e.into()))?;
         let to = Release::new(version, image);
         let from = self.serving();
-        let plan = canary_plan(self.spec.replicas, false).map_err(|e| -> BoxError { e.to_string().into() })?;
+        let plan =
+            canary_plan(self.spec.replicas, false).map_err(|e| invalid("plan the canary", e.to_string().into()))?;
         let request = RolloutRequest::new(self.spec.clone(), to.clone(), plan).from(from);
         let report = self.engine.run(request).await?;
         let record = &report.record;
         if report.status != DeploymentStatus::Succeeded {
             let cause = record.cause.clone().unwrap_or_else(|| report.status.to_string());
-            return Err(format!("rollout {} of {} ended {}: {cause}", record.id, to.version, report.status).into());
+            return Err(StageError::failed(format!(
+                "rollout {} of {} ended {}: {cause}",
+                record.id, to.version, report.status
+            )));
         }
         *self.serving.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = to.clone();
-        Ok(StageOutput::default()
-            .artifact("deployment", record.id.to_string())
-            .artifact("deployed", to.version.to_string()))
+        Ok(StageOutput::default().artifacts(Artifacts::default().deployment(record.id.clone()).release(to.version)))
     }
 
-    async fn rollback(&self, _ctx: &StageContext) -> Result<StageOutput, BoxError> {
+    async fn rollback(&self, _ctx: &StageContext) -> Result<StageOutput, StageError> {
         // The engine already rolled back on its own; this stage checks the result.
         let previous = self.serving();
         let world = self.kit.snapshot(&self.spec.id());
         if world.serving().len() == 1 && world.runs(&previous.version) {
-            Ok(StageOutput::default().artifact("serving", previous.version.to_string()))
+            Ok(StageOutput::default().artifacts(Artifacts::default().restored(previous.version)))
         } else {
-            Err(format!("after the rollback the world is {world}, not {} alone", previous.version).into())
+            Err(StageError::failed(format!("after the rollback the world is {world}, not {} alone", previous.version)))
         }
     }
 }
@@ -98,23 +102,26 @@ fn pipeline(
     Ok(Pipeline::builder()
         .stage(BuildStage::new(builder, BuildRequest::new(".").tag(image)))
         .stage(FnStage::new("unit-tests", StageKind::Test, |_| async {
-            Ok(StageOutput::default().artifact("coverage", "87.5"))
+            Ok(StageOutput::default().value("coverage", "87.5"))
         }))
-        .stage(SecurityScanStage::new(scanner, ScanPolicy::default().max(Severity::High, 3)))
+        .stage(SecurityScanStage::new(
+            scanner,
+            ScanPolicy::default().max_vulnerabilities(SeverityLimits::none().critical(0).high(3)),
+        ))
         .stage(QualityGate::new().at_least("coverage", 80.0).at_most("vulnerabilities_high", 3.0))
         .stage(PushStage::new(registry))
         .stage(DeployStage::new(deployer.clone()))
         .stage(FnStage::new("verify", StageKind::SmokeTest, move |ctx| {
             let verify = verify.clone();
             async move {
-                let deployed = ctx.require("deployed")?.to_owned();
+                let Some(version) = ctx.artifacts.release.clone() else {
+                    return Err(StageError::MissingArtifact { name: "release".to_owned() });
+                };
                 let world = verify.kit.snapshot(&verify.spec.id());
-                let version = Version::new(&deployed)
-                    .map_err(|e| StageError::backend("read the deployed version", ErrorKind::InvalidInput, e))?;
                 if world.serving().len() == 1 && world.runs(&version) {
-                    Ok(StageOutput::default().artifact("verified", deployed))
+                    Ok(StageOutput::default().value("verified", version.to_string()))
                 } else {
-                    Err(StageError::failed(format!("{deployed} is not the only release serving: {world}")))
+                    Err(StageError::failed(format!("{version} is not the only release serving: {world}")))
                 }
             }
         }))
@@ -125,8 +132,7 @@ fn pipeline(
 fn print_run(title: &str, run: &PipelineRun) {
     println!("\n{title}: {:?}", run.status);
     for stage in run.stages.iter().chain(run.rollback.iter()) {
-        let artifacts: Vec<String> = stage.artifacts.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!("  {:<14} {:<10} {}", stage.name, format!("{:?}", stage.status), artifacts.join(" "));
+        println!("  {:<14} {:<10} {}", stage.name, format!("{:?}", stage.status), stage.artifacts);
         if let Some(error) = &stage.error {
             println!("  {:<14} {:<10} {error}", "", "");
         }

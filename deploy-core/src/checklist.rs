@@ -6,8 +6,12 @@
 //! engine, through a small adapter) runs the `Pre` phase before starting and refuses
 //! to start on no-go, and runs `Post` before calling a deployment done.
 //!
+//! Automated items are [`Check`]s, the suite's one check trait (module
+//! [`check`](crate::check)).
+//!
 //! ```
-//! use deploy_core::checklist::{CheckOutcome, Checklist, Confirmations, FnCheck, Phase};
+//! use deploy_core::check::{CheckOutcome, FnCheck};
+//! use deploy_core::checklist::{Checklist, Confirmations, Phase};
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let checklist = Checklist::new()
@@ -22,16 +26,13 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use futures_util::future::{BoxFuture, join_all};
+use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
-use crate::model::ImageRef;
-use crate::registry::ImageRegistry;
+use crate::check::{Check, CheckOutcome};
 
 /// When an item applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -44,88 +45,6 @@ pub enum Phase {
     During,
     /// After it ends.
     Post,
-}
-
-/// What an automated check found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "outcome", content = "detail")]
-#[non_exhaustive]
-pub enum CheckOutcome {
-    /// All good.
-    Passed(String),
-    /// Worth a look, not blocking.
-    Warning(String),
-    /// Blocking.
-    Failed(String),
-}
-
-impl CheckOutcome {
-    /// A pass with a detail.
-    pub fn passed(detail: impl Into<String>) -> Self {
-        Self::Passed(detail.into())
-    }
-
-    /// A failure with the reason.
-    pub fn failed(detail: impl Into<String>) -> Self {
-        Self::Failed(detail.into())
-    }
-}
-
-/// An automated checklist item. A check that cannot find out (its backend is
-/// down) answers [`CheckOutcome::Failed`]: a checklist never passes on silence.
-#[async_trait]
-pub trait Check: Send + Sync {
-    /// Runs the check once.
-    async fn check(&self) -> CheckOutcome;
-}
-
-type CheckFn = dyn Fn() -> BoxFuture<'static, CheckOutcome> + Send + Sync;
-
-/// A check from an async closure.
-#[derive(Clone)]
-pub struct FnCheck(Arc<CheckFn>);
-
-impl FnCheck {
-    /// Wraps `f`.
-    pub fn new<F, Fut>(f: F) -> Self
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = CheckOutcome> + Send + 'static,
-    {
-        Self(Arc::new(move || Box::pin(f())))
-    }
-}
-
-#[async_trait]
-impl Check for FnCheck {
-    async fn check(&self) -> CheckOutcome {
-        (self.0)().await
-    }
-}
-
-/// The seed's "image exists" check, through an [`ImageRegistry`]: fails when the
-/// registry does not have the image or cannot be asked.
-pub struct ImageExistsCheck {
-    registry: Arc<dyn ImageRegistry>,
-    image: ImageRef,
-}
-
-impl ImageExistsCheck {
-    /// Checks that `registry` has `image`.
-    pub fn new(registry: Arc<dyn ImageRegistry>, image: ImageRef) -> Self {
-        Self { registry, image }
-    }
-}
-
-#[async_trait]
-impl Check for ImageExistsCheck {
-    async fn check(&self) -> CheckOutcome {
-        match self.registry.exists(&self.image).await {
-            Ok(true) => CheckOutcome::passed(format!("{} exists", self.image)),
-            Ok(false) => CheckOutcome::failed(format!("{} is not in the registry", self.image)),
-            Err(e) => CheckOutcome::failed(format!("could not ask the registry about {}: {e}", self.image)),
-        }
-    }
 }
 
 #[derive(Clone)]
@@ -344,6 +263,8 @@ impl Checklist {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::{FnCheck, ImageExistsCheck};
+    use crate::model::ImageRef;
     use crate::pipeline::fixtures::FakeRegistry;
 
     #[tokio::test(start_paused = true)]

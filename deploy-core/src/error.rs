@@ -38,6 +38,49 @@ impl ErrorKind {
     pub fn is_retryable(self) -> bool {
         matches!(self, Self::Conflict | Self::Timeout | Self::Unavailable)
     }
+
+    /// The class of an HTTP error status, the one mapping every HTTP client of the
+    /// suite uses (Kubernetes API server, OCI registries, Vault, Azure, webhooks),
+    /// so that a status means the same thing to a caller whichever backend sent it.
+    ///
+    /// The choices where HTTP leaves room, and why:
+    /// - `408 Request Timeout` and `504 Gateway Timeout` are [`ErrorKind::Timeout`]:
+    ///   someone ran out of time, and for a 504 the upstream may still have done the
+    ///   work, which is what a timeout tells a caller (retryable; check before
+    ///   repeating a write that is not idempotent).
+    /// - `429 Too Many Requests` is [`ErrorKind::Unavailable`]: the server is fine but
+    ///   will not serve now; the same request later succeeds.
+    /// - `410 Gone` is [`ErrorKind::NotFound`]: the object is no longer there, and
+    ///   asking again gives the same answer (not retryable).
+    /// - `409 Conflict` and `412 Precondition Failed` are [`ErrorKind::Conflict`]:
+    ///   another writer changed the object first (a stale revision or `If-Match`).
+    /// - `401` and `403` are [`ErrorKind::Unauthorized`]; `501 Not Implemented` is
+    ///   [`ErrorKind::Unsupported`]; every other 5xx is [`ErrorKind::Unavailable`].
+    /// - Every other 4xx is [`ErrorKind::InvalidInput`]: the request was wrong and
+    ///   stays wrong if repeated.
+    /// - 1xx, 2xx and 3xx are not failures: [`ErrorKind::Other`] for a caller that
+    ///   treats one as such (an unexpected redirect).
+    ///
+    /// ```
+    /// use deploy_core::error::ErrorKind;
+    /// assert_eq!(ErrorKind::from_http_status(404), ErrorKind::NotFound);
+    /// assert_eq!(ErrorKind::from_http_status(504), ErrorKind::Timeout);
+    /// assert!(ErrorKind::from_http_status(429).is_retryable());
+    /// assert!(!ErrorKind::from_http_status(422).is_retryable());
+    /// ```
+    pub fn from_http_status(status: u16) -> Self {
+        match status {
+            404 | 410 => Self::NotFound,
+            409 | 412 => Self::Conflict,
+            401 | 403 => Self::Unauthorized,
+            408 | 504 => Self::Timeout,
+            429 => Self::Unavailable,
+            501 => Self::Unsupported,
+            400..=499 => Self::InvalidInput,
+            500..=599 => Self::Unavailable,
+            _ => Self::Other,
+        }
+    }
 }
 
 /// Classification shared by every error type of the backend traits, as reqwest's
@@ -95,3 +138,44 @@ macro_rules! backend_error {
     };
 }
 pub(crate) use backend_error;
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorKind;
+
+    #[test]
+    fn every_status_maps_to_the_kind_a_caller_acts_on() {
+        use ErrorKind::*;
+        let table = [
+            (200, Other),
+            (302, Other),
+            (400, InvalidInput),
+            (401, Unauthorized),
+            (403, Unauthorized),
+            (404, NotFound),
+            (405, InvalidInput),
+            (408, Timeout),
+            (409, Conflict),
+            (410, NotFound),
+            (412, Conflict),
+            (415, InvalidInput),
+            (422, InvalidInput),
+            (429, Unavailable),
+            (500, Unavailable),
+            (501, Unsupported),
+            (502, Unavailable),
+            (503, Unavailable),
+            (504, Timeout),
+            (599, Unavailable),
+            (600, Other),
+        ];
+        for (status, kind) in table {
+            assert_eq!(ErrorKind::from_http_status(status), kind, "status {status}");
+        }
+        // What a caller does with them: retry the passing ones, not the rest.
+        let retryable: Vec<u16> =
+            (100..600).filter(|s| ErrorKind::from_http_status(*s).is_retryable()).filter(|s| *s < 500).collect();
+        assert_eq!(retryable, [408, 409, 412, 429]);
+        assert!((500..600).all(|s| s == 501 || ErrorKind::from_http_status(s).is_retryable()));
+    }
+}

@@ -43,7 +43,7 @@ use bytes::{Bytes, BytesMut};
 use reqwest::header::HeaderValue;
 use reqwest::{Response, StatusCode, Url};
 
-use crate::error::{Classify, ErrorKind};
+use crate::error::{BoxError, Classify, ErrorKind};
 use crate::secret::SecretString;
 
 /// Which redirects a client follows.
@@ -211,9 +211,41 @@ pub enum HttpError {
         reason: String,
     },
     /// The request could not be sent or its answer not read (connection refused,
-    /// reset, DNS, TLS handshake).
+    /// reset, DNS, TLS handshake). The HTTP library's error is the source, boxed, so
+    /// that this type does not tie callers to one reqwest version; it was classified
+    /// when it was wrapped ([`HttpError::transport`]).
     #[error("http transport failed")]
-    Transport(#[source] reqwest::Error),
+    Transport {
+        /// The class of the failure.
+        kind: ErrorKind,
+        /// Whether no connection was made (refused, DNS, TLS handshake): the request
+        /// never reached the server.
+        connect: bool,
+        /// The HTTP library's error, without the URL.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl HttpError {
+    /// A reqwest error as an [`HttpError::Transport`]: the suite's one classification
+    /// of reqwest's failures, which every HTTP client of the suite (Vault, Azure, the
+    /// OCI registry look-ups, webhooks, health checks, Prometheus) reaches through
+    /// [`HttpClient`]. A timeout is [`ErrorKind::Timeout`]; a failure to connect, to
+    /// send the request or to read the body is [`ErrorKind::Unavailable`] (the same
+    /// request may pass later); anything else (a redirect loop, a body that does not
+    /// decode) is [`ErrorKind::Other`]. The URL is dropped: its path and query may
+    /// carry secrets.
+    pub fn transport(error: reqwest::Error) -> Self {
+        let kind = if error.is_timeout() {
+            ErrorKind::Timeout
+        } else if error.is_connect() || error.is_request() || error.is_body() {
+            ErrorKind::Unavailable
+        } else {
+            ErrorKind::Other
+        };
+        Self::Transport { kind, connect: error.is_connect(), source: Box::new(error.without_url()) }
+    }
 }
 
 impl Classify for HttpError {
@@ -224,9 +256,7 @@ impl Classify for HttpError {
             }
             Self::RedirectRefused { .. } | Self::BodyTooLarge { .. } | Self::Tls { .. } => ErrorKind::Other,
             Self::Timeout { .. } => ErrorKind::Timeout,
-            Self::Transport(e) if e.is_timeout() => ErrorKind::Timeout,
-            Self::Transport(e) if e.is_connect() || e.is_request() || e.is_body() => ErrorKind::Unavailable,
-            Self::Transport(_) => ErrorKind::Other,
+            Self::Transport { kind, .. } => *kind,
         }
     }
 }
@@ -321,7 +351,7 @@ impl HttpClient {
             .https_only(!policy.danger_plain_http)
             .referer(false)
             .build()
-            .map_err(HttpError::Transport)?;
+            .map_err(HttpError::transport)?;
         Ok(Self { inner, policy: Arc::new(policy) })
     }
 
@@ -351,7 +381,7 @@ impl HttpClient {
     /// [`HttpError::RedirectRefused`], a timeout [`HttpError::Timeout`]. Other
     /// statuses are the caller's to judge.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, HttpError> {
-        let response = request.send().await.map_err(|e| self.transport(e))?;
+        let response = request.send().await.map_err(|e| self.timed_out(HttpError::transport(e)))?;
         if is_redirect(response.status()) {
             let target = response
                 .headers()
@@ -368,17 +398,14 @@ impl HttpClient {
     /// declared or actual length above it is [`HttpError::BodyTooLarge`], and no
     /// more than the limit (plus one chunk) is ever buffered.
     pub async fn read_body(&self, response: Response) -> Result<Bytes, HttpError> {
-        read_limited(response, self.policy.max_body_bytes).await.map_err(|e| match e {
-            HttpError::Transport(e) => self.transport(e),
-            other => other,
-        })
+        read_limited(response, self.policy.max_body_bytes).await.map_err(|e| self.timed_out(e))
     }
 
-    fn transport(&self, e: reqwest::Error) -> HttpError {
-        if e.is_timeout() {
-            HttpError::Timeout { after: self.policy.timeout }
-        } else {
-            HttpError::Transport(e.without_url())
+    /// A transport timeout as [`HttpError::Timeout`] naming the policy's timeout.
+    fn timed_out(&self, e: HttpError) -> HttpError {
+        match e {
+            HttpError::Transport { kind: ErrorKind::Timeout, .. } => HttpError::Timeout { after: self.policy.timeout },
+            other => other,
         }
     }
 }
@@ -393,7 +420,7 @@ pub async fn read_limited(mut response: Response, limit: u64) -> Result<Bytes, H
         return Err(HttpError::BodyTooLarge { limit });
     }
     let mut body = BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(HttpError::Transport)? {
+    while let Some(chunk) = response.chunk().await.map_err(HttpError::transport)? {
         if body.len() as u64 + chunk.len() as u64 > limit {
             return Err(HttpError::BodyTooLarge { limit });
         }

@@ -98,11 +98,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod analysis;
+pub mod backoff;
 pub mod build;
 pub mod cache;
 #[cfg(feature = "cdevents")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cdevents")))]
 pub mod cdevents;
+pub mod check;
 pub mod checklist;
 pub mod config;
 pub mod dora;

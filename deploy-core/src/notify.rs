@@ -121,8 +121,7 @@ backend_error!(NotifyError);
 impl Classify for NotifyError {
     fn kind(&self) -> ErrorKind {
         match self {
-            Self::Rejected { status, .. } if *status >= 500 || *status == 429 => ErrorKind::Unavailable,
-            Self::Rejected { .. } => ErrorKind::InvalidInput,
+            Self::Rejected { status, .. } => ErrorKind::from_http_status(*status),
             Self::Backend { kind, .. } => *kind,
         }
     }

@@ -2,13 +2,27 @@
 //! blue-green; risky change: canary; routine change and hotfix: rolling; schema
 //! change: blue-green), adjusted to what the traffic router can do.
 //!
+//! The advisor speaks the engine's language: it reads the router's
+//! [`RouterCapabilities`] and answers a [`StrategySpec`], which plans directly.
+//!
 //! ```
-//! use deploy_core::recommend::{recommend, Change, ChangeType, RouterCapability, Recommended};
-//! let r = recommend(&Change::new(ChangeType::RiskyChange).router(RouterCapability::Weights));
-//! assert_eq!(r.strategy, Recommended::Canary { steps: vec![10, 25, 50, 75, 100], by_replicas: false });
+//! use deploy_core::recommend::{recommend, Change, ChangeType};
+//! use deploy_core::strategy::{PlanInput, Strategy, StrategySpec};
+//! use deploy_core::traffic::RouterCapabilities;
+//! let r = recommend(&Change::new(ChangeType::RiskyChange).router(RouterCapabilities::weights_only()));
+//! assert!(matches!(r.strategy, StrategySpec::Canary(_)));
+//! let plan = r.strategy.plan(&PlanInput::new(3));
+//! assert!(plan.validate(Some(RouterCapabilities::weights_only())).is_ok());
 //! ```
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+
+use crate::model::{HumanDuration, Percent};
+use crate::plan::{PauseKind, Step};
+use crate::strategy::{Canary, RollingUpdate, StrategySpec};
+use crate::traffic::RouterCapabilities;
 
 /// What kind of change is being deployed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -27,25 +41,12 @@ pub enum ChangeType {
     SchemaChange,
 }
 
-/// What the traffic router in front of the application can do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum RouterCapability {
-    /// Nothing: traffic follows the pods (a plain Service over both versions).
-    None,
-    /// Switch all traffic between two tracks at once (a Service selector, a
-    /// network alias).
-    Switch,
-    /// Split traffic by weight (a mesh, Gateway API, an NGINX canary ingress).
-    Weights,
-}
-
 /// A change to recommend a strategy for.
 ///
 /// ```
-/// use deploy_core::recommend::{Change, ChangeType, RouterCapability};
-/// let c = Change::new(ChangeType::Hotfix).router(RouterCapability::Switch).replicas(6);
+/// use deploy_core::recommend::{Change, ChangeType};
+/// use deploy_core::traffic::RouterCapabilities;
+/// let c = Change::new(ChangeType::Hotfix).router(RouterCapabilities::switch_only()).replicas(6);
 /// assert_eq!(c.replicas, 6);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,8 +54,11 @@ pub enum RouterCapability {
 pub struct Change {
     /// The kind of change.
     pub change: ChangeType,
-    /// The router's capability. Default: none.
-    pub router: RouterCapability,
+    /// What the router in front of the application can do, as the router itself
+    /// declares it ([`TrafficRouter::capabilities`](crate::traffic::TrafficRouter::capabilities)).
+    /// Default: [`RouterCapabilities::default`], no router of its own (traffic
+    /// follows the pods).
+    pub router: RouterCapabilities,
     /// Replicas of the application. Default 3.
     pub replicas: u32,
 }
@@ -62,12 +66,12 @@ pub struct Change {
 impl Change {
     /// A change of `change` type with no router and 3 replicas.
     pub fn new(change: ChangeType) -> Self {
-        Self { change, router: RouterCapability::None, replicas: 3 }
+        Self { change, router: RouterCapabilities::default(), replicas: 3 }
     }
 
-    /// Sets the router's capability.
+    /// Sets the router's capabilities.
     #[must_use]
-    pub fn router(mut self, router: RouterCapability) -> Self {
+    pub fn router(mut self, router: RouterCapabilities) -> Self {
         self.router = router;
         self
     }
@@ -80,37 +84,38 @@ impl Change {
     }
 }
 
-/// A recommended strategy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "strategy")]
-#[non_exhaustive]
-pub enum Recommended {
-    /// Replace pods a few at a time.
-    Rolling,
-    /// Run the new version beside the old one and switch all traffic at once.
-    BlueGreen,
-    /// Shift traffic in steps (percentages), judging each step.
-    Canary {
-        /// The traffic percentages of the steps.
-        steps: Vec<u8>,
-        /// Whether the steps are reached by replica ratio (no weighted router),
-        /// which limits them to multiples of 100 / replicas.
-        by_replicas: bool,
-    },
-}
-
 /// A recommendation and the reasons for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Recommendation {
-    /// The strategy.
-    pub strategy: Recommended,
+    /// The strategy, ready to plan with ([`Strategy::plan`](crate::strategy::Strategy::plan)).
+    pub strategy: StrategySpec,
     /// Why, one sentence each.
     pub reasons: Vec<String>,
 }
 
 /// The seed's canary steps.
 const CANARY_STEPS: [u8; 5] = [10, 25, 50, 75, 100];
+
+/// The pause after each canary weight below 100 %, as [`Canary::default`] has.
+const CANARY_PAUSE: Duration = Duration::from_secs(60);
+
+/// A canary through `weights`, pausing after each one below 100 %.
+fn canary(weights: &[u8]) -> StrategySpec {
+    let mut steps = Vec::new();
+    for weight in weights.iter().filter_map(|w| Percent::new(*w).ok()) {
+        steps.push(Step::SetWeight(weight));
+        if weight != Percent::HUNDRED {
+            steps.push(Step::Pause(PauseKind::Duration(HumanDuration::new(CANARY_PAUSE))));
+        }
+    }
+    StrategySpec::Canary(Canary::with_steps(steps))
+}
+
+/// Whether the router can send all traffic to one track (a switch or weights).
+fn can_switch(router: &RouterCapabilities) -> bool {
+    router.weights || router.switch_only
+}
 
 /// The traffic shares reachable by replica ratio, nearest to the seed's steps.
 fn replica_steps(replicas: u32) -> Vec<u8> {
@@ -129,12 +134,12 @@ fn replica_steps(replicas: u32) -> Vec<u8> {
 pub fn recommend(change: &Change) -> Recommendation {
     let mut reasons = Vec::new();
     let blue_green = |reasons: &mut Vec<String>, why: &str| {
-        if change.router == RouterCapability::None {
-            reasons.push(format!("{why}, but blue-green needs a router that can switch traffic; rolling instead"));
-            Recommended::Rolling
-        } else {
+        if can_switch(&change.router) {
             reasons.push(why.to_owned());
-            Recommended::BlueGreen
+            StrategySpec::BlueGreen(Box::default())
+        } else {
+            reasons.push(format!("{why}, but blue-green needs a router that can switch traffic; rolling instead"));
+            StrategySpec::Rolling(RollingUpdate::default())
         }
     };
     let strategy = match change.change {
@@ -145,10 +150,16 @@ pub fn recommend(change: &Change) -> Recommendation {
             reasons.push("keep the schema compatible with the old version, or the switch back will break it".into());
             blue_green(&mut reasons, "a schema change should not serve two versions side by side for long: blue-green")
         }
-        ChangeType::RiskyChange => match change.router {
-            RouterCapability::Weights => {
+        ChangeType::RiskyChange => match (change.router.weights, change.router.weight_replicas) {
+            (true, None) => {
                 reasons.push("a risky change should meet real traffic in small steps: canary by weight".into());
-                Recommended::Canary { steps: CANARY_STEPS.to_vec(), by_replicas: false }
+                canary(&CANARY_STEPS)
+            }
+            (true, Some(replicas)) => {
+                reasons.push(format!(
+                    "a risky change should meet real traffic in small steps; the router rounds weights to {replicas} replicas"
+                ));
+                canary(&replica_steps(replicas.max(1)))
             }
             _ if change.replicas < 4 => {
                 reasons.push(format!(
@@ -163,16 +174,16 @@ pub fn recommend(change: &Change) -> Recommendation {
                     "a risky change should meet real traffic in small steps; without a weighted router the steps follow the replica ratio of {} replicas",
                     change.replicas
                 ));
-                Recommended::Canary { steps: replica_steps(change.replicas), by_replicas: true }
+                canary(&replica_steps(change.replicas))
             }
         },
         ChangeType::Routine => {
             reasons.push("a routine change: rolling update, no extra capacity needed".into());
-            Recommended::Rolling
+            StrategySpec::Rolling(RollingUpdate::default())
         }
         ChangeType::Hotfix => {
             reasons.push("a hotfix must land fast: rolling update without analysis pauses".into());
-            Recommended::Rolling
+            StrategySpec::Rolling(RollingUpdate::default())
         }
     };
     Recommendation { strategy, reasons }
@@ -181,30 +192,61 @@ pub fn recommend(change: &Change) -> Recommendation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::strategy::{PlanInput, Strategy};
     use ChangeType::*;
-    use RouterCapability as R;
+
+    /// The canary weights a recommendation plans, or `None` for another strategy.
+    fn weights(spec: &StrategySpec) -> Option<Vec<u8>> {
+        let StrategySpec::Canary(canary) = spec else { return None };
+        Some(
+            canary
+                .steps
+                .iter()
+                .filter_map(|s| match s {
+                    Step::SetWeight(w) => Some(w.value()),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    fn kind(spec: &StrategySpec) -> &'static str {
+        spec.plan(&PlanInput::new(4)).strategy.as_str()
+    }
 
     #[test]
     fn the_seed_table_with_a_capable_router() {
-        let with = |c| recommend(&Change::new(c).router(R::Weights)).strategy;
-        assert_eq!(with(MajorRelease), Recommended::BlueGreen);
-        assert_eq!(with(SchemaChange), Recommended::BlueGreen);
-        assert_eq!(with(Routine), Recommended::Rolling);
-        assert_eq!(with(Hotfix), Recommended::Rolling);
-        assert!(matches!(with(RiskyChange), Recommended::Canary { by_replicas: false, .. }));
+        let router = RouterCapabilities::weights_only();
+        let with = |c| recommend(&Change::new(c).router(router)).strategy;
+        assert_eq!(kind(&with(MajorRelease)), "blue-green");
+        assert_eq!(kind(&with(SchemaChange)), "blue-green");
+        assert_eq!(kind(&with(Routine)), "rolling");
+        assert_eq!(kind(&with(Hotfix)), "rolling");
+        let risky = with(RiskyChange);
+        assert_eq!(weights(&risky), Some(vec![10, 25, 50, 75, 100]));
+        // What the advisor answers, the engine accepts for that router.
+        for change in [MajorRelease, SchemaChange, Routine, Hotfix, RiskyChange] {
+            let plan = with(change).plan(&PlanInput::new(4));
+            assert!(plan.validate(Some(router)).is_ok(), "{change:?}: {plan}");
+        }
     }
 
     #[test]
     fn adapts_to_the_router_and_replicas() {
         let r = recommend(&Change::new(MajorRelease));
-        assert_eq!(r.strategy, Recommended::Rolling);
+        assert_eq!(kind(&r.strategy), "rolling");
         assert!(r.reasons[0].contains("needs a router"));
-        let r = recommend(&Change::new(RiskyChange).router(R::Switch).replicas(10));
-        assert_eq!(r.strategy, Recommended::Canary { steps: vec![10, 30, 50, 80, 100], by_replicas: true });
-        let r = recommend(&Change::new(RiskyChange).router(R::Switch).replicas(4));
-        assert_eq!(r.strategy, Recommended::Canary { steps: vec![25, 50, 75, 100], by_replicas: true });
-        let r = recommend(&Change::new(RiskyChange).router(R::Switch).replicas(2));
-        assert_eq!(r.strategy, Recommended::BlueGreen);
-        assert_eq!(recommend(&Change::new(RiskyChange).replicas(2)).strategy, Recommended::Rolling);
+        let switch = RouterCapabilities::switch_only();
+        let r = recommend(&Change::new(RiskyChange).router(switch).replicas(10));
+        assert_eq!(weights(&r.strategy), Some(vec![10, 30, 50, 80, 100]));
+        let r = recommend(&Change::new(RiskyChange).router(switch).replicas(4));
+        assert_eq!(weights(&r.strategy), Some(vec![25, 50, 75, 100]));
+        let r = recommend(&Change::new(RiskyChange).router(switch).replicas(2));
+        assert_eq!(kind(&r.strategy), "blue-green");
+        assert_eq!(kind(&recommend(&Change::new(RiskyChange).replicas(2)).strategy), "rolling");
+        // A router that reaches weights by its own replicas: steps it can hit.
+        let ratio = RouterCapabilities::replica_ratio(10);
+        let r = recommend(&Change::new(RiskyChange).router(ratio));
+        assert_eq!(weights(&r.strategy), Some(vec![10, 30, 50, 80, 100]));
     }
 }

@@ -18,8 +18,9 @@ const BODY_SHOWN: usize = 512;
 /// Posts [`Notification`]s as JSON to a URL, in the [`WebhookFormat`] the receiver
 /// reads: Slack (Block Kit), Microsoft Teams (a MessageCard) or the generic form (the
 /// notification's serde form: `kind`, `title`, `message`, `app`, `environment`,
-/// `fields`, `at`; the default). A 2xx answer is delivery; any other status is [`NotifyError::Rejected`] (retryable for 429 and
-/// 5xx); a connection failure or timeout is a retryable backend error.
+/// `fields`, `at`; the default). A 2xx answer is delivery; any other status is [`NotifyError::Rejected`], classified by
+/// [`ErrorKind::from_http_status`](crate::error::ErrorKind::from_http_status) (retryable for 408, 409,
+/// 412, 429 and 5xx but 501); a connection failure or timeout is a retryable backend error.
 ///
 /// The URL and the headers are treated as secrets (webhook URLs often carry a
 /// token): `Debug` shows only the host, errors never include the URL, header values

@@ -70,19 +70,13 @@ impl Classify for DockerError {
     }
 }
 
-/// The class of a bollard error: HTTP status codes from the engine, transport
+/// The class of a bollard error: HTTP status codes from the engine (through
+/// [`ErrorKind::from_http_status`]), transport
 /// failures as [`ErrorKind::Unavailable`], timeouts as [`ErrorKind::Timeout`].
 pub(crate) fn classify_bollard(error: &bollard::errors::Error) -> ErrorKind {
     use bollard::errors::Error as E;
     match error {
-        E::DockerResponseServerError { status_code, .. } => match *status_code {
-            404 => ErrorKind::NotFound,
-            409 => ErrorKind::Conflict,
-            400 | 422 => ErrorKind::InvalidInput,
-            401 | 403 => ErrorKind::Unauthorized,
-            500.. => ErrorKind::Unavailable,
-            _ => ErrorKind::Other,
-        },
+        E::DockerResponseServerError { status_code, .. } => ErrorKind::from_http_status(*status_code),
         E::RequestTimeoutError => ErrorKind::Timeout,
         E::SocketNotFoundError(_) | E::HyperResponseError { .. } | E::IOError { .. } => ErrorKind::Unavailable,
         _ => ErrorKind::Other,

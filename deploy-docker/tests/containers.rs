@@ -11,7 +11,7 @@ use deploy_core::error::Classify;
 use deploy_docker::DockerError;
 use deploy_docker::connect::{ConnectOptions, Endpoint, connect};
 use deploy_docker::containers::{
-    ContainerSpec, Containers, Health, HealthCheck, LogOptions, PortMapping, RestartPolicy, VolumeMount,
+    ContainerHealthcheck, ContainerSpec, Containers, Health, LogOptions, PortMapping, RestartPolicy, VolumeMount,
 };
 use deploy_docker::networks::{NetworkSpec, Networks};
 
@@ -39,7 +39,7 @@ async fn run_with_ports_env_volumes_network_health_then_logs_and_clean_up_by_lab
         .restart(RestartPolicy::OnFailure { max_retries: 2 })
         .labels(labels.clone())
         .health(
-            HealthCheck::new(vec![
+            ContainerHealthcheck::new(vec![
                 "CMD".into(),
                 "wget".into(),
                 "-q".into(),

@@ -11,7 +11,7 @@ use deploy_core::build::{BuildRequest, ImageBuilder};
 use deploy_core::model::ImageRef;
 use deploy_docker::DockerImageBuilder;
 use deploy_docker::containers::{ContainerSpec, Containers, Health};
-use deploy_docker::dockerfile::{BuildStage, DockerfileSpec, Healthcheck, RuntimeUser, lint};
+use deploy_docker::dockerfile::{CompileStage, DockerfileSpec, Healthcheck, RuntimeUser, lint};
 
 #[tokio::test]
 async fn a_generated_dockerfile_builds_and_runs_non_root_and_healthy() {
@@ -22,7 +22,10 @@ async fn a_generated_dockerfile_builds_and_runs_non_root_and_healthy() {
     build_busybox(&docker, &cleanup, &base, "base", true).await;
 
     let mut spec = DockerfileSpec::new(&base, ["httpd", "-f", "-p", "8080", "-h", "/srv/www"])
-        .builder(BuildStage::new(&base, ["mkdir -p /out/www && cp index.html /out/www/ && echo ok > /out/www/health"]))
+        .builder(CompileStage::new(
+            &base,
+            ["mkdir -p /out/www && cp index.html /out/www/ && echo ok > /out/www/health"],
+        ))
         .user(RuntimeUser::new("app", 10001))
         .label("deploy-rs.test", &cleanup.id)
         .expose(8080)
@@ -34,7 +37,7 @@ async fn a_generated_dockerfile_builds_and_runs_non_root_and_healthy() {
     healthcheck.start_period = Duration::ZERO;
     spec.healthcheck = Some(healthcheck);
     let text = spec.render();
-    assert!(lint(&text).iter().all(|f| f.rule != "DL3002" && f.rule != "DRS001" && f.rule != "DRS002"), "{text}");
+    assert!(lint(&text).iter().all(|f| f.id != "DL3002" && f.id != "DRS001" && f.id != "DRS002"), "{text}");
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("Dockerfile"), &text).unwrap();

@@ -129,23 +129,10 @@ impl Classify for KubeError {
 /// [`ErrorKind::Unavailable`] when it could not be reached.
 pub fn kind_of(error: &kube::Error) -> ErrorKind {
     match error {
-        kube::Error::Api(status) => kind_of_status(status.code),
+        kube::Error::Api(status) => ErrorKind::from_http_status(status.code),
         kube::Error::HyperError(_) | kube::Error::Service(_) => ErrorKind::Unavailable,
         kube::Error::SerdeError(_) => ErrorKind::InvalidInput,
         kube::Error::Auth(_) => ErrorKind::Unauthorized,
-        _ => ErrorKind::Other,
-    }
-}
-
-/// The class of an HTTP status answered by the API server.
-pub fn kind_of_status(code: u16) -> ErrorKind {
-    match code {
-        404 | 410 => ErrorKind::NotFound,
-        409 => ErrorKind::Conflict,
-        401 | 403 => ErrorKind::Unauthorized,
-        400 | 405 | 415 | 422 => ErrorKind::InvalidInput,
-        408 | 504 => ErrorKind::Timeout,
-        429 | 500..=599 => ErrorKind::Unavailable,
         _ => ErrorKind::Other,
     }
 }
@@ -164,16 +151,19 @@ pub(crate) fn is_conflict(error: &kube::Error) -> bool {
 mod tests {
     use super::*;
 
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(kube::core::Status::failure("refused", "Test").with_code(code).boxed())
+    }
+
     #[test]
-    fn statuses_map_to_kinds_callers_act_on() {
-        assert_eq!(kind_of_status(404), ErrorKind::NotFound);
-        assert_eq!(kind_of_status(409), ErrorKind::Conflict);
-        assert_eq!(kind_of_status(500), ErrorKind::Unavailable);
-        assert_eq!(kind_of_status(503), ErrorKind::Unavailable);
-        assert_eq!(kind_of_status(429), ErrorKind::Unavailable);
-        assert_eq!(kind_of_status(403), ErrorKind::Unauthorized);
-        assert_eq!(kind_of_status(422), ErrorKind::InvalidInput);
-        assert!(kind_of_status(409).is_retryable());
-        assert!(!kind_of_status(422).is_retryable());
+    fn api_server_statuses_map_through_the_shared_table() {
+        assert_eq!(kind_of(&api(404)), ErrorKind::NotFound);
+        assert_eq!(kind_of(&api(409)), ErrorKind::Conflict);
+        assert_eq!(kind_of(&api(410)), ErrorKind::NotFound);
+        assert_eq!(kind_of(&api(429)), ErrorKind::Unavailable);
+        assert_eq!(kind_of(&api(504)), ErrorKind::Timeout);
+        assert_eq!(kind_of(&api(422)), ErrorKind::InvalidInput);
+        assert!(kind_of(&api(409)).is_retryable());
+        assert!(!kind_of(&api(422)).is_retryable());
     }
 }

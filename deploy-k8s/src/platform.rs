@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use deploy_core::backoff::Backoff;
 use deploy_core::error::ErrorKind;
 use deploy_core::hook::HookSpec;
 use deploy_core::model::{AppId, AppSpec, Release, Track, Version};
@@ -32,6 +33,9 @@ use crate::snapshot::{ConfigSnapshots, SnapshotId};
 
 mod stateful;
 
+/// The longest pause between two retries of a write that lost a race.
+const MAX_CONFLICT_DELAY: Duration = Duration::from_secs(5);
+
 /// How the platform builds and changes Deployments (and StatefulSets).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -42,7 +46,9 @@ pub struct PlatformOptions {
     pub deployment: DeploymentOptions,
     /// How often a write that lost a race (409) is retried before failing.
     pub conflict_retries: u32,
-    /// The pause before the first retry; doubled each time.
+    /// The pause before the first retry; doubled each time up to 5 s, each pause
+    /// shortened by a random share of up to half ([`Backoff`]'s default jitter) so
+    /// that writers that collided do not collide again in step.
     pub retry_delay: Duration,
     /// HPA settings beyond the spec's autoscaling bounds; each track gets its own
     /// HPA `{app}-{track}` built from them when the spec autoscales.
@@ -233,15 +239,14 @@ impl KubePlatform {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
-        let mut delay = self.options.retry_delay;
+        let backoff = Backoff::new(self.options.retry_delay, MAX_CONFLICT_DELAY);
         let mut attempt = 0;
         loop {
             match op().await {
                 Err(e) if is_conflict(&e) && attempt < self.options.conflict_retries => {
                     attempt += 1;
                     debug!(attempt, "conflict, retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = delay.saturating_mul(2);
+                    tokio::time::sleep(backoff.next_delay(attempt)).await;
                 }
                 other => return other,
             }

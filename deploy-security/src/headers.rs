@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use deploy_core::scan::Severity;
 
-use crate::audit::Finding;
+use deploy_core::scan::Finding;
 
 /// `X-Frame-Options`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

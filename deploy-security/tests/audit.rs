@@ -5,7 +5,8 @@ use deploy_core::model::{
     AppSpec, ContainerSecurityContext, Environment, EnvironmentProfile, ImageRef, Name, PodSecurityContext, Probe,
 };
 use deploy_core::scan::Severity;
-use deploy_security::audit::{Finding, ManifestError, audit_app_spec, audit_manifest_json, worst_severity};
+use deploy_core::scan::{Finding, worst_severity};
+use deploy_security::audit::{ManifestError, audit_app_spec, audit_manifest_json};
 
 fn manifest(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/data/manifests/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()

@@ -97,7 +97,7 @@ async fn wait_for_process(docker: &Docker, container: &str, needle: &str) {
     }
 }
 
-fn ids(findings: &[deploy_security::audit::Finding]) -> Vec<&str> {
+fn ids(findings: &[deploy_core::scan::Finding]) -> Vec<&str> {
     let mut ids: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();

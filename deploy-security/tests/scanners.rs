@@ -15,10 +15,10 @@ use bytes::Bytes;
 use deploy_core::cache::{Cache, CacheError, CacheStats};
 use deploy_core::error::{Classify, ErrorKind};
 use deploy_core::model::{Digest, ImageRef};
-use deploy_core::scan::{ScanError, ScanReport, Severity, VulnerabilityScanner};
+use deploy_core::scan::{ScanError, ScanPolicy, ScanReport, Severity, VulnerabilityScanner};
 use deploy_security::scan::{
-    CachingScanner, CliScannerConfig, GrypeReport, GrypeScanner, ReportFileScanner, ReportFormat, ScanPolicy,
-    TrivyReport, TrivyScanner, to_sarif,
+    CachingScanner, CliScannerConfig, GrypeReport, GrypeScanner, ReportFileScanner, ReportFormat, TrivyReport,
+    TrivyScanner, to_sarif,
 };
 
 fn data(path: &str) -> PathBuf {

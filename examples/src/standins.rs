@@ -89,6 +89,7 @@ impl VulnerabilityScanner for ScriptedScanner {
     async fn scan(&self, image: &ImageRef) -> Result<ScanReport, ScanError> {
         let findings = self.findings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut report = ScanReport::new(image.to_string(), "scripted");
+        report.scanned_targets.push(format!("{image} (scratch)"));
         for (i, severity) in findings.get(&image.to_string()).into_iter().flatten().enumerate() {
             report.vulnerabilities.push(Vulnerability::new(
                 format!("CVE-2026-{:04}", i + 1),

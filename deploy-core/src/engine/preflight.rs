@@ -1,6 +1,6 @@
 //! Checks the engine runs before a rollout changes anything, as a
 //! [`Checklist`]: one check vocabulary for the whole suite (the Kubernetes
-//! backend's quota, capacity and namespace checks are [`Check`](crate::checklist::Check)s too).
+//! backend's quota, capacity and namespace checks are [`Check`](crate::check::Check)s too).
 //!
 //! Why a factory and not a fixed checklist: what to check depends on the rollout
 //! (its image, how many pods it runs at once, its namespace), which only the

@@ -4,6 +4,8 @@ use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
+use crate::backoff::Backoff;
+
 /// How often and how patiently the engine retries a retryable failure
 /// ([`Classify::is_retryable`](crate::error::Classify::is_retryable)).
 ///
@@ -39,10 +41,15 @@ impl RetryPolicy {
         Self { attempts, initial_backoff, max_backoff }
     }
 
+    /// The policy's waits as the suite's [`Backoff`], without jitter: the engine is
+    /// the only client of its backends in a rollout, so it waits exactly.
+    pub fn as_backoff(&self) -> Backoff {
+        Backoff::new(self.initial_backoff, self.max_backoff).jitter(0.0)
+    }
+
     /// The wait before retry number `retry` (from 1).
     pub fn backoff(&self, retry: u32) -> Duration {
-        let factor = 2u32.saturating_pow(retry.saturating_sub(1));
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+        self.as_backoff().delay(retry)
     }
 }
 

@@ -23,7 +23,6 @@
 //! # Ok(()) }
 //! ```
 
-mod backoff;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,8 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-pub use backoff::Backoff;
-
+use crate::backoff::Backoff;
 use crate::health::{HealthCheck, HealthError, HealthOutcome, HealthTarget};
 use crate::http_client::{HttpClient, HttpError, HttpPolicy, sensitive_header};
 use crate::secret::SecretString;
@@ -475,15 +473,15 @@ fn policy_failure(e: HttpError) -> AttemptFailure {
         HttpError::RedirectRefused { status, target } => AttemptFailure::Redirect { status, target },
         HttpError::BodyTooLarge { limit } => AttemptFailure::BodyTooLarge { limit },
         HttpError::Timeout { after } => AttemptFailure::Timeout { after },
-        HttpError::Transport(e) => {
-            let mut reason = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
+        HttpError::Transport { connect, source, .. } => {
+            let mut reason = source.to_string();
+            let mut cause = source.source();
+            while let Some(s) = cause {
                 reason.push_str(": ");
                 reason.push_str(&s.to_string());
-                source = s.source();
+                cause = s.source();
             }
-            if e.is_connect() { AttemptFailure::Connect { reason } } else { AttemptFailure::Request { reason } }
+            if connect { AttemptFailure::Connect { reason } } else { AttemptFailure::Request { reason } }
         }
         other => AttemptFailure::Request { reason: other.to_string() },
     }

@@ -5,10 +5,10 @@ use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
 
+use super::artifacts::Artifacts;
 use super::stage::{StageContext, StageError, StageOutput};
 use super::stages::Deployer;
 use crate::engine::{RolloutEngine, RolloutError, RolloutEvent, RolloutReport, RolloutRequest};
-use crate::error::BoxError;
 use crate::model::LogLevel;
 use crate::model::{DeploymentStatus, LogLine};
 use crate::plan::Plan;
@@ -20,8 +20,10 @@ use crate::strategy::{AutoPromotion, BlueGreen, PlanInput, RollingUpdate, Strate
 /// - `deploy` starts the rollout, forwards every [`RolloutEvent`] into the stage's
 ///   logs (warnings for the rollback and failures) and waits for its end. A
 ///   rollout that did not succeed (rolled back, or failed) fails the stage with
-///   the cause, the logs kept; the stage's artifacts are `deployment` (its id),
-///   `release` (the version) and `rollout_status`.
+///   the cause, the logs kept; the stage's [`Artifacts`] are `deployment` (its
+///   id), `release` (the version) and `rollout_status`. The rollback stage's are
+///   `restored` (the release that serves again) and, after a revert rollout, its
+///   `deployment`.
 /// - `rollback` restores the release that served before: a rollout still running
 ///   (the pipeline was cancelled mid-deploy) or left behind by a dead process gets
 ///   an [emergency rollback](RolloutEngine::emergency_rollback); a rollout the
@@ -110,7 +112,7 @@ fn report_line(what: &str, report: &RolloutReport) -> LogLine {
 
 #[async_trait]
 impl Deployer for EngineDeployer {
-    async fn deploy(&self, _ctx: &StageContext) -> Result<StageOutput, BoxError> {
+    async fn deploy(&self, _ctx: &StageContext) -> Result<StageOutput, StageError> {
         let request = self.request.clone();
         let (app, version) = (request.spec.id(), request.to.version.clone());
         let mut handle = self.engine.start(request).await?;
@@ -121,19 +123,21 @@ impl Deployer for EngineDeployer {
         let report = handle.wait().await?;
         self.remember(&report);
         if report.status == DeploymentStatus::Succeeded {
-            let mut out = StageOutput::default()
-                .artifact("deployment", report.record.id.to_string())
-                .artifact("release", version.to_string())
-                .artifact("rollout_status", report.status.to_string());
+            let mut out = StageOutput::default().artifacts(
+                Artifacts::default()
+                    .deployment(report.record.id.clone())
+                    .release(version)
+                    .rollout_status(report.status),
+            );
             out.logs = logs;
             return Ok(out);
         }
         let cause = report.cause.as_ref().map_or_else(|| "no cause recorded".to_owned(), ToString::to_string);
         let message = format!("rollout {} of {app} to {version} {}: {cause}", report.record.id, report.status);
-        Err(Box::new(StageError::failed(message).with_logs(logs)))
+        Err(StageError::failed(message).with_logs(logs))
     }
 
-    async fn rollback(&self, ctx: &StageContext) -> Result<StageOutput, BoxError> {
+    async fn rollback(&self, ctx: &StageContext) -> Result<StageOutput, StageError> {
         let app = self.request.spec.id();
         let reason = format!("pipeline {} is rolling back", ctx.pipeline_id);
         let mut out = StageOutput::default();
@@ -150,18 +154,21 @@ impl Deployer for EngineDeployer {
         };
         self.remember(&report);
         if report.status == DeploymentStatus::RolledBack {
-            let restored = report.record.from.as_ref().map_or_else(|| "nothing".to_owned(), |r| r.version.to_string());
-            return Ok(out
-                .log(LogLevel::Info, format!("rollout {} was rolled back: {restored} serves", report.record.id))
-                .artifact("restored", restored));
+            let restored = report.record.from.as_ref().map(|r| r.version.clone());
+            let serves = restored.as_ref().map_or_else(|| "nothing".to_owned(), ToString::to_string);
+            out = out.log(LogLevel::Info, format!("rollout {} was rolled back: {serves} serves", report.record.id));
+            if let Some(version) = restored {
+                out = out.artifacts(Artifacts::default().restored(version));
+            }
+            return Ok(out);
         }
         // It succeeded (a later stage failed) or even its own rollback failed:
         // roll the previous release out again.
         let Some(from) = self.request.from.clone() else {
-            return Err(Box::new(StageError::failed(format!(
+            return Err(StageError::failed(format!(
                 "{app} had no release before {}: nothing to restore",
                 self.request.to.version
-            ))));
+            )));
         };
         let mut handle = self.engine.start(self.revert_request(&from)).await?;
         while let Some(event) = handle.next_event().await {
@@ -172,10 +179,8 @@ impl Deployer for EngineDeployer {
         if revert.status != DeploymentStatus::Succeeded {
             let cause = revert.cause.as_ref().map_or_else(String::new, |c| format!(": {c}"));
             let message = format!("could not restore {} ({}){cause}", from.version, revert.status);
-            return Err(Box::new(StageError::failed(message).with_logs(out.logs)));
+            return Err(StageError::failed(message).with_logs(out.logs));
         }
-        Ok(out
-            .artifact("restored", from.version.to_string())
-            .artifact("revert_deployment", revert.record.id.to_string()))
+        Ok(out.artifacts(Artifacts::default().restored(from.version.clone()).deployment(revert.record.id.clone())))
     }
 }

@@ -8,7 +8,7 @@ use crate::analysis::{AnalysisSpec, JudgeSpec, MetricCheck};
 use crate::build::BuildRequest;
 use crate::engine::{EngineConfig, RolloutEngine, RolloutRequest};
 use crate::model::{DeploymentStatus, HumanDuration, ImageRef, Percent, Release, Track, TrafficSplit};
-use crate::scan::Severity;
+use crate::scan::{ScanPolicy, Severity};
 use crate::strategy::{Canary, PlanInput, Strategy};
 use crate::testkit::{self, TestKit};
 
@@ -87,8 +87,8 @@ async fn a_healthy_release_goes_through_every_stage() {
     let run = pipeline(&w, true).run(RunOptions::new("main")).await;
     assert_eq!(run.status, PipelineStatus::Succeeded, "{run:#?}");
     let deploy = &run.stages[3];
-    assert_eq!(deploy.artifacts["release"], "2.0.0");
-    assert_eq!(deploy.artifacts["rollout_status"], DeploymentStatus::Succeeded.to_string());
+    assert_eq!(deploy.artifacts.release, Some(w.v2.version.clone()));
+    assert_eq!(deploy.artifacts.rollout_status, Some(DeploymentStatus::Succeeded));
     // The rollout's events are the stage's logs.
     let logs: Vec<&str> = deploy.logs.iter().map(|l| l.message.as_str()).collect();
     assert!(logs[0].starts_with("started canary rollout"), "{logs:?}");
@@ -113,7 +113,7 @@ async fn a_bad_release_fails_the_deploy_stage_and_the_previous_release_serves() 
     assert_eq!(run.stages[4].status, StageStatus::Skipped);
     let rollback = run.rollback.as_ref().unwrap();
     assert_eq!(rollback.status, StageStatus::Succeeded, "{rollback:#?}");
-    assert_eq!(rollback.artifacts["restored"], "1.0.0");
+    assert_eq!(rollback.artifacts.restored, Some(w.v1.version.clone()));
     assert_previous_release_serves_alone(&w);
     assert_eq!(w.kit.history().records().len(), 1, "the engine's own rollback was enough");
 }
@@ -127,7 +127,7 @@ async fn a_failed_smoke_test_after_a_good_rollout_restores_the_previous_release(
     assert_eq!(run.stages[3].status, StageStatus::Succeeded);
     let rollback = run.rollback.as_ref().unwrap();
     assert_eq!(rollback.status, StageStatus::Succeeded, "{rollback:#?}");
-    assert_eq!(rollback.artifacts["restored"], "1.0.0");
+    assert_eq!(rollback.artifacts.restored, Some(w.v1.version.clone()));
     assert_previous_release_serves_alone(&w);
     let records = w.kit.history().records();
     let statuses: Vec<_> = records.iter().map(|r| (r.to.version.to_string(), r.status)).collect();

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use futures_core::stream::BoxStream;
 
-use super::{Deployer, StageContext, StageOutput};
+use super::{Artifacts, Deployer, StageContext, StageError, StageOutput};
 use crate::build::{BuildAnalysis, BuildError, BuildEvent, BuildRequest, BuildResult, ImageBuilder};
-use crate::error::{BoxError, ErrorKind};
-use crate::model::{Digest, ImageRef};
+use crate::error::ErrorKind;
+use crate::model::{DeploymentId, Digest, ImageRef};
 use crate::notify::{Notification, Notifier, NotifyError};
 use crate::registry::{ImageRegistry, PushEvent, RegistryError};
 use crate::scan::{ScanError, ScanReport, Severity, Vulnerability, VulnerabilityScanner};
@@ -41,6 +41,7 @@ impl VulnerabilityScanner for FakeScanner {
             return Err(ScanError::Failed { scanner: "fake".into(), status: "exit 2".into(), stderr: "db".into() });
         }
         let mut report = ScanReport::new(image.to_string(), "fake");
+        report.os = Some("debian 12.5".into());
         for (i, s) in self.findings.iter().enumerate() {
             report.vulnerabilities.push(Vulnerability::new(format!("CVE-{i}"), "pkg", "1.0", *s));
         }
@@ -84,16 +85,16 @@ pub(crate) struct FakeDeployer {
 
 #[async_trait]
 impl Deployer for FakeDeployer {
-    async fn deploy(&self, ctx: &StageContext) -> Result<StageOutput, BoxError> {
+    async fn deploy(&self, ctx: &StageContext) -> Result<StageOutput, StageError> {
         self.deploys.fetch_add(1, Ordering::SeqCst);
-        *self.seen_digest.lock().unwrap() = ctx.artifacts.get("digest").cloned();
+        *self.seen_digest.lock().unwrap() = ctx.artifacts.digest.as_ref().map(ToString::to_string);
         if self.fail_deploy {
-            return Err(crate::build::BuildError::backend("apply", ErrorKind::Unavailable, "cluster away").into());
+            return Err(StageError::backend("apply", ErrorKind::Unavailable, "cluster away"));
         }
-        Ok(StageOutput::default().artifact("deployment", "d-1"))
+        Ok(StageOutput::default().artifacts(Artifacts::default().deployment(DeploymentId::new("d-1").unwrap())))
     }
 
-    async fn rollback(&self, _ctx: &StageContext) -> Result<StageOutput, BoxError> {
+    async fn rollback(&self, _ctx: &StageContext) -> Result<StageOutput, StageError> {
         self.rollbacks.fetch_add(1, Ordering::SeqCst);
         Ok(StageOutput::default())
     }

@@ -4,7 +4,7 @@
 //! Stages are `Arc<dyn Stage>`. The provided ones work through the backend traits:
 //! [`BuildStage`] (an [`ImageBuilder`](crate::build::ImageBuilder)),
 //! [`SecurityScanStage`] (a [`VulnerabilityScanner`](crate::scan::VulnerabilityScanner)
-//! with a [`ScanPolicy`] gate), [`QualityGate`], [`PushStage`] (an
+//! with a [`ScanPolicy`](crate::scan::ScanPolicy) gate), [`QualityGate`], [`PushStage`] (an
 //! [`ImageRegistry`](crate::registry::ImageRegistry)), [`DeployStage`] and
 //! [`RollbackStage`] (through a [`Deployer`]: [`EngineDeployer`] runs a rollout
 //! through the [rollout engine](crate::engine) and restores the previous release
@@ -18,7 +18,7 @@
 //! # async fn main() {
 //! let pipeline = Pipeline::builder()
 //!     .stage(FnStage::new("unit-tests", StageKind::Test, |_| async {
-//!         Ok(StageOutput::default().artifact("coverage", "88"))
+//!         Ok(StageOutput::default().value("coverage", "88"))
 //!     }))
 //!     .stage(QualityGate::new().at_least("coverage", 80.0))
 //!     .stage(FnStage::new("deploy", StageKind::Deploy, |_| async { Ok(StageOutput::default()) }))
@@ -31,15 +31,17 @@
 //! # }
 //! ```
 
+mod artifacts;
 mod engine_deployer;
 mod stage;
 mod stages;
 
+pub use artifacts::Artifacts;
 pub use engine_deployer::EngineDeployer;
 
 pub use stage::{PipelineId, Stage, StageContext, StageError, StageKind, StageOutput, StageResult, StageStatus};
 pub use stages::{
-    BuildStage, DeployStage, Deployer, FnStage, PushStage, QualityGate, RollbackStage, ScanPolicy, SecurityScanStage,
+    BuildStage, DeployStage, Deployer, FnStage, PushStage, QualityGate, RollbackStage, SecurityScanStage,
 };
 pub use tokio_util::sync::CancellationToken;
 
@@ -327,7 +329,7 @@ impl Pipeline {
             commit: options.commit.clone(),
             app: options.app.clone(),
             environment: options.environment,
-            artifacts: Default::default(),
+            artifacts: Artifacts::default(),
             cancellation: options.cancellation.clone(),
         };
         let may_deploy = self.branch_rules.allows(&options.branch);
@@ -368,7 +370,7 @@ impl Pipeline {
             let mut result = StageResult::new(stage, StageStatus::Succeeded, now);
             match outcome {
                 Some(Ok(out)) => {
-                    ctx.artifacts.extend(out.artifacts.clone());
+                    ctx.artifacts.merge(out.artifacts.clone());
                     result.artifacts = out.artifacts;
                     result.logs = out.logs;
                 }

@@ -1,6 +1,5 @@
 //! The [`Stage`] trait and what flows in and out of a stage.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -9,7 +8,9 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::artifacts::Artifacts;
 use crate::build::BuildError;
+use crate::engine::RolloutError;
 use crate::error::{BoxError, Classify, ErrorKind};
 use crate::model::LogLevel;
 use crate::model::{AppId, Environment, LogLine};
@@ -71,8 +72,8 @@ pub enum StageKind {
     Custom,
 }
 
-/// What a stage sees: the run's identity and the artifacts earlier stages produced
-/// (`image`, `digest`, `coverage`, …), and the run's cancellation token, which a
+/// What a stage sees: the run's identity and the [`Artifacts`] earlier stages
+/// produced (image, digest, named values), and the run's cancellation token, which a
 /// long stage may watch (the runner also stops waiting for a stage when it fires).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -88,7 +89,7 @@ pub struct StageContext {
     /// The target environment.
     pub environment: Option<Environment>,
     /// Artifacts of the stages that ran before, later stages overriding earlier ones.
-    pub artifacts: BTreeMap<String, String>,
+    pub artifacts: Artifacts,
     /// Fires when the run is cancelled.
     pub cancellation: CancellationToken,
 }
@@ -97,10 +98,11 @@ impl StageContext {
     /// A context for a run on `branch`, for tests of single stages.
     ///
     /// ```
-    /// use deploy_core::pipeline::StageContext;
-    /// let ctx = StageContext::new("main").artifact("image", "web:1");
-    /// assert_eq!(ctx.require("image").unwrap(), "web:1");
-    /// assert!(ctx.require("digest").is_err());
+    /// use deploy_core::model::ImageRef;
+    /// use deploy_core::pipeline::{Artifacts, StageContext};
+    /// let ctx = StageContext::new("main").artifacts(Artifacts::default().image(ImageRef::parse("web:1").unwrap()));
+    /// assert_eq!(ctx.artifacts.require_image().unwrap().to_string(), "docker.io/library/web:1");
+    /// assert!(ctx.artifacts.require_digest().is_err());
     /// ```
     pub fn new(branch: impl Into<String>) -> Self {
         Self {
@@ -109,21 +111,16 @@ impl StageContext {
             commit: None,
             app: None,
             environment: None,
-            artifacts: BTreeMap::new(),
+            artifacts: Artifacts::default(),
             cancellation: CancellationToken::new(),
         }
     }
 
-    /// Adds an artifact.
+    /// Sets the artifacts, as if earlier stages had produced them.
     #[must_use]
-    pub fn artifact(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.artifacts.insert(key.into(), value.into());
+    pub fn artifacts(mut self, artifacts: Artifacts) -> Self {
+        self.artifacts = artifacts;
         self
-    }
-
-    /// The artifact `key`, or [`StageError::MissingArtifact`].
-    pub fn require(&self, key: &str) -> Result<&str, StageError> {
-        self.artifacts.get(key).map(String::as_str).ok_or_else(|| StageError::MissingArtifact { name: key.to_owned() })
     }
 }
 
@@ -132,23 +129,30 @@ impl StageContext {
 /// ```
 /// use deploy_core::pipeline::StageOutput;
 /// use deploy_core::model::LogLevel;
-/// let out = StageOutput::default().artifact("coverage", "87.5").log(LogLevel::Info, "412 tests passed");
-/// assert_eq!(out.artifacts["coverage"], "87.5");
+/// let out = StageOutput::default().value("coverage", "87.5").log(LogLevel::Info, "412 tests passed");
+/// assert_eq!(out.artifacts.get("coverage"), Some("87.5"));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StageOutput {
-    /// Named results for later stages and the report.
-    pub artifacts: BTreeMap<String, String>,
+    /// Results for later stages and the report.
+    pub artifacts: Artifacts,
     /// What the stage has to say.
     pub logs: Vec<LogLine>,
 }
 
 impl StageOutput {
-    /// Adds an artifact.
+    /// Adds `artifacts` over what the output has.
     #[must_use]
-    pub fn artifact(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.artifacts.insert(key.into(), value.into());
+    pub fn artifacts(mut self, artifacts: Artifacts) -> Self {
+        self.artifacts.merge(artifacts);
+        self
+    }
+
+    /// Adds the named value `key` ([`Artifacts::value`]).
+    #[must_use]
+    pub fn value(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.artifacts.values.insert(key.into(), value.into());
         self
     }
 
@@ -193,6 +197,10 @@ pub enum StageError {
     /// The registry failed.
     #[error("registry failed: {0}")]
     Registry(#[source] RegistryError),
+    /// The rollout engine refused or failed a rollout (boxed: the engine's error is
+    /// large and rare on this path).
+    #[error("rollout failed: {0}")]
+    Rollout(#[source] Box<RolloutError>),
     /// Another failure, with what the stage logged before it failed, so that the
     /// run's report keeps those logs ([`StageError::with_logs`]).
     #[error("{source}")]
@@ -257,6 +265,12 @@ impl StageError {
     }
 }
 
+impl From<RolloutError> for StageError {
+    fn from(e: RolloutError) -> Self {
+        Self::Rollout(Box::new(e))
+    }
+}
+
 impl Classify for StageError {
     fn kind(&self) -> ErrorKind {
         match self {
@@ -265,6 +279,7 @@ impl Classify for StageError {
             Self::Build(e) => e.kind(),
             Self::Scan(e) => e.kind(),
             Self::Registry(e) => e.kind(),
+            Self::Rollout(e) => e.kind(),
             Self::WithLogs { source, .. } => source.kind(),
             Self::Backend { kind, .. } => *kind,
         }
@@ -284,7 +299,7 @@ impl Classify for StageError {
 ///     fn name(&self) -> &str { "lint" }
 ///     fn kind(&self) -> StageKind { StageKind::Test }
 ///     async fn run(&self, _ctx: &StageContext) -> Result<StageOutput, StageError> {
-///         Ok(StageOutput::default().artifact("lint_warnings", "0"))
+///         Ok(StageOutput::default().value("lint_warnings", "0"))
 ///     }
 /// }
 /// ```
@@ -334,7 +349,7 @@ pub struct StageResult {
     /// How long it ran.
     pub duration: Duration,
     /// What it produced.
-    pub artifacts: BTreeMap<String, String>,
+    pub artifacts: Artifacts,
     /// What it said, and why it was skipped.
     pub logs: Vec<LogLine>,
     /// The error with its causes, when it failed.
@@ -351,7 +366,7 @@ impl StageResult {
             started_at,
             finished_at,
             duration: Duration::try_from(finished_at.duration_since(started_at)).unwrap_or_default(),
-            artifacts: BTreeMap::new(),
+            artifacts: Artifacts::default(),
             logs: Vec::new(),
             error: None,
         }

@@ -1,7 +1,6 @@
 //! The provided stages: build, security scan, quality gate, push, deploy, rollback,
 //! and closures for tests, smoke tests and custom steps.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -9,19 +8,20 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 
+use super::artifacts::Artifacts;
 use super::stage::{Stage, StageContext, StageError, StageKind, StageOutput};
 use crate::build::{BuildEvent, BuildRequest, ImageBuilder};
-use crate::error::BoxError;
 use crate::model::ImageRef;
 use crate::model::LogLevel;
 use crate::registry::{ImageRegistry, PushEvent};
-use crate::scan::{Severity, VulnerabilityScanner};
+use crate::scan::{ScanPolicy, VulnerabilityScanner};
 
 /// How many lines of build output a build stage keeps.
 const BUILD_LOG_LINES: usize = 200;
 
-/// Builds an image through an [`ImageBuilder`]. Produces the artifacts `image_id`
-/// and, when the request has tags, `image` (the first tag).
+/// Builds an image through an [`ImageBuilder`]. Produces the artifacts
+/// [`image_id`](Artifacts::image_id) and, when the request has tags,
+/// [`image`](Artifacts::image) (the first tag).
 #[derive(Clone)]
 pub struct BuildStage {
     builder: Arc<dyn ImageBuilder>,
@@ -58,10 +58,11 @@ impl Stage for BuildStage {
                     if out.logs.len() > BUILD_LOG_LINES {
                         out.logs.drain(..out.logs.len() - BUILD_LOG_LINES);
                     }
-                    out = out.artifact("image_id", result.image_id);
+                    let mut artifacts = Artifacts::default().image_id(result.image_id);
                     if let Some(tag) = result.tags.first() {
-                        out = out.artifact("image", tag.to_string());
+                        artifacts = artifacts.image(tag.clone());
                     }
+                    out = out.artifacts(artifacts);
                     return Ok(out);
                 }
                 _ => {}
@@ -71,57 +72,19 @@ impl Stage for BuildStage {
     }
 }
 
-/// The most findings of each severity a release may carry.
-///
-/// ```
-/// use deploy_core::pipeline::ScanPolicy;
-/// use deploy_core::scan::Severity;
-/// let policy = ScanPolicy::default().max(Severity::High, 3);
-/// assert_eq!(policy.limits[&Severity::Critical], 0);
-/// assert_eq!(policy.limits[&Severity::High], 3);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ScanPolicy {
-    /// Severity → the most findings allowed; severities not listed are unlimited.
-    /// Default: no critical findings.
-    pub limits: BTreeMap<Severity, usize>,
-}
-
-impl Default for ScanPolicy {
-    fn default() -> Self {
-        Self { limits: BTreeMap::from([(Severity::Critical, 0)]) }
-    }
-}
-
-impl ScanPolicy {
-    /// Allows at most `count` findings of `severity`.
-    #[must_use]
-    pub fn max(mut self, severity: Severity, count: usize) -> Self {
-        self.limits.insert(severity, count);
-        self
-    }
-
-    /// Every limit `counts` exceeds, as messages.
-    pub fn violations(&self, counts: &crate::scan::SeverityCounts) -> Vec<String> {
-        self.limits
-            .iter()
-            .filter(|(s, max)| counts.get(**s) > **max)
-            .map(|(s, max)| format!("{} {s} findings, at most {max} allowed", counts.get(*s)))
-            .collect()
-    }
-}
-
-/// Scans an image through a [`VulnerabilityScanner`] and fails when the findings
-/// break the [`ScanPolicy`]. A scan that does not complete fails the stage: it never
-/// counts as a clean report. The image is the one given, or the `image` artifact.
-/// Produces `vulnerabilities_<severity>` counts.
+/// Scans an image through a [`VulnerabilityScanner`] and fails when the report does
+/// not pass the [`ScanPolicy`] as of today ([`ScanPolicy::evaluate_now`]). A scan
+/// that does not complete fails the stage: it never counts as a clean report, nor
+/// does a report that shows the scanner recognised nothing. The image is the one
+/// given, or the [`image`](Artifacts::image) artifact. Produces the
+/// [`vulnerabilities`](Artifacts::vulnerabilities) that counted, after the
+/// policy's allowlist.
 ///
 /// ```
 /// use std::sync::Arc;
 /// use deploy_core::async_trait;
 /// use deploy_core::model::ImageRef;
-/// use deploy_core::pipeline::{ScanPolicy, SecurityScanStage, Stage, StageContext, StageError};
+/// use deploy_core::pipeline::{Artifacts, SecurityScanStage, Stage, StageContext, StageError};
 /// use deploy_core::scan::*;
 ///
 /// struct OneHigh;
@@ -129,17 +92,19 @@ impl ScanPolicy {
 /// impl VulnerabilityScanner for OneHigh {
 ///     async fn scan(&self, image: &ImageRef) -> Result<ScanReport, ScanError> {
 ///         let mut r = ScanReport::new(image.to_string(), "example");
+///         r.os = Some("debian 12.5".into());
 ///         r.vulnerabilities.push(Vulnerability::new("CVE-1", "openssl", "3.0.1", Severity::High));
 ///         Ok(r)
 ///     }
 /// }
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let ctx = StageContext::new("main").artifact("image", "web:1");
-/// let strict = SecurityScanStage::new(Arc::new(OneHigh), ScanPolicy::default().max(Severity::High, 0));
+/// let ctx = StageContext::new("main").artifacts(Artifacts::default().image(ImageRef::parse("web:1").unwrap()));
+/// let strict = SecurityScanStage::new(Arc::new(OneHigh), ScanPolicy::default());
 /// assert!(matches!(strict.run(&ctx).await, Err(StageError::Gate { .. })));
-/// let lenient = SecurityScanStage::new(Arc::new(OneHigh), ScanPolicy::default());
-/// assert_eq!(lenient.run(&ctx).await.unwrap().artifacts["vulnerabilities_high"], "1");
+/// let limits = SeverityLimits::none().critical(0).high(1);
+/// let lenient = SecurityScanStage::new(Arc::new(OneHigh), ScanPolicy::default().max_vulnerabilities(limits));
+/// assert_eq!(lenient.run(&ctx).await.unwrap().artifacts.vulnerabilities.unwrap().high, 1);
 /// # }
 /// ```
 #[derive(Clone)]
@@ -150,12 +115,12 @@ pub struct SecurityScanStage {
 }
 
 impl SecurityScanStage {
-    /// A stage scanning the `image` artifact under `policy`.
+    /// A stage scanning the [`image`](Artifacts::image) artifact under `policy`.
     pub fn new(scanner: Arc<dyn VulnerabilityScanner>, policy: ScanPolicy) -> Self {
         Self { scanner, image: None, policy }
     }
 
-    /// Scans `image` instead of the `image` artifact.
+    /// Scans `image` instead of the [`image`](Artifacts::image) artifact.
     #[must_use]
     pub fn image(mut self, image: ImageRef) -> Self {
         self.image = Some(image);
@@ -166,8 +131,7 @@ impl SecurityScanStage {
 fn image_from(ctx: &StageContext, given: Option<&ImageRef>) -> Result<ImageRef, StageError> {
     match given {
         Some(i) => Ok(i.clone()),
-        None => ImageRef::parse(ctx.require("image")?)
-            .map_err(|e| StageError::backend("read the image artifact", crate::error::ErrorKind::InvalidInput, e)),
+        None => ctx.artifacts.require_image().cloned(),
     }
 }
 
@@ -184,17 +148,14 @@ impl Stage for SecurityScanStage {
     async fn run(&self, ctx: &StageContext) -> Result<StageOutput, StageError> {
         let image = image_from(ctx, self.image.as_ref())?;
         let report = self.scanner.scan(&image).await.map_err(StageError::Scan)?;
-        let counts = report.severity_counts();
-        let violations = self.policy.violations(&counts);
-        if !violations.is_empty() {
-            return Err(StageError::Gate { gate: "vulnerability".into(), violations });
+        let decision = self.policy.evaluate_now(&report);
+        if !decision.passed {
+            return Err(StageError::Gate { gate: "vulnerability".into(), violations: decision.reasons });
         }
-        let mut out = StageOutput::default()
-            .log(LogLevel::Info, format!("{} scanned {image}: {} findings", report.scanner, counts.total()));
-        for s in Severity::ALL {
-            out = out.artifact(format!("vulnerabilities_{}", s.to_string().to_lowercase()), counts.get(s).to_string());
-        }
-        Ok(out)
+        let counts = decision.vulnerabilities;
+        Ok(StageOutput::default()
+            .log(LogLevel::Info, format!("{} scanned {image}: {} findings", report.scanner, counts.total()))
+            .artifacts(Artifacts::default().vulnerabilities(counts)))
     }
 }
 
@@ -205,18 +166,19 @@ enum Rule {
     AtMost(String, f64),
 }
 
-/// Checks numeric artifacts of earlier stages against thresholds (coverage at
-/// least 80, lint warnings at most 0). A missing or non-numeric artifact fails the
-/// gate: it never passes on silence. Every broken rule is reported at once.
+/// Checks numbers among the artifacts of earlier stages against thresholds
+/// (coverage at least 80, lint warnings at most 0, `vulnerabilities_high` at most
+/// 3): [`Artifacts::number`]. A missing or non-numeric artifact fails the gate: it
+/// never passes on silence. Every broken rule is reported at once.
 ///
 /// ```
-/// use deploy_core::pipeline::{QualityGate, Stage, StageContext};
+/// use deploy_core::pipeline::{Artifacts, QualityGate, Stage, StageContext};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let gate = QualityGate::new().at_least("coverage", 80.0).at_most("lint_warnings", 0.0);
-/// let ctx = StageContext::new("main").artifact("coverage", "91.2").artifact("lint_warnings", "0");
+/// let ctx = StageContext::new("main").artifacts(Artifacts::default().value("coverage", "91.2").value("lint_warnings", "0"));
 /// assert!(gate.run(&ctx).await.is_ok());
-/// let err = gate.run(&StageContext::new("main").artifact("coverage", "50")).await.unwrap_err();
+/// let err = gate.run(&StageContext::new("main").artifacts(Artifacts::default().value("coverage", "50"))).await.unwrap_err();
 /// assert!(err.to_string().contains("lint_warnings"));
 /// # }
 /// ```
@@ -263,12 +225,12 @@ impl Stage for QualityGate {
                 Rule::AtLeast(k, b) => (k, *b, true),
                 Rule::AtMost(k, b) => (k, *b, false),
             };
-            match ctx.artifacts.get(key).map(|v| v.trim().parse::<f64>()) {
+            match ctx.artifacts.number(key) {
+                None if ctx.artifacts.get(key).is_some() => violations.push(format!("{key} is not a number")),
                 None => violations.push(format!("{key} is missing")),
-                Some(Err(_)) => violations.push(format!("{key} is not a number")),
-                Some(Ok(v)) if at_least && v < bound => violations.push(format!("{key} is {v}, below {bound}")),
-                Some(Ok(v)) if !at_least && v > bound => violations.push(format!("{key} is {v}, above {bound}")),
-                Some(Ok(_)) => {}
+                Some(v) if at_least && v < bound => violations.push(format!("{key} is {v}, below {bound}")),
+                Some(v) if !at_least && v > bound => violations.push(format!("{key} is {v}, above {bound}")),
+                Some(_) => {}
             }
         }
         if violations.is_empty() {
@@ -279,8 +241,9 @@ impl Stage for QualityGate {
     }
 }
 
-/// Pushes an image through an [`ImageRegistry`]: the one given, or the `image`
-/// artifact. Produces the `digest` artifact.
+/// Pushes an image through an [`ImageRegistry`]: the one given, or the
+/// [`image`](Artifacts::image) artifact. Produces the [`digest`](Artifacts::digest)
+/// and [`image`](Artifacts::image) artifacts.
 #[derive(Clone)]
 pub struct PushStage {
     registry: Arc<dyn ImageRegistry>,
@@ -288,12 +251,12 @@ pub struct PushStage {
 }
 
 impl PushStage {
-    /// A stage pushing the `image` artifact.
+    /// A stage pushing the [`image`](Artifacts::image) artifact.
     pub fn new(registry: Arc<dyn ImageRegistry>) -> Self {
         Self { registry, image: None }
     }
 
-    /// Pushes `image` instead of the `image` artifact.
+    /// Pushes `image` instead of the [`image`](Artifacts::image) artifact.
     #[must_use]
     pub fn image(mut self, image: ImageRef) -> Self {
         self.image = Some(image);
@@ -322,7 +285,7 @@ impl Stage for PushStage {
                     out = out.log(LogLevel::Info, line);
                 }
                 PushEvent::Pushed { digest } => {
-                    return Ok(out.artifact("digest", digest.to_string()).artifact("image", image.to_string()));
+                    return Ok(out.artifacts(Artifacts::default().digest(digest).image(image)));
                 }
                 _ => {}
             }
@@ -338,18 +301,18 @@ impl Stage for PushStage {
 /// ```
 /// use std::sync::Arc;
 /// use deploy_core::async_trait;
-/// use deploy_core::error::BoxError;
+/// use deploy_core::model::ImageRef;
 /// use deploy_core::pipeline::*;
 ///
 /// struct Rollout; // would hold the engine and the app's spec
 ///
 /// #[async_trait]
 /// impl Deployer for Rollout {
-///     async fn deploy(&self, ctx: &StageContext) -> Result<StageOutput, BoxError> {
-///         let image = ctx.require("image")?;
-///         Ok(StageOutput::default().artifact("deployed", image))
+///     async fn deploy(&self, ctx: &StageContext) -> Result<StageOutput, StageError> {
+///         let image = ctx.artifacts.require_image()?;
+///         Ok(StageOutput::default().value("deployed", image.to_string()))
 ///     }
-///     async fn rollback(&self, _ctx: &StageContext) -> Result<StageOutput, BoxError> {
+///     async fn rollback(&self, _ctx: &StageContext) -> Result<StageOutput, StageError> {
 ///         Ok(StageOutput::default())
 ///     }
 /// }
@@ -358,38 +321,26 @@ impl Stage for PushStage {
 /// # async fn main() {
 /// let rollout = Arc::new(Rollout);
 /// let pipeline = Pipeline::builder()
-///     .stage(FnStage::new("tag", StageKind::Custom, |_| async { Ok(StageOutput::default().artifact("image", "web:2")) }))
+///     .stage(FnStage::new("tag", StageKind::Custom, |_| async {
+///         Ok(StageOutput::default().artifacts(Artifacts::default().image(ImageRef::parse("web:2").unwrap())))
+///     }))
 ///     .stage(DeployStage::new(rollout.clone()))
 ///     .rollback(RollbackStage::new(rollout))
 ///     .build();
 /// let run = pipeline.run(RunOptions::new("main")).await;
-/// assert_eq!(run.stages[1].artifacts["deployed"], "web:2");
+/// assert_eq!(run.stages[1].artifacts.get("deployed"), Some("docker.io/library/web:2"));
 /// # }
 /// ```
 #[async_trait]
 pub trait Deployer: Send + Sync {
-    /// Deploys; an `Err` fails the deploy stage and triggers the rollback stage. A
-    /// [`StageError`] (boxed) is reported as it is, with its logs
-    /// ([`StageError::with_logs`]); any other error as a failure to deploy.
-    async fn deploy(&self, ctx: &StageContext) -> Result<StageOutput, BoxError>;
+    /// Deploys; an `Err` fails the deploy stage and triggers the rollback stage.
+    /// The error is reported as it is, with its logs ([`StageError::with_logs`]):
+    /// an engine error converts with `?` ([`StageError::Rollout`]), any other
+    /// collaborator's with [`StageError::backend`].
+    async fn deploy(&self, ctx: &StageContext) -> Result<StageOutput, StageError>;
 
     /// Restores the release that served before [`Deployer::deploy`] was called.
-    async fn rollback(&self, ctx: &StageContext) -> Result<StageOutput, BoxError>;
-}
-
-/// A deployer's error as a stage error: a [`StageError`] as it is (it already
-/// says what failed, and may carry logs), anything else as a backend failure of
-/// `operation`, classified when it is an engine error.
-fn deployer_error(operation: &str, e: BoxError) -> StageError {
-    match e.downcast::<StageError>() {
-        Ok(stage) => *stage,
-        Err(e) => {
-            let kind = e
-                .downcast_ref::<crate::engine::RolloutError>()
-                .map_or(crate::error::ErrorKind::Other, crate::error::Classify::kind);
-            StageError::backend(operation, kind, e)
-        }
-    }
+    async fn rollback(&self, ctx: &StageContext) -> Result<StageOutput, StageError>;
 }
 
 /// The deploy stage: calls [`Deployer::deploy`].
@@ -416,7 +367,7 @@ impl Stage for DeployStage {
     }
 
     async fn run(&self, ctx: &StageContext) -> Result<StageOutput, StageError> {
-        self.deployer.deploy(ctx).await.map_err(|e| deployer_error("deploy", e))
+        self.deployer.deploy(ctx).await
     }
 }
 
@@ -444,7 +395,7 @@ impl Stage for RollbackStage {
     }
 
     async fn run(&self, ctx: &StageContext) -> Result<StageOutput, StageError> {
-        self.deployer.rollback(ctx).await.map_err(|e| deployer_error("roll back", e))
+        self.deployer.rollback(ctx).await
     }
 }
 
@@ -455,7 +406,7 @@ type StageFn = dyn Fn(StageContext) -> BoxFuture<'static, Result<StageOutput, St
 /// ```
 /// use deploy_core::pipeline::{FnStage, Stage, StageError, StageKind, StageOutput};
 /// let smoke = FnStage::new("smoke", StageKind::SmokeTest, |ctx| async move {
-///     if ctx.artifacts.contains_key("digest") {
+///     if ctx.artifacts.digest.is_some() {
 ///         Ok(StageOutput::default())
 ///     } else {
 ///         Err(StageError::failed("nothing was pushed"))

@@ -7,21 +7,24 @@ use super::*;
 use crate::build::BuildRequest;
 use crate::model::ImageRef;
 use crate::notify::NotificationKind;
-use crate::scan::Severity;
+use crate::scan::{ScanPolicy, Severity, SeverityLimits};
 
 fn full(deployer: Arc<FakeDeployer>, scanner: FakeScanner, notifier: Arc<RecordingNotifier>) -> Pipeline {
     let request = BuildRequest::new(".").tag(ImageRef::parse("localhost:5000/web:1.0").unwrap());
     Pipeline::builder()
         .stage(BuildStage::new(Arc::new(FakeBuilder), request))
         .stage(FnStage::new("unit-tests", StageKind::Test, |_| async {
-            Ok(StageOutput::default().artifact("coverage", "85"))
+            Ok(StageOutput::default().value("coverage", "85"))
         }))
-        .stage(SecurityScanStage::new(Arc::new(scanner), ScanPolicy::default().max(Severity::High, 1)))
+        .stage(SecurityScanStage::new(
+            Arc::new(scanner),
+            ScanPolicy::default().max_vulnerabilities(SeverityLimits::none().critical(0).high(1)),
+        ))
         .stage(QualityGate::new().at_least("coverage", 80.0))
         .stage(PushStage::new(Arc::new(FakeRegistry)))
         .stage(DeployStage::new(deployer.clone()))
         .stage(FnStage::new("smoke", StageKind::SmokeTest, |ctx| async move {
-            ctx.require("deployment")?;
+            ctx.artifacts.require_deployment()?;
             Ok(StageOutput::default())
         }))
         .rollback(RollbackStage::new(deployer))
@@ -40,8 +43,8 @@ async fn a_good_run_passes_artifacts_along_and_notifies() {
     let run = full(deployer.clone(), clean(), notifier.clone()).run(RunOptions::new("main").commit("abc123")).await;
     assert_eq!(run.status, PipelineStatus::Succeeded, "{run:#?}");
     assert!(run.stages.iter().all(|s| s.status == StageStatus::Succeeded));
-    assert_eq!(run.stages[0].artifacts["image"], "localhost:5000/web:1.0");
-    assert_eq!(run.stages[2].artifacts["vulnerabilities_high"], "1");
+    assert_eq!(run.stages[0].artifacts.image, Some(ImageRef::parse("localhost:5000/web:1.0").unwrap()));
+    assert_eq!(run.stages[2].artifacts.vulnerabilities.map(|c| c.high), Some(1));
     assert_eq!(deployer.seen_digest.lock().unwrap().as_deref(), Some(digest().as_str()));
     assert!(run.rollback.is_none());
     assert!(run.stages.iter().all(|s| s.finished_at >= s.started_at));
@@ -152,7 +155,8 @@ async fn cancellation_stops_the_running_stage_and_rolls_back_a_deploy() {
 #[tokio::test]
 async fn quality_gate_reports_every_problem() {
     let gate = QualityGate::new().at_least("coverage", 80.0).at_most("warnings", 0.0).at_least("score", 1.0);
-    let ctx = StageContext::new("main").artifact("coverage", "79.5").artifact("warnings", "x");
+    let ctx =
+        StageContext::new("main").artifacts(Artifacts::default().value("coverage", "79.5").value("warnings", "x"));
     let err = gate.run(&ctx).await.unwrap_err();
     let StageError::Gate { violations, .. } = err else { panic!("{err:?}") };
     assert_eq!(violations, ["coverage is 79.5, below 80", "warnings is not a number", "score is missing"]);

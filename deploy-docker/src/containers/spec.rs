@@ -182,11 +182,13 @@ pub struct Hardening {
     pub privileged: bool,
 }
 
-/// A Docker health check: `test` is the engine's form (`["CMD", "wget", …]` or
-/// `["CMD-SHELL", "…"]`).
+/// A container's `HEALTHCHECK` configuration, which the Docker engine runs inside
+/// the container: `test` is the engine's form (`["CMD", "wget", …]` or
+/// `["CMD-SHELL", "…"]`). Not deploy-core's `HealthCheck` trait, which judges a
+/// track from outside; the Docker platform reads the engine's verdict on this one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct HealthCheck {
+pub struct ContainerHealthcheck {
     /// The command.
     pub test: Vec<String>,
     /// Time between checks.
@@ -199,7 +201,7 @@ pub struct HealthCheck {
     pub start_period: Duration,
 }
 
-impl HealthCheck {
+impl ContainerHealthcheck {
     /// A check running `test` every 10 s with a 5 s timeout and 3 retries.
     pub fn new(test: Vec<String>) -> Self {
         Self {
@@ -276,7 +278,7 @@ pub struct ContainerSpec {
     /// created.
     pub labels: BTreeMap<String, String>,
     /// A health check overriding the image's.
-    pub health: Option<HealthCheck>,
+    pub health: Option<ContainerHealthcheck>,
     /// The user to run as (`1000:1000`).
     pub user: Option<String>,
     /// Replaces the image's entrypoint (Kubernetes' `command`; [`ContainerSpec::command`]
@@ -379,7 +381,7 @@ impl ContainerSpec {
 
     /// Sets the health check.
     #[must_use]
-    pub fn health(mut self, health: HealthCheck) -> Self {
+    pub fn health(mut self, health: ContainerHealthcheck) -> Self {
         self.health = Some(health);
         self
     }
@@ -460,7 +462,7 @@ impl ContainerSpec {
             env: Some(self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             exposed_ports: Some(self.ports.iter().map(|p| format!("{}/tcp", p.container_port)).collect()),
             labels: Some(owned_labels(&self.labels).into_iter().collect()),
-            healthcheck: self.health.as_ref().map(HealthCheck::to_config),
+            healthcheck: self.health.as_ref().map(ContainerHealthcheck::to_config),
             user: self.user.clone(),
             entrypoint: self.entrypoint.clone(),
             host_config: Some(HostConfig {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use super::spec::{Hardening, HealthCheck, Limits, Mount};
+use super::spec::{Hardening, ContainerHealthcheck, Limits, Mount};
 
 /// The health Docker reports for a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +67,7 @@ pub struct ContainerTemplate {
     /// The environment (the image's and the container's).
     pub env: BTreeMap<String, String>,
     /// The health check set on the container, if any.
-    pub health: Option<HealthCheck>,
+    pub health: Option<ContainerHealthcheck>,
     /// The user, when set.
     pub user: Option<String>,
     /// The entrypoint set on the container, when set.
@@ -103,7 +103,7 @@ pub(super) fn template_from(
     let duration = |nanos: Option<i64>| Duration::from_nanos(nanos.and_then(|n| u64::try_from(n).ok()).unwrap_or(0));
     let health = config.healthcheck.as_ref().and_then(|h| {
         let test = h.test.clone().filter(|t| !t.is_empty() && t[0] != "NONE")?;
-        Some(HealthCheck {
+        Some(ContainerHealthcheck {
             test,
             interval: duration(h.interval),
             timeout: duration(h.timeout),

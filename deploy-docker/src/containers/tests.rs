@@ -10,7 +10,7 @@ fn spec_becomes_the_engine_body() {
         .volume(VolumeMount::new("/srv/data", "/data", true))
         .network("shop", ["web", "web-blue"])
         .restart(RestartPolicy::OnFailure { max_retries: 2 })
-        .health(HealthCheck::new(vec!["CMD".into(), "true".into()]).interval(Duration::from_secs(1)));
+        .health(ContainerHealthcheck::new(vec!["CMD".into(), "true".into()]).interval(Duration::from_secs(1)));
     let body = spec.to_body();
     let host = body.host_config.clone().unwrap();
     assert_eq!(body.env, Some(vec!["A=1".to_owned()]));

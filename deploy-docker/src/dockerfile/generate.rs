@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-/// The stage that builds the artefacts.
+/// The Dockerfile stage that compiles the artefacts (`FROM … AS builder`); not a
+/// pipeline stage (deploy-core's `pipeline::BuildStage` builds a whole image).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct BuildStage {
+pub struct CompileStage {
     /// The base image, with a tag.
     pub image: String,
     /// The working directory.
@@ -25,7 +26,7 @@ pub struct BuildStage {
     pub run: Vec<String>,
 }
 
-impl BuildStage {
+impl CompileStage {
     /// A stage on `image` working in `/src` that copies the whole context and runs
     /// `run`; set the public fields for dependency caching.
     pub fn new(image: impl Into<String>, run: impl IntoIterator<Item = impl Into<String>>) -> Self {
@@ -110,7 +111,7 @@ impl Healthcheck {
 #[non_exhaustive]
 pub struct DockerfileSpec {
     /// The build stage, named `builder`; none for single-stage images.
-    pub builder: Option<BuildStage>,
+    pub builder: Option<CompileStage>,
     /// The runtime base image, with a tag.
     pub runtime_image: String,
     /// Commands run in the runtime stage before the artefacts are copied
@@ -154,7 +155,7 @@ impl DockerfileSpec {
 
     /// Sets the builder stage.
     #[must_use]
-    pub fn builder(mut self, stage: BuildStage) -> Self {
+    pub fn builder(mut self, stage: CompileStage) -> Self {
         self.builder = Some(stage);
         self
     }
@@ -292,7 +293,7 @@ impl Preset {
         };
         let spec = match self {
             Self::Rust { binary } => DockerfileSpec::new("debian:bookworm-slim", [format!("/usr/local/bin/{binary}")])
-                .builder(BuildStage {
+                .builder(CompileStage {
                     image: "rust:1.88-slim-bookworm".to_owned(),
                     workdir: "/src".to_owned(),
                     copy_first: Vec::new(),
@@ -309,7 +310,7 @@ impl Preset {
                 .with_artifact(format!("/src/target/release/{binary}"), format!("/usr/local/bin/{binary}"))
                 .healthcheck(Healthcheck::new(["curl", "-fsS", "-o", "/dev/null", url.as_str()])),
             Self::Go { binary } => DockerfileSpec::new("alpine:3.20", [format!("/usr/local/bin/{binary}")])
-                .builder(BuildStage {
+                .builder(CompileStage {
                     image: "golang:1.23-alpine".to_owned(),
                     workdir: "/src".to_owned(),
                     copy_first: vec![("go.mod go.sum".to_owned(), "./".to_owned())],
@@ -321,7 +322,7 @@ impl Preset {
                 .with_artifact(format!("/out/{binary}"), format!("/usr/local/bin/{binary}"))
                 .healthcheck(wget),
             Self::Python { module } => DockerfileSpec::new("python:3.12-slim", ["python", "-m", module.as_str()])
-                .builder(BuildStage {
+                .builder(CompileStage {
                     image: "python:3.12-slim".to_owned(),
                     workdir: "/src".to_owned(),
                     copy_first: vec![("requirements.txt".to_owned(), ".".to_owned())],
@@ -344,7 +345,7 @@ impl Preset {
                     &format!("import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('{url}', timeout=2).status < 400 else 1)"),
                 ])),
             Self::Node { entry } => DockerfileSpec::new("node:20-alpine", ["node", entry.as_str()])
-                .builder(BuildStage {
+                .builder(CompileStage {
                     image: "node:20-alpine".to_owned(),
                     workdir: "/src".to_owned(),
                     copy_first: vec![("package.json package-lock.json".to_owned(), "./".to_owned())],

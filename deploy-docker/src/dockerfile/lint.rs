@@ -13,41 +13,17 @@
 //! | DRS002 | the final stage has no `HEALTHCHECK` |
 //!
 //! The `DL` ids mean what they mean in hadolint; `DRS` ids are this crate's own.
+//!
+//! Findings are deploy-core's [`Finding`] (subject `Dockerfile`, with the line of
+//! the instruction), rated on its [`Severity`] scale: what hadolint calls an error
+//! is [`Severity::High`], a warning [`Severity::Medium`], an info [`Severity::Low`].
 
 use std::collections::BTreeSet;
-use std::fmt;
 
-/// How serious a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
-pub enum Severity {
-    /// Will cause trouble.
-    Error,
-    /// Probably a mistake.
-    Warning,
-    /// Worth knowing.
-    Info,
-}
+use deploy_core::scan::{Finding, Severity};
 
-/// One problem found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Finding {
-    /// The rule id, such as `DL3007`.
-    pub rule: &'static str,
-    /// How serious it is.
-    pub severity: Severity,
-    /// The line of the instruction, from 1.
-    pub line: usize,
-    /// What is wrong and what to do.
-    pub message: String,
-}
-
-impl fmt::Display for Finding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{} {:?}: {}", self.line, self.rule, self.severity, self.message)
-    }
-}
+/// The subject of every lint finding.
+const SUBJECT: &str = "Dockerfile";
 
 #[derive(Debug)]
 struct Instruction {
@@ -98,7 +74,7 @@ fn parse(text: &str) -> Vec<Instruction> {
 /// ```
 /// use deploy_docker::dockerfile::lint;
 /// let findings = lint("FROM ubuntu\nRUN apt-get update && apt-get install -y curl\nADD app.py /app/\nUSER root\nCMD [\"python\", \"/app/app.py\"]\n");
-/// let rules: Vec<&str> = findings.iter().map(|f| f.rule).collect();
+/// let rules: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
 /// assert_eq!(rules, ["DL3006", "DRS002", "DL3015", "DL3009", "DL3020", "DL3002"]);
 /// ```
 pub fn lint(text: &str) -> Vec<Finding> {
@@ -106,7 +82,9 @@ pub fn lint(text: &str) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut stages: BTreeSet<String> = BTreeSet::new();
     let final_from = instructions.iter().rposition(|i| i.keyword == "FROM").unwrap_or(0);
-    let mut push = |rule, severity, line, message: String| findings.push(Finding { rule, severity, line, message });
+    let mut push = |rule: &str, severity, line, message: String| {
+        findings.push(Finding::new(rule, severity, SUBJECT, message, "").at_line(line));
+    };
 
     for (index, instruction) in instructions.iter().enumerate() {
         let in_final = index >= final_from;
@@ -130,13 +108,13 @@ pub fn lint(text: &str) -> Vec<Finding> {
                 match after_slash.split_once(':') {
                     None => push(
                         "DL3006",
-                        Severity::Warning,
+                        Severity::Medium,
                         instruction.line,
                         format!("always tag the version of an image explicitly: {image}"),
                     ),
                     Some((_, "latest")) => push(
                         "DL3007",
-                        Severity::Warning,
+                        Severity::Medium,
                         instruction.line,
                         format!("using latest is prone to errors; pin a version of {image}"),
                     ),
@@ -153,7 +131,7 @@ pub fn lint(text: &str) -> Vec<Finding> {
                     if !instruction.args.contains("--no-install-recommends") {
                         push(
                             "DL3015",
-                            Severity::Info,
+                            Severity::Low,
                             instruction.line,
                             "avoid additional packages by specifying --no-install-recommends".to_owned(),
                         );
@@ -161,7 +139,7 @@ pub fn lint(text: &str) -> Vec<Finding> {
                     if in_final && !instruction.args.contains("/var/lib/apt/lists") {
                         push(
                             "DL3009",
-                            Severity::Info,
+                            Severity::Low,
                             instruction.line,
                             "delete the apt-get lists after installing something (rm -rf /var/lib/apt/lists/*)"
                                 .to_owned(),
@@ -180,7 +158,7 @@ pub fn lint(text: &str) -> Vec<Finding> {
                 if !sources.is_empty() && !sources.iter().all(|s| archive_or_url(s)) {
                     push(
                         "DL3020",
-                        Severity::Error,
+                        Severity::High,
                         instruction.line,
                         "use COPY instead of ADD for files and folders".to_owned(),
                     );
@@ -195,12 +173,12 @@ pub fn lint(text: &str) -> Vec<Finding> {
         Some(user) => {
             let name = user.args.split(':').next().unwrap_or("").trim();
             if name == "root" || name == "0" {
-                push("DL3002", Severity::Warning, user.line, "last USER should not be root".to_owned());
+                push("DL3002", Severity::Medium, user.line, "last USER should not be root".to_owned());
             }
         }
         None if !final_stage.is_empty() => push(
             "DRS001",
-            Severity::Warning,
+            Severity::Medium,
             final_stage[0].line,
             "the final stage sets no USER and runs as root; add a non-root USER".to_owned(),
         ),
@@ -210,7 +188,7 @@ pub fn lint(text: &str) -> Vec<Finding> {
     if !final_stage.is_empty() && !has_healthcheck {
         push(
             "DRS002",
-            Severity::Info,
+            Severity::Low,
             final_stage[0].line,
             "the final stage has no HEALTHCHECK; Docker cannot tell when the service is ready".to_owned(),
         );
@@ -237,8 +215,8 @@ fn add_sources(args: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn rules(text: &str) -> Vec<&'static str> {
-        lint(text).into_iter().map(|f| f.rule).collect()
+    fn rules(text: &str) -> Vec<String> {
+        lint(text).into_iter().map(|f| f.id).collect()
     }
 
     const TAIL: &str = "USER 10001\nHEALTHCHECK CMD [\"true\"]\nCMD [\"app\"]\n";
@@ -247,7 +225,10 @@ mod tests {
     fn base_images_need_a_pinned_tag() {
         assert_eq!(rules(&format!("FROM ubuntu\n{TAIL}")), ["DL3006"]);
         assert_eq!(rules(&format!("FROM registry.local:5000/base:latest\n{TAIL}")), ["DL3007"]);
-        assert!(rules(&format!("FROM registry.local:5000/base\n{TAIL}")).contains(&"DL3006"), "a port is not a tag");
+        assert!(
+            rules(&format!("FROM registry.local:5000/base\n{TAIL}")).contains(&"DL3006".to_owned()),
+            "a port is not a tag"
+        );
         assert!(rules(&format!("FROM ubuntu:24.04\n{TAIL}")).is_empty());
         assert!(rules(&format!("FROM ubuntu@sha256:{}\n{TAIL}", "a".repeat(64))).is_empty());
         assert!(rules(&format!("FROM scratch\n{TAIL}")).is_empty());
@@ -271,7 +252,9 @@ mod tests {
         let bad = "FROM debian:12\nRUN apt-get update \\\n    && apt-get -y install curl\n";
         assert_eq!(rules(&format!("{bad}{TAIL}")), ["DL3015", "DL3009"]);
         let findings = lint(&format!("{bad}{TAIL}"));
-        assert_eq!(findings[0].line, 2, "reported at the instruction's first line");
+        assert_eq!(findings[0].line, Some(2), "reported at the instruction's first line");
+        assert_eq!(findings[0].severity, Severity::Low);
+        assert_eq!(findings[0].subject, "Dockerfile");
         let good = "FROM debian:12\nRUN apt-get update && apt-get install -y --no-install-recommends curl \\\n  && rm -rf /var/lib/apt/lists/*\n";
         assert!(rules(&format!("{good}{TAIL}")).is_empty());
         let builder_only = "FROM debian:12 AS b\nRUN apt-get update && apt-get install -y --no-install-recommends gcc\nFROM debian:12\n";

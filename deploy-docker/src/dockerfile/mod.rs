@@ -5,5 +5,5 @@
 pub mod generate;
 pub mod lint;
 
-pub use generate::{BuildStage, DockerfileSpec, Healthcheck, Preset, RuntimeUser};
-pub use lint::{Finding, Severity, lint};
+pub use generate::{CompileStage, DockerfileSpec, Healthcheck, Preset, RuntimeUser};
+pub use lint::lint;

@@ -9,7 +9,7 @@ use deploy_core::secret::SecretError;
 
 use super::{DockerPlatform, container_name};
 use crate::config_files::Snapshot;
-use crate::containers::{ContainerSpec, Hardening, HealthCheck, Limits, Mount, MountSource, PortMapping};
+use crate::containers::{ContainerSpec, Hardening, ContainerHealthcheck, Limits, Mount, MountSource, PortMapping};
 use crate::labels;
 use crate::workload::Workload;
 
@@ -156,7 +156,7 @@ impl DockerPlatform {
         Ok(resolved)
     }
 
-    pub(super) fn health_check(&self, probe: &Probe) -> HealthCheck {
+    pub(super) fn health_check(&self, probe: &Probe) -> ContainerHealthcheck {
         let fill = |template: &[String], port: u16, path: &str| -> Vec<String> {
             template.iter().map(|w| w.replace("{port}", &port.to_string()).replace("{path}", path)).collect()
         };
@@ -166,7 +166,7 @@ impl DockerPlatform {
             ProbeAction::Exec { command } => std::iter::once("CMD".to_owned()).chain(command.iter().cloned()).collect(),
             _ => Vec::new(),
         };
-        let mut check = HealthCheck::new(test).interval(probe.period.as_duration()).retries(probe.failure_threshold);
+        let mut check = ContainerHealthcheck::new(test).interval(probe.period.as_duration()).retries(probe.failure_threshold);
         check.timeout = probe.timeout.as_duration();
         check.start_period = probe.initial_delay.as_duration();
         check

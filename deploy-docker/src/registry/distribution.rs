@@ -250,11 +250,7 @@ fn transport_error(registry: &str, error: HttpError) -> RegistryError {
 }
 
 fn status_error(registry: &str, status: StatusCode) -> RegistryError {
-    let kind = match status.as_u16() {
-        429 | 500.. => ErrorKind::Unavailable,
-        400..=499 => ErrorKind::InvalidInput,
-        _ => ErrorKind::Other,
-    };
+    let kind = ErrorKind::from_http_status(status.as_u16());
     RegistryError::backend(format!("query registry {registry}"), kind, format!("the registry answered {status}"))
 }
 

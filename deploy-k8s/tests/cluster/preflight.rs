@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use deploy_core::check::CheckOutcome;
 use deploy_core::model::{Digest, ImageRef, ResourceList, Track};
 use deploy_core::platform::Platform;
 use deploy_core::registry::{ImageRegistry, PushEvent, RegistryError};
 use deploy_k8s::KubePlatform;
-use deploy_k8s::preflight::{CheckOutcome, PreflightRequest, preflight};
+use deploy_k8s::preflight::{PreflightRequest, preflight};
 use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::ResourceQuota;
 use kube::api::{Api, PostParams};

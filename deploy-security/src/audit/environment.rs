@@ -3,7 +3,7 @@
 use deploy_core::model::Environment;
 use deploy_core::scan::Severity;
 
-use super::Finding;
+use deploy_core::scan::Finding;
 
 /// The shortest JWT HMAC secret accepted: 32 bytes, as RFC 7518 §3.2 requires for HS256.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use deploy_core::model::AppSpec;
 use serde::Deserialize;
 
-use super::Finding;
 use super::pod::{ContainerView, PodView};
 use super::rules::check_pod;
+use deploy_core::scan::Finding;
 
 /// Audits the pod an [`AppSpec`] describes. Host namespaces, host paths and the service
 /// account token cannot be expressed in an `AppSpec`, so those rules do not apply.

@@ -2,8 +2,8 @@
 
 use deploy_core::scan::Severity;
 
-use super::Finding;
 use super::pod::{ContainerView, PodView};
+use deploy_core::scan::Finding;
 
 /// Capabilities that amount to root on the node.
 const DANGEROUS_CAPABILITIES: &[&str] =

@@ -19,7 +19,7 @@ pub enum FernetError {
     EmptyKeyRing,
     /// The operating system's random source failed.
     #[error("the operating system random source failed: {0}")]
-    Random(#[source] getrandom::Error),
+    Random(#[source] deploy_core::error::BoxError),
     /// The system clock is before 1970 or beyond what a token can hold.
     #[error("the system clock is out of range for fernet timestamps")]
     Clock,

@@ -79,7 +79,7 @@ impl FernetKey {
     /// A new key from the operating system's random source.
     pub fn generate() -> Result<Self, FernetError> {
         let mut raw = Zeroizing::new([0u8; 32]);
-        getrandom::fill(raw.as_mut()).map_err(FernetError::Random)?;
+        getrandom::fill(raw.as_mut()).map_err(|e| FernetError::Random(Box::new(e)))?;
         Self::from_bytes(&raw)
     }
 
@@ -114,7 +114,7 @@ impl FernetKey {
     /// operating system's random source.
     pub(crate) fn encrypt_at(&self, plaintext: &[u8], unix_secs: u64) -> Result<String, FernetError> {
         let mut iv = [0u8; 16];
-        getrandom::fill(&mut iv).map_err(FernetError::Random)?;
+        getrandom::fill(&mut iv).map_err(|e| FernetError::Random(Box::new(e)))?;
         self.expanded.seal(plaintext, unix_secs, &iv)
     }
 

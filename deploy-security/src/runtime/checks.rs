@@ -6,7 +6,7 @@ use deploy_core::scan::Severity;
 
 use super::RuntimePolicy;
 use super::usage::ResourceUsage;
-use crate::audit::Finding;
+use deploy_core::scan::Finding;
 
 /// Host paths whose bind mount gives a container control of the host (or its
 /// secrets); a mount of one of them, or of a parent, is critical.

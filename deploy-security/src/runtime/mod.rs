@@ -17,11 +17,12 @@ use std::collections::HashMap;
 pub use bollard;
 use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptionsBuilder, StatsOptionsBuilder};
+use deploy_core::error::{BoxError, Classify, ErrorKind};
 use futures_util::StreamExt;
 use tracing::instrument;
 
 pub use self::usage::ResourceUsage;
-use crate::audit::Finding;
+use deploy_core::scan::Finding;
 
 /// What running containers may do and use. The defaults check everything that
 /// needs no app-specific knowledge: the process allow-list and resource limits are
@@ -139,10 +140,22 @@ pub enum RuntimeError {
         operation: &'static str,
         /// The id or name asked for (empty when listing).
         container: String,
-        /// The engine's error.
+        /// The class of the failure.
+        kind: ErrorKind,
+        /// The engine's error (boxed: this type does not name bollard's).
         #[source]
-        source: bollard::errors::Error,
+        source: BoxError,
     },
+}
+
+impl Classify for RuntimeError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::NotRunning { .. } => ErrorKind::Conflict,
+            Self::Engine { kind, .. } => *kind,
+        }
+    }
 }
 
 impl RuntimeError {
@@ -154,7 +167,19 @@ impl RuntimeError {
             bollard::errors::Error::DockerResponseServerError { status_code: 409, .. } => {
                 Self::NotRunning { container: container.to_owned() }
             }
-            _ => Self::Engine { operation, container: container.to_owned(), source },
+            _ => {
+                let kind = match &source {
+                    bollard::errors::Error::DockerResponseServerError { status_code, .. } => {
+                        ErrorKind::from_http_status(*status_code)
+                    }
+                    bollard::errors::Error::RequestTimeoutError => ErrorKind::Timeout,
+                    bollard::errors::Error::SocketNotFoundError(_)
+                    | bollard::errors::Error::HyperResponseError { .. }
+                    | bollard::errors::Error::IOError { .. } => ErrorKind::Unavailable,
+                    _ => ErrorKind::Other,
+                };
+                Self::Engine { operation, container: container.to_owned(), kind, source: Box::new(source) }
+            }
         }
     }
 }

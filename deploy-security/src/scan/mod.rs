@@ -1,5 +1,6 @@
-//! Vulnerability scanning: Trivy and Grype (CLI and JSON reports), report files, the
-//! policy gate, SARIF export, and a caching scanner.
+//! Vulnerability scanning: Trivy and Grype (CLI and JSON reports), report files,
+//! SARIF export, and a caching scanner. The policy gate is deploy-core's
+//! [`ScanPolicy`](deploy_core::scan::ScanPolicy).
 //!
 //! Every scanner implements [`VulnerabilityScanner`](deploy_core::scan::VulnerabilityScanner).
 //! A scan that cannot complete is a [`ScanError`], never an
@@ -10,7 +11,6 @@ mod cli;
 mod command;
 mod grype_report;
 mod malformed;
-mod policy;
 mod report_file;
 mod sarif;
 mod trivy_report;
@@ -20,7 +20,6 @@ pub use cli::{CliScannerConfig, GrypeScanner, TrivyScanner};
 pub use grype_report::{
     GrypeArtifact, GrypeDistro, GrypeFix, GrypeMatch, GrypeReport, GrypeSource, GrypeVulnerability,
 };
-pub use policy::{AllowlistEntry, PolicyDecision, ScanPolicy, SeverityLimits, Suppressed};
 pub use report_file::{ReportFileScanner, ReportFormat};
 pub use sarif::{SARIF_SCHEMA, sarif_level, to_sarif};
 pub use trivy_report::{

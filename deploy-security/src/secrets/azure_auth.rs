@@ -283,11 +283,11 @@ impl TokenFetcher {
                     _ => "unknown".to_owned(),
                 })
                 .unwrap_or_else(|| "unknown".to_owned());
+            // A token endpoint's 400 is a refused grant (wrong secret, unknown
+            // client): the credentials, not the request, are wrong.
             let kind = match status.as_u16() {
-                400 | 401 | 403 => ErrorKind::Unauthorized,
-                429 => ErrorKind::Unavailable,
-                s if s >= 500 => ErrorKind::Unavailable,
-                _ => ErrorKind::Other,
+                400 => ErrorKind::Unauthorized,
+                code => ErrorKind::from_http_status(code),
             };
             return Err(auth_error(format!("{endpoint} answered {status} ({code})"), kind));
         }

@@ -90,12 +90,7 @@ fn kube_error(operation: &str, key: &str, error: kube::Error) -> SecretError {
     let kind = match &error {
         kube::Error::Api(status) => match status.code {
             404 => return SecretError::NotFound { key: key.to_owned() },
-            409 => ErrorKind::Conflict,
-            401 | 403 => ErrorKind::Unauthorized,
-            400 | 422 => ErrorKind::InvalidInput,
-            429 => ErrorKind::Unavailable,
-            code if code >= 500 => ErrorKind::Unavailable,
-            _ => ErrorKind::Other,
+            code => ErrorKind::from_http_status(code),
         },
         kube::Error::HyperError(_) | kube::Error::Service(_) => ErrorKind::Unavailable,
         _ => ErrorKind::Other,

@@ -239,15 +239,9 @@ fn http_error(operation: &str, error: HttpError) -> SecretError {
     SecretError::backend(operation, error.kind(), error)
 }
 
+/// The class of the server's answer: the suite's one HTTP status table.
 fn status_kind(status: StatusCode) -> ErrorKind {
-    match status {
-        StatusCode::NOT_FOUND => ErrorKind::NotFound,
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ErrorKind::Unauthorized,
-        StatusCode::BAD_REQUEST => ErrorKind::InvalidInput,
-        StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => ErrorKind::Unavailable,
-        s if s.is_server_error() => ErrorKind::Unavailable,
-        _ => ErrorKind::Other,
-    }
+    ErrorKind::from_http_status(status.as_u16())
 }
 
 impl VaultSecretManager {

@@ -1,4 +1,8 @@
-//! Vulnerability scanning: the [`VulnerabilityScanner`] trait and its reports.
+//! Vulnerability scanning: the [`VulnerabilityScanner`] trait, its reports, and the
+//! [`ScanPolicy`] gate that decides whether a report lets an image be deployed.
+
+mod finding;
+mod policy;
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{BoxError, Classify, ErrorKind, backend_error};
 use crate::model::{Digest, ImageRef, ValidationError};
+
+pub use finding::{Finding, worst_severity};
+pub use policy::{AllowlistEntry, PolicyDecision, ScanPolicy, SeverityLimits, Suppressed};
 
 /// How serious a finding is, ordered from least to most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

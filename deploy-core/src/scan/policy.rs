@@ -1,16 +1,18 @@
-//! The scan policy gate: may this image be deployed?
+//! The scan policy gate: may this image be deployed? The one policy the suite
+//! has: the pipeline's `SecurityScanStage` and deploy-security's scanners are judged by it.
 
 use std::fmt;
 
-use deploy_core::model::ImageRef;
-use deploy_core::scan::{ScanReport, Severity, SeverityCounts};
 use jiff::civil::Date;
+
+use super::{ScanReport, Severity, SeverityCounts};
+use crate::model::ImageRef;
 use serde::{Deserialize, Serialize};
 
 /// The most findings allowed at each severity; `None` means no limit.
 ///
 /// ```
-/// use deploy_security::scan::SeverityLimits;
+/// use deploy_core::scan::SeverityLimits;
 /// let limits = SeverityLimits::none().critical(0).high(3);
 /// assert_eq!(limits.high, Some(3));
 /// assert_eq!(limits.medium, None);
@@ -133,7 +135,7 @@ impl AllowlistEntry {
 ///
 /// ```
 /// use deploy_core::scan::{ScanReport, Severity, Vulnerability};
-/// use deploy_security::scan::{AllowlistEntry, ScanPolicy, SeverityLimits};
+/// use deploy_core::scan::{AllowlistEntry, ScanPolicy, SeverityLimits};
 /// let mut report = ScanReport::new("shop/checkout:1.4.2", "trivy");
 /// report.os = Some("alpine 3.20.0".into());
 /// report.vulnerabilities.push(Vulnerability::new("CVE-1", "openssl", "3.0.1", Severity::Critical));
@@ -207,7 +209,7 @@ impl ScanPolicy {
         match image.digest() {
             None => decision.reasons.push(format!("{image} is not pinned by digest, so no report can vouch for it")),
             Some(digest) if !report.names_digest(digest) => {
-                decision.reasons.push(format!("the report is about {}, not {digest}", super::digest_list(report)))
+                decision.reasons.push(format!("the report is about {}, not {digest}", digest_list(report)))
             }
             Some(_) => {}
         }
@@ -283,6 +285,15 @@ impl ScanPolicy {
     }
 }
 
+/// The digests a report names, for messages.
+fn digest_list(report: &ScanReport) -> String {
+    if report.digests.is_empty() {
+        "no digest".to_owned()
+    } else {
+        report.digests.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    }
+}
+
 /// A finding the policy did not count, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -323,8 +334,9 @@ impl fmt::Display for PolicyDecision {
 
 #[cfg(test)]
 mod tests {
-    use deploy_core::scan::{Misconfiguration, Vulnerability};
     use jiff::civil::date;
+
+    use crate::scan::{Misconfiguration, Vulnerability};
 
     use super::*;
 
@@ -400,8 +412,8 @@ mod tests {
 
     #[test]
     fn evaluate_for_binds_the_report_to_the_image_digest() {
-        let digest = deploy_core::model::Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
-        let other = deploy_core::model::Digest::parse(&format!("sha256:{}", "b".repeat(64))).unwrap();
+        let digest = crate::model::Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
+        let other = crate::model::Digest::parse(&format!("sha256:{}", "b".repeat(64))).unwrap();
         let mut report = ScanReport::new("app:1", "trivy");
         report.os = Some("alpine 3.20.0".to_owned());
         report.digests = vec![digest.clone()];

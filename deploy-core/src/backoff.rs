@@ -1,15 +1,22 @@
-//! Exponential backoff with jitter between the attempts of a check.
+//! Exponential backoff, capped, with jitter: the suite's one way to space retries.
+//! The engine's [`RetryPolicy`](crate::engine::RetryPolicy) computes its waits with
+//! it, HTTP health checks (`http_check`, feature `http`) wait
+//! with it between attempts, and deploy-k8s spaces its retries of writes that lost
+//! a race (409) with it.
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 /// How long to wait between two attempts: `initial` doubled for each further retry,
 /// capped at `max`, then shortened by a random share of up to `jitter` so that many
-/// checks started together do not knock on the target in lock step.
+/// clients started together do not knock on the target in lock step.
+///
+/// Bounds: [`Backoff::delay`] is never above `max`, and [`Backoff::next_delay`] is
+/// between `delay × (1 − jitter)` and `delay`.
 ///
 /// ```
 /// use std::time::Duration;
-/// use deploy_core::http_check::Backoff;
+/// use deploy_core::backoff::Backoff;
 /// let b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).jitter(0.0);
 /// assert_eq!(b.delay(1), Duration::from_millis(100));
 /// assert_eq!(b.delay(3), Duration::from_millis(400));
@@ -58,7 +65,7 @@ impl Backoff {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use deploy_core::http_check::Backoff;
+    /// use deploy_core::backoff::Backoff;
     /// let b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).jitter(0.5);
     /// assert_eq!(b.jittered(2, 0.0), Duration::from_millis(200));
     /// assert_eq!(b.jittered(2, 0.5), Duration::from_millis(150));
@@ -102,5 +109,25 @@ mod tests {
         assert!(distinct.len() > 50, "{}", distinct.len());
         assert_eq!(b.delay(u32::MAX), Duration::from_millis(300));
         assert_eq!(Backoff::default().jitter(7.0).jitter, 1.0);
+    }
+
+    #[test]
+    fn never_above_the_cap_and_never_below_the_jitter_floor() {
+        let b = Backoff::new(Duration::from_millis(7), Duration::from_secs(2)).jitter(0.25);
+        for retry in [0, 1, 2, 5, 9, 10, 20, 31, 32, 64, u32::MAX] {
+            let plain = b.delay(retry);
+            assert!(plain <= Duration::from_secs(2), "retry {retry}: {plain:?}");
+            assert!(plain >= Duration::from_millis(7), "retry {retry}: {plain:?}");
+            for unit in [0.0, 0.5, 1.0, f64::NAN, -3.0, 4.0] {
+                let jittered = b.jittered(retry, unit);
+                assert!(
+                    jittered <= plain && jittered >= plain.mul_f64(0.75),
+                    "retry {retry} unit {unit}: {jittered:?}"
+                );
+            }
+        }
+        // Without jitter the wait is exact, as the engine's retry policy uses it.
+        let exact = Backoff::new(Duration::from_secs(1), Duration::from_secs(30)).jitter(0.0);
+        assert_eq!((1..=6).map(|r| exact.next_delay(r).as_secs()).collect::<Vec<_>>(), [1, 2, 4, 8, 16, 30]);
     }
 }

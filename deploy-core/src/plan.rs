@@ -7,7 +7,8 @@
 //! `canary` and ends on `stable`; blue-green tries on the idle colour and ends there.
 //!
 //! ```
-//! use deploy_core::plan::{Plan, Step, StrategyKind, PauseKind};
+//! use deploy_core::plan::{Plan, Step, PauseKind};
+//! use deploy_core::model::StrategyKind;
 //! use deploy_core::model::{Percent, Track};
 //! let plan = Plan::new(StrategyKind::Canary, 4, Track::Stable, Track::Canary, Track::Stable)
 //!     .step(Step::DeployTrack { track: Track::Canary, replicas: 1 })
@@ -26,38 +27,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::AnalysisSpec;
 
-use crate::model::{HumanDuration, IntOrPercent, Percent, Track, TrafficSplit, ValidationError, ValidationErrors};
+use crate::model::{
+    HumanDuration, IntOrPercent, Percent, StrategyKind, Track, TrafficSplit, ValidationError, ValidationErrors,
+};
 use crate::traffic::{HTTP_METHODS, HeaderRoute, Mirror, RouterCapabilities, split_of_replicas};
-
-/// The family of strategy that produced a plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum StrategyKind {
-    /// The platform's native rolling update.
-    Rolling,
-    /// Two full copies; traffic switches at once.
-    BlueGreen,
-    /// A small share of traffic first, then more.
-    Canary,
-}
-
-impl StrategyKind {
-    /// The name in records and spans (`rolling`, `blue-green`, `canary`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Rolling => "rolling",
-            Self::BlueGreen => "blue-green",
-            Self::Canary => "canary",
-        }
-    }
-}
-
-impl fmt::Display for StrategyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// How long a pause lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,7 +251,8 @@ impl Plan {
     /// reached by replica ratio and are accepted.
     ///
     /// ```
-    /// use deploy_core::plan::{Plan, Step, StrategyKind, PauseKind};
+    /// use deploy_core::plan::{Plan, Step, PauseKind};
+    /// use deploy_core::model::StrategyKind;
     /// use deploy_core::model::{HumanDuration, Track};
     /// use deploy_core::traffic::{HeaderMatch, HeaderRoute, RouterCapabilities};
     /// let plan = Plan::new(StrategyKind::Canary, 0, Track::Stable, Track::Canary, Track::Stable)

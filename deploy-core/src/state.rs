@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::FailureCause;
+use crate::model::FailureCause;
 use crate::error::{BoxError, Classify, ErrorKind, backend_error};
 use crate::model::{AppId, AppSpec, DeploymentRecord, Percent, Track, TrafficSplit};
 use crate::plan::{CanaryScale, Plan};
@@ -67,12 +67,12 @@ pub struct RolloutState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_by: Option<WriteStamp>,
     /// A document of a driver built on top of the engine (the fleet journal of
-    /// [`crate::fleet`]), kept under the same compare-and-swap and lock contract;
+    /// `deploy_core::fleet`), kept under the same compare-and-swap and lock contract;
     /// the engine neither reads nor writes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<serde_json::Value>,
     /// HMAC-SHA-256 of the rest of the document, hex, written and checked by a
-    /// [`SignedStateStore`](crate::signed_state::SignedStateStore); `None` when
+    /// `SignedStateStore` (module `signed_state`); `None` when
     /// progress is not signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,

@@ -8,7 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Fixture, LOCK_TTL, Strat, pct};
-use deploy_core::engine::{CauseKind, RolloutError, RolloutEvent, RolloutReport, RolloutRequest};
+use deploy_core::engine::{DecisionKind, RolloutError, RolloutEvent, RolloutReport, RolloutRequest};
+use deploy_core::model::CauseKind;
 use deploy_core::error::Classify;
 use deploy_core::model::{DeploymentStatus, StepOutcome, Track, TrafficSplit};
 use deploy_core::plan::{PauseKind, Plan, Step};
@@ -81,7 +82,10 @@ async fn a_rollout_paused_until_promoted_rolls_back_at_once_without_its_analysis
             .any(|e| matches!(e, RolloutEvent::WeightChanged { split } if split.weight(Track::Canary) == pct(60)))
     );
     // The stream says what happened and why.
-    assert!(events.iter().any(|e| matches!(e, RolloutEvent::Decision { message } if message.contains(REASON))));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        RolloutEvent::Decision { kind: DecisionKind::EmergencyRollback { reason } } if reason == REASON
+    )));
     let rollback = events.iter().find_map(|e| match e {
         RolloutEvent::RollbackStarted { cause } => Some(cause),
         _ => None,

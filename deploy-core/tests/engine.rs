@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Fixture, Strat, pct, secs};
-use deploy_core::engine::{CauseKind, RolloutError, RolloutEvent};
+use deploy_core::engine::{RolloutError, RolloutEvent};
+use deploy_core::model::CauseKind;
 use deploy_core::error::Classify;
 use deploy_core::model::{DeploymentStatus, StepOutcome, Track, TrafficSplit};
 use deploy_core::plan::{PauseKind, Step};

@@ -8,7 +8,8 @@ mod common;
 
 use common::{Fixture, Strat, pct, secs};
 use deploy_core::analysis::{AnalysisOutcome, AnalysisSpec, InconclusivePolicy, JudgeSpec, MetricCheck};
-use deploy_core::engine::{CauseKind, RolloutError, RolloutEvent, RolloutHandle, RolloutRequest};
+use deploy_core::engine::{DecisionKind, RolloutError, RolloutEvent, RolloutHandle, RolloutRequest};
+use deploy_core::model::CauseKind;
 use deploy_core::metrics::MetricValue;
 use deploy_core::model::{DeploymentStatus, Track};
 use deploy_core::plan::{PauseKind, Plan};
@@ -63,7 +64,7 @@ async fn silence_pauses_by_default_and_a_promotion_goes_on() {
     assert!(
         events
             .iter()
-            .any(|e| matches!(e, RolloutEvent::Decision { message } if message.contains("analysis inconclusive"))),
+            .any(|e| matches!(e, RolloutEvent::Decision { kind: DecisionKind::InconclusivePause { .. } })),
         "{events:?}"
     );
     // While paused, nothing was rolled back and the canary still runs the new release.
@@ -151,7 +152,7 @@ async fn a_crash_during_the_pause_keeps_the_outcome_and_a_resumed_engine_waits_f
         "the analysis did not run again: {seen:?}"
     );
     assert!(
-        seen.iter().any(|e| matches!(e, RolloutEvent::Decision { message } if message.contains("not run again"))),
+        seen.iter().any(|e| matches!(e, RolloutEvent::Decision { kind: DecisionKind::InconclusivePauseResumed { .. } })),
         "{seen:?}"
     );
     assert_eq!(kit.metric_values().queries("error-rate", Track::Canary), queried, "no new metric query");

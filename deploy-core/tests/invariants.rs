@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use common::{Fixture, LOCK_TTL, Strat};
 use deploy_core::analysis::AnalysisOutcome;
-use deploy_core::engine::{CauseKind, RolloutEngine, RolloutError, RolloutEvent, RolloutReport, RolloutRequest};
+use deploy_core::engine::{RolloutEngine, RolloutError, RolloutEvent, RolloutReport, RolloutRequest};
+use deploy_core::model::CauseKind;
 use deploy_core::metrics::MetricValue;
 use deploy_core::model::{DeploymentStatus, Version};
 use deploy_core::plan::Step;

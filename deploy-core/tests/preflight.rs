@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use common::{Fixture, Strat, config};
 use deploy_core::checklist::{CheckOutcome, Checklist, FnCheck, Phase};
-use deploy_core::engine::{CauseKind, Preflight, PreflightInput, RolloutEngine};
+use deploy_core::engine::{Preflight, PreflightInput, RolloutEngine};
+use deploy_core::model::CauseKind;
 use deploy_core::model::DeploymentStatus;
 use deploy_core::testkit::Method;
 

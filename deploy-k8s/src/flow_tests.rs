@@ -205,7 +205,7 @@ mod over_fake_cluster {
                 deploy_core::model::Environment::Production,
                 None,
                 fixtures::release("1.4.2"),
-                "blue-green",
+                deploy_core::model::StrategyKind::BlueGreen,
             );
             let mut state = RolloutState::new(record, TrafficSplit::all(Track::Blue));
             let rev = store.save(&app, &state, None).await.unwrap();

@@ -1,7 +1,7 @@
 //! The rollout engine: executes a [`Plan`] against a [`Platform`] and a
 //! [`TrafficRouter`], judges each step, saves progress, and rolls back on its own.
 //!
-//! See the [`testkit`](crate::testkit) module (feature `testkit`) for a complete
+//! See the `testkit` module (feature `testkit`) for a complete
 //! rollout on in-memory backends.
 //!
 //! # Guarantees
@@ -29,6 +29,7 @@
 //! [`Platform`]: crate::platform::Platform
 //! [`TrafficRouter`]: crate::traffic::TrafficRouter
 
+mod decision;
 mod event_queue;
 mod events;
 mod handle;
@@ -49,6 +50,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+pub use decision::DecisionKind;
 pub use events::RolloutEvent;
 pub use handle::RolloutHandle;
 pub use preflight::{Preflight, PreflightInput};
@@ -63,8 +65,9 @@ use crate::history::{HistoryError, HistoryStore};
 use crate::metrics::MetricsProvider;
 use crate::model::record::LogLevel;
 use crate::model::{
-    AppId, AppSpec, DeploymentId, DeploymentRecord, DeploymentStatus, Environment, Release, Track, TrafficSplit,
+    AppId, AppSpec, CauseKind, DeploymentId, DeploymentRecord, DeploymentStatus, Environment, Release, Track, TrafficSplit,
     ValidationError, ValidationErrors, Version,
+    FailureCause,
 };
 use crate::plan::{Plan, Step};
 use crate::platform::{Platform, PlatformError, TrackState};
@@ -98,6 +101,14 @@ pub struct EngineConfig {
     /// After a failure, keep the new release's tracks (without traffic) for
     /// debugging instead of removing them.
     pub keep_failed_release: bool,
+    /// How many events a rollout's handle queues for its reader (at least one;
+    /// default [`EngineConfig::DEFAULT_EVENT_CAPACITY`]). The engine never waits
+    /// for the reader: when the queue is full the oldest event is dropped, and the
+    /// reader gets one [`RolloutEvent::Lagged`] with the count in their place, then
+    /// the newest events. A rollout emits a few events per step, so the default
+    /// is lost only by a reader that stopped reading; the deployment record keeps
+    /// every decision whatever the reader does.
+    pub event_capacity: usize,
 }
 
 impl Default for EngineConfig {
@@ -110,11 +121,31 @@ impl Default for EngineConfig {
             holder: format!("deploy-rs-{}", DeploymentId::generate()),
             control_interval: Duration::from_secs(5),
             keep_failed_release: false,
+            event_capacity: Self::DEFAULT_EVENT_CAPACITY,
         }
     }
 }
 
 impl EngineConfig {
+    /// The default of [`EngineConfig::event_capacity`]: 256 events, the most a
+    /// rollout whose reader stopped reading keeps queued.
+    pub const DEFAULT_EVENT_CAPACITY: usize = 256;
+
+    /// Sets how many events the handle queues before the oldest are dropped
+    /// ([`EngineConfig::event_capacity`]; 0 counts as 1).
+    ///
+    /// ```
+    /// use deploy_core::engine::EngineConfig;
+    /// let config = EngineConfig::default().event_capacity(16);
+    /// assert_eq!(config.event_capacity, 16);
+    /// assert_eq!(EngineConfig::default().event_capacity, EngineConfig::DEFAULT_EVENT_CAPACITY);
+    /// ```
+    #[must_use]
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity;
+        self
+    }
+
     /// Sets the step deadline.
     #[must_use]
     pub fn step_deadline(mut self, deadline: Duration) -> Self {
@@ -162,100 +193,6 @@ impl EngineConfig {
     pub fn keep_failed_release(mut self, keep: bool) -> Self {
         self.keep_failed_release = keep;
         self
-    }
-}
-
-/// What went wrong, in a form a caller can act on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum CauseKind {
-    /// A platform call failed (after retries).
-    Platform,
-    /// A router call failed (after retries).
-    Router,
-    /// A track was not ready by the readiness deadline.
-    ReadinessDeadline,
-    /// A track can never become ready (crash loop, missing image).
-    Doomed,
-    /// A step ran past the step deadline.
-    StepDeadline,
-    /// An analysis failed.
-    AnalysisFailed,
-    /// An analysis had no data more often than its limit allows.
-    AnalysisInconclusive,
-    /// An analysis could not measure.
-    AnalysisError,
-    /// A health check found the new release unhealthy.
-    HealthCheckFailed,
-    /// The router reported other weights than those set.
-    WeightMismatch,
-    /// The state store failed.
-    StateStore,
-    /// The caller aborted the rollout.
-    Aborted,
-    /// The caller asked for an emergency rollback; the message is their reason.
-    EmergencyRollback,
-    /// A hook step failed; the message carries the platform's reason and log tail.
-    HookFailed,
-    /// The preflight checklist said no-go before anything changed; the message
-    /// names every blocking item.
-    PreflightFailed,
-}
-
-impl fmt::Display for CauseKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Platform => "platform error",
-            Self::Router => "router error",
-            Self::ReadinessDeadline => "readiness deadline passed",
-            Self::Doomed => "track cannot become ready",
-            Self::StepDeadline => "step deadline passed",
-            Self::AnalysisFailed => "analysis failed",
-            Self::AnalysisInconclusive => "analysis inconclusive",
-            Self::AnalysisError => "analysis could not measure",
-            Self::HealthCheckFailed => "health check failed",
-            Self::WeightMismatch => "weights read back differ",
-            Self::StateStore => "state store error",
-            Self::Aborted => "aborted",
-            Self::EmergencyRollback => "emergency rollback",
-            Self::HookFailed => "hook failed",
-            Self::PreflightFailed => "preflight checks failed",
-        })
-    }
-}
-
-/// Why a rollout did not succeed: the kind, the step and the details.
-///
-/// ```
-/// use deploy_core::engine::{CauseKind, FailureCause};
-/// let c = FailureCause::new(CauseKind::AnalysisFailed, Some(3), "error-rate 0.07 > 0.01");
-/// assert_eq!(c.to_string(), "analysis failed at step 4: error-rate 0.07 > 0.01");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct FailureCause {
-    /// The kind of failure.
-    pub kind: CauseKind,
-    /// The step's index, from 0, when a step failed.
-    pub step: Option<usize>,
-    /// The details.
-    pub message: String,
-}
-
-impl FailureCause {
-    /// A cause.
-    pub fn new(kind: CauseKind, step: Option<usize>, message: impl Into<String>) -> Self {
-        Self { kind, step, message: message.into() }
-    }
-}
-
-impl fmt::Display for FailureCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.step {
-            Some(step) => write!(f, "{} at step {}: {}", self.kind, step + 1, self.message),
-            None => write!(f, "{}: {}", self.kind, self.message),
-        }
     }
 }
 
@@ -578,7 +515,7 @@ struct Acquired {
 struct Inspection {
     from: Option<Release>,
     existed: Vec<Track>,
-    notes: Vec<String>,
+    notes: Vec<DecisionKind>,
 }
 
 /// Lists a rollout as running in its engine while its task lives; publishes its
@@ -844,7 +781,7 @@ impl RolloutEngine {
             record.committed_at = request.committed_at;
             record.start();
             for note in &inspection.notes {
-                record.log(LogLevel::Info, note.clone());
+                record.log(LogLevel::Info, note.to_string());
             }
             let mut state = RolloutState::new(record, TrafficSplit::all(request.plan.old_track));
             state.plan = Some(request.plan.clone());
@@ -940,9 +877,7 @@ impl RolloutEngine {
                 let Some(release) = old_status.running_release() else {
                     return Err(RolloutError::ServingReleaseUnknown { app, track: old, version });
                 };
-                let note = format!(
-                    "the request named no previous release; adopted {version}, which {old} runs now, as the release to restore on failure"
-                );
+                let note = DecisionKind::AdoptedServingRelease { version, track: old };
                 tracing::info!(decision = %note);
                 notes.push(note);
                 Some(release)
@@ -1132,7 +1067,7 @@ impl RolloutEngine {
     async fn take_over(
         &self,
         app: &AppId,
-    ) -> Result<(RolloutState, Plan, AppSpec, Revision, Acquired, Vec<String>), RolloutError> {
+    ) -> Result<(RolloutState, Plan, AppSpec, Revision, Acquired, Vec<DecisionKind>), RolloutError> {
         self.refuse_if_running(app)?;
         let inner = &self.inner;
         let acquired = self.lock(app).await?;
@@ -1146,7 +1081,7 @@ impl RolloutEngine {
             let mut notes = Vec::new();
             match state.phase.clone() {
                 RolloutPhase::Degraded(cause) => {
-                    notes.push(format!("its rollback failed before ({cause}); retrying the rollback"));
+                    notes.push(DecisionKind::RollbackRetried { cause: cause.clone() });
                     state.phase = RolloutPhase::RollingBack(cause);
                 }
                 RolloutPhase::RollingBack(_) => {}
@@ -1155,15 +1090,13 @@ impl RolloutEngine {
                     let recorded = inner.history.get(&state.record.id).await.map_err(RolloutError::History)?;
                     if let Some(recorded) = recorded.filter(|r| r.status.is_terminal()) {
                         if recorded.status == DeploymentStatus::Succeeded {
-                            notes.push("its record says it succeeded; only clearing its saved progress".to_owned());
+                            notes.push(DecisionKind::RecordSaysEnded { status: recorded.status, cause: recorded.cause.clone() });
                             state.next_step = plan.steps.len();
                         } else {
-                            let message = format!(
-                                "its record says it ended {} ({}); finishing the rollback, never running it forward",
-                                recorded.status,
-                                recorded.cause.as_deref().unwrap_or("no cause recorded")
-                            );
-                            notes.push(message.clone());
+                            let decision =
+                                DecisionKind::RecordSaysEnded { status: recorded.status, cause: recorded.cause.clone() };
+                            let message = decision.to_string();
+                            notes.push(decision);
                             state.phase =
                                 RolloutPhase::RollingBack(FailureCause::new(CauseKind::StateStore, None, message));
                         }
@@ -1281,9 +1214,9 @@ impl RolloutEngine {
         revision: Option<Revision>,
         acquired: Acquired,
         origin: Origin,
-        notes: Vec<String>,
+        notes: Vec<DecisionKind>,
     ) -> RolloutHandle {
-        let (event_tx, event_rx) = event_queue::event_queue();
+        let (event_tx, event_rx) = event_queue::event_queue(self.inner.config.event_capacity);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let deployment = state.record.id.clone();
         let app = state.record.app.clone();
@@ -1315,14 +1248,14 @@ impl RolloutEngine {
         let mut decisions = Vec::new();
         if let Some(takeover) = &acquired.takeover {
             telemetry::lock_takeover();
-            decisions.push(takeover.clone());
+            decisions.push(DecisionKind::from(takeover.clone()));
         }
         decisions.extend(notes);
-        for message in decisions {
+        for kind in decisions {
             if origin != Origin::Start {
-                state.record.log(LogLevel::Warn, message.clone());
+                state.record.log(LogLevel::Warn, kind.to_string());
             }
-            let _ = event_tx.send(RolloutEvent::Decision { message });
+            let _ = event_tx.send(RolloutEvent::Decision { kind });
         }
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
         let lease = run::LeaseView::new(acquired.lease, acquired.sent, self.inner.config.lock_ttl);

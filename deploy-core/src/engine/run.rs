@@ -12,8 +12,11 @@ use tracing::Instrument;
 
 use super::event_queue::EventSender;
 use super::handle::{Control, Progress};
-use super::retry::retry;
-use super::{CauseKind, FailureCause, Inner, RolloutError, RolloutEvent, RolloutReport};
+use super::retry::{RetryPolicy, retry};
+use super::DecisionKind;
+use crate::model::{CauseKind, FailureCause};
+
+use super::{Inner, RolloutError, RolloutEvent, RolloutReport};
 use crate::analysis::{
     AnalysisOutcome, AnalysisRecord, AnalysisRunner, AnalysisSpec, AnalysisTarget, CheckKind, InconclusivePolicy,
 };
@@ -261,29 +264,28 @@ fn act_on(
 ) -> Option<String> {
     let mut abort = None;
     for r in requests {
-        let message = match &r.request {
+        let acted = match &r.request {
             ControlRequest::Promote { step: asked } if Some(*asked) == step => {
                 promote.send_replace(Some(*asked));
-                format!("another process asked to promote step {}", asked + 1)
+                true
             }
-            ControlRequest::Promote { step: asked } => {
-                format!("ignored a promotion of step {}: the rollout is elsewhere", asked + 1)
-            }
+            ControlRequest::Promote { .. } => false,
             ControlRequest::Abort { reason } => {
                 abort = Some(reason.clone());
-                format!("another process asked to abort: {reason}")
+                true
             }
             ControlRequest::Pause => {
                 book.lock().unwrap_or_else(PoisonError::into_inner).paused = true;
-                "another process asked to pause before the next step".to_owned()
+                true
             }
             ControlRequest::Resume => {
                 book.lock().unwrap_or_else(PoisonError::into_inner).paused = false;
-                "another process asked to resume".to_owned()
+                true
             }
         };
-        tracing::info!(decision = %message);
-        let _ = events.send(RolloutEvent::Decision { message });
+        let kind = DecisionKind::ControlRequest { request: r.request.clone(), acted };
+        tracing::info!(decision = %kind);
+        let _ = events.send(RolloutEvent::Decision { kind });
     }
     abort
 }
@@ -350,7 +352,7 @@ async fn guard<T>(
             Wake::Control(Some(Control::Promote(asked))) => {
                 if Some(asked) == step {
                     promote.send_replace(Some(asked));
-                    let _ = events.send(RolloutEvent::Decision { message: "the caller asked to promote".to_owned() });
+                    let _ = events.send(RolloutEvent::Decision { kind: DecisionKind::PromotionAsked { step: asked } });
                 }
             }
             Wake::Control(Some(Control::Poll)) => {
@@ -397,12 +399,36 @@ fn router_fence_error() -> RouterError {
     RouterError::backend("change the traffic router", ErrorKind::Other, "the rollout's lease may have lapsed")
 }
 
-fn note_to(events: &EventSender, notes: &mut Vec<String>, message: String) {
-    tracing::info!(decision = %message);
+/// A decision taken within a step: in the trace, the events and the step's notes
+/// (its record's details).
+fn note_to(events: &EventSender, notes: &mut Vec<String>, kind: DecisionKind) {
+    tracing::info!(decision = %kind);
+    let message = kind.to_string();
     if !events.is_closed() {
-        let _ = events.send(RolloutEvent::Decision { message: message.clone() });
+        let _ = events.send(RolloutEvent::Decision { kind });
     }
     notes.push(message);
+}
+
+/// The engine's one call-with-retry: runs `op` under `policy`, retrying the errors
+/// `retryable` accepts, and notes each retry as a decision (in the events and in
+/// `notes`). [`Run::with_retry`] and [`Run::change_with_retry`] use it with the
+/// run's own policy and notes; it is free for the calls that borrow other fields
+/// of the run in `op`.
+async fn retry_noted<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    events: &EventSender,
+    notes: &mut Vec<String>,
+    what: &(dyn Fn() -> String + Sync),
+    retryable: impl Fn(&E) -> bool,
+    op: F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display + Classify,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    retry(policy, what, retryable, &mut |m| note_to(events, notes, DecisionKind::from(m)), op).await
 }
 
 /// One rollout being executed.
@@ -617,13 +643,7 @@ impl Run {
         controls: &mut Controls,
         keeper: &mut LeaseKeeper,
     ) -> Result<(), StepError> {
-        let message = format!(
-            "analysis inconclusive ({}): pausing until the caller promotes (the rollout goes on) or aborts \
-             (it rolls back); not enough data decides nothing by itself",
-            cause.message
-        );
-        self.decide(LogLevel::Warn, &message);
-        self.note(message);
+        self.decide_in_step(LogLevel::Warn, DecisionKind::InconclusivePause { reason: cause.message.clone() });
         self.state.record.inconclusive_decisions.push(InconclusiveDecision::new(
             index,
             cause.message.clone(),
@@ -669,13 +689,8 @@ impl Run {
         controls: &mut Controls,
         keeper: &mut LeaseKeeper,
     ) -> Result<(), StepError> {
-        let message = format!(
-            "resumed while paused after the inconclusive analysis of step {} ({reason}): its outcome is kept, the \
-             analysis is not run again; waiting until the caller promotes or aborts",
-            index + 1
-        );
-        self.decide(LogLevel::Warn, &message);
-        self.note(message);
+        let decision = DecisionKind::InconclusivePauseResumed { step: index, reason: reason.to_owned() };
+        self.decide_in_step(LogLevel::Warn, decision);
         self.wait_for_decision(index, description, controls, keeper).await
     }
 
@@ -698,9 +713,7 @@ impl Run {
         let (promote, events) = (Arc::clone(&self.promote), self.events.clone());
         guard(promoted, None, Some(index), keeper, Some(controls), &promote, &events).await?;
         self.emit(RolloutEvent::Promoted { index });
-        let message = "the caller promoted after the inconclusive analysis: going on".to_owned();
-        self.decide(LogLevel::Info, &message);
-        self.note(message);
+        self.decide_in_step(LogLevel::Info, DecisionKind::InconclusivePauseEnded);
         if let Some(last) = self.state.record.inconclusive_decisions.last_mut() {
             last.resolution = Some("promoted by the caller".to_owned());
         }
@@ -717,7 +730,7 @@ impl Run {
         if !self.book.lock().unwrap_or_else(PoisonError::into_inner).paused {
             return Ok(());
         }
-        self.emit(RolloutEvent::Decision { message: format!("paused by a caller before step {}", index + 1) });
+        self.emit(RolloutEvent::Decision { kind: DecisionKind::HeldByCaller { before_step: index } });
         self.save().await?;
         let book = Arc::clone(&self.book);
         let interval = self.engine.config.control_interval;
@@ -730,7 +743,7 @@ impl Run {
         };
         // A promotion of the step it stands before counts for that step's pause.
         guard(wait, None, Some(index), keeper, Some(controls), &promote, &events).await?;
-        self.emit(RolloutEvent::Decision { message: format!("resumed by a caller before step {}", index + 1) });
+        self.emit(RolloutEvent::Decision { kind: DecisionKind::ReleasedByCaller { before_step: index } });
         self.save().await
     }
 
@@ -745,9 +758,10 @@ impl Run {
     /// state belongs to someone else. Saves the progress if the lease cannot have
     /// lapsed yet, so another engine resumes from here.
     async fn stop(&mut self, e: RolloutError) -> RolloutError {
-        let message = format!("stopping without further changes: {e}");
-        tracing::error!(decision = %message);
-        self.emit(RolloutEvent::Decision { message: message.clone() });
+        let kind = DecisionKind::Stopping { reason: e.to_string() };
+        tracing::error!(decision = %kind);
+        let message = kind.to_string();
+        self.emit(RolloutEvent::Decision { kind });
         self.state.record.log(LogLevel::Error, message);
         if matches!(e, RolloutError::LockLost { .. }) && self.lease.may_write() && self.revision.is_some() {
             self.sequence += 1;
@@ -765,9 +779,10 @@ impl Run {
 
     /// Notes the caller's emergency rollback in the events, the trace and the record.
     pub(crate) fn emergency_requested(&mut self, reason: &str) {
-        let message = format!("emergency rollback requested by the caller: {reason}; no further step or analysis runs");
-        tracing::warn!(decision = %message);
-        self.emit(RolloutEvent::Decision { message: message.clone() });
+        let kind = DecisionKind::EmergencyRollback { reason: reason.to_owned() };
+        tracing::warn!(decision = %kind);
+        let message = kind.to_string();
+        self.emit(RolloutEvent::Decision { kind });
         self.state.record.log(LogLevel::Warn, message);
     }
 
@@ -790,14 +805,67 @@ impl Run {
     }
 
     /// A decision outside any step: in the events, the trace and the record's log.
-    fn decide(&mut self, level: LogLevel, message: &str) {
-        tracing::info!(decision = %message);
-        self.emit(RolloutEvent::Decision { message: message.to_owned() });
+    fn decide(&mut self, level: LogLevel, kind: DecisionKind) {
+        tracing::info!(decision = %kind);
+        let message = kind.to_string();
+        self.emit(RolloutEvent::Decision { kind });
         self.state.record.log(level, message);
     }
 
-    fn note(&mut self, message: String) {
-        note_to(&self.events, &mut self.notes, message);
+    /// A decision of the step running now: in the events, the trace and the
+    /// step's notes.
+    fn note(&mut self, kind: impl Into<DecisionKind>) {
+        note_to(&self.events, &mut self.notes, kind.into());
+    }
+
+    /// A decision of the step running now that also goes to the record's log;
+    /// emitted once.
+    fn decide_in_step(&mut self, level: LogLevel, kind: DecisionKind) {
+        let message = kind.to_string();
+        self.decide(level, kind);
+        self.notes.push(message);
+    }
+
+    /// [`retry_noted`] with the engine's retry policy and this run's notes: for
+    /// reads, and for calls the lease need not fence.
+    async fn with_retry<T, E, Fut>(
+        &mut self,
+        what: &(dyn Fn() -> String + Sync),
+        retryable: impl Fn(&E) -> bool,
+        op: impl FnMut() -> Fut,
+    ) -> Result<T, E>
+    where
+        E: std::fmt::Display + Classify,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let policy = self.engine.config.retry;
+        retry_noted(&policy, &self.events, &mut self.notes, what, retryable, op).await
+    }
+
+    /// A change of the platform or the router, retried as [`Run::with_retry`]
+    /// does, each try sent only while the lease lets this driver change things: a
+    /// try after that fails with `fence()`'s error, which is not retried. The
+    /// caller checks the lease again ([`Run::fenced`]) once it returns.
+    async fn change_with_retry<T, E, Fut>(
+        &mut self,
+        what: &(dyn Fn() -> String + Sync),
+        fence: fn() -> E,
+        mut op: impl FnMut() -> Fut,
+    ) -> Result<T, E>
+    where
+        E: std::fmt::Display + Classify,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let lease = Arc::clone(&self.lease);
+        self.with_retry(what, |e: &E| e.is_retryable(), || {
+            let fenced = lease.check();
+            let call = op();
+            async move {
+                fenced.map_err(|_| fence())?;
+                call.await
+            }
+        })
+        .await
     }
 
     fn failed(&self, kind: CauseKind, message: String) -> StepError {
@@ -871,7 +939,7 @@ impl Run {
         let input = super::preflight::PreflightInput::new(&spec, &release, &self.plan);
         match super::preflight::run(preflight.as_ref(), input).await {
             Ok(summary) => {
-                self.decide(LogLevel::Info, &summary);
+                self.decide(LogLevel::Info, DecisionKind::PreflightPassed { summary });
                 Ok(())
             }
             Err(summary) => Err(FailureCause::new(CauseKind::PreflightFailed, None, summary)),
@@ -939,23 +1007,9 @@ impl Run {
 
     async fn apply(&mut self, spec: &AppSpec, track: Track, release: &Release, replicas: u32) -> Result<(), StepError> {
         let platform = Arc::clone(&self.engine.platform);
-        let policy = self.engine.config.retry;
         let what = || format!("apply {} to {track} with {replicas} replicas", release.version);
-        let result = retry(
-            &policy,
-            &what,
-            |e: &PlatformError| e.is_retryable(),
-            &mut |m| note_to(&self.events, &mut self.notes, m),
-            || {
-                let fenced = self.lease.check();
-                let platform = Arc::clone(&platform);
-                async move {
-                    fenced.map_err(|_| fence_error())?;
-                    platform.apply(spec, track, release, replicas).await
-                }
-            },
-        )
-        .await;
+        let result =
+            self.change_with_retry(&what, fence_error, || platform.apply(spec, track, release, replicas)).await;
         self.fenced()?;
         result.map_err(|e| self.platform_failure(&what(), &e))?;
         self.emit(RolloutEvent::Scaled { track, replicas });
@@ -963,24 +1017,9 @@ impl Run {
     }
 
     async fn scale(&mut self, track: Track, replicas: u32) -> Result<(), StepError> {
-        let platform = Arc::clone(&self.engine.platform);
-        let (policy, app) = (self.engine.config.retry, self.app.clone());
+        let (platform, app) = (Arc::clone(&self.engine.platform), self.app.clone());
         let what = || format!("scale {track} to {replicas}");
-        let result = retry(
-            &policy,
-            &what,
-            |e: &PlatformError| e.is_retryable(),
-            &mut |m| note_to(&self.events, &mut self.notes, m),
-            || {
-                let fenced = self.lease.check();
-                let (platform, app) = (Arc::clone(&platform), app.clone());
-                async move {
-                    fenced.map_err(|_| fence_error())?;
-                    platform.scale(&app, track, replicas).await
-                }
-            },
-        )
-        .await;
+        let result = self.change_with_retry(&what, fence_error, || platform.scale(&app, track, replicas)).await;
         self.fenced()?;
         result.map_err(|e| self.platform_failure(&what(), &e))?;
         self.emit(RolloutEvent::Scaled { track, replicas });
@@ -989,52 +1028,25 @@ impl Run {
 
     async fn wait_ready(&mut self, track: Track) -> Result<(), StepError> {
         let platform = Arc::clone(&self.engine.platform);
-        let (policy, app, deadline) =
-            (self.engine.config.retry, self.app.clone(), self.engine.config.readiness_deadline);
+        let (app, deadline) = (self.app.clone(), self.engine.config.readiness_deadline);
         let what = || format!("wait for {track} to be ready");
         // A passed deadline or a doomed track is final; only transient errors are retried.
         let retryable = |e: &PlatformError| e.is_retryable() && !matches!(e, PlatformError::Timeout { .. });
-        let result = retry(&policy, &what, retryable, &mut |m| note_to(&self.events, &mut self.notes, m), || {
-            platform.wait_ready(&app, track, deadline)
-        })
-        .await;
+        let result = self.with_retry(&what, retryable, || platform.wait_ready(&app, track, deadline)).await;
         result.map_err(|e| self.platform_failure(&what(), &e))
     }
 
     async fn status(&mut self, track: Track) -> Result<TrackStatus, StepError> {
-        let platform = Arc::clone(&self.engine.platform);
-        let (policy, app) = (self.engine.config.retry, self.app.clone());
+        let (platform, app) = (Arc::clone(&self.engine.platform), self.app.clone());
         let what = || format!("read the status of {track}");
-        let result = retry(
-            &policy,
-            &what,
-            |e: &PlatformError| e.is_retryable(),
-            &mut |m| note_to(&self.events, &mut self.notes, m),
-            || platform.status(&app, track),
-        )
-        .await;
+        let result = self.with_retry(&what, |e: &PlatformError| e.is_retryable(), || platform.status(&app, track)).await;
         result.map_err(|e| self.platform_failure(&what(), &e))
     }
 
     async fn remove(&mut self, track: Track) -> Result<(), StepError> {
-        let platform = Arc::clone(&self.engine.platform);
-        let (policy, app) = (self.engine.config.retry, self.app.clone());
+        let (platform, app) = (Arc::clone(&self.engine.platform), self.app.clone());
         let what = || format!("remove {track}");
-        let result = retry(
-            &policy,
-            &what,
-            |e: &PlatformError| e.is_retryable(),
-            &mut |m| note_to(&self.events, &mut self.notes, m),
-            || {
-                let fenced = self.lease.check();
-                let (platform, app) = (Arc::clone(&platform), app.clone());
-                async move {
-                    fenced.map_err(|_| fence_error())?;
-                    platform.remove(&app, track).await
-                }
-            },
-        )
-        .await;
+        let result = self.change_with_retry(&what, fence_error, || platform.remove(&app, track)).await;
         self.fenced()?;
         result.map_err(|e| self.platform_failure(&what(), &e))?;
         self.note(format!("removed {track}"));
@@ -1076,41 +1088,24 @@ impl Run {
         }
         for _ in 0..policy.attempts.max(1) {
             let what = || format!("set traffic {split}");
-            let set = retry(
-                &policy,
-                &what,
-                |e: &RouterError| e.is_retryable(),
-                &mut |m| note_to(&self.events, &mut self.notes, m),
-                || {
-                    let fenced = self.lease.check();
-                    let (router, app, split) = (Arc::clone(&router), app.clone(), split.clone());
-                    async move {
-                        fenced.map_err(|_| router_fence_error())?;
-                        router.set_weights(&app, &split).await
-                    }
-                },
-            )
-            .await;
+            let set = self.change_with_retry(&what, router_fence_error, || router.set_weights(&app, &split)).await;
             self.fenced()?;
             set.map_err(|e| self.router_failure(&what(), &e))?;
-            let read = retry(
-                &policy,
-                &|| "read traffic back".to_owned(),
-                |e: &RouterError| e.is_retryable(),
-                &mut |m| note_to(&self.events, &mut self.notes, m),
-                || router.weights(&app),
-            )
-            .await;
+            let read = self
+                .with_retry(&|| "read traffic back".to_owned(), |e: &RouterError| e.is_retryable(), || router.weights(&app))
+                .await;
             let actual = read.map_err(|e| self.router_failure("read traffic back", &e))?;
             if actual == effective {
-                self.note(format!("traffic {effective}, read back and verified"));
+                self.note(DecisionKind::WeightsVerified { split: effective.clone() });
                 self.state.traffic = effective.clone();
                 self.emit(RolloutEvent::WeightChanged { split: effective });
                 return Ok(());
             }
-            self.note(format!(
-                "the router reports {actual} after {split} was set (expected {effective}); setting it again"
-            ));
+            self.note(DecisionKind::WeightsReapplied {
+                requested: split.clone(),
+                expected: effective.clone(),
+                actual,
+            });
         }
         Err(self
             .failed(CauseKind::WeightMismatch, format!("the router never reported {effective} (requested {split})")))
@@ -1118,22 +1113,12 @@ impl Run {
 
     async fn clear_header_routes(&mut self) -> Result<(), StepError> {
         let Some(router) = self.engine.router.clone() else { return Ok(()) };
-        let (policy, app) = (self.engine.config.retry, self.app.clone());
-        let result = retry(
-            &policy,
-            &|| "clear header routes".to_owned(),
-            |e: &RouterError| e.is_retryable(),
-            &mut |m| note_to(&self.events, &mut self.notes, m),
-            || {
-                let fenced = self.lease.check();
-                let (router, app) = (Arc::clone(&router), app.clone());
-                async move {
-                    fenced.map_err(|_| router_fence_error())?;
-                    router.clear_header_routes(&app).await
-                }
-            },
-        )
-        .await;
+        let app = self.app.clone();
+        let result = self
+            .change_with_retry(&|| "clear header routes".to_owned(), router_fence_error, || {
+                router.clear_header_routes(&app)
+            })
+            .await;
         self.fenced()?;
         result.map_err(|e| self.router_failure("clear header routes", &e))?;
         if !self.state.header_routes.is_empty() {
@@ -1142,14 +1127,10 @@ impl Run {
         }
         // Mirroring ends where header routes do: at promotion and on rollback.
         if router.capabilities().mirroring && self.plan.steps.iter().any(|s| matches!(s, Step::Mirror(_))) {
-            let result = retry(
-                &policy,
-                &|| "stop mirroring".to_owned(),
-                |e: &RouterError| e.is_retryable(),
-                &mut |m| note_to(&self.events, &mut self.notes, m),
-                || router.clear_mirror(&app),
-            )
-            .await;
+            let result = self
+                .change_with_retry(&|| "stop mirroring".to_owned(), router_fence_error, || router.clear_mirror(&app))
+                .await;
+            self.fenced()?;
             result.map_err(|e| self.router_failure("stop mirroring", &e))?;
         }
         Ok(())
@@ -1220,23 +1201,9 @@ impl Run {
         let Some(router) = self.engine.router.clone() else {
             return Err(self.failed(CauseKind::Router, "header routes need a traffic router".to_owned()));
         };
-        let (policy, app) = (self.engine.config.retry, self.app.clone());
+        let app = self.app.clone();
         let what = || format!("route {route}");
-        let result = retry(
-            &policy,
-            &what,
-            |e: &RouterError| e.is_retryable(),
-            &mut |m| note_to(&self.events, &mut self.notes, m),
-            || {
-                let fenced = self.lease.check();
-                let (router, app) = (Arc::clone(&router), app.clone());
-                async move {
-                    fenced.map_err(|_| router_fence_error())?;
-                    router.set_header_route(&app, route).await
-                }
-            },
-        )
-        .await;
+        let result = self.change_with_retry(&what, router_fence_error, || router.set_header_route(&app, route)).await;
         self.fenced()?;
         result.map_err(|e| self.router_failure(&what(), &e))?;
         self.state.header_routes.push(route.clone());
@@ -1250,16 +1217,11 @@ impl Run {
         let Some(router) = self.engine.router.clone() else {
             return Err(self.failed(CauseKind::Router, "mirroring needs a traffic router".to_owned()));
         };
-        let (policy, app) = (self.engine.config.retry, self.app.clone());
+        let app = self.app.clone();
         let what = || format!("mirror {mirror} to {new}");
-        let result = retry(
-            &policy,
-            &what,
-            |e: &RouterError| e.is_retryable(),
-            &mut |m| note_to(&self.events, &mut self.notes, m),
-            || router.set_mirror(&app, new, mirror),
-        )
-        .await;
+        // A change of the router like any other: fenced by the lease (it was not).
+        let result = self.change_with_retry(&what, router_fence_error, || router.set_mirror(&app, new, mirror)).await;
+        self.fenced()?;
         result.map_err(|e| self.router_failure(&what(), &e))?;
         self.note(format!("mirroring {mirror} to {new}; their answers are discarded"));
         Ok(())
@@ -1286,9 +1248,9 @@ impl Run {
         };
         if promoted {
             self.emit(RolloutEvent::Promoted { index });
-            self.note("the caller promoted: pause ended".to_owned());
+            self.note(DecisionKind::PauseEnded { promoted: true });
         } else {
-            self.note("pause ended".to_owned());
+            self.note(DecisionKind::PauseEnded { promoted: false });
         }
     }
 
@@ -1326,7 +1288,11 @@ impl Run {
             outcome: report.outcome,
             reason: report.reason.clone(),
         });
-        self.note(format!("analysis {} {}: {}", report.name, report.outcome, report.reason));
+        self.note(DecisionKind::AnalysisVerdict {
+            analysis: report.name.clone(),
+            outcome: report.outcome,
+            reason: report.reason.clone(),
+        });
         let step = self.step.unwrap_or_default();
         self.state.record.analyses.push(AnalysisRecord::new(step, spec.clone(), report.clone()));
         let kind = match report.outcome {
@@ -1336,12 +1302,9 @@ impl Run {
             }
             AnalysisOutcome::Failed => CauseKind::AnalysisFailed,
             AnalysisOutcome::Inconclusive if spec.on_inconclusive == InconclusivePolicy::Promote => {
-                let message = format!(
-                    "analysis {} inconclusive ({}): going on, as its policy on inconclusive analyses says",
-                    report.name, report.reason
-                );
-                self.decide(LogLevel::Warn, &message);
-                self.note(message);
+                let decision =
+                    DecisionKind::InconclusivePromoted { analysis: report.name.clone(), reason: report.reason.clone() };
+                self.decide_in_step(LogLevel::Warn, decision);
                 self.state.record.inconclusive_decisions.push(InconclusiveDecision::new(
                     step,
                     format!("{}: {}", report.name, report.reason),
@@ -1417,11 +1380,12 @@ impl Run {
         for _ in 0..policy.attempts.max(1) + 2 {
             self.book.lock().unwrap_or_else(PoisonError::into_inner).write_into(&mut self.state);
             let (app, state, revision) = (&self.app, &self.state, &self.revision);
-            let result = retry(
+            let result = retry_noted(
                 &policy,
+                &self.events,
+                &mut self.notes,
                 &|| "save progress".to_owned(),
                 retryable,
-                &mut |m| note_to(&self.events, &mut self.notes, m),
                 || store.save(app, state, revision.as_ref()),
             )
             .await;
@@ -1432,7 +1396,7 @@ impl Run {
                     return Ok(());
                 }
                 Err(StateError::Deleted { .. }) => {
-                    self.decide(LogLevel::Warn, "the saved progress was deleted by someone else; writing it again");
+                    self.decide(LogLevel::Warn, DecisionKind::ProgressDeleted);
                     self.revision = None;
                 }
                 Err(e @ StateError::Conflict { .. }) => {
@@ -1449,7 +1413,9 @@ impl Run {
                     if stored.value.written_by.as_ref() == Some(&stamp) {
                         self.decide(
                             LogLevel::Info,
-                            "the answer to a save was lost; the stored progress is this engine's own",
+                            DecisionKind::from(
+                                "the answer to a save was lost; the stored progress is this engine's own".to_owned(),
+                            ),
                         );
                         self.revision = Some(stored.revision);
                         self.stamp = Some(stamp);
@@ -1501,7 +1467,10 @@ impl Run {
                 // The record is the second memory: marked failed until the rollback
                 // completes, so a resume from the stale progress never runs forward.
                 let mut marker = self.state.record.clone();
-                marker.finish(DeploymentStatus::Failed, Some(format!("rolling back: {cause}")));
+                marker.finish(
+                    DeploymentStatus::Failed,
+                    Some(cause.clone()),
+                );
                 let recorded = self.engine.history.record(&marker).await;
                 self.note(format!(
                     "could not save the rollback marker ({e}); rolling back anyway, with the deployment record \
@@ -1553,11 +1522,11 @@ impl Run {
     /// rollout starts on a half-restored application.
     async fn degraded(&mut self, cause: FailureCause, keeper: &mut LeaseKeeper) -> Result<RolloutReport, RolloutError> {
         let status = DeploymentStatus::Failed;
-        let message =
-            format!("the rollback failed; {} stays degraded until a rollback completes (resume retries it)", self.app);
-        tracing::error!(decision = %message);
-        self.emit(RolloutEvent::Decision { message: message.clone() });
-        self.state.record.finish(status, Some(cause.to_string()));
+        let kind = DecisionKind::Degraded { app: self.app.clone() };
+        tracing::error!(decision = %kind);
+        let message = kind.to_string();
+        self.emit(RolloutEvent::Decision { kind });
+        self.state.record.finish(status, Some(cause.clone()));
         self.state.record.log(LogLevel::Error, message);
         self.state.phase = RolloutPhase::Degraded(cause.clone());
         let saved = self.save().await;
@@ -1636,11 +1605,12 @@ impl Run {
         let policy = self.engine.config.retry;
         let record = self.state.record.clone();
         let mut ignored = Vec::new();
-        let recorded = retry(
+        let recorded = retry_noted(
             &policy,
+            &self.events,
+            &mut ignored,
             &|| "record the deployment".to_owned(),
             |e: &crate::history::HistoryError| e.is_retryable(),
-            &mut |m| note_to(&self.events, &mut ignored, m),
             || history.record(&record),
         )
         .await;
@@ -1656,7 +1626,7 @@ impl Run {
         cause: Option<FailureCause>,
         keeper: &mut LeaseKeeper,
     ) -> Result<RolloutReport, RolloutError> {
-        self.state.record.finish(status, cause.as_ref().map(ToString::to_string));
+        self.state.record.finish(status, cause.clone());
         let level = if status == DeploymentStatus::Succeeded { LogLevel::Info } else { LogLevel::Error };
         self.state.record.log(level, format!("finished: {status}"));
         self.record_history().await?;
@@ -1665,20 +1635,21 @@ impl Run {
             let store = Arc::clone(&self.engine.state);
             let (app, policy) = (self.app.clone(), self.engine.config.retry);
             let mut ignored = Vec::new();
-            let cleared = retry(
+            let cleared = retry_noted(
                 &policy,
+                &self.events,
+                &mut ignored,
                 &|| "clear progress".to_owned(),
                 |e: &StateError| e.is_retryable() && !matches!(e, StateError::Conflict { .. }),
-                &mut |m| note_to(&self.events, &mut ignored, m),
                 || store.clear(&app, &revision),
             )
             .await;
             if let Err(e) = cleared {
                 // The record says how it ended, so a resume only finishes the
                 // bookkeeping and never runs the rollout forward again.
-                let message = format!("could not clear the saved progress ({e}); a resume will clear it");
-                tracing::warn!(decision = %message);
-                self.emit(RolloutEvent::Decision { message });
+                let kind = DecisionKind::from(format!("could not clear the saved progress ({e}); a resume will clear it"));
+                tracing::warn!(decision = %kind);
+                self.emit(RolloutEvent::Decision { kind });
             }
         }
         keeper.release().await;

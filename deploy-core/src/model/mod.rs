@@ -6,6 +6,7 @@
 //! it is parsed or deserialized rather than when it is first used.
 
 pub mod app;
+mod cause;
 pub mod duration;
 pub mod image;
 pub mod name;
@@ -14,12 +15,14 @@ pub mod profile;
 pub mod quantity;
 pub mod record;
 pub mod release;
+mod strategy_kind;
 pub mod validation;
 
 pub use app::{
     AppId, AppSpec, Autoscaling, ContainerSecurityContext, EnvVar, IntOrPercent, PodSecurityContext, Port, Probe,
     ProbeAction, Protocol, ResourceList, Resources, RollingUpdateParams,
 };
+pub use cause::{CauseKind, FailureCause};
 pub use duration::HumanDuration;
 pub use image::{Digest, ImageRef};
 pub use name::Name;
@@ -28,4 +31,5 @@ pub use profile::{Environment, EnvironmentProfile, RecoveryTargets};
 pub use quantity::Quantity;
 pub use record::{DeploymentId, DeploymentRecord, DeploymentStatus, LogLine, StepOutcome, StepRecord};
 pub use release::{Release, Track, TrafficSplit, Version};
+pub use strategy_kind::StrategyKind;
 pub use validation::{ValidationError, ValidationErrors};

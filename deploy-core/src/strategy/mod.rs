@@ -22,7 +22,8 @@ pub use canary::{Canary, FlaggerAnalysis};
 pub use rolling::RollingUpdate;
 
 use crate::model::Track;
-use crate::plan::{Plan, StrategyKind};
+use crate::plan::Plan;
+use crate::model::StrategyKind;
 
 /// What a strategy needs to know about the application to plan its rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

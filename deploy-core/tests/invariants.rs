@@ -208,7 +208,7 @@ async fn check_invariants(f: &Fixture, report: &RolloutReport, label: &str) -> S
     assert!(saved.windows(2).all(|w| w[0].revision < w[1].revision), "{label}: revisions not increasing");
     for s in &saved {
         let state: RolloutState = serde_json::from_str(&s.json).unwrap_or_else(|e| panic!("{label}: torn state: {e}"));
-        assert_eq!(state.record.id, report.record.id, "{label}");
+        assert_eq!(state.record().id, report.record.id, "{label}");
     }
 
     // Bookkeeping: progress cleared, lock free, record written at start and end.

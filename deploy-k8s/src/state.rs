@@ -442,7 +442,7 @@ mod tests {
                     assert_eq!(b["metadata"]["name"], "deploy-rs-state-web");
                     assert!(b["metadata"]["resourceVersion"].is_null(), "create must not carry a version");
                     let inner: RolloutState = serde_json::from_str(b["data"]["state.json"].as_str().unwrap()).unwrap();
-                    assert_eq!(inner.next_step, 0);
+                    assert_eq!(inner.next_step(), 0);
                 })
                 .reply(201, state_cm("501", &saved)),
             Expect::put(&format!("{CMS}/deploy-rs-state-web"))

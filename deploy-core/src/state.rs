@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::model::FailureCause;
 use crate::error::{BoxError, Classify, ErrorKind, backend_error};
+use crate::model::FailureCause;
 use crate::model::{AppId, AppSpec, DeploymentRecord, Percent, Track, TrafficSplit};
 use crate::plan::{CanaryScale, Plan};
 use crate::traffic::HeaderRoute;

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::{Fixture, LOCK_TTL, Strat, pct};
 use deploy_core::engine::{DecisionKind, RolloutError, RolloutEvent, RolloutReport, RolloutRequest};
-use deploy_core::model::CauseKind;
 use deploy_core::error::Classify;
+use deploy_core::model::CauseKind;
 use deploy_core::model::{DeploymentStatus, StepOutcome, Track, TrafficSplit};
 use deploy_core::plan::{PauseKind, Plan, Step};
 use deploy_core::strategy::{Canary, PlanInput, Strategy};
@@ -48,7 +48,7 @@ fn assert_emergency_rolled_back(f: &Fixture, report: &RolloutReport) {
     assert!(world.header_routes.is_empty());
     assert!(f.kit.unready_routing().is_empty(), "{:?}", f.kit.unready_routing());
     let record = &report.record;
-    assert!(record.cause.as_deref().unwrap().starts_with("emergency rollback"), "{:?}", record.cause);
+    assert!(record.cause.as_ref().unwrap().to_string().starts_with("emergency rollback"), "{:?}", record.cause);
     assert!(record.logs.iter().any(|l| l.message.contains(REASON)), "{:?}", record.logs);
     let stored = f.kit.history().records();
     let stored = stored.iter().find(|r| r.id == record.id).unwrap();

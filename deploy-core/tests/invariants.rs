@@ -23,8 +23,8 @@ use std::time::Duration;
 use common::{Fixture, LOCK_TTL, Strat};
 use deploy_core::analysis::AnalysisOutcome;
 use deploy_core::engine::{RolloutEngine, RolloutError, RolloutEvent, RolloutReport, RolloutRequest};
-use deploy_core::model::CauseKind;
 use deploy_core::metrics::MetricValue;
+use deploy_core::model::CauseKind;
 use deploy_core::model::{DeploymentStatus, Version};
 use deploy_core::plan::Step;
 use deploy_core::platform::TrackState;
@@ -252,7 +252,7 @@ async fn matrix(strat: Strat) {
                     if report.status == DeploymentStatus::RolledBack {
                         let cause = report.cause.clone().unwrap();
                         assert!(kinds.contains(&cause.kind), "{label}: unexpected cause {cause}");
-                        assert_eq!(report.record.cause, Some(cause.to_string()), "{label}");
+                        assert_eq!(report.record.cause, Some(cause.clone()), "{label}");
                         seen.entry(fault).or_default().insert(format!("{:?}", cause.kind));
                     }
                     if fault == FaultCase::Abort {

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Fixture, LOCK_TTL, Strat, pct, secs};
-use deploy_core::engine::{DecisionKind, RolloutEngine, RolloutError, RolloutEvent, RolloutHandle, RolloutReport, RolloutRequest};
+use deploy_core::engine::{
+    DecisionKind, RolloutEngine, RolloutError, RolloutEvent, RolloutHandle, RolloutReport, RolloutRequest,
+};
 use deploy_core::model::{AppId, DeploymentStatus, Track, TrafficSplit};
 use deploy_core::plan::{PauseKind, Plan, Step};
 use deploy_core::state::StateStore;

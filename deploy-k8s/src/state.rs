@@ -419,7 +419,13 @@ mod tests {
     const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/shop/leases";
 
     fn record() -> DeploymentRecord {
-        DeploymentRecord::new(fixtures::app_id(), Environment::Production, None, fixtures::release("1.4.2"), deploy_core::model::StrategyKind::Canary)
+        DeploymentRecord::new(
+            fixtures::app_id(),
+            Environment::Production,
+            None,
+            fixtures::release("1.4.2"),
+            deploy_core::model::StrategyKind::Canary,
+        )
     }
 
     fn state() -> RolloutState {

@@ -202,10 +202,9 @@ impl fmt::Display for DecisionKind {
                 f,
                 "the router reports {actual} after {requested} was set (expected {expected}); setting it again"
             ),
-            Self::EmergencyRollback { reason } => write!(
-                f,
-                "emergency rollback requested by the caller: {reason}; no further step or analysis runs"
-            ),
+            Self::EmergencyRollback { reason } => {
+                write!(f, "emergency rollback requested by the caller: {reason}; no further step or analysis runs")
+            }
             Self::RollbackRetried { cause } => write!(f, "its rollback failed before ({cause}); retrying the rollback"),
             Self::RecordSaysEnded { status: DeploymentStatus::Succeeded, .. } => {
                 f.write_str("its record says it succeeded; only clearing its saved progress")
@@ -217,14 +216,11 @@ impl fmt::Display for DecisionKind {
                     "its record says it ended {status} ({cause}); finishing the rollback, never running it forward"
                 )
             }
-            Self::ProgressDeleted => {
-                f.write_str("the saved progress was deleted by someone else; writing it again")
-            }
+            Self::ProgressDeleted => f.write_str("the saved progress was deleted by someone else; writing it again"),
             Self::PreflightPassed { summary } => f.write_str(summary),
-            Self::Degraded { app } => write!(
-                f,
-                "the rollback failed; {app} stays degraded until a rollback completes (resume retries it)"
-            ),
+            Self::Degraded { app } => {
+                write!(f, "the rollback failed; {app} stays degraded until a rollback completes (resume retries it)")
+            }
             Self::Stopping { reason } => write!(f, "stopping without further changes: {reason}"),
             Self::Note { message } => f.write_str(message),
         }

@@ -195,7 +195,7 @@ mod tests {
     use crate::engine::DecisionKind;
 
     fn event(n: usize) -> RolloutEvent {
-        RolloutEvent::Decision { decision: DecisionKind::Note { message: format!("event {n}") } }
+        RolloutEvent::Decision { kind: DecisionKind::Note { message: format!("event {n}") } }
     }
 
     fn message(event: Option<RolloutEvent>) -> Option<String> {

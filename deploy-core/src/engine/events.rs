@@ -10,7 +10,6 @@ use crate::plan::PauseKind;
 
 use super::DecisionKind;
 
-
 /// One thing that happened in a rollout, in order; render them as progress bars or
 /// logs. Every decision the engine makes appears here and in the deployment record.
 #[derive(Debug, Clone, PartialEq)]

@@ -50,10 +50,9 @@ mod telemetry;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
+
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -77,9 +76,8 @@ use crate::history::{HistoryError, HistoryStore};
 use crate::metrics::MetricsProvider;
 use crate::model::record::LogLevel;
 use crate::model::{
-    AppId, AppSpec, CauseKind, DeploymentId, DeploymentRecord, DeploymentStatus, Environment, Release, Track, TrafficSplit,
-    ValidationError, ValidationErrors, Version,
-    FailureCause,
+    AppId, AppSpec, CauseKind, DeploymentId, DeploymentRecord, DeploymentStatus, Environment, FailureCause, Release,
+    Track, TrafficSplit, ValidationError, ValidationErrors, Version,
 };
 use crate::plan::{Plan, Step};
 use crate::platform::{Platform, PlatformError, TrackState};

@@ -100,11 +100,16 @@ impl RolloutEngine {
                     let recorded = inner.history.get(&state.record.id).await.map_err(RolloutError::History)?;
                     if let Some(recorded) = recorded.filter(|r| r.status.is_terminal()) {
                         if recorded.status == DeploymentStatus::Succeeded {
-                            notes.push(DecisionKind::RecordSaysEnded { status: recorded.status, cause: recorded.cause.clone() });
+                            notes.push(DecisionKind::RecordSaysEnded {
+                                status: recorded.status,
+                                cause: recorded.cause.clone(),
+                            });
                             state.next_step = plan.steps.len();
                         } else {
-                            let decision =
-                                DecisionKind::RecordSaysEnded { status: recorded.status, cause: recorded.cause.clone() };
+                            let decision = DecisionKind::RecordSaysEnded {
+                                status: recorded.status,
+                                cause: recorded.cause.clone(),
+                            };
                             let message = decision.to_string();
                             notes.push(decision);
                             state.phase =

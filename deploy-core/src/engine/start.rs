@@ -37,7 +37,7 @@ impl RolloutEngine {
                 request.environment,
                 inspection.from.clone(),
                 request.to.clone(),
-                request.plan.strategy.as_str(),
+                request.plan.strategy,
             );
             record.committed_at = request.committed_at;
             record.start();
@@ -151,7 +151,11 @@ impl RolloutEngine {
         Ok(Inspection { from, existed, notes })
     }
 
-    pub(super) async fn read_status(&self, app: &AppId, track: Track) -> Result<crate::platform::TrackStatus, RolloutError> {
+    pub(super) async fn read_status(
+        &self,
+        app: &AppId,
+        track: Track,
+    ) -> Result<crate::platform::TrackStatus, RolloutError> {
         let policy = self.inner.config.retry;
         let mut tries = 1;
         loop {

@@ -361,7 +361,9 @@ impl PlanProblemKind {
                     format!("the split by replicas would send {effective} to {new}, not a share{needed}"),
                 )
             }
-            Self::CanaryScaleNeedsWeights { scale } => (format!("{scale:?}"), "needs a traffic router with weights".into()),
+            Self::CanaryScaleNeedsWeights { scale } => {
+                (format!("{scale:?}"), "needs a traffic router with weights".into())
+            }
             Self::CanaryScaleFollowsRouter { scale, replicas } => (
                 format!("{scale:?}"),
                 format!("the traffic router's weights are its replicas ({replicas}); the canary's scale follows them"),

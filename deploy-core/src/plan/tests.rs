@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::analysis::{JudgeSpec, MetricCheck};
-use crate::traffic::HeaderMatch;
+use crate::model::IntOrPercent;
+use crate::traffic::{HeaderMatch, HeaderRoute, RouterCapabilities};
 
 fn p(v: u8) -> Percent {
     Percent::new(v).unwrap()
@@ -19,7 +20,7 @@ fn validation_lists_every_problem_of_a_broken_canary() {
         .step(Step::ScaleDownAfter(HumanDuration::ZERO))
         .step(Step::Pause(PauseKind::Duration(HumanDuration::ZERO)));
     let errors = plan.validate(Some(RouterCapabilities::switch_only())).unwrap_err();
-    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    let fields: Vec<String> = errors.iter().map(|e| e.to_validation_error().field).collect();
     assert_eq!(
         fields,
         [
@@ -35,6 +36,14 @@ fn validation_lists_every_problem_of_a_broken_canary() {
         ],
         "{errors}"
     );
+    // The same problems, typed: the step's index and what is wrong.
+    let steps: Vec<Option<usize>> = errors.iter().map(|e| e.step).collect();
+    assert_eq!(steps, [None, Some(0), Some(1), Some(2), Some(2), Some(3), Some(3), Some(4), Some(5)]);
+    assert_eq!(errors.problems[1].kind, PlanProblemKind::DeployNoReplicas);
+    assert_eq!(errors.problems[7].kind, PlanProblemKind::ScaleDownBeforePromotion { strategy: StrategyKind::Canary });
+    assert!(
+        matches!(&errors.problems[5].kind, PlanProblemKind::Analysis(e) if e.field == "step 4 (analyze) analysis count")
+    );
 }
 
 #[test]
@@ -46,13 +55,12 @@ fn blue_green_needs_a_router_and_rolling_needs_surge_or_unavailability() {
     let err = bg.validate(None).unwrap_err();
     assert!(err.to_string().contains("needs a traffic router"), "{err}");
 
-    let rolling = Plan::new(StrategyKind::Rolling, 3, Track::Stable, Track::Stable, Track::Stable).step(
-        Step::RollingUpdate {
+    let rolling =
+        Plan::new(StrategyKind::Rolling, 3, Track::Stable, Track::Stable, Track::Stable).step(Step::RollingUpdate {
             replicas: 3,
             max_surge: IntOrPercent::Int(0),
             max_unavailable: IntOrPercent::Percent(p(0)),
-        },
-    );
+        });
     let err = rolling.validate(None).unwrap_err();
     assert!(err.to_string().contains("must not both be 0"), "{err}");
 }
@@ -109,10 +117,7 @@ fn validation_lists_every_capability_the_router_lacks() {
     // Weights between tracks that cannot share traffic.
     let docker_like = RouterCapabilities::default().with_split_tracks(stable_canary);
     let text = canary_plan(4, Track::Blue, Track::Green).validate(Some(docker_like)).unwrap_err().to_string();
-    assert!(
-        text.contains("cannot split traffic to blue") && text.contains("cannot split traffic to green"),
-        "{text}"
-    );
+    assert!(text.contains("cannot split traffic to blue") && text.contains("cannot split traffic to green"), "{text}");
 }
 
 /// Issue 17, item 2: a weight that replicas round to 0 % or 100 % is refused
@@ -130,9 +135,7 @@ fn weights_that_round_to_nothing_or_everything_are_refused_with_the_replicas_nee
     let text = plan.validate(None).unwrap_err().to_string();
     assert!(text.contains("10% with 1 replica\": the split by replicas would send 100% to canary"), "{text}");
     // Enough replicas: accepted, and the router's rounding is what it reports.
-    assert!(
-        canary_plan(4, Track::Stable, Track::Canary).validate(Some(RouterCapabilities::replica_ratio(4))).is_ok()
-    );
+    assert!(canary_plan(4, Track::Stable, Track::Canary).validate(Some(RouterCapabilities::replica_ratio(4))).is_ok());
     assert!(canary_plan(3, Track::Stable, Track::Canary).validate(None).is_ok());
     // 60 % of 2 replicas rounded up is both of them: all traffic, not a share.
     assert!(canary_plan(2, Track::Stable, Track::Canary).validate(None).is_err());

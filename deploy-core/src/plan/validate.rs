@@ -210,10 +210,8 @@ impl Plan {
         if let Some(r) = router {
             for track in self.tracks() {
                 if !r.tracks.contains(track) {
-                    problems.push(PlanProblem::plan(PlanProblemKind::RouterCannotRouteTrack {
-                        track,
-                        routable: r.tracks,
-                    }));
+                    problems
+                        .push(PlanProblem::plan(PlanProblemKind::RouterCannotRouteTrack { track, routable: r.tracks }));
                 }
             }
             let mut headers: Vec<&str> = Vec::new();

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deploy_core::analysis::{AnalysisSpec, JudgeSpec, MetricCheck};
-use deploy_core::engine::{EngineConfig, RetryPolicy, RolloutEngine, RolloutEngineBuilder, RolloutReport, RolloutRequest};
-use deploy_core::model::CauseKind;
+use deploy_core::engine::{
+    EngineConfig, RetryPolicy, RolloutEngine, RolloutEngineBuilder, RolloutReport, RolloutRequest,
+};
 use deploy_core::history::HistoryStore;
+use deploy_core::model::CauseKind;
 use deploy_core::model::{DeploymentStatus, HumanDuration, Percent, Release, Track};
 use deploy_core::plan::{Plan, Step};
 use deploy_core::platform::Platform;

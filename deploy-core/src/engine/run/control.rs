@@ -2,16 +2,18 @@
 //! handle and through the state store) and the lease's renewal.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, Sleep};
 
 use super::super::event_queue::EventSender;
 use super::super::handle::Control;
 use super::lease::LeaseKeeper;
 use super::{DecisionKind, RolloutError, RolloutEvent};
-use crate::model::FailureCause;
+use crate::model::{AppId, CauseKind, FailureCause, HumanDuration};
 use crate::state::{ControlRequest, PendingRequest, RolloutState, StateStore};
 
 /// Control requests seen through the state store, shared by the guard (which
@@ -23,7 +25,7 @@ pub(crate) struct ControlBook {
     /// The last one acted on.
     handled: u64,
     /// Paused by a caller until resumed.
-    paused: bool,
+    pub(super) paused: bool,
 }
 
 impl ControlBook {

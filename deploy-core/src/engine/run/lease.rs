@@ -8,7 +8,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::RolloutError;
 use crate::model::AppId;
-use crate::state::{LockLease, StateStore};
+use crate::state::{LockLease, StateError, StateStore};
 
 /// What the driver knows of its lease, shared by the lease keeper (which renews
 /// it) and the driver (which checks it before every platform or router change).
@@ -38,7 +38,7 @@ impl LeaseView {
         Arc::new(Self { inner: Mutex::new(state) })
     }
 
-    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, LeaseState> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LeaseState> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

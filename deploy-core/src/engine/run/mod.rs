@@ -1,19 +1,17 @@
 //! Executing a plan: steps, guards (deadline, controls, lease), rollback and finish.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use tokio::sync::{mpsc, watch};
-use tokio::time::{Instant, Sleep};
+use tokio::sync::watch;
 use tracing::Instrument;
 
-use super::event_queue::EventSender;
-use super::handle::{Control, Progress};
-use super::retry::{RetryPolicy, retry};
 use super::DecisionKind;
+use super::event_queue::EventSender;
+use super::handle::Progress;
+use super::retry::{RetryPolicy, retry};
 use crate::model::{CauseKind, FailureCause};
 
 use super::{Inner, RolloutError, RolloutEvent, RolloutReport};
@@ -24,14 +22,12 @@ use crate::error::{Classify, ErrorKind};
 use crate::hook::{HookSpec, HookWhen};
 use crate::model::record::{InconclusiveDecision, LogLevel};
 use crate::model::{
-    AppId, AppSpec, DeploymentStatus, HumanDuration, Percent, Release, RollingUpdateParams, StepOutcome, StepRecord,
-    Track, TrafficSplit,
+    AppId, AppSpec, DeploymentStatus, Percent, Release, RollingUpdateParams, StepOutcome, StepRecord, Track,
+    TrafficSplit,
 };
 use crate::plan::{CanaryScale, PauseKind, Plan, Step, canary_replicas, resolve_rolling};
 use crate::platform::{PlatformError, TrackState, TrackStatus};
-use crate::state::{
-    ControlRequest, LockLease, PendingRequest, Revision, RolloutPhase, RolloutState, StateError, StateStore, WriteStamp,
-};
+use crate::state::{PendingRequest, Revision, RolloutPhase, RolloutState, StateError, WriteStamp};
 use crate::traffic::{HeaderRoute, Mirror, RouterError};
 
 mod control;
@@ -42,8 +38,8 @@ mod steps;
 mod tests;
 
 pub(crate) use control::{ControlBook, Controls, StepError};
-pub(crate) use lease::{LeaseKeeper, LeaseView};
 use control::{act_on, guard};
+pub(crate) use lease::{LeaseKeeper, LeaseView};
 
 /// The error a fenced platform call returns without being sent (not retryable).
 fn fence_error() -> PlatformError {
@@ -513,14 +509,18 @@ impl Run {
         Fut: Future<Output = Result<T, E>>,
     {
         let lease = Arc::clone(&self.lease);
-        self.with_retry(what, |e: &E| e.is_retryable(), || {
-            let fenced = lease.check();
-            let call = op();
-            async move {
-                fenced.map_err(|_| fence())?;
-                call.await
-            }
-        })
+        self.with_retry(
+            what,
+            |e: &E| e.is_retryable(),
+            || {
+                let fenced = lease.check();
+                let call = op();
+                async move {
+                    fenced.map_err(|_| fence())?;
+                    call.await
+                }
+            },
+        )
         .await
     }
 

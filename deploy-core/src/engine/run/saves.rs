@@ -1,6 +1,5 @@
 //! Saving progress (compare-and-swap), rolling back and finishing.
 
-use std::future::Future;
 use std::sync::{Arc, PoisonError};
 
 use super::*;
@@ -27,15 +26,11 @@ impl Run {
         for _ in 0..policy.attempts.max(1) + 2 {
             self.book.lock().unwrap_or_else(PoisonError::into_inner).write_into(&mut self.state);
             let (app, state, revision) = (&self.app, &self.state, &self.revision);
-            let result = retry_noted(
-                &policy,
-                &self.events,
-                &mut self.notes,
-                &|| "save progress".to_owned(),
-                retryable,
-                || store.save(app, state, revision.as_ref()),
-            )
-            .await;
+            let result =
+                retry_noted(&policy, &self.events, &mut self.notes, &|| "save progress".to_owned(), retryable, || {
+                    store.save(app, state, revision.as_ref())
+                })
+                .await;
             match result {
                 Ok(revision) => {
                     self.revision = Some(revision);
@@ -114,10 +109,7 @@ impl Run {
                 // The record is the second memory: marked failed until the rollback
                 // completes, so a resume from the stale progress never runs forward.
                 let mut marker = self.state.record.clone();
-                marker.finish(
-                    DeploymentStatus::Failed,
-                    Some(cause.clone()),
-                );
+                marker.finish(DeploymentStatus::Failed, Some(cause.clone()));
                 let recorded = self.engine.history.record(&marker).await;
                 self.note(format!(
                     "could not save the rollback marker ({e}); rolling back anyway, with the deployment record \
@@ -167,7 +159,11 @@ impl Run {
     /// The rollback failed: the application is marked degraded in the store (the
     /// document stays, the lock goes), so `resume` retries the rollback and no new
     /// rollout starts on a half-restored application.
-    pub(super) async fn degraded(&mut self, cause: FailureCause, keeper: &mut LeaseKeeper) -> Result<RolloutReport, RolloutError> {
+    pub(super) async fn degraded(
+        &mut self,
+        cause: FailureCause,
+        keeper: &mut LeaseKeeper,
+    ) -> Result<RolloutReport, RolloutError> {
         let status = DeploymentStatus::Failed;
         let kind = DecisionKind::Degraded { app: self.app.clone() };
         tracing::error!(decision = %kind);
@@ -294,7 +290,8 @@ impl Run {
             if let Err(e) = cleared {
                 // The record says how it ended, so a resume only finishes the
                 // bookkeeping and never runs the rollout forward again.
-                let kind = DecisionKind::from(format!("could not clear the saved progress ({e}); a resume will clear it"));
+                let kind =
+                    DecisionKind::from(format!("could not clear the saved progress ({e}); a resume will clear it"));
                 tracing::warn!(decision = %kind);
                 self.emit(RolloutEvent::Decision { kind });
             }

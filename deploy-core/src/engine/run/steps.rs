@@ -1,8 +1,7 @@
 //! The steps of a plan, and the platform and router calls they make (each with the
 //! engine's call-with-retry).
 
-use std::future::Future;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
 use super::*;
 
@@ -55,8 +54,8 @@ impl Run {
     pub(super) async fn preflight(&mut self) -> Result<(), FailureCause> {
         let Some(preflight) = self.engine.preflight.clone() else { return Ok(()) };
         let (spec, release) = (self.spec.clone(), self.state.record.to.clone());
-        let input = super::preflight::PreflightInput::new(&spec, &release, &self.plan);
-        match super::preflight::run(preflight.as_ref(), input).await {
+        let input = super::super::preflight::PreflightInput::new(&spec, &release, &self.plan);
+        match super::super::preflight::run(preflight.as_ref(), input).await {
             Ok(summary) => {
                 self.decide(LogLevel::Info, DecisionKind::PreflightPassed { summary });
                 Ok(())
@@ -124,7 +123,13 @@ impl Run {
         self.failed(CauseKind::Router, format!("{what}: {e}"))
     }
 
-    pub(super) async fn apply(&mut self, spec: &AppSpec, track: Track, release: &Release, replicas: u32) -> Result<(), StepError> {
+    pub(super) async fn apply(
+        &mut self,
+        spec: &AppSpec,
+        track: Track,
+        release: &Release,
+        replicas: u32,
+    ) -> Result<(), StepError> {
         let platform = Arc::clone(&self.engine.platform);
         let what = || format!("apply {} to {track} with {replicas} replicas", release.version);
         let result =
@@ -158,7 +163,8 @@ impl Run {
     pub(super) async fn status(&mut self, track: Track) -> Result<TrackStatus, StepError> {
         let (platform, app) = (Arc::clone(&self.engine.platform), self.app.clone());
         let what = || format!("read the status of {track}");
-        let result = self.with_retry(&what, |e: &PlatformError| e.is_retryable(), || platform.status(&app, track)).await;
+        let result =
+            self.with_retry(&what, |e: &PlatformError| e.is_retryable(), || platform.status(&app, track)).await;
         result.map_err(|e| self.platform_failure(&what(), &e))
     }
 
@@ -211,7 +217,11 @@ impl Run {
             self.fenced()?;
             set.map_err(|e| self.router_failure(&what(), &e))?;
             let read = self
-                .with_retry(&|| "read traffic back".to_owned(), |e: &RouterError| e.is_retryable(), || router.weights(&app))
+                .with_retry(
+                    &|| "read traffic back".to_owned(),
+                    |e: &RouterError| e.is_retryable(),
+                    || router.weights(&app),
+                )
                 .await;
             let actual = read.map_err(|e| self.router_failure("read traffic back", &e))?;
             if actual == effective {
@@ -220,11 +230,7 @@ impl Run {
                 self.emit(RolloutEvent::WeightChanged { split: effective });
                 return Ok(());
             }
-            self.note(DecisionKind::WeightsReapplied {
-                requested: split.clone(),
-                expected: effective.clone(),
-                actual,
-            });
+            self.note(DecisionKind::WeightsReapplied { requested: split.clone(), expected: effective.clone(), actual });
         }
         Err(self
             .failed(CauseKind::WeightMismatch, format!("the router never reported {effective} (requested {split})")))

@@ -60,7 +60,7 @@ impl Deployer for CanaryDeployer {
         let report = self.engine.run(request).await?;
         let record = &report.record;
         if report.status != DeploymentStatus::Succeeded {
-            let cause = record.cause.clone().unwrap_or_else(|| report.status.to_string());
+            let cause = record.cause.as_ref().map_or_else(|| report.status.to_string(), ToString::to_string);
             return Err(format!("rollout {} of {} ended {}: {cause}", record.id, to.version, report.status).into());
         }
         *self.serving.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = to.clone();

@@ -101,8 +101,8 @@ async fn a_forgotten_from_never_removes_the_running_release() {
         while let Some(e) = handle.next_event().await {
             adopted |= matches!(
                 &e,
-                RolloutEvent::Decision { kind: DecisionKind::AdoptedServingRelease { version, track: Track::Stable } }
-                    if version.as_str() == "1.0.0"
+                RolloutEvent::Decision { kind: DecisionKind::AdoptedServingRelease { version, track } }
+                    if version.as_str() == "1.0.0" && *track == f.plan.old_track
             );
         }
         let report = handle.wait().await.unwrap();

@@ -139,6 +139,12 @@ impl RolloutState {
         self.spec.as_ref()
     }
 
+    /// The canary's traffic weight last set (what the plan asked; the split in
+    /// force is [`RolloutState::traffic`]).
+    pub fn canary_weight(&self) -> Percent {
+        self.canary_weight
+    }
+
     /// Whether a caller's pause request holds the rollout.
     pub fn is_paused(&self) -> bool {
         self.paused
@@ -149,8 +155,8 @@ impl RolloutState {
         self.written_by.as_ref()
     }
 
-    /// The HMAC signature a [`SignedStateStore`](crate::signed_state::SignedStateStore)
-    /// wrote, hex; `None` when progress is not signed.
+    /// The HMAC signature a `SignedStateStore` (module `signed_state`) wrote, hex;
+    /// `None` when progress is not signed.
     pub fn signature(&self) -> Option<&str> {
         self.signature.as_deref()
     }

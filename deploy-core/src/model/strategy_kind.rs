@@ -19,7 +19,7 @@ pub enum StrategyKind {
     /// A Helm release upgrade, as read from Helm's history
     /// (`deploy-k8s`'s Helm reader); no strategy of the engine produces it.
     Helm,
-    /// A fleet rollout's own journal record ([`crate::fleet`]), which drives one
+    /// A fleet rollout's own journal record (module `fleet`), which drives one
     /// rollout of another kind per target; no plan has this kind.
     Fleet,
 }

@@ -12,7 +12,7 @@ pub struct EngineConfig {
     /// The longest one step may take beyond the waits its plan asks for (a pause's
     /// or an analysis' own duration); past it the step fails and the rollout rolls back.
     pub step_deadline: Duration,
-    /// The deadline given to [`Platform::wait_ready`].
+    /// The deadline given to [`Platform::wait_ready`](crate::platform::Platform::wait_ready).
     pub readiness_deadline: Duration,
     /// Retries of retryable platform, router and store errors.
     pub retry: RetryPolicy,
@@ -33,7 +33,7 @@ pub struct EngineConfig {
     /// How many events a rollout's handle queues for its reader (at least one;
     /// default [`EngineConfig::DEFAULT_EVENT_CAPACITY`]). The engine never waits
     /// for the reader: when the queue is full the oldest event is dropped, and the
-    /// reader gets one [`RolloutEvent::Lagged`] with the count in their place, then
+    /// reader gets one [`RolloutEvent::Lagged`](super::RolloutEvent::Lagged) with the count in their place, then
     /// the newest events. A rollout emits a few events per step, so the default
     /// is lost only by a reader that stopped reading; the deployment record keeps
     /// every decision whatever the reader does.

@@ -63,7 +63,7 @@ impl Deployer for CanaryDeployer {
         let report = self.engine.run(request).await?;
         let record = &report.record;
         if report.status != DeploymentStatus::Succeeded {
-            let cause = record.cause.clone().unwrap_or_else(|| report.status.to_string());
+            let cause = record.cause.as_ref().map_or_else(|| report.status.to_string(), ToString::to_string);
             return Err(StageError::failed(format!(
                 "rollout {} of {} ended {}: {cause}",
                 record.id, to.version, report.status

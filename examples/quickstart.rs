@@ -106,7 +106,7 @@ async fn run(dry_run: bool) -> Result<(), Error> {
             r.status.to_string(),
             r.steps.len(),
             HumanDuration::new(Duration::from_secs(took.as_secs())).to_string(),
-            r.cause.as_deref().unwrap_or("-"),
+            r.cause.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string),
         );
     }
     let world = kit.snapshot(&spec.id());

@@ -59,7 +59,13 @@ async fn direct_calls(steps: u8) {
     let (kit, spec, v1, v2) = kit();
     let (platform, router, state, history) = (kit.platform(), kit.router(), kit.state_store(), kit.history_store());
     let app = spec.id();
-    let record = DeploymentRecord::new(app.clone(), Environment::Production, Some(v1), v2.clone(), "canary");
+    let record = DeploymentRecord::new(
+        app.clone(),
+        Environment::Production,
+        Some(v1),
+        v2.clone(),
+        deploy_core::model::StrategyKind::Canary,
+    );
     let doc = RolloutState::new(record.clone(), TrafficSplit::all(Track::Stable));
     let ttl = Duration::from_secs(60);
     let lease = state.acquire_lock(&app, &deploy_core::state::LockRequest::new("bench", ttl)).await.unwrap();

@@ -177,7 +177,13 @@ fn records(count: usize) -> Vec<DeploymentRecord> {
     (0..count)
         .map(|i| {
             let env = Environment::ALL[i % 3];
-            let mut r = DeploymentRecord::new(apps[i % apps.len()].clone(), env, None, release.clone(), "rolling");
+            let mut r = DeploymentRecord::new(
+                apps[i % apps.len()].clone(),
+                env,
+                None,
+                release.clone(),
+                deploy_core::model::StrategyKind::Rolling,
+            );
             let start = base + jiff::SignedDuration::from_secs(i as i64 * 60);
             r.started_at = Some(start);
             r.finished_at = Some(start + jiff::SignedDuration::from_secs(rng.random_range(30..600)));

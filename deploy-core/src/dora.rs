@@ -23,7 +23,7 @@
 //! let release = Release::new(Version::new("1.0.0").unwrap(), ImageRef::parse("web:1").unwrap());
 //! let mut acc = DoraAccumulator::new(DoraWindow::all());
 //! for status in [DeploymentStatus::Succeeded, DeploymentStatus::RolledBack, DeploymentStatus::Succeeded] {
-//!     let mut r = DeploymentRecord::new(app.clone(), Environment::Production, None, release.clone(), "rolling");
+//!     let mut r = DeploymentRecord::new(app.clone(), Environment::Production, None, release.clone(), deploy_core::model::StrategyKind::Rolling);
 //!     r.finish(status, None);
 //!     acc.add(&r);
 //! }
@@ -365,7 +365,7 @@ pub(crate) mod fixtures {
     ) -> DeploymentRecord {
         let id = AppId::new(Name::new("shop").unwrap(), Name::new(app).unwrap());
         let to = Release::new(Version::new("1.0.0").unwrap(), ImageRef::parse("web:1").unwrap());
-        let mut r = DeploymentRecord::new(id, env, None, to, "rolling");
+        let mut r = DeploymentRecord::new(id, env, None, to, crate::model::StrategyKind::Rolling);
         let at = |s: i64| Timestamp::from_second(1_700_000_000 + s).unwrap();
         r.status = status;
         r.created_at = at(start_s);

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::FailureCause;
 use crate::error::{BoxError, Classify, ErrorKind, backend_error};
+use crate::model::FailureCause;
 use crate::model::{AppId, AppSpec, DeploymentRecord, Percent, Track, TrafficSplit};
 use crate::plan::{CanaryScale, Plan};
 use crate::traffic::HeaderRoute;
@@ -16,66 +16,68 @@ use crate::traffic::HeaderRoute;
 /// The progress of a rollout, saved after every step so that another process can
 /// resume it or roll it back after a crash.
 ///
-/// Stores treat it as an opaque serde document. The fields after `traffic` are
-/// what the rollout engine needs to resume; they default to empty so documents
-/// written without them still load.
+/// Stores treat it as an opaque serde document: they serialize it, store the
+/// bytes under compare-and-swap and give it back; its fields are the engine's
+/// (private, so that an engine change does not break a store), and the accessors
+/// below are what stores, tools and tests read. Fields added later default to empty
+/// so documents written without them still load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct RolloutState {
     /// The deployment being carried out, with its steps so far.
-    pub record: DeploymentRecord,
+    pub(crate) record: DeploymentRecord,
     /// The index of the next step to run.
-    pub next_step: usize,
+    pub(crate) next_step: usize,
     /// The traffic split last set and verified.
-    pub traffic: TrafficSplit,
+    pub(crate) traffic: TrafficSplit,
     /// The plan being executed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plan: Option<Plan>,
+    pub(crate) plan: Option<Plan>,
     /// The application spec being rolled out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spec: Option<AppSpec>,
+    pub(crate) spec: Option<AppSpec>,
     /// Whether the rollout is going forward or rolling back.
     #[serde(default)]
-    pub phase: RolloutPhase,
+    pub(crate) phase: RolloutPhase,
     /// The canary's traffic weight last set.
     #[serde(default)]
-    pub canary_weight: Percent,
+    pub(crate) canary_weight: Percent,
     /// An explicit canary scale in force, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub canary_scale: Option<CanaryScale>,
+    pub(crate) canary_scale: Option<CanaryScale>,
     /// Header routes set so far.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub header_routes: Vec<HeaderRoute>,
+    pub(crate) header_routes: Vec<HeaderRoute>,
     /// The plan's tracks that existed on the platform before the rollout began; a
     /// rollback never removes them (it only takes the new release off them).
     /// `None` in documents written before this was recorded: the rollback then
     /// keeps the old track whatever `from` says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub existed_before: Option<Vec<Track>>,
+    pub(crate) existed_before: Option<Vec<Track>>,
     /// Control requests of other processes ([`ControlRequest`]), oldest first; the
     /// driver acts on those with an id above [`RolloutState::requests_handled`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub requests: Vec<PendingRequest>,
+    pub(crate) requests: Vec<PendingRequest>,
     /// The id of the last control request the driver acted on.
     #[serde(default)]
-    pub requests_handled: u64,
+    pub(crate) requests_handled: u64,
     /// Paused by a [`ControlRequest::Pause`] until a [`ControlRequest::Resume`].
     #[serde(default)]
-    pub paused: bool,
+    pub(crate) paused: bool,
     /// Who wrote this document, so that a driver whose save answer was lost
     /// recognises its own write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub written_by: Option<WriteStamp>,
+    pub(crate) written_by: Option<WriteStamp>,
     /// A document of a driver built on top of the engine (the fleet journal of
-    /// [`crate::fleet`]), kept under the same compare-and-swap and lock contract;
+    /// `deploy_core::fleet`), kept under the same compare-and-swap and lock contract;
     /// the engine neither reads nor writes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extension: Option<serde_json::Value>,
+    pub(crate) extension: Option<serde_json::Value>,
     /// HMAC-SHA-256 of the rest of the document, hex, written and checked by a
-    /// [`SignedStateStore`](crate::signed_state::SignedStateStore); `None` when
+    /// `SignedStateStore` (module `signed_state`); `None` when
     /// progress is not signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signature: Option<String>,
+    pub(crate) signature: Option<String>,
 }
 
 impl RolloutState {
@@ -99,6 +101,74 @@ impl RolloutState {
             extension: None,
             signature: None,
         }
+    }
+
+    /// The deployment being carried out, with its steps so far.
+    pub fn record(&self) -> &DeploymentRecord {
+        &self.record
+    }
+
+    /// The application being rolled out (the record's).
+    pub fn app(&self) -> &AppId {
+        &self.record.app
+    }
+
+    /// Whether the rollout is going forward, rolling back, or degraded.
+    pub fn phase(&self) -> &RolloutPhase {
+        &self.phase
+    }
+
+    /// The index (from 0) of the next step to run.
+    pub fn next_step(&self) -> usize {
+        self.next_step
+    }
+
+    /// The traffic split last set and verified.
+    pub fn traffic(&self) -> &TrafficSplit {
+        &self.traffic
+    }
+
+    /// The plan being executed (`None` in documents written before plans were saved).
+    pub fn plan(&self) -> Option<&Plan> {
+        self.plan.as_ref()
+    }
+
+    /// The application spec being rolled out (`None` in documents written before
+    /// specs were saved).
+    pub fn spec(&self) -> Option<&AppSpec> {
+        self.spec.as_ref()
+    }
+
+    /// The canary's traffic weight last set (what the plan asked; the split in
+    /// force is [`RolloutState::traffic`]).
+    pub fn canary_weight(&self) -> Percent {
+        self.canary_weight
+    }
+
+    /// Whether a caller's pause request holds the rollout.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Who wrote this document (the lease token and its save count).
+    pub fn written_by(&self) -> Option<&WriteStamp> {
+        self.written_by.as_ref()
+    }
+
+    /// The HMAC signature a `SignedStateStore` (module `signed_state`) wrote, hex;
+    /// `None` when progress is not signed.
+    pub fn signature(&self) -> Option<&str> {
+        self.signature.as_deref()
+    }
+
+    /// The same document advanced to step `next_step` with `traffic` in force: what
+    /// a driver that crashed there leaves behind, for tests of stores and of
+    /// recovery.
+    #[must_use]
+    pub fn at_step(mut self, next_step: usize, traffic: TrafficSplit) -> Self {
+        self.next_step = next_step;
+        self.traffic = traffic;
+        self
     }
 
     /// Control requests not acted on yet, oldest first.

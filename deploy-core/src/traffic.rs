@@ -200,7 +200,7 @@ impl<'de> Deserialize<'de> for HeaderMatchKinds {
 }
 
 /// What a router can do; a plan that needs more is rejected when it is validated
-/// ([`Plan::validate`](crate::plan::Plan::validate)), with every mismatch listed,
+/// (`Plan::validate` in the `plan` module), with every mismatch listed,
 /// instead of failing or being silently ignored mid-rollout.
 ///
 /// How a router reaches a canary weight:

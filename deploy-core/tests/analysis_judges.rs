@@ -85,7 +85,7 @@ async fn a_clear_regression_ends_the_analysis_at_once_whatever_the_failure_limit
     let started = tokio::time::Instant::now();
     let record = rollout(&f, &latency_analysis(0.0)).await;
     assert_eq!(record.status, DeploymentStatus::RolledBack);
-    assert!(record.cause.as_ref().unwrap().contains("failed decisively"), "{:?}", record.cause);
+    assert!(record.cause.as_ref().unwrap().message.contains("failed decisively"), "{:?}", record.cause);
     let analysis = &record.analyses[0];
     assert_eq!(analysis.report.outcome, AnalysisOutcome::Failed);
     // One look of the 20, although the failure limit (3) would allow three more failures.
@@ -243,7 +243,7 @@ async fn the_canary_score_judges_several_metrics_and_a_critical_one_fails_the_ru
     let f = score_world(&["errors"]);
     let record = rollout(&f, &score_analysis()).await;
     assert_eq!(record.status, DeploymentStatus::RolledBack);
-    assert!(record.cause.as_ref().unwrap().contains("failed decisively"), "{:?}", record.cause);
+    assert!(record.cause.as_ref().unwrap().message.contains("failed decisively"), "{:?}", record.cause);
     let report = &record.analyses[0].report;
     assert_eq!((report.outcome, report.looks), (AnalysisOutcome::Failed, 1), "{}", report.reason);
     let m = &report.measurements[0];

@@ -12,11 +12,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deploy_core::dr::{FailoverDriver, FailoverPlan, Site, TrafficSwitch};
-use deploy_core::engine::{
-    CauseKind, EngineConfig, FailoverRequest, RolloutEngine, RolloutError, RolloutEvent, RolloutRequest,
-};
+use deploy_core::engine::{EngineConfig, FailoverRequest, RolloutEngine, RolloutError, RolloutEvent, RolloutRequest};
 use deploy_core::error::BoxError;
 use deploy_core::history::HistoryQuery;
+use deploy_core::model::CauseKind;
 use deploy_core::model::{
     AppSpec, DeploymentStatus, Environment, EnvironmentProfile, Percent, RecordKind, Release, StepOutcome, Track,
 };
@@ -200,7 +199,7 @@ async fn a_failure_before_the_switch_is_recorded_and_leaves_the_traffic() {
     let record = &stored[0];
     assert_eq!(record.status, DeploymentStatus::Failed);
     assert_eq!(record.recovery, None, "no recovery without a switch");
-    assert!(record.cause.as_deref().is_some_and(|c| c.contains("503 from /healthz")), "{:?}", record.cause);
+    assert!(record.cause.as_ref().is_some_and(|c| c.to_string().contains("503 from /healthz")), "{:?}", record.cause);
     assert_eq!(record.steps.len(), 3);
     assert!(matches!(&record.steps[2].outcome, StepOutcome::Failed(r) if r.contains("503")), "{:?}", record.steps);
     assert!(w.primary.lease(&w.spec.id()).is_none(), "the lock is released");

@@ -8,8 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Fixture, LOCK_TTL, Strat, pct};
-use deploy_core::engine::{CauseKind, RolloutError, RolloutEvent, RolloutReport, RolloutRequest};
+use deploy_core::engine::{DecisionKind, RolloutError, RolloutEvent, RolloutReport, RolloutRequest};
 use deploy_core::error::Classify;
+use deploy_core::model::CauseKind;
 use deploy_core::model::{DeploymentStatus, StepOutcome, Track, TrafficSplit};
 use deploy_core::plan::{PauseKind, Plan, Step};
 use deploy_core::strategy::{Canary, PlanInput, Strategy};
@@ -47,7 +48,7 @@ fn assert_emergency_rolled_back(f: &Fixture, report: &RolloutReport) {
     assert!(world.header_routes.is_empty());
     assert!(f.kit.unready_routing().is_empty(), "{:?}", f.kit.unready_routing());
     let record = &report.record;
-    assert!(record.cause.as_deref().unwrap().starts_with("emergency rollback"), "{:?}", record.cause);
+    assert!(record.cause.as_ref().unwrap().to_string().starts_with("emergency rollback"), "{:?}", record.cause);
     assert!(record.logs.iter().any(|l| l.message.contains(REASON)), "{:?}", record.logs);
     let stored = f.kit.history().records();
     let stored = stored.iter().find(|r| r.id == record.id).unwrap();
@@ -81,7 +82,10 @@ async fn a_rollout_paused_until_promoted_rolls_back_at_once_without_its_analysis
             .any(|e| matches!(e, RolloutEvent::WeightChanged { split } if split.weight(Track::Canary) == pct(60)))
     );
     // The stream says what happened and why.
-    assert!(events.iter().any(|e| matches!(e, RolloutEvent::Decision { message } if message.contains(REASON))));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        RolloutEvent::Decision { kind: DecisionKind::EmergencyRollback { reason } } if reason == REASON
+    )));
     let rollback = events.iter().find_map(|e| match e {
         RolloutEvent::RollbackStarted { cause } => Some(cause),
         _ => None,

@@ -7,8 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Fixture, Strat, pct, secs};
-use deploy_core::engine::{CauseKind, RolloutError, RolloutEvent};
+use deploy_core::engine::{RolloutError, RolloutEvent};
 use deploy_core::error::Classify;
+use deploy_core::model::CauseKind;
 use deploy_core::model::{DeploymentStatus, StepOutcome, Track, TrafficSplit};
 use deploy_core::plan::{PauseKind, Step};
 use deploy_core::strategy::{Canary, PlanInput, Strategy};
@@ -293,4 +294,58 @@ async fn a_custom_judge_plugs_in_without_engine_changes() {
     assert_eq!(report.status, DeploymentStatus::RolledBack);
     assert!(report.cause.unwrap().message.contains("400 vs baseline 100"));
     let _ = secs(1);
+}
+
+/// A reader that never reads does not stall the rollout nor grow its queue: the
+/// rollout finishes, the queue holds its capacity, and the late reader gets one
+/// `Lagged` with the number of events dropped, then the newest events in order.
+#[tokio::test(start_paused = true)]
+async fn a_reader_that_never_reads_gets_lagged_then_the_newest_events() {
+    // The same rollout read as it goes, for the full list of events.
+    let reference = Fixture::new(Strat::Canary);
+    let mut handle = reference.engine.start(reference.request()).await.unwrap();
+    let all: Vec<String> = events_until_end(&mut handle).await.iter().map(ToString::to_string).collect();
+    assert_eq!(handle.wait().await.unwrap().status, DeploymentStatus::Succeeded);
+    const CAPACITY: usize = 4;
+    assert!(all.len() > CAPACITY * 2, "the rollout emits more than the queue holds: {all:?}");
+
+    let mut f = Fixture::new(Strat::Canary);
+    f.engine =
+        deploy_core::engine::RolloutEngine::builder(f.kit.platform(), f.kit.state_store(), f.kit.history_store())
+            .metrics(f.kit.metrics())
+            .health_check(f.smoke.clone())
+            .router(f.kit.router())
+            .config(common::config("engine-a").event_capacity(CAPACITY))
+            .build();
+    let mut handle = f.engine.start(f.request()).await.unwrap();
+    // Nobody reads while the rollout runs to its end.
+    for _ in 0..600 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let done = f.kit.history().records().first().is_some_and(|r| r.status.is_terminal());
+        if done && f.kit.state_store().load(&f.spec.id()).await.unwrap().is_none() {
+            break;
+        }
+    }
+    let record = f.kit.history().records().remove(0);
+    assert_eq!(record.status, DeploymentStatus::Succeeded, "the rollout did not wait for its reader");
+    assert!(format!("{handle:?}").contains(&format!("queued: {CAPACITY}")), "{handle:?}");
+    let late = events_until_end(&mut handle).await;
+    let missed = u64::try_from(all.len() - CAPACITY).unwrap();
+    assert_eq!(late[0], RolloutEvent::Lagged { missed }, "{late:?}");
+    let newest: Vec<String> = late[1..].iter().map(ToString::to_string).collect();
+    assert_eq!(newest, all[all.len() - CAPACITY..], "the newest events, in order");
+    assert!(matches!(late.last(), Some(RolloutEvent::Finished { status: DeploymentStatus::Succeeded, .. })));
+    assert_eq!(handle.wait().await.unwrap().status, DeploymentStatus::Succeeded);
+}
+
+/// The handle is a `Stream` of the same events `next_event` gives.
+#[tokio::test(start_paused = true)]
+async fn the_handle_is_a_stream_of_its_events() {
+    use futures_util::StreamExt;
+    let f = Fixture::new(Strat::Canary);
+    let handle = f.engine.start(f.request()).await.unwrap();
+    let events: Vec<RolloutEvent> = handle.collect().await;
+    assert!(matches!(events.first(), Some(RolloutEvent::Started { .. })), "{events:?}");
+    assert!(matches!(events.last(), Some(RolloutEvent::Finished { status: DeploymentStatus::Succeeded, .. })));
+    assert!(!events.iter().any(|e| matches!(e, RolloutEvent::Lagged { .. })), "a reader that keeps up never lags");
 }

@@ -6,8 +6,9 @@
 mod common;
 
 use common::{Fixture, Strat};
-use deploy_core::engine::{CauseKind, RolloutRequest};
+use deploy_core::engine::RolloutRequest;
 use deploy_core::hook::{HookSpec, HookWhen};
+use deploy_core::model::CauseKind;
 use deploy_core::model::{DeploymentStatus, ImageRef, Name};
 use deploy_core::plan::{Plan, Step};
 use deploy_core::testkit::Method;

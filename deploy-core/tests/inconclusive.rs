@@ -8,8 +8,9 @@ mod common;
 
 use common::{Fixture, Strat, pct, secs};
 use deploy_core::analysis::{AnalysisOutcome, AnalysisSpec, InconclusivePolicy, JudgeSpec, MetricCheck};
-use deploy_core::engine::{CauseKind, RolloutError, RolloutEvent, RolloutHandle, RolloutRequest};
+use deploy_core::engine::{DecisionKind, RolloutError, RolloutEvent, RolloutHandle, RolloutRequest};
 use deploy_core::metrics::MetricValue;
+use deploy_core::model::CauseKind;
 use deploy_core::model::{DeploymentStatus, Track};
 use deploy_core::plan::{PauseKind, Plan};
 use deploy_core::strategy::{Canary, FlaggerAnalysis, PlanInput, Strategy};
@@ -61,9 +62,7 @@ async fn silence_pauses_by_default_and_a_promotion_goes_on() {
     let mut handle = f.engine.start(request(&f, plan(InconclusivePolicy::default()))).await.unwrap();
     let events = until_inconclusive_pause(&mut handle).await;
     assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, RolloutEvent::Decision { message } if message.contains("analysis inconclusive"))),
+        events.iter().any(|e| matches!(e, RolloutEvent::Decision { kind: DecisionKind::InconclusivePause { .. } })),
         "{events:?}"
     );
     // While paused, nothing was rolled back and the canary still runs the new release.
@@ -122,9 +121,9 @@ async fn a_crash_during_the_pause_keeps_the_outcome_and_a_resumed_engine_waits_f
     assert_eq!(queried, 2, "the analysis measured twice (inconclusive limit 1)");
     // The state saved with the pause keeps the analysis' outcome and the open decision.
     let saved = kit.state_store().load(&spec.id()).await.unwrap().unwrap().value;
-    let analysis = saved.record.analyses.last().unwrap();
+    let analysis = saved.record().analyses.last().unwrap();
     assert_eq!(analysis.report.outcome, AnalysisOutcome::Inconclusive);
-    let decision = saved.record.inconclusive_decisions.last().unwrap();
+    let decision = saved.record().inconclusive_decisions.last().unwrap();
     assert_eq!((decision.step, decision.resolution.as_ref()), (analysis.step, None));
     let paused_step = analysis.step;
     // The crash.
@@ -151,7 +150,8 @@ async fn a_crash_during_the_pause_keeps_the_outcome_and_a_resumed_engine_waits_f
         "the analysis did not run again: {seen:?}"
     );
     assert!(
-        seen.iter().any(|e| matches!(e, RolloutEvent::Decision { message } if message.contains("not run again"))),
+        seen.iter()
+            .any(|e| matches!(e, RolloutEvent::Decision { kind: DecisionKind::InconclusivePauseResumed { .. } })),
         "{seen:?}"
     );
     assert_eq!(kit.metric_values().queries("error-rate", Track::Canary), queried, "no new metric query");

@@ -22,8 +22,9 @@ use std::time::Duration;
 
 use common::{Fixture, LOCK_TTL, Strat};
 use deploy_core::analysis::AnalysisOutcome;
-use deploy_core::engine::{CauseKind, RolloutEngine, RolloutError, RolloutEvent, RolloutReport, RolloutRequest};
+use deploy_core::engine::{RolloutEngine, RolloutError, RolloutEvent, RolloutReport, RolloutRequest};
 use deploy_core::metrics::MetricValue;
+use deploy_core::model::CauseKind;
 use deploy_core::model::{DeploymentStatus, Version};
 use deploy_core::plan::Step;
 use deploy_core::platform::TrackState;
@@ -207,7 +208,7 @@ async fn check_invariants(f: &Fixture, report: &RolloutReport, label: &str) -> S
     assert!(saved.windows(2).all(|w| w[0].revision < w[1].revision), "{label}: revisions not increasing");
     for s in &saved {
         let state: RolloutState = serde_json::from_str(&s.json).unwrap_or_else(|e| panic!("{label}: torn state: {e}"));
-        assert_eq!(state.record.id, report.record.id, "{label}");
+        assert_eq!(state.record().id, report.record.id, "{label}");
     }
 
     // Bookkeeping: progress cleared, lock free, record written at start and end.
@@ -251,7 +252,7 @@ async fn matrix(strat: Strat) {
                     if report.status == DeploymentStatus::RolledBack {
                         let cause = report.cause.clone().unwrap();
                         assert!(kinds.contains(&cause.kind), "{label}: unexpected cause {cause}");
-                        assert_eq!(report.record.cause, Some(cause.to_string()), "{label}");
+                        assert_eq!(report.record.cause, Some(cause.clone()), "{label}");
                         seen.entry(fault).or_default().insert(format!("{:?}", cause.kind));
                     }
                     if fault == FaultCase::Abort {

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use common::{Fixture, Strat, config};
 use deploy_core::check::{CheckOutcome, FnCheck};
 use deploy_core::checklist::{Checklist, Phase};
-use deploy_core::engine::{CauseKind, Preflight, PreflightInput, RolloutEngine};
+use deploy_core::engine::{Preflight, PreflightInput, RolloutEngine};
+use deploy_core::model::CauseKind;
 use deploy_core::model::DeploymentStatus;
 use deploy_core::testkit::Method;
 

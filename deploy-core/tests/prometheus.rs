@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deploy_core::analysis::{AnalysisSpec, Direction, JudgeSpec, MeasurementOutcome, MetricCheck};
-use deploy_core::engine::{CauseKind, EngineConfig, RolloutEngine, RolloutEvent, RolloutRequest};
+use deploy_core::engine::{EngineConfig, RolloutEngine, RolloutEvent, RolloutRequest};
 use deploy_core::metrics::{MetricQuery, MetricsProvider};
+use deploy_core::model::CauseKind;
 use deploy_core::model::{
     AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Percent, Release, Track, TrafficSplit, Version,
 };

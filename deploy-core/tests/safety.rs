@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Fixture, LOCK_TTL, Strat, pct, secs};
-use deploy_core::engine::{RolloutEngine, RolloutError, RolloutEvent, RolloutHandle, RolloutReport, RolloutRequest};
+use deploy_core::engine::{
+    DecisionKind, RolloutEngine, RolloutError, RolloutEvent, RolloutHandle, RolloutReport, RolloutRequest,
+};
 use deploy_core::model::{AppId, DeploymentStatus, Track, TrafficSplit};
 use deploy_core::plan::{PauseKind, Plan, Step};
 use deploy_core::state::StateStore;
@@ -97,7 +99,11 @@ async fn a_forgotten_from_never_removes_the_running_release() {
         let mut handle = f.engine.start(request).await.unwrap();
         let mut adopted = false;
         while let Some(e) = handle.next_event().await {
-            adopted |= matches!(&e, RolloutEvent::Decision { message } if message.contains("adopted 1.0.0"));
+            adopted |= matches!(
+                &e,
+                RolloutEvent::Decision { kind: DecisionKind::AdoptedServingRelease { version, track } }
+                    if version.as_str() == "1.0.0" && *track == f.plan.old_track
+            );
         }
         let report = handle.wait().await.unwrap();
         assert_previous_serves(&f, &report);

@@ -8,7 +8,7 @@ use common::{Fixture, Strat};
 use deploy_core::engine::{RolloutEngine, RolloutError, RolloutEvent};
 use deploy_core::model::ImageRef;
 use deploy_core::signed_state::StateKey;
-use deploy_core::state::StateError;
+use deploy_core::state::{RolloutState, StateError};
 use deploy_core::testkit::Method;
 
 fn signed(f: &Fixture, holder: &str, key: &[u8]) -> RolloutEngine {
@@ -34,12 +34,16 @@ async fn a_tampered_saved_state_is_refused_at_resume_and_nothing_is_deployed() {
     }
     handle.kill();
     let store = f.kit.state_store();
-    let mut saved = store.load(&f.spec.id()).await.unwrap().unwrap();
-    assert!(saved.value.signature.is_some(), "progress is saved signed");
+    let saved = store.load(&f.spec.id()).await.unwrap().unwrap();
+    assert!(saved.value.signature().is_some(), "progress is saved signed");
     // Someone with write access to the store swaps the image.
     let evil = ImageRef::parse("registry.evil.example/miner:latest").unwrap();
-    saved.value.record.to.image = evil.clone();
-    store.save(&f.spec.id(), &saved.value, Some(&saved.revision)).await.unwrap();
+    // The document is opaque to the store: the attacker edits its bytes.
+    let mut doc = serde_json::to_value(&saved.value).unwrap();
+    doc["record"]["to"]["image"] = serde_json::Value::String(evil.to_string());
+    let tampered: RolloutState = serde_json::from_value(doc).unwrap();
+    assert_eq!(tampered.record().to.image, evil, "the edit took");
+    store.save(&f.spec.id(), &tampered, Some(&saved.revision)).await.unwrap();
     let applies_before = f.kit.calls().iter().filter(|c| c.method == Method::Apply).count();
 
     let second = signed(&f, "engine-b", &key);

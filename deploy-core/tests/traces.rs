@@ -407,7 +407,7 @@ async fn engine_events_records_and_traces_carry_no_state_key_or_env_value() {
     // The signed state really used the key: the saved progress carries a signature.
     let saved = kit.state_store().load(&spec.id()).await.unwrap();
     if let Some(saved) = &saved {
-        assert!(saved.value.signature.is_some(), "progress is saved signed");
+        assert!(saved.value.signature().is_some(), "progress is saved signed");
     }
     for record in kit.history().records() {
         printed.push(format!("{record:?}"));

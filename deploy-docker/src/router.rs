@@ -204,7 +204,7 @@ mod tests {
         assert_eq!(caps.split_tracks, TrackSet::of([Track::Stable, Track::Canary]));
         assert_eq!(caps.tracks, TrackSet::ALL);
         let bg_canary = deploy_core::plan::Plan::new(
-            deploy_core::plan::StrategyKind::Canary,
+            deploy_core::model::StrategyKind::Canary,
             4,
             Track::Blue,
             Track::Green,
@@ -215,7 +215,7 @@ mod tests {
         let err = bg_canary.validate(Some(caps)).unwrap_err();
         assert!(err.to_string().contains("cannot split traffic to blue"), "{err}");
         let canary = deploy_core::plan::Plan::new(
-            deploy_core::plan::StrategyKind::Canary,
+            deploy_core::model::StrategyKind::Canary,
             4,
             Track::Stable,
             Track::Canary,

@@ -192,7 +192,7 @@ async fn crash_and_resume(prefix: &str, store_for: impl FnOnce() -> String) {
     expect_line(&mut first_out, "DRIVER PAUSED").await;
     let dead_lease = state.read_lock(&w.app).await.unwrap().expect("the driver holds the lock");
     let saved = state.load(&w.app).await.unwrap().expect("progress is saved");
-    assert_eq!(saved.value.canary_weight, Percent::new(50).unwrap());
+    assert_eq!(saved.value.canary_weight(), Percent::new(50).unwrap());
     first.start_kill().unwrap(); // SIGKILL
     let status = first.wait().await.unwrap();
     assert!(!status.success(), "killed: {status:?}");

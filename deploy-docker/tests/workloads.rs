@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
 use common::{Cleanup, build_busybox, docker, exec};
-use deploy_core::engine::{CauseKind, EngineConfig, RetryPolicy, RolloutEngine, RolloutRequest};
+use deploy_core::engine::{EngineConfig, RetryPolicy, RolloutEngine, RolloutRequest};
 use deploy_core::hook::{HookSpec, HookWhen};
+use deploy_core::model::CauseKind;
 use deploy_core::model::{
     AppId, AppSpec, Autoscaling, ContainerSecurityContext, DeploymentStatus, EnvVar, HumanDuration, ImageRef,
     IntOrPercent, Name, Percent, PodSecurityContext, Probe, Release, ResourceList, Resources, RollingUpdateParams,

@@ -205,7 +205,7 @@ mod over_fake_cluster {
                 deploy_core::model::Environment::Production,
                 None,
                 fixtures::release("1.4.2"),
-                "blue-green",
+                deploy_core::model::StrategyKind::BlueGreen,
             );
             let mut state = RolloutState::new(record, TrafficSplit::all(Track::Blue));
             let rev = store.save(&app, &state, None).await.unwrap();
@@ -213,8 +213,7 @@ mod over_fake_cluster {
             platform.wait_ready(&app, Track::Green, Duration::from_secs(5)).await.unwrap();
             router.set_weights(&app, &TrafficSplit::all(Track::Green)).await.unwrap();
             assert_eq!(router.weights(&app).await.unwrap(), TrafficSplit::all(Track::Green));
-            state.next_step = 1;
-            state.traffic = TrafficSplit::all(Track::Green);
+            state = state.at_step(1, TrafficSplit::all(Track::Green));
             let rev = store.save(&app, &state, Some(&rev)).await.unwrap();
             platform.remove(&app, Track::Blue).await.unwrap();
             store.clear(&app, &rev).await.unwrap();

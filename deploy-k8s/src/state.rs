@@ -419,7 +419,13 @@ mod tests {
     const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/shop/leases";
 
     fn record() -> DeploymentRecord {
-        DeploymentRecord::new(fixtures::app_id(), Environment::Production, None, fixtures::release("1.4.2"), "canary")
+        DeploymentRecord::new(
+            fixtures::app_id(),
+            Environment::Production,
+            None,
+            fixtures::release("1.4.2"),
+            deploy_core::model::StrategyKind::Canary,
+        )
     }
 
     fn state() -> RolloutState {
@@ -442,7 +448,7 @@ mod tests {
                     assert_eq!(b["metadata"]["name"], "deploy-rs-state-web");
                     assert!(b["metadata"]["resourceVersion"].is_null(), "create must not carry a version");
                     let inner: RolloutState = serde_json::from_str(b["data"]["state.json"].as_str().unwrap()).unwrap();
-                    assert_eq!(inner.next_step, 0);
+                    assert_eq!(inner.next_step(), 0);
                 })
                 .reply(201, state_cm("501", &saved)),
             Expect::put(&format!("{CMS}/deploy-rs-state-web"))

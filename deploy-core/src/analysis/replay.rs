@@ -99,7 +99,7 @@ pub fn recompute(evidence: &Evidence) -> Option<Verdict> {
 /// # use deploy_core::model::*;
 /// # let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
 /// # let to = Release::new(Version::new("2.0.0").unwrap(), ImageRef::parse("web:2.0.0").unwrap());
-/// let record = DeploymentRecord::new(app, Environment::Staging, None, to, "canary");
+/// let record = DeploymentRecord::new(app, Environment::Staging, None, to, deploy_core::model::StrategyKind::Canary);
 /// let report = replay(&record);
 /// assert!(report.reproduced());
 /// assert_eq!(report.checked, 0);

@@ -1,17 +1,22 @@
-//! The queue that carries a rollout's events to its handle.
+//! The bounded queue that carries a rollout's events to its handle.
 //!
-//! Unbounded like the `tokio::sync::mpsc` channel it replaces, but its memory follows
-//! its backlog: tokio's unbounded channel allocates its slots in blocks of 32 events
-//! and keeps up to two blocks per channel (8.7 KB for a `RolloutEvent`) even when
-//! the handle reads every event as it comes, which was a quarter of what a waiting
-//! rollout kept (benches/many_rollouts.rs). A rollout emits a few events per step,
-//! so a `VecDeque` behind a mutex costs nothing measurable and keeps a handful.
+//! The engine never waits for its reader: a rollout must not stall because nobody
+//! reads its events. The queue holds at most `capacity` events; a send to a full
+//! queue drops the oldest queued event and counts it, and the reader gets one
+//! [`RolloutEvent::Lagged`] with that count in the dropped events' place, then the
+//! newest events (as tokio's broadcast channel reports `Lagged`). Memory is bounded
+//! by the capacity whatever the reader does.
+//!
+//! A `VecDeque` behind a mutex rather than a tokio channel: tokio's channels
+//! allocate their slots in blocks of 32 and keep up to two blocks (8.7 KB for a
+//! `RolloutEvent`) even when every event is read at once, which was a quarter of
+//! what a waiting rollout kept (benches/many_rollouts.rs); a rollout emits a few
+//! events per step, so this keeps a handful.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-
-use tokio::sync::Notify;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use super::RolloutEvent;
 
@@ -19,19 +24,34 @@ use super::RolloutEvent;
 /// slow reader let grow is not kept for the rest of the rollout.
 const KEPT_CAPACITY: usize = 8;
 
+/// What the mutex guards.
+struct Queue {
+    events: VecDeque<RolloutEvent>,
+    /// Events dropped from the front since the reader last saw a `Lagged`.
+    missed: u64,
+    /// The reader waiting for an event, woken by a send and by the last sender's drop.
+    waker: Option<Waker>,
+}
+
 struct Shared {
-    queue: Mutex<VecDeque<RolloutEvent>>,
-    /// The receiver waits here; a send, and the last sender going away, wake it.
-    ready: Notify,
+    queue: Mutex<Queue>,
+    capacity: usize,
     senders: AtomicUsize,
     receiver_alive: AtomicBool,
 }
 
-/// A new queue: its sending and receiving ends.
-pub(crate) fn event_queue() -> (EventSender, EventReceiver) {
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A new queue holding at most `capacity` events (at least one): its sending and
+/// receiving ends.
+pub(crate) fn event_queue(capacity: usize) -> (EventSender, EventReceiver) {
     let shared = Arc::new(Shared {
-        queue: Mutex::new(VecDeque::new()),
-        ready: Notify::new(),
+        queue: Mutex::new(Queue { events: VecDeque::new(), missed: 0, waker: None }),
+        capacity: capacity.max(1),
         senders: AtomicUsize::new(1),
         receiver_alive: AtomicBool::new(true),
     });
@@ -48,13 +68,25 @@ pub(crate) struct EventSender {
 }
 
 impl EventSender {
-    /// Queues `event`; fails (dropping it) when nobody can receive it any more.
+    /// Queues `event` without ever waiting: a full queue drops its oldest event
+    /// (the reader learns how many with a `Lagged`). Fails (dropping `event`) when
+    /// nobody can receive it any more.
     pub(crate) fn send(&self, event: RolloutEvent) -> Result<(), Closed> {
         if self.is_closed() {
             return Err(Closed);
         }
-        self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner).push_back(event);
-        self.shared.ready.notify_one();
+        let waker = {
+            let mut queue = self.shared.lock();
+            if queue.events.len() >= self.shared.capacity {
+                queue.events.pop_front();
+                queue.missed += 1;
+            }
+            queue.events.push_back(event);
+            queue.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
         Ok(())
     }
 
@@ -75,7 +107,12 @@ impl Drop for EventSender {
     fn drop(&mut self) {
         if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
             // The last sender: a waiting receiver learns that no event will come.
-            self.shared.ready.notify_one();
+            // Taken under the lock, so a receiver that saw a sender left has
+            // registered its waker before this looks.
+            let waker = self.shared.lock().waker.take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
         }
     }
 }
@@ -89,30 +126,37 @@ impl EventReceiver {
     /// The next event, waiting for it; `None` once every sender is gone and the
     /// queue is empty.
     pub(crate) async fn recv(&mut self) -> Option<RolloutEvent> {
-        let shared = Arc::clone(&self.shared);
-        loop {
-            // Registered before looking, so that a send between the look and the
-            // wait is not missed.
-            let notified = shared.ready.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(event) = self.try_recv() {
-                return Some(event);
-            }
-            if shared.senders.load(Ordering::Acquire) == 0 {
-                // A send that raced the last drop is still delivered.
-                return self.try_recv();
-            }
-            notified.await;
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next event if there is one, or registers `cx` to be woken by the next
+    /// send or by the last sender going away.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<RolloutEvent>> {
+        let mut queue = self.shared.lock();
+        if let Some(event) = Self::take(&mut queue) {
+            return Poll::Ready(Some(event));
         }
+        if self.shared.senders.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(None);
+        }
+        queue.waker = Some(cx.waker().clone());
+        Poll::Pending
     }
 
     /// An event already queued, without waiting.
     pub(crate) fn try_recv(&mut self) -> Option<RolloutEvent> {
-        let mut queue = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let event = queue.pop_front();
-        if queue.is_empty() && queue.capacity() > KEPT_CAPACITY {
-            queue.shrink_to(KEPT_CAPACITY);
+        Self::take(&mut self.shared.lock())
+    }
+
+    /// The `Lagged` owed to the reader first, then the oldest event kept.
+    fn take(queue: &mut Queue) -> Option<RolloutEvent> {
+        if queue.missed > 0 {
+            let missed = std::mem::take(&mut queue.missed);
+            return Some(RolloutEvent::Lagged { missed });
+        }
+        let event = queue.events.pop_front();
+        if queue.events.is_empty() && queue.events.capacity() > KEPT_CAPACITY {
+            queue.events.shrink_to(KEPT_CAPACITY);
         }
         event
     }
@@ -121,14 +165,21 @@ impl EventReceiver {
     /// queued is dropped now, not when the run ends.
     pub(crate) fn close(&mut self) {
         self.shared.receiver_alive.store(false, Ordering::Release);
-        self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        let mut queue = self.shared.lock();
+        queue.events = VecDeque::new();
+        queue.missed = 0;
+        queue.waker = None;
     }
 }
 
 impl std::fmt::Debug for EventReceiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let queued = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner).len();
-        f.debug_struct("EventReceiver").field("queued", &queued).finish()
+        let queue = self.shared.lock();
+        f.debug_struct("EventReceiver")
+            .field("queued", &queue.events.len())
+            .field("missed", &queue.missed)
+            .field("capacity", &self.shared.capacity)
+            .finish()
     }
 }
 
@@ -141,24 +192,22 @@ impl Drop for EventReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::DecisionKind;
 
-    fn decision(n: usize) -> RolloutEvent {
-        RolloutEvent::Decision { message: format!("event {n}") }
+    fn event(n: usize) -> RolloutEvent {
+        RolloutEvent::Decision { kind: DecisionKind::Note { message: format!("event {n}") } }
     }
 
     fn message(event: Option<RolloutEvent>) -> Option<String> {
-        match event {
-            Some(RolloutEvent::Decision { message }) => Some(message),
-            _ => None,
-        }
+        event.map(|e| e.to_string())
     }
 
     #[tokio::test]
     async fn events_arrive_in_order_and_the_end_is_seen_after_the_last() {
-        let (tx, mut rx) = event_queue();
+        let (tx, mut rx) = event_queue(16);
         let second = tx.clone();
-        tx.send(decision(1)).unwrap();
-        second.send(decision(2)).unwrap();
+        tx.send(event(1)).unwrap();
+        second.send(event(2)).unwrap();
         drop(tx);
         assert_eq!(message(rx.recv().await).as_deref(), Some("event 1"));
         drop(second);
@@ -168,14 +217,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_receiver_wakes_for_a_send_and_for_the_last_drop() {
-        let (tx, mut rx) = event_queue();
+        let (tx, mut rx) = event_queue(16);
         let waiter = tokio::spawn(async move {
             let first = message(rx.recv().await);
             let end = rx.recv().await.is_none();
             (first, end)
         });
         tokio::task::yield_now().await;
-        tx.send(decision(7)).unwrap();
+        tx.send(event(7)).unwrap();
         tokio::task::yield_now().await;
         drop(tx);
         let (first, end) = waiter.await.unwrap();
@@ -185,21 +234,52 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_receiver_the_sender_is_closed_and_keeps_nothing() {
-        let (tx, rx) = event_queue();
-        tx.send(decision(1)).unwrap();
+        let (tx, rx) = event_queue(16);
+        tx.send(event(1)).unwrap();
         drop(rx);
         assert!(tx.is_closed());
-        assert!(tx.send(decision(2)).is_err());
-        assert!(tx.shared.queue.lock().unwrap().is_empty());
+        assert!(tx.send(event(2)).is_err());
+        assert!(tx.shared.lock().events.is_empty());
     }
 
     #[test]
     fn a_drained_backlog_gives_its_memory_back() {
-        let (tx, mut rx) = event_queue();
+        let (tx, mut rx) = event_queue(1000);
         for n in 0..1000 {
-            tx.send(decision(n)).unwrap();
+            tx.send(event(n)).unwrap();
         }
         while rx.try_recv().is_some() {}
-        assert!(rx.shared.queue.lock().unwrap().capacity() <= KEPT_CAPACITY);
+        assert!(rx.shared.lock().events.capacity() <= KEPT_CAPACITY);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_the_oldest_and_the_reader_gets_lagged_then_the_newest() {
+        let (tx, mut rx) = event_queue(3);
+        for n in 0..10 {
+            tx.send(event(n)).unwrap();
+            assert!(tx.shared.lock().events.len() <= 3, "never more than the capacity queued");
+        }
+        drop(tx);
+        assert_eq!(rx.recv().await, Some(RolloutEvent::Lagged { missed: 7 }));
+        for n in 7..10 {
+            assert_eq!(message(rx.recv().await), Some(format!("event {n}")));
+        }
+        assert!(rx.recv().await.is_none());
+    }
+
+    #[test]
+    fn a_lag_after_reading_counts_only_the_events_dropped_since() {
+        let (tx, mut rx) = event_queue(2);
+        tx.send(event(0)).unwrap();
+        assert_eq!(message(rx.try_recv()).as_deref(), Some("event 0"));
+        for n in 1..5 {
+            tx.send(event(n)).unwrap();
+        }
+        assert_eq!(rx.try_recv(), Some(RolloutEvent::Lagged { missed: 2 }));
+        assert_eq!(message(rx.try_recv()).as_deref(), Some("event 3"));
+        assert_eq!(message(rx.try_recv()).as_deref(), Some("event 4"));
+        assert_eq!(rx.try_recv(), None);
+        tx.send(event(5)).unwrap();
+        assert_eq!(message(rx.try_recv()).as_deref(), Some("event 5"), "no second lag without a drop");
     }
 }

@@ -3,10 +3,12 @@
 use std::fmt;
 
 use crate::analysis::{AnalysisOutcome, Measurement};
-use crate::model::{AppId, DeploymentId, DeploymentStatus, StepOutcome, Track, TrafficSplit, Version};
-use crate::plan::{PauseKind, StrategyKind};
+use crate::model::{
+    AppId, DeploymentId, DeploymentStatus, FailureCause, StepOutcome, StrategyKind, Track, TrafficSplit, Version,
+};
+use crate::plan::PauseKind;
 
-use super::FailureCause;
+use super::DecisionKind;
 
 /// One thing that happened in a rollout, in order; render them as progress bars or
 /// logs. Every decision the engine makes appears here and in the deployment record.
@@ -93,15 +95,25 @@ pub enum RolloutEvent {
         /// The step's index.
         index: usize,
     },
-    /// A decision, in a sentence (a retry, a replica ratio, a skipped removal).
+    /// A decision: what was decided and why, with its data; its `Display` is the
+    /// sentence the record keeps.
     Decision {
-        /// What was decided and why.
-        message: String,
+        /// The decision.
+        kind: DecisionKind,
     },
     /// The engine began restoring the previous release.
     RollbackStarted {
         /// Why.
         cause: FailureCause,
+    },
+    /// The reader fell behind: the queue (of
+    /// [`EngineConfig::event_capacity`](super::EngineConfig::event_capacity) events)
+    /// was full, and the engine, which never waits for its reader, dropped the
+    /// `missed` oldest events in this event's place. The events after it are the
+    /// newest, in order. The deployment record keeps every decision regardless.
+    Lagged {
+        /// How many events were dropped.
+        missed: u64,
     },
     /// The rollout ended.
     Finished {
@@ -141,7 +153,8 @@ impl fmt::Display for RolloutEvent {
             Self::Paused { kind: PauseKind::Duration(d), .. } => write!(f, "paused for {d}"),
             Self::Paused { .. } => f.write_str("paused until promoted"),
             Self::Promoted { .. } => f.write_str("promoted by the caller"),
-            Self::Decision { message } => f.write_str(message),
+            Self::Decision { kind } => kind.fmt(f),
+            Self::Lagged { missed } => write!(f, "{missed} events missed: the reader fell behind"),
             Self::RollbackStarted { cause } => write!(f, "rolling back: {cause}"),
             Self::Finished { status, cause: Some(cause) } => write!(f, "finished: {status} ({cause})"),
             Self::Finished { status, cause: None } => write!(f, "finished: {status}"),

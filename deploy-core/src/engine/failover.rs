@@ -17,13 +17,14 @@ use jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Acquired, CauseKind, FailureCause, RolloutEngine, RolloutError, RolloutEvent, notify};
+use super::{Acquired, DecisionKind, RolloutEngine, RolloutError, RolloutEvent, notify};
 use crate::dr::{FailoverDriver, FailoverPlan, FailoverRecord, FailoverStep, FailoverStepRecord};
-use crate::model::LogLevel;
 use crate::model::{
     AppId, DeploymentRecord, DeploymentStatus, Environment, RecordKind, RecoveryTargets, Release, StepOutcome,
     StepRecord, ValidationError, ValidationErrors,
 };
+use crate::model::{CauseKind, FailureCause};
+use crate::model::{LogLevel, StrategyKind};
 use crate::notify::{Notification, NotificationKind};
 use crate::state::{LockLease, StateError, StateStore};
 
@@ -231,10 +232,10 @@ impl RolloutEngine {
         };
         let (kind, label) = match request.direction {
             FailoverDirection::Failover => {
-                (RecordKind::Failover { from: plan.from.clone(), to: plan.to.clone() }, "failover")
+                (RecordKind::Failover { from: plan.from.clone(), to: plan.to.clone() }, StrategyKind::Failover)
             }
             FailoverDirection::FailBack => {
-                (RecordKind::FailBack { from: plan.from.clone(), to: plan.to.clone() }, "fail-back")
+                (RecordKind::FailBack { from: plan.from.clone(), to: plan.to.clone() }, StrategyKind::FailBack)
             }
         };
         let mut record = DeploymentRecord::new(
@@ -256,11 +257,11 @@ impl RolloutEngine {
             plan.steps.len()
         );
         record.log(LogLevel::Info, opening.clone());
-        events(RolloutEvent::Decision { message: opening });
+        events(RolloutEvent::Decision { kind: DecisionKind::from(opening) });
         for note in notes {
             tracing::warn!(decision = %note);
             record.log(LogLevel::Warn, note.clone());
-            events(RolloutEvent::Decision { message: note });
+            events(RolloutEvent::Decision { kind: DecisionKind::from(note) });
         }
         self.store_record(&record).await?;
         if let Some(notifier) = &self.inner.notifier {
@@ -329,7 +330,7 @@ impl RolloutEngine {
                 failover.time_to_recover = Some(took);
                 let message = format!("the traffic reached {} after {:.3} s", plan.to, took.as_secs_f64());
                 record.log(LogLevel::Info, message.clone());
-                events(RolloutEvent::Decision { message });
+                events(RolloutEvent::Decision { kind: DecisionKind::from(message) });
             }
         }
         failover.finished_at = Some(Timestamp::now());
@@ -346,7 +347,7 @@ impl RolloutEngine {
         if let Some(cause) = &cause {
             record.log(LogLevel::Error, cause.to_string());
         }
-        record.finish(status, cause.as_ref().map(ToString::to_string));
+        record.finish(status, cause.clone());
         let stored = self.store_record(&record).await;
         events(RolloutEvent::Finished { status, cause: cause.clone() });
         if let Some(lost) = lost {
@@ -417,7 +418,7 @@ fn notification(record: &DeploymentRecord, cause: Option<&FailureCause>, kind: N
         .app(record.app.clone())
         .environment(record.environment)
         .field("deployment", record.id.to_string())
-        .field("strategy", record.strategy.clone())
+        .field("strategy", record.strategy.as_str())
         .field("operation", operation)
         .field("from_site", from)
         .field("to_site", to)

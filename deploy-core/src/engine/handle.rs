@@ -1,5 +1,8 @@
 //! The caller's side of a running rollout.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -49,8 +52,43 @@ impl Progress {
 
 /// A rollout running in its own task: its events, its controls and its result.
 ///
+/// The handle is a [`Stream`](futures_core::Stream) of the rollout's
+/// [`RolloutEvent`]s, in order, ending after the last once the rollout has ended
+/// ([`RolloutHandle::next_event`] is the same without a stream combinator). The
+/// events wait in a bounded queue
+/// ([`EngineConfig::event_capacity`](super::EngineConfig::event_capacity)); the
+/// rollout never waits for its reader. A reader that falls behind by more than
+/// the capacity loses the oldest events and reads one [`RolloutEvent::Lagged`]
+/// with their count in their place, then the newest events; the deployment
+/// record keeps every decision regardless.
+///
 /// Dropping the handle does not stop the rollout; it runs to its end and the
 /// result is in the history store.
+///
+/// ```
+/// # #[cfg(feature = "testkit")]
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// use futures_util::StreamExt;
+/// use deploy_core::engine::{RolloutEngine, RolloutEvent, RolloutRequest};
+/// use deploy_core::model::{DeploymentStatus, Track};
+/// use deploy_core::strategy::{Canary, PlanInput, Strategy};
+/// use deploy_core::testkit::{self, TestKit};
+///
+/// let kit = TestKit::new();
+/// let (spec, v1, v2) = testkit::sample_app(4);
+/// kit.seed(&spec, Track::Stable, &v1);
+/// let engine = RolloutEngine::builder(kit.platform(), kit.state_store(), kit.history_store())
+///     .router(kit.router())
+///     .build();
+/// let plan = Canary::default().plan(&PlanInput::new(spec.replicas));
+/// let mut rollout = engine.start(RolloutRequest::new(spec, v2, plan).from(v1)).await.unwrap();
+/// let mut last = None;
+/// while let Some(event) = rollout.next().await {
+///     last = Some(event);
+/// }
+/// assert!(matches!(last, Some(RolloutEvent::Finished { status: DeploymentStatus::Succeeded, .. })));
+/// # });
+/// ```
 #[derive(Debug)]
 pub struct RolloutHandle {
     pub(crate) deployment: DeploymentId,
@@ -73,6 +111,8 @@ impl RolloutHandle {
     }
 
     /// The next event; `None` once the rollout has ended and every event was read.
+    /// A [`RolloutEvent::Lagged`] says that older events were dropped because the
+    /// reader fell behind.
     pub async fn next_event(&mut self) -> Option<RolloutEvent> {
         self.events.recv().await
     }
@@ -136,5 +176,14 @@ impl RolloutHandle {
     /// and for hard shutdowns.
     pub fn kill(self) {
         self.task.abort();
+    }
+}
+
+impl futures_core::Stream for RolloutHandle {
+    type Item = RolloutEvent;
+
+    /// The next event, as [`RolloutHandle::next_event`] gives it.
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<RolloutEvent>> {
+        self.get_mut().events.poll_recv(cx)
     }
 }

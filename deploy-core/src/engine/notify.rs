@@ -23,7 +23,7 @@ fn facts(kind: NotificationKind, title: String, message: String, record: &Deploy
         .app(record.app.clone())
         .environment(record.environment)
         .field("deployment", record.id.to_string())
-        .field("strategy", record.strategy.clone())
+        .field("strategy", record.strategy.to_string())
         .field("version", record.to.version.to_string())
         .field("image", record.to.image.to_string());
     if let Some(from) = &record.from {

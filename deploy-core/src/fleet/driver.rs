@@ -519,7 +519,7 @@ impl FleetDriver {
         self.emit(FleetEvent::TargetDone {
             target: name.to_owned(),
             status: crate::model::DeploymentStatus::Failed,
-            cause: Some(reason.to_owned()),
+            cause: Some(crate::model::FailureCause::unclassified(reason)),
         });
         Ok(format!("{name}: refused: {reason}"))
     }

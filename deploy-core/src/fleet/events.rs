@@ -44,7 +44,7 @@ pub enum FleetEvent {
         /// How it ended.
         status: DeploymentStatus,
         /// Why it did not succeed, if it did not.
-        cause: Option<String>,
+        cause: Option<crate::model::FailureCause>,
     },
     /// A wave's bake time began.
     Baking {

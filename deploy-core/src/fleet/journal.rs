@@ -295,8 +295,13 @@ impl JournalDoc {
 
     /// The document as a rollout state of the fleet's id, for any [`StateStore`].
     pub(crate) fn encode(&self) -> Result<RolloutState, FleetError> {
-        let mut record =
-            DeploymentRecord::new(self.fleet.clone(), Environment::Production, None, self.release.clone(), "fleet");
+        let mut record = DeploymentRecord::new(
+            self.fleet.clone(),
+            Environment::Production,
+            None,
+            self.release.clone(),
+            crate::model::StrategyKind::Fleet,
+        );
         record.created_at = self.started_at;
         let mut state = RolloutState::new(record, TrafficSplit::all(Track::Stable));
         state.written_by = self.written_by.clone();

@@ -313,7 +313,7 @@ impl FleetPlanBuilder {
             if let Some(plan) = &t.rollback_plan
                 && let Err(e) = plan.validate(None)
             {
-                for mut e in e.errors {
+                for mut e in crate::model::ValidationErrors::from(e) {
                     e.field = format!("target {} rollback plan: {}", t.name, e.field);
                     errors.push(e);
                 }

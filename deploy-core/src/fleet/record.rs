@@ -70,8 +70,9 @@ pub struct TargetRun {
     pub deployment: DeploymentId,
     /// How it ended.
     pub status: DeploymentStatus,
-    /// Why it did not succeed.
-    pub cause: Option<String>,
+    /// Why it did not succeed (journals written before causes were typed hold a
+    /// sentence, read back as [`CauseKind::Unclassified`](crate::model::CauseKind::Unclassified)).
+    pub cause: Option<crate::model::FailureCause>,
     /// The release that served before it.
     pub from: Option<Release>,
     /// The release it rolled out.

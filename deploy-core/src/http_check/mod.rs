@@ -23,7 +23,6 @@
 //! # Ok(()) }
 //! ```
 
-
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;

@@ -10,6 +10,7 @@
 
 pub(crate) mod analysis;
 mod app;
+mod cause;
 mod duration;
 mod image;
 mod name;
@@ -18,10 +19,12 @@ mod profile;
 mod quantity;
 mod record;
 mod release;
+mod strategy_kind;
 mod validation;
 mod workload;
 
 pub use app::{AppId, AppSpec};
+pub use cause::{CauseKind, FailureCause};
 pub use duration::HumanDuration;
 pub use image::{Digest, ImageRef};
 pub use name::Name;
@@ -33,6 +36,7 @@ pub use record::{
     StepOutcome, StepRecord,
 };
 pub use release::{Release, Track, TrafficSplit, Version};
+pub use strategy_kind::StrategyKind;
 pub use validation::{ValidationError, ValidationErrors};
 pub use workload::{
     Autoscaling, ContainerSecurityContext, EnvSource, EnvVar, IntOrPercent, PodSecurityContext, Port, Probe,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{AppId, Environment, Release, ValidationError};
+use super::{AppId, Environment, FailureCause, Release, StrategyKind, ValidationError};
 
 /// The unique id of one deployment: 1 to 63 characters of lower-case letters, digits
 /// and `-`, so it fits in a Kubernetes label.
@@ -220,7 +220,7 @@ impl LogLine {
 /// use deploy_core::model::*;
 /// let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
 /// let to = Release::new(Version::new("2.0.0").unwrap(), ImageRef::parse("web:2.0.0").unwrap());
-/// let mut record = DeploymentRecord::new(app, Environment::Staging, None, to, "canary");
+/// let mut record = DeploymentRecord::new(app, Environment::Staging, None, to, StrategyKind::Canary);
 /// assert_eq!(record.status, DeploymentStatus::Pending);
 /// record.finish(DeploymentStatus::Succeeded, None);
 /// assert!(record.duration().is_some());
@@ -238,8 +238,9 @@ pub struct DeploymentRecord {
     pub from: Option<Release>,
     /// The release being deployed.
     pub to: Release,
-    /// The strategy's name (`rolling`, `blue-green`, `canary`).
-    pub strategy: String,
+    /// The strategy that carried it out (stored as its name: `rolling`,
+    /// `blue-green`, `canary`, `helm`).
+    pub strategy: StrategyKind,
     /// Where the deployment is.
     pub status: DeploymentStatus,
     /// When the record was made.
@@ -253,9 +254,12 @@ pub struct DeploymentRecord {
     /// When the change was committed, for DORA's lead time for changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub committed_at: Option<Timestamp>,
-    /// Why the deployment failed or was rolled back.
+    /// Why the deployment failed or was rolled back. Records written before causes
+    /// were typed stored a sentence; it reads back as [`CauseKind::Unclassified`].
+    ///
+    /// [`CauseKind::Unclassified`]: super::CauseKind::Unclassified
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cause: Option<String>,
+    pub cause: Option<FailureCause>,
     /// Per-step results, in order.
     #[serde(default)]
     pub steps: Vec<StepRecord>,
@@ -383,7 +387,7 @@ impl DeploymentRecord {
         environment: Environment,
         from: Option<Release>,
         to: Release,
-        strategy: impl Into<String>,
+        strategy: StrategyKind,
     ) -> Self {
         Self {
             id: DeploymentId::generate(),
@@ -391,7 +395,7 @@ impl DeploymentRecord {
             environment,
             from,
             to,
-            strategy: strategy.into(),
+            strategy,
             status: DeploymentStatus::Pending,
             created_at: Timestamp::now(),
             started_at: None,
@@ -414,7 +418,7 @@ impl DeploymentRecord {
     }
 
     /// Marks the deployment as ended now with `status` and an optional cause.
-    pub fn finish(&mut self, status: DeploymentStatus, cause: Option<String>) {
+    pub fn finish(&mut self, status: DeploymentStatus, cause: Option<FailureCause>) {
         self.status = status;
         self.cause = cause;
         let now = Timestamp::now();
@@ -442,7 +446,7 @@ mod tests {
     fn record() -> DeploymentRecord {
         let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
         let to = Release::new(Version::new("2.0.0").unwrap(), ImageRef::parse("web:2.0.0").unwrap());
-        DeploymentRecord::new(app, Environment::Production, None, to, "canary")
+        DeploymentRecord::new(app, Environment::Production, None, to, StrategyKind::Canary)
     }
 
     #[test]
@@ -457,11 +461,44 @@ mod tests {
             StepOutcome::Failed("boom".into()),
         ));
         r.log(LogLevel::Error, "analysis failed");
-        r.finish(DeploymentStatus::RolledBack, Some("error rate 7% above 1%".into()));
+        r.finish(
+            DeploymentStatus::RolledBack,
+            Some(FailureCause::new(crate::model::CauseKind::AnalysisFailed, Some(0), "error rate 7% above 1%")),
+        );
         let json = serde_json::to_string(&r).unwrap();
         let back: DeploymentRecord = serde_json::from_str(&json).unwrap();
         assert_eq!(back, r);
         assert!(json.contains(r#""status":"rolled_back""#), "{json}");
+    }
+
+    /// A record as the engine wrote it before the strategy and the cause were typed:
+    /// it still loads, the strategy by its name and the cause as unclassified text.
+    #[test]
+    fn a_record_written_with_string_strategy_and_cause_still_reads() {
+        let old = r#"{
+            "id": "0192a1b2c3d-00000000000000ff",
+            "app": {"namespace": "shop", "name": "web"},
+            "environment": "production",
+            "from": null,
+            "to": {"version": "2.0.0", "image": "web:2.0.0"},
+            "strategy": "blue-green",
+            "status": "rolled_back",
+            "created_at": "2026-11-30T10:00:00Z",
+            "started_at": "2026-11-30T10:00:01Z",
+            "finished_at": "2026-11-30T10:05:00Z",
+            "cause": "analysis failed at step 4: error-rate 0.07 > 0.01",
+            "steps": [],
+            "logs": []
+        }"#;
+        let record: DeploymentRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(record.strategy, StrategyKind::BlueGreen);
+        let cause = record.cause.as_ref().unwrap();
+        assert_eq!(cause.kind, crate::model::CauseKind::Unclassified);
+        assert_eq!(cause.to_string(), "analysis failed at step 4: error-rate 0.07 > 0.01");
+        assert_eq!(record.status, DeploymentStatus::RolledBack);
+        // Written again, the strategy keeps its stored name.
+        let json = serde_json::to_string(&record).unwrap();
+        assert!(json.contains(r#""strategy":"blue-green""#), "{json}");
     }
 
     #[test]

@@ -156,5 +156,5 @@ async fn a_cancelled_deploy_gets_an_emergency_rollback() {
     assert_previous_release_serves_alone(&w);
     let record = &w.kit.history().records()[0];
     assert_eq!(record.status, DeploymentStatus::RolledBack);
-    assert!(record.cause.as_deref().unwrap().contains("emergency rollback"), "{:?}", record.cause);
+    assert!(record.cause.as_ref().unwrap().to_string().contains("emergency rollback"), "{:?}", record.cause);
 }

@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{PlanInput, Strategy};
 use crate::analysis::AnalysisSpec;
+use crate::model::StrategyKind;
 use crate::model::{HumanDuration, Track};
-use crate::plan::{PauseKind, Plan, Step, StrategyKind};
+use crate::plan::{PauseKind, Plan, Step};
 use crate::traffic::{HeaderMatch, HeaderRoute};
 
 /// When the switch to the new colour happens.

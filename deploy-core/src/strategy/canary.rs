@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{PlanInput, Strategy};
 use crate::analysis::{AnalysisSpec, MetricCheck};
+use crate::model::StrategyKind;
 use crate::model::{HumanDuration, Percent, Track};
-use crate::plan::{CanaryScale, PauseKind, Plan, Step, StrategyKind, canary_replicas};
+use crate::plan::{CanaryScale, PauseKind, Plan, Step, canary_replicas};
 
 /// The weights the seeds ask for by default.
 const DEFAULT_WEIGHTS: [u8; 5] = [10, 25, 50, 75, 100];

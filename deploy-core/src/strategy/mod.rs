@@ -21,8 +21,9 @@ pub use blue_green::{AutoPromotion, BlueGreen};
 pub use canary::{Canary, FlaggerAnalysis};
 pub use rolling::RollingUpdate;
 
+use crate::model::StrategyKind;
 use crate::model::Track;
-use crate::plan::{Plan, StrategyKind};
+use crate::plan::Plan;
 
 /// What a strategy needs to know about the application to plan its rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{PlanInput, Strategy};
 use crate::analysis::AnalysisSpec;
+use crate::model::StrategyKind;
 use crate::model::{IntOrPercent, RollingUpdateParams, Track};
-use crate::plan::{Plan, Step, StrategyKind};
+use crate::plan::{Plan, Step};
 
 /// Replaces the stable track's pods in place, at most `max_surge` above and
 /// `max_unavailable` below the desired count (Kubernetes rounding: surge up,

@@ -53,7 +53,8 @@ fn must_fail<T: Debug>(result: Result<T, StateError>, what: &str, expected: impl
 
 fn state_for(app: &AppId, next_step: usize) -> RolloutState {
     let (_, v1, v2) = sample_app(1);
-    let record = DeploymentRecord::new(app.clone(), Environment::Staging, Some(v1), v2, "canary");
+    let record =
+        DeploymentRecord::new(app.clone(), Environment::Staging, Some(v1), v2, crate::model::StrategyKind::Canary);
     let mut state = RolloutState::new(record, TrafficSplit::all(Track::Stable));
     state.next_step = next_step;
     state
@@ -222,7 +223,8 @@ pub async fn history_store(store: &dyn HistoryStore, app: &AppId) {
     let base = Timestamp::from_second(Timestamp::now().as_second() - 3_600).unwrap_or(Timestamp::UNIX_EPOCH);
     let at = |s: i64| base.checked_add(SignedDuration::from_secs(s)).unwrap_or(base);
     let make = |env: Environment, s: i64| {
-        let mut r = DeploymentRecord::new(app.clone(), env, Some(v1.clone()), v2.clone(), "canary");
+        let mut r =
+            DeploymentRecord::new(app.clone(), env, Some(v1.clone()), v2.clone(), crate::model::StrategyKind::Canary);
         r.created_at = at(s);
         r
     };
@@ -238,7 +240,7 @@ pub async fn history_store(store: &dyn HistoryStore, app: &AppId) {
         must(store.record(r).await, "record");
     }
     second.start();
-    second.finish(DeploymentStatus::RolledBack, Some("conformance".into()));
+    second.finish(DeploymentStatus::RolledBack, Some(crate::model::FailureCause::unclassified("conformance")));
     must(store.record(&second).await, "record again with the same id");
     assert_eq!(
         must(store.get(&second.id).await, "get").as_ref(),

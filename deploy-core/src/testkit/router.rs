@@ -175,7 +175,7 @@ mod tests {
             assert_eq!(weights[4..], ["canary=100%", "stable=100%"], "{replicas} replicas");
             let decisions: Vec<String> = events
                 .iter()
-                .filter_map(|e| if let RolloutEvent::Decision { message } = e { Some(message.clone()) } else { None })
+                .filter_map(|e| if let RolloutEvent::Decision { kind } = e { Some(kind.to_string()) } else { None })
                 .collect();
             let requested_25 = "traffic stable=75% canary=25% requested; the router can produce";
             if replicas == 10 {

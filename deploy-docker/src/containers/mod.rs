@@ -21,7 +21,7 @@ mod state;
 mod tests;
 
 pub use spec::{
-    ContainerSpec, Hardening, ContainerHealthcheck, Limits, Mount, MountSource, PortMapping, RestartPolicy, VolumeMount,
+    ContainerHealthcheck, ContainerSpec, Hardening, Limits, Mount, MountSource, PortMapping, RestartPolicy, VolumeMount,
 };
 use state::template_from;
 pub use state::{ContainerState, ContainerTemplate, Health};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use super::spec::{Hardening, ContainerHealthcheck, Limits, Mount};
+use super::spec::{ContainerHealthcheck, Hardening, Limits, Mount};
 
 /// The health Docker reports for a container.
 #[derive(Debug, Clone, PartialEq, Eq)]

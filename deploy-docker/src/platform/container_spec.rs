@@ -9,7 +9,7 @@ use deploy_core::secret::SecretError;
 
 use super::{DockerPlatform, container_name};
 use crate::config_files::Snapshot;
-use crate::containers::{ContainerSpec, Hardening, ContainerHealthcheck, Limits, Mount, MountSource, PortMapping};
+use crate::containers::{ContainerHealthcheck, ContainerSpec, Hardening, Limits, Mount, MountSource, PortMapping};
 use crate::labels;
 use crate::workload::Workload;
 
@@ -166,7 +166,8 @@ impl DockerPlatform {
             ProbeAction::Exec { command } => std::iter::once("CMD".to_owned()).chain(command.iter().cloned()).collect(),
             _ => Vec::new(),
         };
-        let mut check = ContainerHealthcheck::new(test).interval(probe.period.as_duration()).retries(probe.failure_threshold);
+        let mut check =
+            ContainerHealthcheck::new(test).interval(probe.period.as_duration()).retries(probe.failure_threshold);
         check.timeout = probe.timeout.as_duration();
         check.start_period = probe.initial_delay.as_duration();
         check

@@ -313,7 +313,13 @@ pub fn records_from_revisions(
         let image = ImageRef::parse(&image_text).map_err(|e| unmappable(format!("image: {e}")))?;
         let to = Release::new(version, image).change_cause(revision.info.description.clone());
 
-        let mut record = DeploymentRecord::new(app, environment, previous.clone(), to.clone(), "helm");
+        let mut record = DeploymentRecord::new(
+            app,
+            environment,
+            previous.clone(),
+            to.clone(),
+            deploy_core::model::StrategyKind::Helm,
+        );
         let mut id = format!("helm-{}-v{}", revision.name, revision.version);
         id.truncate(63);
         record.id = DeploymentId::new(id).map_err(|e| unmappable(format!("id: {e}")))?;
@@ -329,11 +335,14 @@ pub fn records_from_revisions(
             _ => DeploymentStatus::Succeeded,
         };
         if record.status.is_failure() {
-            record.cause = Some(if rolled_back && revision.info.status != HelmStatus::Failed {
-                format!("rolled back by revision {}", revision.version + 1)
-            } else {
-                revision.info.description.clone()
-            });
+            // Helm says why only in a sentence: the cause is unclassified text.
+            record.cause = Some(deploy_core::model::FailureCause::unclassified(
+                if rolled_back && revision.info.status != HelmStatus::Failed {
+                    format!("rolled back by revision {}", revision.version + 1)
+                } else {
+                    revision.info.description.clone()
+                },
+            ));
         }
         if let Some(at) = revision.info.last_deployed {
             record.created_at = at;
@@ -407,8 +416,11 @@ mod tests {
         use DeploymentStatus::*;
         assert_eq!(statuses, [Succeeded, RolledBack, Succeeded, Failed, Succeeded]);
         assert_eq!(records[1].id.as_str(), "helm-web-v2");
-        assert_eq!(records[1].cause.as_deref(), Some("rolled back by revision 3"));
-        assert_eq!(records[3].cause.as_deref(), Some("Upgrade \"web\" failed: timed out"));
+        assert_eq!(records[1].cause.as_ref().map(|c| c.message.as_str()), Some("rolled back by revision 3"));
+        assert_eq!(
+            records[3].cause.as_ref().map(ToString::to_string).as_deref(),
+            Some("Upgrade \"web\" failed: timed out")
+        );
         assert_eq!(records[2].from.as_ref().unwrap().image.to_string(), records[1].to.image.to_string());
         assert_eq!(records[4].to.version.as_str(), "1.5.0");
         assert_eq!(records[0].app.to_string(), "shop/web");

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use deploy_core::analysis::{AnalysisSpec, JudgeSpec, MetricCheck};
 use deploy_core::engine::{
-    CauseKind, EngineConfig, RetryPolicy, RolloutEngine, RolloutEngineBuilder, RolloutReport, RolloutRequest,
+    EngineConfig, RetryPolicy, RolloutEngine, RolloutEngineBuilder, RolloutReport, RolloutRequest,
 };
 use deploy_core::history::HistoryStore;
+use deploy_core::model::CauseKind;
 use deploy_core::model::{DeploymentStatus, HumanDuration, Percent, Release, Track};
 use deploy_core::plan::{Plan, Step};
 use deploy_core::platform::Platform;
@@ -524,7 +525,7 @@ pub async fn check(test: &str, strat: Strat, route: Route, outcome: Outcome) {
             let cause = report.cause.as_ref().expect("a rolled-back rollout says why");
             assert_eq!(cause.kind, kind, "{context}: {cause:?}");
             let stored = record.cause.clone().expect("the stored record carries the cause");
-            assert!(!stored.is_empty(), "{context}: empty cause in history");
+            assert_eq!(&stored, cause, "{context}: the history keeps the typed cause");
             let old = w.old_track();
             assert_serves(&w.s, old, OLD, &context).await;
             assert_eq!(served_tracks(&w).await, [old.as_str()], "{context}: all traffic back to {old}");

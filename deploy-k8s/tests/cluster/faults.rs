@@ -118,7 +118,7 @@ async fn progress_changed_behind_the_store_is_a_conflict_and_is_not_overwritten(
             deploy_core::model::Environment::Production,
             Some(support::release(OLD)),
             support::release(NEW),
-            "canary",
+            deploy_core::model::StrategyKind::Canary,
         ),
         deploy_core::model::TrafficSplit::all(Track::Stable),
     );
@@ -170,7 +170,7 @@ async fn progress_replaced_while_the_engine_runs_stops_it_without_overwriting() 
             deploy_core::model::Environment::Production,
             Some(support::release(OLD)),
             support::release("9"),
-            "canary",
+            deploy_core::model::StrategyKind::Canary,
         ),
         deploy_core::model::TrafficSplit::all(Track::Stable),
     );

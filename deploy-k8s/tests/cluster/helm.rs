@@ -96,7 +96,7 @@ async fn helm_release_secrets_are_read_back_as_revisions_records_and_dora_metric
     assert_eq!(statuses, [DeploymentStatus::Succeeded, DeploymentStatus::RolledBack, DeploymentStatus::Succeeded]);
     assert_eq!(records[1].to.image.to_string(), "registry.example/web:1.2.0");
     assert_eq!(records[2].from.as_ref().unwrap().version.as_str(), "1.2.0");
-    assert_eq!(records[0].strategy, "helm");
+    assert_eq!(records[0].strategy, deploy_core::model::StrategyKind::Helm);
     assert_eq!(records[1].started_at.unwrap().to_string(), "2026-03-02T08:30:00.5Z");
 
     let mut dora = DoraAccumulator::new(DoraWindow::all());

@@ -2,8 +2,8 @@
 //! rollout before anything changes, with the Job's failure in the cause; a
 //! succeeding one runs before the first change.
 
-use deploy_core::engine::CauseKind;
 use deploy_core::hook::{HookSpec, HookWhen};
+use deploy_core::model::CauseKind;
 use deploy_core::model::{DeploymentStatus, ImageRef, Name, Track};
 use deploy_core::plan::Step;
 use deploy_k8s::manifest::hook::HOOK;

@@ -72,7 +72,7 @@ async fn a_pod_count_quota_is_read_as_the_controller_counts_it() {
 #[tokio::test]
 async fn the_engine_runs_the_preflight_before_anything_changes() {
     use crate::engine::{NEW, OLD, REPLICAS, Route, Strat, World, assert_serves, deployment, engine_config};
-    use deploy_core::engine::CauseKind;
+    use deploy_core::model::CauseKind;
     use deploy_core::model::DeploymentStatus;
     use deploy_k8s::preflight::{CheckName, KubePreflight};
     use std::sync::Arc;

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deploy_core::engine::{CauseKind, RolloutEngine, RolloutRequest};
+use deploy_core::engine::{RolloutEngine, RolloutRequest};
+use deploy_core::model::CauseKind;
 use deploy_core::model::{DeploymentStatus, Release, Track};
 use deploy_core::platform::Platform;
 use deploy_core::testkit::TestKit;

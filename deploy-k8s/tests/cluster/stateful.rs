@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deploy_core::engine::{CauseKind, RolloutEngine, RolloutReport, RolloutRequest};
+use deploy_core::engine::{RolloutEngine, RolloutReport, RolloutRequest};
 use deploy_core::history::HistoryStore;
 use deploy_core::hook::{HookSpec, HookWhen};
+use deploy_core::model::CauseKind;
 use deploy_core::model::{DeploymentStatus, ImageRef, Name, Percent, Quantity, Release, Track};
 use deploy_core::plan::{PauseKind, Plan, Step};
 use deploy_core::platform::Platform;

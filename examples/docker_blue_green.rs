@@ -27,8 +27,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::Docker;
-use bollard::query_parameters::{ListImagesOptionsBuilder, RemoveImageOptionsBuilder};
+use deploy_docker::bollard::Docker;
+use deploy_docker::bollard::query_parameters::{ListImagesOptionsBuilder, RemoveImageOptionsBuilder};
 use deploy_core::build::{BuildRequest, ImageBuilder};
 use deploy_core::engine::{EngineConfig, RolloutEngine, RolloutRequest};
 use deploy_core::hook::{HookSpec, HookWhen};

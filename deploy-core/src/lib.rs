@@ -104,7 +104,11 @@ pub mod cache;
 #[cfg_attr(docsrs, doc(cfg(feature = "cdevents")))]
 pub mod cdevents;
 pub mod checklist;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub mod config;
+#[cfg(feature = "ops")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ops")))]
 pub mod dora;
 pub mod dr;
 pub mod engine;
@@ -119,18 +123,27 @@ pub mod http_check;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http_client;
+#[cfg(feature = "lb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lb")))]
 pub mod lb;
 pub mod metrics;
 pub mod model;
+#[cfg(feature = "ops")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ops")))]
 pub mod monitoring;
 pub mod notify;
+#[cfg(feature = "pipeline")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
 pub mod pipeline;
 pub mod plan;
 pub mod platform;
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub mod prometheus;
+#[cfg(feature = "ops")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ops")))]
 pub mod recommend;
+mod random;
 pub mod registry;
 pub mod scan;
 pub mod secret;

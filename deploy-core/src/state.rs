@@ -261,7 +261,7 @@ pub struct LeaseToken(String);
 impl LeaseToken {
     /// A fresh random token (128 bits, hex).
     pub fn generate() -> Self {
-        Self(format!("{:032x}", rand::random::<u128>()))
+        Self(format!("{:032x}", crate::random::u128()))
     }
 
     /// A token from its stored form.

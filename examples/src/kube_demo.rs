@@ -101,7 +101,7 @@ fn image() -> Result<ImageRef, Error> {
 ///
 /// No kubeconfig and not in a cluster, with a message that says how to get one.
 pub async fn connect() -> Result<Cluster, Error> {
-    let client = kube::Client::try_default().await.map_err(|e| {
+    let client = deploy_k8s::kube::Client::try_default().await.map_err(|e| {
         format!(
             "this example needs a Kubernetes cluster ({e}); point KUBECONFIG at one \
              (kind or k3d work, see docs/kubernetes.md), or run it with --dry-run"

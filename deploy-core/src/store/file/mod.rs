@@ -100,7 +100,7 @@ fn io_kind(e: &io::Error) -> ErrorKind {
 /// A fresh revision: 128 random bits, so a document deleted and written again
 /// never reuses a revision a stale reader still holds.
 fn fresh_revision() -> String {
-    format!("{:032x}", rand::random::<u128>())
+    format!("{:032x}", crate::random::u128())
 }
 
 #[cfg(all(test, feature = "testkit"))]

@@ -95,7 +95,7 @@ async fn run(args: Args) -> Result<(), Error> {
     }
 
     let cluster = kube_demo::connect().await?;
-    let platform = KubePlatform::new(cluster.clone());
+    let platform = KubePlatform::new(cluster.clone(), PlatformOptions::default());
     let router = ServiceSelectorRouter::new(cluster.clone());
     let live = prepare(&cluster, &platform, &router, &spec, &from).await?;
     cluster.apply(&service(&spec, &preview(live.opposite()))).await?;
@@ -104,7 +104,7 @@ async fn run(args: Args) -> Result<(), Error> {
     let engine = RolloutEngine::builder(
         Arc::new(platform),
         Arc::new(KubeStateStore::new(cluster.clone())),
-        Arc::new(KubeHistoryStore::new(cluster.clone(), spec.id().namespace.as_str())),
+        Arc::new(KubeHistoryStore::new(cluster.clone(), spec.namespace.clone())),
     )
     .router(Arc::new(router))
     .config(EngineConfig::default().holder("k8s-blue-green-example"))

@@ -106,12 +106,12 @@ async fn run(args: Args) -> Result<(), Error> {
     }
 
     let cluster = kube_demo::connect().await?;
-    let platform = KubePlatform::new(cluster.clone());
+    let platform = KubePlatform::new(cluster.clone(), PlatformOptions::default());
     prepare(&cluster, &platform, &spec, &from).await?;
     let engine = RolloutEngine::builder(
         Arc::new(platform),
         Arc::new(KubeStateStore::new(cluster.clone())),
-        Arc::new(KubeHistoryStore::new(cluster.clone(), spec.id().namespace.as_str())),
+        Arc::new(KubeHistoryStore::new(cluster.clone(), spec.namespace.clone())),
     )
     .router(Arc::new(IstioRouter::new(cluster)))
     .config(EngineConfig::default().holder("k8s-canary-istio-example"))

@@ -49,11 +49,11 @@
 //! A spec, made ready for production:
 //!
 //! ```
-//! use deploy_core::model::{AppSpec, Environment, EnvironmentProfile, ImageRef, Name, Port, Probe};
+//! use deploy_core::model::{AppSpec, Environment, EnvironmentProfile, ImageRef, Name, Namespace, Port, Probe};
 //!
 //! let spec = AppSpec::new(
+//!     Namespace::new("shop").unwrap(),
 //!     Name::new("checkout").unwrap(),
-//!     Name::new("shop").unwrap(),
 //!     ImageRef::parse("registry.example.com/shop/checkout:1.4.2").unwrap(),
 //! )
 //! .port(Port::tcp("http", 8080).unwrap())

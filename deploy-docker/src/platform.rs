@@ -1247,10 +1247,10 @@ fn platform_error(operation: &str, error: DockerError) -> PlatformError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deploy_core::model::{EnvVar, ImageRef, Name};
+    use deploy_core::model::{EnvVar, ImageRef, Name, Namespace};
 
     fn spec() -> AppSpec {
-        AppSpec::new(Name::new("web").unwrap(), Name::new("shop").unwrap(), ImageRef::parse("shop/web:1").unwrap())
+        AppSpec::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap(), ImageRef::parse("shop/web:1").unwrap())
     }
 
     fn release(v: &str) -> Release {

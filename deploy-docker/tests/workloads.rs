@@ -19,7 +19,7 @@ use deploy_core::engine::{CauseKind, EngineConfig, RetryPolicy, RolloutEngine, R
 use deploy_core::hook::{HookSpec, HookWhen};
 use deploy_core::model::{
     AppId, AppSpec, Autoscaling, ContainerSecurityContext, DeploymentStatus, EnvVar, HumanDuration, ImageRef,
-    IntOrPercent, Name, Percent, PodSecurityContext, Probe, Release, ResourceList, Resources, RollingUpdateParams,
+    IntOrPercent, Name, Namespace, Percent, PodSecurityContext, Probe, Release, ResourceList, Resources, RollingUpdateParams,
     Track, Version,
 };
 use deploy_core::plan::Step;
@@ -32,6 +32,7 @@ use deploy_docker::config_files::{ConfigSnapshots, volume_name};
 use deploy_docker::containers::{Containers, Mount, MountSource, RestartPolicy};
 use deploy_docker::labels;
 use deploy_docker::platform::{DockerPlatform, PlatformConfig};
+use deploy_docker::NetworkName;
 use deploy_docker::router::NetworkAliasRouter;
 use deploy_docker::workload::Workload;
 use futures::StreamExt;
@@ -53,7 +54,7 @@ async fn world(prefix: &str) -> World {
     build_busybox(&docker, &cleanup, &images[0], "1.0.0", true).await;
     build_busybox(&docker, &cleanup, &images[1], "2.0.0", true).await;
     build_busybox(&docker, &cleanup, &images[2], "3.0.0-bad", false).await;
-    let app = AppId::new(Name::new(cleanup.id.clone()).unwrap(), Name::new("web").unwrap());
+    let app = AppId::new(Namespace::new(cleanup.id.clone()).unwrap(), Name::new("web").unwrap());
     let network = format!("{}-net", cleanup.id);
     let serving = format!("{}-edge", cleanup.id);
     World { docker, cleanup, app, images, network, serving }
@@ -76,7 +77,7 @@ impl World {
     fn spec(&self) -> AppSpec {
         let mut probe = Probe::http("/health", 8080).period(HumanDuration::new(Duration::from_millis(500)));
         probe.failure_threshold = 2;
-        AppSpec::new(self.app.name.clone(), self.app.namespace.clone(), ImageRef::parse(&self.images[0]).unwrap())
+        AppSpec::new(self.app.namespace.clone(), self.app.name.clone(), ImageRef::parse(&self.images[0]).unwrap())
             .readiness(probe)
     }
 
@@ -92,7 +93,7 @@ impl World {
             .retry(RetryPolicy::new(3, Duration::from_millis(50), Duration::from_millis(200)))
             .holder("docker-workloads-test");
         let router: Arc<dyn TrafficRouter> = Arc::new(
-            NetworkAliasRouter::new(self.docker.clone(), &self.serving)
+            NetworkAliasRouter::new(self.docker.clone(), NetworkName::new(self.serving.clone()).unwrap())
                 .network_labels([self.cleanup.label()].into_iter().collect()),
         );
         let platform: Arc<dyn Platform> = platform;

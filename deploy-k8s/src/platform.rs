@@ -201,7 +201,7 @@ impl PlatformOptions {
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use deploy_k8s::{Cluster, KubePlatform};
 /// let client = kube::Client::try_default().await?;
-/// let platform = KubePlatform::new(Cluster::new(client));
+/// let platform = KubePlatform::new(Cluster::new(client), PlatformOptions::default());
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -211,16 +211,11 @@ pub struct KubePlatform {
 }
 
 impl KubePlatform {
-    /// A platform on `cluster` with default options.
-    pub fn new(cluster: Cluster) -> Self {
-        Self { cluster, options: PlatformOptions::default() }
-    }
-
-    /// Sets the options.
-    #[must_use]
-    pub fn with_options(mut self, options: PlatformOptions) -> Self {
-        self.options = options;
-        self
+    /// A platform on `cluster` with `options`, fixed for its lifetime
+    /// (`PlatformOptions::default()` for the defaults), as
+    /// `DockerPlatform::new(docker, PlatformConfig)` in deploy-docker.
+    pub fn new(cluster: Cluster, options: PlatformOptions) -> Self {
+        Self { cluster, options }
     }
 
     fn deployments(&self, app: &AppId) -> Api<Deployment> {
@@ -598,7 +593,7 @@ mod tests {
     const CANARY_PODS: &str = "app.kubernetes.io/name=web,deploy-rs.io/track=canary";
 
     fn platform(client: kube::Client) -> KubePlatform {
-        KubePlatform::new(Cluster::new(client))
+        KubePlatform::new(Cluster::new(client), PlatformOptions::default())
     }
 
     fn canary(generation: i64, observed: i64, counts: (i64, i64, i64, i64)) -> serde_json::Value {
@@ -647,7 +642,7 @@ mod tests {
             Expect::get(&format!("{DEPLOYMENTS}/web-canary")).status(404, "NotFound", "not found"),
             Expect::patch(&format!("{DEPLOYMENTS}/web-canary")).status(409, "Conflict", "modified").repeat(),
         ]);
-        let p = platform(client).with_options(PlatformOptions::default().conflict_retries(2));
+        let p = KubePlatform::new(Cluster::new(client), PlatformOptions::default().conflict_retries(2));
         let err = within(p.apply(&fixtures::spec(), Track::Canary, &fixtures::release("1.4.2"), 2)).await.unwrap_err();
         assert!(err.is_conflict(), "{err}");
         drop(p);
@@ -704,7 +699,7 @@ mod tests {
             Expect::get(&format!("{DEPLOYMENTS}/web-canary")).ok(canary(2, 2, (3, 3, 3, 3))),
             Expect::patch(&format!("{DEPLOYMENTS}/web-canary")).ok(canary(3, 2, (3, 3, 3, 3))),
         ]);
-        let p = platform(client).with_options(PlatformOptions::default().adopt_unowned(true));
+        let p = KubePlatform::new(Cluster::new(client), PlatformOptions::default().adopt_unowned(true));
         within(p.apply(&fixtures::spec(), Track::Canary, &fixtures::release("1.4.2"), 2)).await.unwrap();
         drop(p);
         mock.finish().await;

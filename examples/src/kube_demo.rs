@@ -1,7 +1,7 @@
 //! What the two Kubernetes examples share: their command line, the demo
 //! application, and the connection to the cluster.
 
-use deploy_core::model::{AppSpec, ImageRef, Name, Port, Release, Version};
+use deploy_core::model::{AppSpec, ImageRef, Name, Namespace, Port, Release, Version};
 use deploy_k8s::Cluster;
 
 use crate::Error;
@@ -71,7 +71,7 @@ impl Args {
     ///
     /// A namespace that is not an RFC 1123 label, or a bad `DEPLOY_RS_EXAMPLE_IMAGE`.
     pub fn spec(&self) -> Result<AppSpec, Error> {
-        Ok(AppSpec::new(Name::new("web")?, Name::new(&self.namespace)?, image()?)
+        Ok(AppSpec::new(Namespace::new(&self.namespace)?, Name::new("web")?, image()?)
             .port(Port::tcp("http", 8080)?)
             .replicas(4))
     }

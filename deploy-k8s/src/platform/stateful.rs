@@ -674,7 +674,7 @@ mod tests {
             Expect::get(SET).ok(serde_json::to_value(set(3, 3, 0, false)).unwrap()),
         ]);
         let options = PlatformOptions::default().stateful_set(fixtures::app_id(), StatefulSetOptions::default());
-        let p = KubePlatform::new(Cluster::new(client)).with_options(options);
+        let p = KubePlatform::new(Cluster::new(client), options);
         let (spec, release) = (fixtures::spec(), fixtures::release("1.4.2"));
         let err = within(p.apply(&spec, Track::Blue, &release, 4)).await.unwrap_err();
         assert!(
@@ -748,7 +748,7 @@ mod tests {
                 .ok(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-headless", "namespace": "shop"}})),
         ]);
         let options = PlatformOptions::default().stateful_set(fixtures::app_id(), StatefulSetOptions::default());
-        let p = KubePlatform::new(Cluster::new(client)).with_options(options);
+        let p = KubePlatform::new(Cluster::new(client), options);
         within(p.apply(&fixtures::spec(), Track::Stable, &fixtures::release("1"), 4)).await.expect("the rollback");
         drop(p);
         let seen = mock.finish().await;

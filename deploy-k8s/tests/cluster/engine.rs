@@ -171,7 +171,7 @@ impl World {
         }
         let spec = s.spec().replicas(replicas);
         let old = old_track(strat);
-        let platform = KubePlatform::new(s.cluster.clone());
+        let platform = KubePlatform::new(s.cluster.clone(), PlatformOptions::default());
         platform.apply(&spec, old, &support::release(OLD), replicas).await.expect("deploy the old release");
         platform.wait_ready(&s.app(), old, Duration::from_secs(60)).await.expect("the old release gets ready");
         let main =
@@ -195,7 +195,7 @@ impl World {
             }
             _ => {}
         }
-        let history = KubeHistoryStore::new(s.cluster.clone(), s.namespace.clone());
+        let history = KubeHistoryStore::new(s.cluster.clone(), s.ns());
         Self { plan: plan(strat), kit: TestKit::new(), history, s, strat, route, replicas }
     }
 
@@ -233,9 +233,9 @@ impl World {
     pub fn builder_on(&self, c: deploy_k8s::Cluster, config: EngineConfig) -> RolloutEngineBuilder {
         let c_router = c.clone();
         let mut builder = RolloutEngine::builder(
-            Arc::new(KubePlatform::new(c.clone())),
+            Arc::new(KubePlatform::new(c.clone(), PlatformOptions::default())),
             Arc::new(KubeStateStore::new(c.clone())),
-            Arc::new(KubeHistoryStore::new(c, self.s.namespace.clone())),
+            Arc::new(KubeHistoryStore::new(c, self.s.ns())),
         )
         .metrics(self.kit.metrics())
         .config(config);

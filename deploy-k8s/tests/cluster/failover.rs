@@ -42,7 +42,7 @@ async fn a_failover_and_a_fail_back_between_two_regions() {
     for region in [&east, &west] {
         region.cluster.apply(&service(&spec_in(region), &ServiceOptions::default())).await.expect("the app's Service");
     }
-    let primary = KubePlatform::new(east.cluster.clone());
+    let primary = KubePlatform::new(east.cluster.clone(), PlatformOptions::default());
     primary.apply(&spec_in(&east), Track::Stable, &release, 2).await.unwrap();
     primary.wait_ready(&east.app(), Track::Stable, Duration::from_secs(60)).await.unwrap();
     let sites_map =
@@ -52,7 +52,7 @@ async fn a_failover_and_a_fail_back_between_two_regions() {
     switch.switch_to("east").await.unwrap();
     let sites = [
         Site { name: "east".into(), platform: Arc::new(primary), spec: spec_in(&east) },
-        Site { name: "west".into(), platform: Arc::new(KubePlatform::new(west.cluster.clone())), spec: spec_in(&west) },
+        Site { name: "west".into(), platform: Arc::new(KubePlatform::new(west.cluster.clone(), PlatformOptions::default())), spec: spec_in(&west) },
     ];
     let driver = FailoverDriver::new(sites, switch.clone())
         .health_check(Arc::new(TestHealthCheck::new("smoke")))

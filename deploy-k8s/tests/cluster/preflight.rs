@@ -36,7 +36,7 @@ impl ImageRegistry for Present {
 async fn a_pod_count_quota_is_read_as_the_controller_counts_it() {
     let s = Scratch::new("preflight-quota").await;
     // Two pods already run.
-    let platform = KubePlatform::new(s.cluster.clone());
+    let platform = KubePlatform::new(s.cluster.clone(), PlatformOptions::default());
     platform.apply(&s.spec(), Track::Stable, &support::release("1"), 2).await.unwrap();
     platform.wait_ready(&s.app(), Track::Stable, Duration::from_secs(60)).await.unwrap();
     let quotas: Api<ResourceQuota> = s.api();

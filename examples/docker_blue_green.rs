@@ -27,19 +27,20 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deploy_docker::bollard::Docker;
-use deploy_docker::bollard::query_parameters::{ListImagesOptionsBuilder, RemoveImageOptionsBuilder};
 use deploy_core::build::{BuildRequest, ImageBuilder};
 use deploy_core::engine::{EngineConfig, RolloutEngine, RolloutRequest};
 use deploy_core::hook::{HookSpec, HookWhen};
 use deploy_core::model::{
-    AppId, AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Namespace, Port, Probe, Release, Track, TrafficSplit, Version,
+    AppId, AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Namespace, Port, Probe, Release, Track,
+    TrafficSplit, Version,
 };
 use deploy_core::plan::Step;
 use deploy_core::platform::Platform;
 use deploy_core::store::file::{FileHistoryStore, FileStateStore};
 use deploy_core::strategy::{BlueGreen, PlanInput, Strategy};
 use deploy_core::traffic::TrafficRouter;
+use deploy_docker::bollard::Docker;
+use deploy_docker::bollard::query_parameters::{ListImagesOptionsBuilder, RemoveImageOptionsBuilder};
 use deploy_docker::containers::Containers;
 use deploy_docker::endpoints::{DockerEndpoints, NginxDrain};
 use deploy_docker::nginx::{NginxConfig, NginxRouter};

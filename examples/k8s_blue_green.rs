@@ -34,7 +34,7 @@ use deploy_examples::kube_demo::{self, Args};
 use deploy_k8s::manifest::{DeploymentOptions, ManifestSet, ServiceOptions, deployment, service};
 use deploy_k8s::router::ServiceSelectorRouter;
 use deploy_k8s::state::{KubeHistoryStore, KubeStateStore};
-use deploy_k8s::{Cluster, KubePlatform};
+use deploy_k8s::{Cluster, KubePlatform, PlatformOptions};
 
 fn plan(replicas: u32, live: Track) -> Plan {
     BlueGreen::default().auto_promotion(AutoPromotion::Manual).plan(&PlanInput::new(replicas).live_track(live))

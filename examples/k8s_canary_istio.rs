@@ -39,7 +39,7 @@ use deploy_k8s::manifest::{
 };
 use deploy_k8s::router::IstioRouter;
 use deploy_k8s::state::{KubeHistoryStore, KubeStateStore};
-use deploy_k8s::{Cluster, KubePlatform};
+use deploy_k8s::{Cluster, KubePlatform, PlatformOptions};
 
 fn plan(replicas: u32) -> Result<Plan, Error> {
     let pause = Step::Pause(PauseKind::Duration(HumanDuration::new(Duration::from_secs(20))));

@@ -59,8 +59,8 @@ fn plan(pause: bool) -> Plan {
 
 fn app(i: usize) -> (AppSpec, Release, Release) {
     let image = |v: &str| ImageRef::parse(&format!("registry.local/shop/app-{i}:{v}")).unwrap();
-    let spec =
-        AppSpec::new(Namespace::new("shop").unwrap(), Name::new(format!("app-{i}")).unwrap(), image("1.0.0")).replicas(4);
+    let spec = AppSpec::new(Namespace::new("shop").unwrap(), Name::new(format!("app-{i}")).unwrap(), image("1.0.0"))
+        .replicas(4);
     (
         spec,
         Release::new(Version::new("1.0.0").unwrap(), image("1.0.0")),

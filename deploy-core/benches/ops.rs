@@ -21,8 +21,10 @@ use deploy_core::lb::{
     Backend, ConsistentHash, HealthBased, LeastConnections, OutlierDetection, PowerOfTwoChoices, RingConfig,
     RoundRobin, SmoothWeightedRoundRobin, stable_hash,
 };
-use deploy_core::model::{AppId, DeploymentRecord, DeploymentStatus, Environment, ImageRef, Name, Namespace, Release, Version};
-use rand::Rng;
+use deploy_core::model::{
+    AppId, DeploymentRecord, DeploymentStatus, Environment, ImageRef, Name, Namespace, Release, Version,
+};
+use rand::RngExt;
 
 const SIZES: [usize; 3] = [10, 1_000, 10_000];
 

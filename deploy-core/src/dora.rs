@@ -42,7 +42,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::history::{HistoryError, HistoryQuery, HistoryStore};
-use crate::model::{Namespace, AppId, DeploymentRecord, DeploymentStatus, Environment};
+use crate::model::{AppId, DeploymentRecord, DeploymentStatus, Environment};
 
 const MS_PER_DAY: f64 = 86_400_000.0;
 

@@ -151,10 +151,10 @@ pub mod platform;
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub mod prometheus;
+mod random;
 #[cfg(feature = "ops")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ops")))]
 pub mod recommend;
-mod random;
 pub mod registry;
 pub mod scan;
 pub mod secret;

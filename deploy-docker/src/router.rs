@@ -131,7 +131,10 @@ impl TrafficRouter for NetworkAliasRouter {
         }
         for (id, track, serving) in &members {
             if !tracks.contains(track) && *serving {
-                self.networks.disconnect(self.network.as_str(), id).await.map_err(|e| router_error("detach container", e))?;
+                self.networks
+                    .disconnect(self.network.as_str(), id)
+                    .await
+                    .map_err(|e| router_error("detach container", e))?;
             }
         }
         Ok(())

@@ -11,15 +11,15 @@ use std::time::Duration;
 
 use common::{Cleanup, build_busybox, docker, exec};
 use deploy_core::model::{
-    AppId, AppSpec, HumanDuration, ImageRef, IntOrPercent, Name, Namespace, Percent, Probe, Release, RollingUpdateParams, Track,
-    TrafficSplit, Version,
+    AppId, AppSpec, HumanDuration, ImageRef, IntOrPercent, Name, Namespace, Percent, Probe, Release,
+    RollingUpdateParams, Track, TrafficSplit, Version,
 };
 use deploy_core::platform::{Platform, PlatformError, TrackState};
 use deploy_core::traffic::{RouterError, TrafficRouter};
+use deploy_docker::NetworkName;
 use deploy_docker::containers::{ContainerSpec, Containers, Health};
 use deploy_docker::labels;
 use deploy_docker::platform::{DockerPlatform, PlatformConfig};
-use deploy_docker::NetworkName;
 use deploy_docker::router::NetworkAliasRouter;
 
 struct World {

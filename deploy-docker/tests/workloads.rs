@@ -19,8 +19,8 @@ use deploy_core::engine::{CauseKind, EngineConfig, RetryPolicy, RolloutEngine, R
 use deploy_core::hook::{HookSpec, HookWhen};
 use deploy_core::model::{
     AppId, AppSpec, Autoscaling, ContainerSecurityContext, DeploymentStatus, EnvVar, HumanDuration, ImageRef,
-    IntOrPercent, Name, Namespace, Percent, PodSecurityContext, Probe, Release, ResourceList, Resources, RollingUpdateParams,
-    Track, Version,
+    IntOrPercent, Name, Namespace, Percent, PodSecurityContext, Probe, Release, ResourceList, Resources,
+    RollingUpdateParams, Track, Version,
 };
 use deploy_core::plan::Step;
 use deploy_core::platform::{Platform, PlatformError};
@@ -28,11 +28,11 @@ use deploy_core::secret::{PutOptions, Secret, SecretBytes, SecretError, SecretMa
 use deploy_core::strategy::{Canary, PlanInput, RollingUpdate, Strategy};
 use deploy_core::testkit::TestKit;
 use deploy_core::traffic::TrafficRouter;
+use deploy_docker::NetworkName;
 use deploy_docker::config_files::{ConfigSnapshots, volume_name};
 use deploy_docker::containers::{Containers, Mount, MountSource, RestartPolicy};
 use deploy_docker::labels;
 use deploy_docker::platform::{DockerPlatform, PlatformConfig};
-use deploy_docker::NetworkName;
 use deploy_docker::router::NetworkAliasRouter;
 use deploy_docker::workload::Workload;
 use futures::StreamExt;

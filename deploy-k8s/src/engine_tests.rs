@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deploy_core::engine::{EngineConfig, RetryPolicy, RolloutEngine, RolloutReport, RolloutRequest};
-use deploy_core::model::{DeploymentStatus, HumanDuration, Percent, Track};
+use deploy_core::model::{DeploymentStatus, HumanDuration, Namespace, Percent, Track};
 use deploy_core::plan::{Plan, Step};
 use deploy_core::strategy::{BlueGreen, Canary, PlanInput, RollingUpdate, Strategy};
 use deploy_core::traffic::TrafficRouter;
@@ -19,7 +19,7 @@ use crate::cluster::Cluster;
 use crate::fixtures::{self, fake_api};
 use crate::labels;
 use crate::manifest::{DeploymentOptions, ServiceOptions, deployment, service};
-use crate::platform::KubePlatform;
+use crate::platform::{KubePlatform, PlatformOptions};
 use crate::router::{GatewayRouter, IstioRouter, ServiceSelectorRouter};
 use crate::state::{KubeHistoryStore, KubeStateStore};
 

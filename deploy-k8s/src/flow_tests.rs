@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
 use crate::fixtures::{self, mock::*};
-use crate::platform::KubePlatform;
+use crate::platform::{KubePlatform, PlatformOptions};
 use crate::rollout_status::tests::deployment_json;
 use crate::router::{IstioRouter, ServiceSelectorRouter};
 
@@ -172,7 +172,7 @@ mod over_fake_cluster {
         let cluster = Cluster::new(client);
         (
             fake,
-            KubePlatform::new(cluster.clone(), PlatformOptions::default()),
+            KubePlatform::new(cluster.clone(), crate::PlatformOptions::default()),
             ServiceSelectorRouter::new(cluster.clone()),
             KubeStateStore::new(cluster),
         )

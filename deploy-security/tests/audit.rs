@@ -2,7 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails loudly on any error")]
 
 use deploy_core::model::{
-    AppSpec, ContainerSecurityContext, Environment, EnvironmentProfile, ImageRef, Name, Namespace, PodSecurityContext, Probe,
+    AppSpec, ContainerSecurityContext, Environment, EnvironmentProfile, ImageRef, Name, Namespace, PodSecurityContext,
+    Probe,
 };
 use deploy_core::scan::Severity;
 use deploy_security::audit::{Finding, ManifestError, audit_app_spec, audit_manifest_json, worst_severity};

@@ -791,7 +791,11 @@ mod tests {
     use super::*;
 
     fn spec() -> AppSpec {
-        AppSpec::new(Namespace::new("default").unwrap(), Name::new("web").unwrap(), ImageRef::parse("nginx:1.27").unwrap())
+        AppSpec::new(
+            Namespace::new("default").unwrap(),
+            Name::new("web").unwrap(),
+            ImageRef::parse("nginx:1.27").unwrap(),
+        )
     }
 
     #[test]

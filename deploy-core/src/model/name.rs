@@ -289,7 +289,8 @@ mod tests {
         fn namespace_and_name_accept_the_same_strings(s in "[a-zA-Z0-9._-]{0,70}") {
             prop_assert_eq!(Namespace::new(s.clone()).is_ok(), Name::new(s.clone()).is_ok());
             if let Ok(ns) = Namespace::new(s.clone()) {
-                prop_assert_eq!(Name::from(ns.clone()).as_str(), s.as_str());
+                let name = Name::from(ns.clone());
+                prop_assert_eq!(name.as_str(), s.as_str());
                 prop_assert_eq!(Namespace::from(Name::from(ns.clone())), ns);
             }
         }

@@ -13,9 +13,9 @@ use deploy_core::dr::{FailoverDriver, FailoverPlan, Site, TrafficSwitch};
 use deploy_core::model::{AppSpec, Environment, EnvironmentProfile, Track};
 use deploy_core::platform::Platform;
 use deploy_core::testkit::TestHealthCheck;
-use deploy_k8s::KubePlatform;
 use deploy_k8s::failover::ExternalNameSwitch;
 use deploy_k8s::manifest::{ServiceOptions, service};
+use deploy_k8s::{KubePlatform, PlatformOptions};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::Api;
@@ -52,7 +52,11 @@ async fn a_failover_and_a_fail_back_between_two_regions() {
     switch.switch_to("east").await.unwrap();
     let sites = [
         Site { name: "east".into(), platform: Arc::new(primary), spec: spec_in(&east) },
-        Site { name: "west".into(), platform: Arc::new(KubePlatform::new(west.cluster.clone(), PlatformOptions::default())), spec: spec_in(&west) },
+        Site {
+            name: "west".into(),
+            platform: Arc::new(KubePlatform::new(west.cluster.clone(), PlatformOptions::default())),
+            spec: spec_in(&west),
+        },
     ];
     let driver = FailoverDriver::new(sites, switch.clone())
         .health_check(Arc::new(TestHealthCheck::new("smoke")))

@@ -21,8 +21,8 @@ use deploy_core::store::file::{FileHistoryStore, FileStateStore};
 use deploy_core::strategy::{PlanInput, RollingUpdate, Strategy};
 use deploy_core::testkit::TestKit;
 use deploy_core::traffic::TrafficRouter;
-use deploy_k8s::KubePlatform;
 use deploy_k8s::state::{KubeHistoryStore, KubeStateStore};
+use deploy_k8s::{KubePlatform, PlatformOptions};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 

@@ -41,7 +41,7 @@ fn state_through(
 ) -> deploy_core::engine::RolloutEngine {
     let c = w.s.cluster.clone();
     deploy_core::engine::RolloutEngine::builder(
-        std::sync::Arc::new(deploy_k8s::KubePlatform::new(c.clone(), PlatformOptions::default())),
+        std::sync::Arc::new(deploy_k8s::KubePlatform::new(c.clone(), deploy_k8s::PlatformOptions::default())),
         std::sync::Arc::new(KubeStateStore::new(Cluster::new(proxy.client.clone()))),
         std::sync::Arc::new(deploy_k8s::state::KubeHistoryStore::new(c.clone(), w.s.ns())),
     )

@@ -8,7 +8,7 @@ use deploy_core::error::Classify;
 use deploy_core::model::{Autoscaling, Percent, Track};
 use deploy_core::platform::Platform;
 use deploy_k8s::discovery::compatible;
-use deploy_k8s::{Cluster, KubePlatform, labels};
+use deploy_k8s::{Cluster, KubePlatform, PlatformOptions, labels};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use serde_json::json;

@@ -49,7 +49,7 @@
 //! use deploy_core::strategy::{BlueGreen, PlanInput, Strategy};
 //! use deploy_k8s::router::ServiceSelectorRouter;
 //! use deploy_k8s::state::{KubeHistoryStore, KubeStateStore};
-//! use deploy_k8s::{Cluster, KubePlatform};
+//! use deploy_k8s::{Cluster, KubePlatform, PlatformOptions};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let cluster = Cluster::new(kube::Client::try_default().await?);

@@ -199,7 +199,7 @@ impl PlatformOptions {
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// use deploy_k8s::{Cluster, KubePlatform};
+/// use deploy_k8s::{Cluster, KubePlatform, PlatformOptions};
 /// let client = kube::Client::try_default().await?;
 /// let platform = KubePlatform::new(Cluster::new(client), PlatformOptions::default());
 /// # Ok(()) }

@@ -27,19 +27,20 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::Docker;
-use bollard::query_parameters::{ListImagesOptionsBuilder, RemoveImageOptionsBuilder};
 use deploy_core::build::{BuildRequest, ImageBuilder};
 use deploy_core::engine::{EngineConfig, RolloutEngine, RolloutRequest};
 use deploy_core::hook::{HookSpec, HookWhen};
 use deploy_core::model::{
-    AppId, AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Port, Probe, Release, Track, TrafficSplit, Version,
+    AppId, AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Namespace, Port, Probe, Release, Track,
+    TrafficSplit, Version,
 };
 use deploy_core::plan::Step;
 use deploy_core::platform::Platform;
 use deploy_core::store::file::{FileHistoryStore, FileStateStore};
 use deploy_core::strategy::{BlueGreen, PlanInput, Strategy};
 use deploy_core::traffic::TrafficRouter;
+use deploy_docker::bollard::Docker;
+use deploy_docker::bollard::query_parameters::{ListImagesOptionsBuilder, RemoveImageOptionsBuilder};
 use deploy_docker::containers::Containers;
 use deploy_docker::endpoints::{DockerEndpoints, NginxDrain};
 use deploy_docker::nginx::{NginxConfig, NginxRouter};
@@ -222,10 +223,10 @@ async fn run() -> Result<(), Error> {
     let router = Arc::new(NginxRouter::new(nginx, endpoints.clone()));
     let drain = Arc::new(NginxDrain::new(endpoints, router.clone()));
     let platform = Arc::new(DockerPlatform::new(docker.clone(), config).endpoint_watcher(drain));
-    let app = AppId::new(Name::new("shop")?, Name::new("web")?);
+    let app = AppId::new(Namespace::new("shop")?, Name::new("web")?);
     router.serve(&app, SocketAddr::from(([127, 0, 0, 1], port))).await;
     let probe = Probe::http("/health", 8080).period(HumanDuration::new(Duration::from_millis(500)));
-    let spec = AppSpec::new(app.name.clone(), app.namespace.clone(), v1.image.clone())
+    let spec = AppSpec::new(app.namespace.clone(), app.name.clone(), v1.image.clone())
         .port(Port::tcp("http", 8080)?)
         .readiness(probe)
         .replicas(2);

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use deploy_core::engine::{EngineConfig, RolloutEngine};
 use deploy_core::fleet::{FleetConfig, FleetDriver, FleetPlan, FleetRecord, FleetTarget, RollbackPolicy, WavePolicy};
-use deploy_core::model::{AppId, ImageRef, Name, Percent, Release, Track, Version};
+use deploy_core::model::{AppId, ImageRef, Name, Namespace, Percent, Release, Track, Version};
 use deploy_core::plan::Step;
 use deploy_core::strategy::{Canary, PlanInput, Strategy};
 use deploy_core::testkit::{self, TestKit};
@@ -57,7 +57,7 @@ impl Fleet {
         let steps =
             [25, 50, 100].into_iter().map(|w| Percent::new(w).map(Step::SetWeight)).collect::<Result<_, _>>()?;
         let plan = Canary::with_steps(steps).plan(&PlanInput::new(spec.replicas));
-        let fleet = AppId::new(Name::new("fleets")?, Name::new("checkout")?);
+        let fleet = AppId::new(Namespace::new("fleets")?, Name::new("checkout")?);
         let mut builder = FleetPlan::builder(fleet, to.clone())
             .from(from.clone())
             .waves(WavePolicy::ByLabel { key: "region".into(), values: REGIONS.map(String::from).to_vec() })

@@ -34,7 +34,7 @@ use deploy_examples::kube_demo::{self, Args};
 use deploy_k8s::manifest::{DeploymentOptions, ManifestSet, ServiceOptions, deployment, service};
 use deploy_k8s::router::ServiceSelectorRouter;
 use deploy_k8s::state::{KubeHistoryStore, KubeStateStore};
-use deploy_k8s::{Cluster, KubePlatform};
+use deploy_k8s::{Cluster, KubePlatform, PlatformOptions};
 
 fn plan(replicas: u32, live: Track) -> Plan {
     BlueGreen::default().auto_promotion(AutoPromotion::Manual).plan(&PlanInput::new(replicas).live_track(live))
@@ -95,7 +95,7 @@ async fn run(args: Args) -> Result<(), Error> {
     }
 
     let cluster = kube_demo::connect().await?;
-    let platform = KubePlatform::new(cluster.clone());
+    let platform = KubePlatform::new(cluster.clone(), PlatformOptions::default());
     let router = ServiceSelectorRouter::new(cluster.clone());
     let live = prepare(&cluster, &platform, &router, &spec, &from).await?;
     cluster.apply(&service(&spec, &preview(live.opposite()))).await?;
@@ -104,7 +104,7 @@ async fn run(args: Args) -> Result<(), Error> {
     let engine = RolloutEngine::builder(
         Arc::new(platform),
         Arc::new(KubeStateStore::new(cluster.clone())),
-        Arc::new(KubeHistoryStore::new(cluster.clone(), spec.id().namespace.as_str())),
+        Arc::new(KubeHistoryStore::new(cluster.clone(), spec.namespace.clone())),
     )
     .router(Arc::new(router))
     .config(EngineConfig::default().holder("k8s-blue-green-example"))

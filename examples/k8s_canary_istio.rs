@@ -39,7 +39,7 @@ use deploy_k8s::manifest::{
 };
 use deploy_k8s::router::IstioRouter;
 use deploy_k8s::state::{KubeHistoryStore, KubeStateStore};
-use deploy_k8s::{Cluster, KubePlatform};
+use deploy_k8s::{Cluster, KubePlatform, PlatformOptions};
 
 fn plan(replicas: u32) -> Result<Plan, Error> {
     let pause = Step::Pause(PauseKind::Duration(HumanDuration::new(Duration::from_secs(20))));
@@ -106,12 +106,12 @@ async fn run(args: Args) -> Result<(), Error> {
     }
 
     let cluster = kube_demo::connect().await?;
-    let platform = KubePlatform::new(cluster.clone());
+    let platform = KubePlatform::new(cluster.clone(), PlatformOptions::default());
     prepare(&cluster, &platform, &spec, &from).await?;
     let engine = RolloutEngine::builder(
         Arc::new(platform),
         Arc::new(KubeStateStore::new(cluster.clone())),
-        Arc::new(KubeHistoryStore::new(cluster.clone(), spec.id().namespace.as_str())),
+        Arc::new(KubeHistoryStore::new(cluster.clone(), spec.namespace.clone())),
     )
     .router(Arc::new(IstioRouter::new(cluster)))
     .config(EngineConfig::default().holder("k8s-canary-istio-example"))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Checks that every feature a user may pick builds on its own, and that every
-# published crate packages.
+# Checks that every feature a user may pick builds on its own, that deploy-core's
+# kernel pulls none of the toolkit's dependencies, and that every published crate
+# packages.
 #
 # 1. cargo-hack `--each-feature`: for each library crate, `cargo check` with no
 #    features, with each feature alone (plus the defaults, as a user who adds one
@@ -39,6 +40,18 @@ fi
 lock_backup="$(mktemp)"
 cp Cargo.lock "$lock_backup"
 trap 'cp "$lock_backup" Cargo.lock; rm -f "$lock_backup"' EXIT
+
+# The kernel: deploy-core without features compiles none of the toolkit's
+# dependencies (issue 14). `cargo tree` needs no build.
+echo "=== deploy-core kernel dependencies ==="
+kernel_tree="$(cargo tree -p deploy-core --no-default-features -e normal --prefix none --format '{p}')"
+for dep in arc-swap rand tokio-util reqwest rustls toml serde_norway metrics cdevents-sdk; do
+    if grep -q "^$dep v" <<<"$kernel_tree"; then
+        echo "deploy-core without features depends on $dep (a toolkit or backend dependency):" >&2
+        cargo tree -p deploy-core --no-default-features -e normal -i "$dep" >&2
+        exit 1
+    fi
+done
 
 for crate in "${crates[@]}"; do
     echo "=== features of $crate ==="

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use deploy_core::analysis::{AnalysisSpec, JudgeSpec, MetricCheck};
 use deploy_core::engine::{EngineConfig, RolloutEngine, RolloutEvent, RolloutHandle, RolloutRequest};
-use deploy_core::model::{AppSpec, HumanDuration, ImageRef, Name, Percent, Release, Track, Version};
+use deploy_core::model::{AppSpec, HumanDuration, ImageRef, Name, Namespace, Percent, Release, Track, Version};
 use deploy_core::plan::{PauseKind, Plan, Step};
 use deploy_core::strategy::{Canary, PlanInput, Strategy};
 use deploy_core::testkit::TestKit;
@@ -59,8 +59,8 @@ fn plan(pause: bool) -> Plan {
 
 fn app(i: usize) -> (AppSpec, Release, Release) {
     let image = |v: &str| ImageRef::parse(&format!("registry.local/shop/app-{i}:{v}")).unwrap();
-    let spec =
-        AppSpec::new(Name::new(format!("app-{i}")).unwrap(), Name::new("shop").unwrap(), image("1.0.0")).replicas(4);
+    let spec = AppSpec::new(Namespace::new("shop").unwrap(), Name::new(format!("app-{i}")).unwrap(), image("1.0.0"))
+        .replicas(4);
     (
         spec,
         Release::new(Version::new("1.0.0").unwrap(), image("1.0.0")),

@@ -21,8 +21,10 @@ use deploy_core::lb::{
     Backend, ConsistentHash, HealthBased, LeastConnections, OutlierDetection, PowerOfTwoChoices, RingConfig,
     RoundRobin, SmoothWeightedRoundRobin, stable_hash,
 };
-use deploy_core::model::{AppId, DeploymentRecord, DeploymentStatus, Environment, ImageRef, Name, Release, Version};
-use rand::Rng;
+use deploy_core::model::{
+    AppId, DeploymentRecord, DeploymentStatus, Environment, ImageRef, Name, Namespace, Release, Version,
+};
+use rand::RngExt;
 
 const SIZES: [usize; 3] = [10, 1_000, 10_000];
 
@@ -170,7 +172,7 @@ fn lb_benches(c: &mut Criterion<ThreadCpu>) {
 
 fn records(count: usize) -> Vec<DeploymentRecord> {
     let apps: Vec<AppId> =
-        (0..200).map(|i| AppId::new(Name::new("shop").unwrap(), Name::new(format!("svc-{i}")).unwrap())).collect();
+        (0..200).map(|i| AppId::new(Namespace::new("shop").unwrap(), Name::new(format!("svc-{i}")).unwrap())).collect();
     let release = Release::new(Version::new("1.0.0").unwrap(), ImageRef::parse("web:1").unwrap());
     let base = jiff::Timestamp::from_second(1_700_000_000).unwrap();
     let mut rng = rand::rng();

@@ -64,7 +64,7 @@ pub fn cd_event(notification: &Notification) -> Result<CDEvent, CdEventError> {
             uri: Some(uri()?),
         }),
     };
-    let id = format!("{:032x}", rand::random::<u128>());
+    let id = format!("{:032x}", crate::random::u128());
     let event = CDEvent::from(subject.with_id(app.as_str().try_into()?).with_source(source.as_str().try_into()?))
         .with_id(id.as_str().try_into()?)
         .with_source(source.as_str().try_into()?);

@@ -264,8 +264,28 @@ impl Checklist {
 mod tests {
     use super::*;
     use crate::check::{FnCheck, ImageExistsCheck};
-    use crate::model::ImageRef;
-    use crate::pipeline::fixtures::FakeRegistry;
+    use crate::model::{Digest, ImageRef};
+    use crate::registry::{ImageRegistry, PushEvent, RegistryError};
+    use async_trait::async_trait;
+    use futures_core::stream::BoxStream;
+
+    /// A registry that has every image.
+    struct FakeRegistry;
+
+    #[async_trait]
+    impl ImageRegistry for FakeRegistry {
+        async fn exists(&self, _image: &ImageRef) -> Result<bool, RegistryError> {
+            Ok(true)
+        }
+
+        async fn digest(&self, _image: &ImageRef) -> Result<Option<Digest>, RegistryError> {
+            Ok(None)
+        }
+
+        fn push(&self, _image: ImageRef) -> BoxStream<'_, Result<PushEvent, RegistryError>> {
+            Box::pin(futures_util::stream::empty())
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn automated_manual_advisory_and_timeouts() {

@@ -19,7 +19,7 @@
 //! use deploy_core::dora::{DoraAccumulator, DoraWindow};
 //! use deploy_core::model::*;
 //!
-//! let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+//! let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap());
 //! let release = Release::new(Version::new("1.0.0").unwrap(), ImageRef::parse("web:1").unwrap());
 //! let mut acc = DoraAccumulator::new(DoraWindow::all());
 //! for status in [DeploymentStatus::Succeeded, DeploymentStatus::RolledBack, DeploymentStatus::Succeeded] {
@@ -363,7 +363,7 @@ pub(crate) mod fixtures {
         status: DeploymentStatus,
         lead_s: i64,
     ) -> DeploymentRecord {
-        let id = AppId::new(Name::new("shop").unwrap(), Name::new(app).unwrap());
+        let id = AppId::new(Namespace::new("shop").unwrap(), Name::new(app).unwrap());
         let to = Release::new(Version::new("1.0.0").unwrap(), ImageRef::parse("web:1").unwrap());
         let mut r = DeploymentRecord::new(id, env, None, to, crate::model::StrategyKind::Rolling);
         let at = |s: i64| Timestamp::from_second(1_700_000_000 + s).unwrap();

@@ -1,13 +1,16 @@
 //! The core of deploy-rs: the domain model, the traits every backend implements,
-//! the rollout engine that drives them, and the operations toolkit around it.
+//! the rollout engine that drives them, and, behind features, the operations
+//! toolkit around it.
 //!
 //! It depends on no backend library (no `kube`, no `bollard`, no `redis`), so that
 //! code which only describes deployments, plans them or tests them compiles
 //! nothing heavy; backends live in their own crates: `deploy-k8s`,
-//! `deploy-docker`, `deploy-security`, `deploy-cache`. The crate does I/O in two
-//! places only: the [`config`] loader reads the configuration files it is given
-//! (and environment variables), and the opt-in `http` and `prometheus` features
-//! speak HTTP. Everything else works on the traits' objects.
+//! `deploy-docker`, `deploy-security`, `deploy-cache`. Without features the crate
+//! is the kernel (model, traits, plans, strategies, analysis, engine, stores) and
+//! compiles none of the toolkit's dependencies. Its I/O is opt-in: the `config`
+//! loader reads the configuration files it is given (and environment variables),
+//! `file-store` keeps state in a directory, and `http` and `prometheus` speak HTTP.
+//! Everything else works on the traits' objects.
 //!
 //! # Modules
 //!
@@ -27,33 +30,41 @@
 //!   canary versus baseline, Mann-Whitney).
 //! - `testkit` (feature): in-memory backends with fault injection, on tokio's
 //!   clock, for testing code that embeds this crate.
-//! - The operations toolkit: [`pipeline`] (stages, branch rules, rollback,
-//!   notifications; [`pipeline::EngineDeployer`] deploys through the engine),
-//!   [`dora`] metrics, [`lb`] load balancing, layered [`config`], deployment
-//!   [`checklist`]s, [`monitoring`] configuration (Prometheus, Grafana) and the
-//!   strategy advisor in [`recommend`].
+//! - Deployment [`checklist`]s, whose `Pre` items the engine's preflight runs.
+//! - The operations toolkit, behind features: `pipeline` (stages, branch rules,
+//!   rollback, notifications; `pipeline::EngineDeployer` deploys through the
+//!   engine), `dora` metrics, `lb` load balancing, layered `config`, `monitoring`
+//!   configuration (Prometheus, Grafana) and the strategy advisor in `recommend`.
 //!
 //! # Features
 //!
+//! - `full`: the whole operations toolkit, `pipeline`, `lb`, `config` (with
+//!   `toml` and `yaml`) and `ops`; no backend, no `metrics`, no `testkit`.
+//! - `pipeline`, `lb`, `config`: the modules of the same names (`lb` pulls
+//!   arc-swap and rand, `pipeline` tokio-util, `config` tokio's `fs`).
+//! - `ops`: the `dora`, `recommend` and `monitoring` modules.
 //! - `testkit`: the in-memory backends of the `testkit` module.
+//! - `file-store`: `store::file`, durable state and history in a directory.
 //! - `http`: `http_check::HttpHealthCheck` and `webhook::WebhookNotifier`, over
 //!   reqwest with rustls, under the one client policy of `http_client` (no
 //!   redirects that carry secrets, https for secrets, timeouts, bounded bodies).
 //! - `prometheus` (implies `http`): `prometheus::PrometheusProvider`, metrics from
 //!   the Prometheus HTTP API, with Flagger's built-in metric templates.
-//! - `toml`: TOML files as layers of the layered configuration (JSON needs no
-//!   feature).
+//! - `toml`, `yaml`: TOML and YAML files as layers of the layered configuration
+//!   (JSON needs no feature); both imply `config`.
+//! - `metrics`: rollout metrics through the `metrics` facade.
+//! - `cdevents` (implies `http`): CDEvents as a webhook format.
 //!
 //! # Example
 //!
 //! A spec, made ready for production:
 //!
 //! ```
-//! use deploy_core::model::{AppSpec, Environment, EnvironmentProfile, ImageRef, Name, Port, Probe};
+//! use deploy_core::model::{AppSpec, Environment, EnvironmentProfile, ImageRef, Name, Namespace, Port, Probe};
 //!
 //! let spec = AppSpec::new(
+//!     Namespace::new("shop").unwrap(),
 //!     Name::new("checkout").unwrap(),
-//!     Name::new("shop").unwrap(),
 //!     ImageRef::parse("registry.example.com/shop/checkout:1.4.2").unwrap(),
 //! )
 //! .port(Port::tcp("http", 8080).unwrap())
@@ -106,7 +117,11 @@ pub mod cache;
 pub mod cdevents;
 pub mod check;
 pub mod checklist;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub mod config;
+#[cfg(feature = "ops")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ops")))]
 pub mod dora;
 pub mod dr;
 pub mod engine;
@@ -121,17 +136,26 @@ pub mod http_check;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http_client;
+#[cfg(feature = "lb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lb")))]
 pub mod lb;
 pub mod metrics;
 pub mod model;
+#[cfg(feature = "ops")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ops")))]
 pub mod monitoring;
 pub mod notify;
+#[cfg(feature = "pipeline")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
 pub mod pipeline;
 pub mod plan;
 pub mod platform;
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub mod prometheus;
+mod random;
+#[cfg(feature = "ops")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ops")))]
 pub mod recommend;
 pub mod registry;
 pub mod scan;

@@ -331,7 +331,7 @@ pub struct LeaseToken(String);
 impl LeaseToken {
     /// A fresh random token (128 bits, hex).
     pub fn generate() -> Self {
-        Self(format!("{:032x}", rand::random::<u128>()))
+        Self(format!("{:032x}", crate::random::u128()))
     }
 
     /// A token from its stored form.
@@ -409,9 +409,9 @@ impl LockLease {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use deploy_core::model::{AppId, Name};
+    /// use deploy_core::model::{AppId, Name, Namespace};
     /// use deploy_core::state::{LeaseToken, LockLease, Revision};
-    /// let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+    /// let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap());
     /// let a = LockLease::new(app, "pod-a", LeaseToken::new("t"), jiff::Timestamp::UNIX_EPOCH, Duration::from_secs(30));
     /// assert!(a.same_record(&a.clone()));
     /// assert!(!a.same_record(&a.clone().revision(Revision::new("2"))));

@@ -14,7 +14,7 @@ use deploy_core::fleet::{
     FleetConfig, FleetControl, FleetDriver, FleetEvent, FleetPlan, FleetRecord, FleetStatus, FleetTarget, Gate,
     RollbackPolicy, TargetRecord, WaveCheck, WavePolicy, WaveSize,
 };
-use deploy_core::model::{AppId, AppSpec, DeploymentStatus, Name, Percent, Release, Track, Version};
+use deploy_core::model::{AppId, AppSpec, DeploymentStatus, Name, Namespace, Percent, Release, Track, Version};
 use deploy_core::plan::{Plan, Step};
 use deploy_core::state::LockRequest;
 use deploy_core::strategy::{Canary, PlanInput, Strategy};
@@ -56,7 +56,7 @@ impl World {
     }
 
     fn fleet() -> AppId {
-        AppId::new(Name::new("fleets").unwrap(), Name::new("checkout").unwrap())
+        AppId::new(Namespace::new("fleets").unwrap(), Name::new("checkout").unwrap())
     }
 
     /// The plan as the process `holder` makes it: its own engines on the kits.

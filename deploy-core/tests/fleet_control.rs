@@ -13,7 +13,7 @@ use deploy_core::fleet::{
     FleetConfig, FleetControl, FleetDriver, FleetError, FleetEvent, FleetPlan, FleetStatus, FleetTarget, Gate,
     RollbackPolicy, TargetRecord, WaveCheck, WavePolicy,
 };
-use deploy_core::model::{AppId, AppSpec, DeploymentStatus, Name, Percent, Release, Track};
+use deploy_core::model::{AppId, AppSpec, DeploymentStatus, Name, Namespace, Percent, Release, Track};
 use deploy_core::plan::Step;
 use deploy_core::strategy::{Canary, PlanInput, Strategy};
 use deploy_core::testkit::{self, TestKit};
@@ -30,7 +30,7 @@ struct World {
 }
 
 fn fleet() -> AppId {
-    AppId::new(Name::new("fleets").unwrap(), Name::new("web").unwrap())
+    AppId::new(Namespace::new("fleets").unwrap(), Name::new("web").unwrap())
 }
 
 impl World {

@@ -18,7 +18,7 @@ use deploy_core::engine::{EngineConfig, RolloutEngine, RolloutEvent, RolloutRequ
 use deploy_core::metrics::{MetricQuery, MetricsProvider};
 use deploy_core::model::CauseKind;
 use deploy_core::model::{
-    AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Percent, Release, Track, TrafficSplit, Version,
+    AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Namespace, Percent, Release, Track, TrafficSplit, Version,
 };
 use deploy_core::prometheus::templates::BuiltinMetrics;
 use deploy_core::prometheus::{PrometheusConfig, PrometheusProvider};
@@ -128,7 +128,7 @@ fn name(s: &str) -> Name {
 
 fn app(app: &str) -> (AppSpec, Release, Release) {
     let image = |v: &str| ImageRef::parse(&format!("registry.local/shop/{app}:{v}")).unwrap();
-    let spec = AppSpec::new(name(app), name(NAMESPACE), image("1.0.0")).replicas(2);
+    let spec = AppSpec::new(Namespace::new(NAMESPACE).unwrap(), name(app), image("1.0.0")).replicas(2);
     let v1 = Release::new(Version::new("1.0.0").unwrap(), image("1.0.0"));
     let v2 = Release::new(Version::new("2.0.0").unwrap(), image("2.0.0"));
     (spec, v1, v2)

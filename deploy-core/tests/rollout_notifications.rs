@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use deploy_core::analysis::{AnalysisSpec, JudgeSpec, MetricCheck};
 use deploy_core::engine::{RolloutEngine, RolloutRequest};
 use deploy_core::http_client::HttpPolicy;
-use deploy_core::model::{AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Percent, Release, Track, Version};
+use deploy_core::model::{
+    AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Namespace, Percent, Release, Track, Version,
+};
 use deploy_core::notify::{Notification, Notifier, NotifyError};
 use deploy_core::plan::{Plan, Step};
 use deploy_core::strategy::{Canary, PlanInput, Strategy};
@@ -71,7 +73,7 @@ fn release(version: &str) -> Release {
 }
 
 fn spec() -> AppSpec {
-    AppSpec::new(Name::new("web").unwrap(), Name::new("shop").unwrap(), image("1.0.0")).replicas(4)
+    AppSpec::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap(), image("1.0.0")).replicas(4)
 }
 
 /// A canary with one analysis looking every `interval`.

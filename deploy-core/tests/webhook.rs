@@ -9,7 +9,7 @@ use std::thread;
 
 use deploy_core::error::Classify;
 use deploy_core::http_client::{HttpError, HttpPolicy};
-use deploy_core::model::{AppId, Environment, Name};
+use deploy_core::model::{AppId, Environment, Name, Namespace};
 use deploy_core::notify::{Notification, NotificationKind, Notifier, NotifyError};
 use deploy_core::webhook::{WebhookFormat, WebhookNotifier};
 
@@ -72,7 +72,7 @@ fn serve_once_with(status: &'static str, extra: String, reply: &'static str) -> 
 
 fn notification() -> Notification {
     Notification::new(NotificationKind::PipelineFailed, "pipeline pl-1 failed", "stage deploy failed: timeout")
-        .app(AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap()))
+        .app(AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap()))
         .environment(Environment::Production)
         .field("pipeline", "pl-1")
 }
@@ -289,7 +289,7 @@ async fn cdevents_reach_the_receiver_as_structured_cloudevents_for_every_kind() 
         let (url, seen) = serve_once("202 Accepted", "");
         let hook = loopback(&url).unwrap().format(WebhookFormat::CdEvents);
         let mut n = Notification::new(kind, "web 2.0.0", "canary analysis failed")
-            .app(AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap()))
+            .app(AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap()))
             .environment(Environment::Production)
             .field("image", "registry.example.com/shop/web:2.0.0")
             .field("version", "2.0.0");

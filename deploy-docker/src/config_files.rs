@@ -67,8 +67,8 @@ const CARRIER_PATH: &str = "/deploy-rs-config";
 /// The volume holding snapshot `id` of `app`: `deploy-rs-config-<namespace>-<app>-<id>`.
 ///
 /// ```
-/// use deploy_core::model::{AppId, Name};
-/// let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+/// use deploy_core::model::{AppId, Name, Namespace};
+/// let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap());
 /// assert_eq!(deploy_docker::config_files::volume_name(&app, "0123456789abcdef"), "deploy-rs-config-shop-web-0123456789abcdef");
 /// ```
 pub fn volume_name(app: &AppId, id: &str) -> String {

@@ -40,8 +40,8 @@ pub fn app_selector(app: &AppId) -> BTreeMap<String, String> {
 /// The labels that select every container of one track of `app`.
 ///
 /// ```
-/// use deploy_core::model::{AppId, Name, Track};
-/// let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+/// use deploy_core::model::{AppId, Name, Namespace, Track};
+/// let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap());
 /// let labels = deploy_docker::labels::track_selector(&app, Track::Blue);
 /// assert_eq!(labels["deploy-rs.track"], "blue");
 /// assert_eq!(labels["deploy-rs.app"], "web");

@@ -24,12 +24,12 @@
 //! use deploy_core::platform::Platform;
 //! use deploy_core::traffic::TrafficRouter;
 //! use deploy_docker::platform::PlatformConfig;
-//! use deploy_docker::{DockerPlatform, NetworkAliasRouter};
+//! use deploy_docker::{DockerPlatform, NetworkAliasRouter, NetworkName};
 //!
 //! let docker = deploy_docker::connect::connect(&Default::default()).await?;
 //! let config = PlatformConfig::default().network("shop").serving_network("shop-edge");
 //! let platform: Arc<dyn Platform> = Arc::new(DockerPlatform::new(docker.clone(), config));
-//! let router: Arc<dyn TrafficRouter> = Arc::new(NetworkAliasRouter::new(docker, "shop-edge"));
+//! let router: Arc<dyn TrafficRouter> = Arc::new(NetworkAliasRouter::new(docker, NetworkName::new("shop-edge")?));
 //! # let _ = (platform, router); Ok(()) }
 //! ```
 //!
@@ -48,6 +48,7 @@ pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod labels;
+pub mod network_name;
 pub mod networks;
 pub mod nginx;
 pub mod platform;
@@ -57,6 +58,7 @@ pub mod workload;
 
 pub use builder::{BuilderBackend, BuilderConfig, DockerImageBuilder};
 pub use error::DockerError;
+pub use network_name::NetworkName;
 pub use platform::DockerPlatform;
 pub use registry::DockerRegistry;
 pub use router::NetworkAliasRouter;

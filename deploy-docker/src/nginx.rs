@@ -509,7 +509,7 @@ mod tests {
     /// declare, mirroring, is refused before any file is written.
     #[tokio::test]
     async fn capabilities_are_honest_and_mirroring_is_refused() {
-        use deploy_core::model::Name;
+        use deploy_core::model::{Name, Namespace};
         use deploy_core::traffic::Mirror;
         let dir = tempfile::tempdir().unwrap();
         let config = NginxConfig::new(dir.path().join("nginx.conf"), dir.path().join("apps"));
@@ -517,7 +517,7 @@ mod tests {
         let caps = router.capabilities();
         assert!(caps.weights && caps.header_routes && !caps.mirroring && !caps.switch_only);
         assert!(caps.supports_split(&TrafficSplit::canary(Percent::new(10).unwrap())));
-        let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+        let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap());
         let mirrored = router.set_mirror(&app, Track::Canary, &Mirror::new(Percent::new(10).unwrap())).await;
         assert!(matches!(mirrored, Err(RouterError::Unsupported { .. })), "{mirrored:?}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");

@@ -10,6 +10,7 @@ use tracing::instrument;
 use crate::containers::Containers;
 use crate::error::DockerError;
 use crate::labels;
+use crate::network_name::NetworkName;
 use crate::networks::{NetworkSpec, Networks};
 use crate::platform::serves;
 
@@ -38,13 +39,13 @@ use crate::platform::serves;
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// use deploy_core::model::{AppId, Name, Track, TrafficSplit};
+/// use deploy_core::model::{AppId, Name, Namespace, Track, TrafficSplit};
 /// use deploy_core::traffic::TrafficRouter;
-/// use deploy_docker::router::NetworkAliasRouter;
+/// use deploy_docker::{NetworkAliasRouter, NetworkName};
 ///
 /// let docker = deploy_docker::connect::connect(&Default::default()).await?;
-/// let router = NetworkAliasRouter::new(docker, "shop-edge");
-/// let app = AppId::new(Name::new("shop")?, Name::new("web")?);
+/// let router = NetworkAliasRouter::new(docker, NetworkName::new("shop-edge")?);
+/// let app = AppId::new(Namespace::new("shop")?, Name::new("web")?);
 /// router.set_weights(&app, &TrafficSplit::all(Track::Green)).await?;
 /// assert_eq!(router.weights(&app).await?, TrafficSplit::all(Track::Green));
 /// # Ok(()) }
@@ -53,17 +54,17 @@ use crate::platform::serves;
 pub struct NetworkAliasRouter {
     containers: Containers,
     networks: Networks,
-    network: String,
+    network: NetworkName,
     labels: BTreeMap<String, String>,
 }
 
 impl NetworkAliasRouter {
     /// A router on the serving network `network`.
-    pub fn new(docker: bollard::Docker, network: impl Into<String>) -> Self {
+    pub fn new(docker: bollard::Docker, network: NetworkName) -> Self {
         Self {
             containers: Containers::new(docker.clone()),
             networks: Networks::new(docker),
-            network: network.into(),
+            network,
             labels: BTreeMap::new(),
         }
     }
@@ -93,7 +94,7 @@ impl NetworkAliasRouter {
                 Err(e) => return Err(router_error("inspect container", e)),
             };
             let Some(track) = state.labels.get(labels::TRACK).and_then(|t| t.parse::<Track>().ok()) else { continue };
-            members.push((state.id.clone(), track, serves(&state, &self.network, &alias)));
+            members.push((state.id.clone(), track, serves(&state, self.network.as_str(), &alias)));
         }
         Ok(members)
     }
@@ -114,7 +115,7 @@ impl TrafficRouter for NetworkAliasRouter {
             });
         }
         self.networks
-            .ensure(&NetworkSpec::new(self.network.clone()).labels(self.labels.clone()))
+            .ensure(&NetworkSpec::new(self.network.as_str()).labels(self.labels.clone()))
             .await
             .map_err(|e| router_error("create the serving network", e))?;
         let members = self.members(app).await?;
@@ -123,14 +124,17 @@ impl TrafficRouter for NetworkAliasRouter {
         for (id, track, serving) in &members {
             if tracks.contains(track) && !serving {
                 self.networks
-                    .connect(&self.network, id, &alias)
+                    .connect(self.network.as_str(), id, &alias)
                     .await
                     .map_err(|e| router_error("attach container", e))?;
             }
         }
         for (id, track, serving) in &members {
             if !tracks.contains(track) && *serving {
-                self.networks.disconnect(&self.network, id).await.map_err(|e| router_error("detach container", e))?;
+                self.networks
+                    .disconnect(self.network.as_str(), id)
+                    .await
+                    .map_err(|e| router_error("detach container", e))?;
             }
         }
         Ok(())
@@ -181,11 +185,11 @@ mod tests {
     /// What the router does not declare it refuses without touching Docker.
     #[tokio::test]
     async fn undeclared_capabilities_are_refused() {
-        use deploy_core::model::Name;
+        use deploy_core::model::{Name, Namespace};
         use deploy_core::traffic::{HeaderMatch, HeaderRoute, Mirror};
         let docker = bollard::Docker::connect_with_http("tcp://127.0.0.1:1", 1, bollard::API_DEFAULT_VERSION).unwrap();
-        let router = NetworkAliasRouter::new(docker, "n");
-        let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+        let router = NetworkAliasRouter::new(docker, NetworkName::new("n").unwrap());
+        let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap());
         let unsupported = |r: Result<(), RouterError>| matches!(r, Err(RouterError::Unsupported { .. }));
         assert!(unsupported(router.set_weights(&app, &TrafficSplit::canary(Percent::new(10).unwrap())).await));
         let route = HeaderRoute::new("x-canary", HeaderMatch::Exact("1".into()), Track::Canary);
@@ -196,7 +200,7 @@ mod tests {
     #[test]
     fn capabilities_are_honest() {
         let docker = bollard::Docker::connect_with_http("tcp://127.0.0.1:1", 1, bollard::API_DEFAULT_VERSION).unwrap();
-        let caps = NetworkAliasRouter::new(docker, "n").capabilities();
+        let caps = NetworkAliasRouter::new(docker, NetworkName::new("n").unwrap()).capabilities();
         assert!(!caps.weights && !caps.header_routes && !caps.mirroring && !caps.switch_only);
         assert!(caps.supports_split(&TrafficSplit::all(Track::Green)));
         assert!(!caps.supports_split(&TrafficSplit::canary(Percent::new(10).unwrap())));

@@ -17,7 +17,7 @@ use bollard::Docker;
 use common::{Cleanup, build_busybox, docker, exec};
 use deploy_core::engine::{EngineConfig, RetryPolicy, RolloutEngine, RolloutRequest};
 use deploy_core::model::{
-    AppId, AppSpec, DeploymentStatus, EnvVar, HumanDuration, ImageRef, IntOrPercent, Name, Probe, Release,
+    AppId, AppSpec, DeploymentStatus, EnvVar, HumanDuration, ImageRef, IntOrPercent, Name, Namespace, Probe, Release,
     RollingUpdateParams, Track, Version,
 };
 use deploy_core::platform::Platform;
@@ -45,7 +45,7 @@ async fn world(prefix: &str) -> World {
     build_busybox(&docker, &cleanup, &images[0], "1.0.0", true).await;
     build_busybox(&docker, &cleanup, &images[1], "2.0.0", true).await;
     build_busybox(&docker, &cleanup, &images[2], "3.0.0-bad", false).await;
-    let app = AppId::new(Name::new(cleanup.id.clone()).unwrap(), Name::new("web").unwrap());
+    let app = AppId::new(Namespace::new(cleanup.id.clone()).unwrap(), Name::new("web").unwrap());
     World { docker, cleanup, app, images }
 }
 
@@ -62,7 +62,7 @@ impl World {
         let mut probe = Probe::http("/health", 8080).period(HumanDuration::new(Duration::from_millis(500)));
         probe.failure_threshold = 2;
         let mut spec =
-            AppSpec::new(self.app.name.clone(), self.app.namespace.clone(), ImageRef::parse(&self.images[0]).unwrap())
+            AppSpec::new(self.app.namespace.clone(), self.app.name.clone(), ImageRef::parse(&self.images[0]).unwrap())
                 .readiness(probe);
         for var in env {
             spec = spec.env(var.clone());

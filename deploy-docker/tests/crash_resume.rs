@@ -21,8 +21,8 @@ use deploy_cache::store::{RedisHistoryStore, RedisStateStore};
 use deploy_core::engine::{EngineConfig, RetryPolicy, RolloutEngine, RolloutError, RolloutEvent, RolloutRequest};
 use deploy_core::history::{HistoryQuery, HistoryStore};
 use deploy_core::model::{
-    AppId, AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Percent, Probe, Release, Track, TrafficSplit,
-    Version,
+    AppId, AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Namespace, Percent, Probe, Release, Track,
+    TrafficSplit, Version,
 };
 use deploy_core::plan::{PauseKind, Step};
 use deploy_core::platform::Platform;
@@ -30,6 +30,7 @@ use deploy_core::state::{StateError, StateStore};
 use deploy_core::store::file::{FileHistoryStore, FileStateStore};
 use deploy_core::strategy::{Canary, PlanInput, Strategy};
 use deploy_core::traffic::TrafficRouter;
+use deploy_docker::NetworkName;
 use deploy_docker::containers::Containers;
 use deploy_docker::labels;
 use deploy_docker::platform::{DockerPlatform, PlatformConfig};
@@ -61,9 +62,11 @@ async fn world(id: &str) -> World {
         .label(key, value)
         .poll_interval(Duration::from_millis(100));
     let platform = Arc::new(DockerPlatform::new(docker.clone(), config));
-    let router =
-        Arc::new(NetworkAliasRouter::new(docker, &serving).network_labels([cleanup.label()].into_iter().collect()));
-    let app = AppId::new(Name::new(id).unwrap(), Name::new("web").unwrap());
+    let router = Arc::new(
+        NetworkAliasRouter::new(docker, NetworkName::new(serving.clone()).unwrap())
+            .network_labels([cleanup.label()].into_iter().collect()),
+    );
+    let app = AppId::new(Namespace::new(id).unwrap(), Name::new("web").unwrap());
     World { cleanup, platform, router, app }
 }
 
@@ -79,7 +82,7 @@ impl World {
     fn spec(&self) -> AppSpec {
         let mut probe = Probe::http("/health", 8080).period(HumanDuration::new(Duration::from_millis(500)));
         probe.failure_threshold = 2;
-        AppSpec::new(self.app.name.clone(), self.app.namespace.clone(), ImageRef::parse(&self.image("1.0.0")).unwrap())
+        AppSpec::new(self.app.namespace.clone(), self.app.name.clone(), ImageRef::parse(&self.image("1.0.0")).unwrap())
             .readiness(probe)
             .replicas(2)
     }

@@ -12,14 +12,15 @@ use std::time::Duration;
 use common::{Cleanup, build_busybox, docker, exec};
 use deploy_core::engine::{EngineConfig, RetryPolicy, RolloutEngine, RolloutRequest};
 use deploy_core::model::{
-    AppId, AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Percent, Probe, Release, Track, TrafficSplit,
-    Version,
+    AppId, AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Namespace, Percent, Probe, Release, Track,
+    TrafficSplit, Version,
 };
 use deploy_core::plan::{Plan, Step};
 use deploy_core::platform::Platform;
 use deploy_core::strategy::{BlueGreen, Canary, PlanInput, Strategy};
 use deploy_core::testkit::TestKit;
 use deploy_core::traffic::TrafficRouter;
+use deploy_docker::NetworkName;
 use deploy_docker::containers::{ContainerSpec, Containers};
 use deploy_docker::labels;
 use deploy_docker::platform::{DockerPlatform, PlatformConfig};
@@ -52,9 +53,10 @@ async fn world(prefix: &str) -> World {
         .poll_interval(Duration::from_millis(100));
     let platform = Arc::new(DockerPlatform::new(docker.clone(), config));
     let router = Arc::new(
-        NetworkAliasRouter::new(docker.clone(), &serving).network_labels([cleanup.label()].into_iter().collect()),
+        NetworkAliasRouter::new(docker.clone(), NetworkName::new(serving.clone()).unwrap())
+            .network_labels([cleanup.label()].into_iter().collect()),
     );
-    let app = AppId::new(Name::new(cleanup.id.clone()).unwrap(), Name::new("web").unwrap());
+    let app = AppId::new(Namespace::new(cleanup.id.clone()).unwrap(), Name::new("web").unwrap());
     World { docker, cleanup, platform, router, app, serving, images }
 }
 
@@ -62,7 +64,7 @@ impl World {
     fn spec(&self) -> AppSpec {
         let mut probe = Probe::http("/health", 8080).period(HumanDuration::new(Duration::from_millis(500)));
         probe.failure_threshold = 2;
-        AppSpec::new(self.app.name.clone(), self.app.namespace.clone(), ImageRef::parse(&self.images[0]).unwrap())
+        AppSpec::new(self.app.namespace.clone(), self.app.name.clone(), ImageRef::parse(&self.images[0]).unwrap())
             .readiness(probe)
     }
 

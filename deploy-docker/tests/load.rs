@@ -17,7 +17,7 @@ use common::nginx_server::Nginx;
 use common::{Cleanup, build_busybox, docker};
 use deploy_core::engine::{EngineConfig, RetryPolicy, RolloutEngine, RolloutEvent, RolloutRequest};
 use deploy_core::model::{
-    AppId, AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Percent, Port, Probe, Release, Track,
+    AppId, AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Namespace, Percent, Port, Probe, Release, Track,
     TrafficSplit, Version,
 };
 use deploy_core::plan::{Plan, Step};
@@ -150,7 +150,7 @@ pub(crate) async fn world(prefix: &str) -> World {
     let router = Arc::new(NginxRouter::new(nginx.config(), endpoints.clone()));
     let drain = Arc::new(NginxDrain::new(endpoints, router.clone()));
     let platform = Arc::new(DockerPlatform::new(docker.clone(), config).endpoint_watcher(drain));
-    let app = AppId::new(Name::new(cleanup.id.clone()).unwrap(), Name::new("web").unwrap());
+    let app = AppId::new(Namespace::new(cleanup.id.clone()).unwrap(), Name::new("web").unwrap());
     router.serve(&app, SocketAddr::from(([127, 0, 0, 1], nginx.port))).await;
     World { cleanup, platform, router, nginx, app, images }
 }
@@ -159,7 +159,7 @@ impl World {
     pub(crate) fn spec(&self) -> AppSpec {
         let mut probe = Probe::http("/health", 8080).period(HumanDuration::new(Duration::from_millis(500)));
         probe.failure_threshold = 2;
-        AppSpec::new(self.app.name.clone(), self.app.namespace.clone(), ImageRef::parse(&self.images[0]).unwrap())
+        AppSpec::new(self.app.namespace.clone(), self.app.name.clone(), ImageRef::parse(&self.images[0]).unwrap())
             .port(Port::tcp("http", 8080).unwrap())
             .readiness(probe)
             .replicas(2)

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::nginx_server::Nginx;
 use common::{BUSYBOX, free_port, http_get, require_binary};
-use deploy_core::model::{AppId, Name, Percent, Track, TrafficSplit};
+use deploy_core::model::{AppId, Name, Namespace, Percent, Track, TrafficSplit};
 use deploy_core::traffic::{HeaderMatch, HeaderRoute, RouterError, TrafficRouter};
 use deploy_docker::nginx::{NginxRouter, STATUS_PATH, StaticEndpoints};
 
@@ -78,7 +78,7 @@ fn ureq_like(port: u16, header: Option<(&str, &str)>) -> String {
 }
 
 fn app() -> AppId {
-    AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap())
+    AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap())
 }
 
 /// Waits until nginx's workers serve `expect` (a reload is graceful, so old

@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use common::{Cleanup, build_busybox, docker, exec};
 use deploy_core::model::{
-    AppId, AppSpec, HumanDuration, ImageRef, IntOrPercent, Name, Percent, Probe, Release, RollingUpdateParams, Track,
-    TrafficSplit, Version,
+    AppId, AppSpec, HumanDuration, ImageRef, IntOrPercent, Name, Namespace, Percent, Probe, Release,
+    RollingUpdateParams, Track, TrafficSplit, Version,
 };
 use deploy_core::platform::{Platform, PlatformError, TrackState};
 use deploy_core::traffic::{RouterError, TrafficRouter};
+use deploy_docker::NetworkName;
 use deploy_docker::containers::{ContainerSpec, Containers, Health};
 use deploy_docker::labels;
 use deploy_docker::platform::{DockerPlatform, PlatformConfig};
@@ -49,7 +50,7 @@ async fn world(prefix: &str) -> World {
         .poll_interval(Duration::from_millis(100))
         .rollout_timeout(Duration::from_secs(60));
     let platform = DockerPlatform::new(docker.clone(), config);
-    let app = AppId::new(Name::new(cleanup.id.clone()).unwrap(), Name::new("web").unwrap());
+    let app = AppId::new(Namespace::new(cleanup.id.clone()).unwrap(), Name::new("web").unwrap());
     World { docker, cleanup, platform, app, good, bad, serving }
 }
 
@@ -57,7 +58,7 @@ impl World {
     fn spec(&self, replicas: u32) -> AppSpec {
         let mut probe = Probe::http("/health", 8080).period(HumanDuration::new(Duration::from_millis(500)));
         probe.failure_threshold = 2;
-        AppSpec::new(self.app.name.clone(), self.app.namespace.clone(), ImageRef::parse(&self.good[0]).unwrap())
+        AppSpec::new(self.app.namespace.clone(), self.app.name.clone(), ImageRef::parse(&self.good[0]).unwrap())
             .replicas(replicas)
             .readiness(probe)
     }
@@ -199,7 +200,7 @@ async fn unknown_images_and_crash_loops_fail_fast() {
 #[tokio::test]
 async fn blue_green_switches_the_alias_and_reads_it_back() {
     let w = world("bluegreen").await;
-    let router = NetworkAliasRouter::new(w.docker.clone(), &w.serving);
+    let router = NetworkAliasRouter::new(w.docker.clone(), NetworkName::new(w.serving.clone()).unwrap());
     let wait = Duration::from_secs(30);
     w.platform.apply(&w.spec(2), Track::Blue, &w.release(&w.good[0]), 2).await.unwrap();
     let client = w.client().await;
@@ -232,7 +233,7 @@ async fn blue_green_switches_the_alias_and_reads_it_back() {
 #[tokio::test]
 async fn canary_by_replica_ratio_shares_the_alias() {
     let w = world("canary").await;
-    let router = NetworkAliasRouter::new(w.docker.clone(), &w.serving);
+    let router = NetworkAliasRouter::new(w.docker.clone(), NetworkName::new(w.serving.clone()).unwrap());
     let wait = Duration::from_secs(30);
     w.platform.apply(&w.spec(3), Track::Stable, &w.release(&w.good[0]), 3).await.unwrap();
     let client = w.client().await;

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use common::{Cleanup, build_busybox, docker};
 use deploy_core::model::{
-    AppId, AppSpec, HumanDuration, ImageRef, IntOrPercent, Name, Probe, Release, RollingUpdateParams, Track, Version,
+    AppId, AppSpec, HumanDuration, ImageRef, IntOrPercent, Name, Namespace, Probe, Release, RollingUpdateParams, Track,
+    Version,
 };
 use deploy_core::platform::{Platform, TrackState};
 use deploy_docker::containers::Containers;
@@ -36,7 +37,7 @@ async fn world(prefix: &str) -> World {
     let images = [format!("{repo}:1.0.0"), format!("{repo}:2.0.0")];
     build_busybox(&docker, &cleanup, &images[0], "1.0.0", true).await;
     build_busybox(&docker, &cleanup, &images[1], "2.0.0", true).await;
-    let app = AppId::new(Name::new(cleanup.id.clone()).unwrap(), Name::new("web").unwrap());
+    let app = AppId::new(Namespace::new(cleanup.id.clone()).unwrap(), Name::new("web").unwrap());
     World { docker, cleanup, app, images }
 }
 
@@ -54,7 +55,7 @@ impl World {
         let mut probe = Probe::http("/health", 8080).period(HumanDuration::new(period));
         probe.failure_threshold = 2;
         let mut spec =
-            AppSpec::new(self.app.name.clone(), self.app.namespace.clone(), ImageRef::parse(&self.images[0]).unwrap())
+            AppSpec::new(self.app.namespace.clone(), self.app.name.clone(), ImageRef::parse(&self.images[0]).unwrap())
                 .readiness(probe);
         spec.rolling_update = RollingUpdateParams::new(IntOrPercent::Int(1), IntOrPercent::Int(0));
         spec

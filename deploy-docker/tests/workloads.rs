@@ -20,8 +20,8 @@ use deploy_core::hook::{HookSpec, HookWhen};
 use deploy_core::model::CauseKind;
 use deploy_core::model::{
     AppId, AppSpec, Autoscaling, ContainerSecurityContext, DeploymentStatus, EnvVar, HumanDuration, ImageRef,
-    IntOrPercent, Name, Percent, PodSecurityContext, Probe, Release, ResourceList, Resources, RollingUpdateParams,
-    Track, Version,
+    IntOrPercent, Name, Namespace, Percent, PodSecurityContext, Probe, Release, ResourceList, Resources,
+    RollingUpdateParams, Track, Version,
 };
 use deploy_core::plan::Step;
 use deploy_core::platform::{Platform, PlatformError};
@@ -29,6 +29,7 @@ use deploy_core::secret::{PutOptions, Secret, SecretBytes, SecretError, SecretMa
 use deploy_core::strategy::{Canary, PlanInput, RollingUpdate, Strategy};
 use deploy_core::testkit::TestKit;
 use deploy_core::traffic::TrafficRouter;
+use deploy_docker::NetworkName;
 use deploy_docker::config_files::ConfigSnapshots;
 use deploy_docker::containers::{Containers, Mount, MountSource, RestartPolicy};
 use deploy_docker::labels;
@@ -54,7 +55,7 @@ async fn world(prefix: &str) -> World {
     build_busybox(&docker, &cleanup, &images[0], "1.0.0", true).await;
     build_busybox(&docker, &cleanup, &images[1], "2.0.0", true).await;
     build_busybox(&docker, &cleanup, &images[2], "3.0.0-bad", false).await;
-    let app = AppId::new(Name::new(cleanup.id.clone()).unwrap(), Name::new("web").unwrap());
+    let app = AppId::new(Namespace::new(cleanup.id.clone()).unwrap(), Name::new("web").unwrap());
     let network = format!("{}-net", cleanup.id);
     let serving = format!("{}-edge", cleanup.id);
     World { docker, cleanup, app, images, network, serving }
@@ -77,7 +78,7 @@ impl World {
     fn spec(&self) -> AppSpec {
         let mut probe = Probe::http("/health", 8080).period(HumanDuration::new(Duration::from_millis(500)));
         probe.failure_threshold = 2;
-        AppSpec::new(self.app.name.clone(), self.app.namespace.clone(), ImageRef::parse(&self.images[0]).unwrap())
+        AppSpec::new(self.app.namespace.clone(), self.app.name.clone(), ImageRef::parse(&self.images[0]).unwrap())
             .readiness(probe)
     }
 
@@ -93,7 +94,7 @@ impl World {
             .retry(RetryPolicy::new(3, Duration::from_millis(50), Duration::from_millis(200)))
             .holder("docker-workloads-test");
         let router: Arc<dyn TrafficRouter> = Arc::new(
-            NetworkAliasRouter::new(self.docker.clone(), &self.serving)
+            NetworkAliasRouter::new(self.docker.clone(), NetworkName::new(self.serving.clone()).unwrap())
                 .network_labels([self.cleanup.label()].into_iter().collect()),
         );
         let platform: Arc<dyn Platform> = platform;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deploy_core::engine::{EngineConfig, RetryPolicy, RolloutEngine, RolloutReport, RolloutRequest};
-use deploy_core::model::{DeploymentStatus, HumanDuration, Percent, Track};
+use deploy_core::model::{DeploymentStatus, HumanDuration, Namespace, Percent, Track};
 use deploy_core::plan::{Plan, Step};
 use deploy_core::strategy::{BlueGreen, Canary, PlanInput, RollingUpdate, Strategy};
 use deploy_core::traffic::TrafficRouter;
@@ -19,7 +19,7 @@ use crate::cluster::Cluster;
 use crate::fixtures::{self, fake_api};
 use crate::labels;
 use crate::manifest::{DeploymentOptions, ServiceOptions, deployment, service};
-use crate::platform::KubePlatform;
+use crate::platform::{KubePlatform, PlatformOptions};
 use crate::router::{GatewayRouter, IstioRouter, ServiceSelectorRouter};
 use crate::state::{KubeHistoryStore, KubeStateStore};
 
@@ -110,9 +110,9 @@ fn world(setup: Setup, canary_steps: &[u8], before: impl FnOnce(&fake_api::FakeA
         .lock_ttl(Duration::from_secs(30))
         .holder("engine-test");
     let mut builder = RolloutEngine::builder(
-        Arc::new(KubePlatform::new(cluster.clone())),
+        Arc::new(KubePlatform::new(cluster.clone(), PlatformOptions::default())),
         Arc::new(KubeStateStore::new(cluster.clone())),
-        Arc::new(KubeHistoryStore::new(cluster, "shop")),
+        Arc::new(KubeHistoryStore::new(cluster, Namespace::new("shop").unwrap())),
     )
     .config(config);
     if let Some(router) = router {
@@ -378,9 +378,9 @@ async fn the_default_canary_succeeds_behind_the_replica_ratio_router_at_4_and_10
             .retry(RetryPolicy::new(3, Duration::from_millis(10), Duration::from_millis(40)))
             .holder("engine-test");
         let engine = RolloutEngine::builder(
-            Arc::new(KubePlatform::new(cluster.clone())),
+            Arc::new(KubePlatform::new(cluster.clone(), PlatformOptions::default())),
             Arc::new(KubeStateStore::new(cluster.clone())),
-            Arc::new(KubeHistoryStore::new(cluster.clone(), "shop")),
+            Arc::new(KubeHistoryStore::new(cluster.clone(), Namespace::new("shop").unwrap())),
         )
         .router(Arc::new(ReplicaRatioRouter::new(cluster, replicas)))
         .config(config)

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
 use crate::fixtures::{self, mock::*};
-use crate::platform::KubePlatform;
+use crate::platform::{KubePlatform, PlatformOptions};
 use crate::rollout_status::tests::deployment_json;
 use crate::router::{IstioRouter, ServiceSelectorRouter};
 
@@ -80,7 +80,7 @@ async fn blue_green_switch_happens_only_after_green_is_ready() {
     ]);
     let (client, mock) = start(script);
     let cluster = Cluster::new(client);
-    let platform = KubePlatform::new(cluster.clone());
+    let platform = KubePlatform::new(cluster.clone(), PlatformOptions::default());
     let router = ServiceSelectorRouter::new(cluster.clone());
     let app = fixtures::app_id();
     within(async {
@@ -126,7 +126,7 @@ async fn one_istio_canary_step_is_wait_then_cas_write_then_read_back() {
     ]);
     let (client, mock) = start(script);
     let cluster = Cluster::new(client);
-    let platform = KubePlatform::new(cluster.clone());
+    let platform = KubePlatform::new(cluster.clone(), PlatformOptions::default());
     let router = IstioRouter::new(cluster.clone()).api_version("v1");
     let app = fixtures::app_id();
     let ten = TrafficSplit::canary(Percent::new(10).unwrap());
@@ -172,7 +172,7 @@ mod over_fake_cluster {
         let cluster = Cluster::new(client);
         (
             fake,
-            KubePlatform::new(cluster.clone()),
+            KubePlatform::new(cluster.clone(), crate::PlatformOptions::default()),
             ServiceSelectorRouter::new(cluster.clone()),
             KubeStateStore::new(cluster),
         )

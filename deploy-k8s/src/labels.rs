@@ -69,13 +69,13 @@ pub fn selector_string(labels: &BTreeMap<String, String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deploy_core::model::Name;
+    use deploy_core::model::{Name, Namespace};
 
     #[test]
     fn track_pods_carry_selector_version_and_manager() {
         // Built here, not taken from the test fixtures: the fixtures build on these
         // labels, and the modules do not import each other.
-        let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+        let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap());
         let labels = pod_labels(&app, Some(Track::Canary), Some(&Version::new("1.4.2").unwrap()));
         assert_eq!(labels[APP], "web");
         assert_eq!(labels[TRACK], "canary");

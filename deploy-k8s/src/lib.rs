@@ -20,12 +20,12 @@
 //! Manifests need no cluster: every builder is a pure function of the spec.
 //!
 //! ```
-//! use deploy_core::model::{AppSpec, ImageRef, Name, Port, Release, Track, Version};
+//! use deploy_core::model::{AppSpec, ImageRef, Name, Namespace, Port, Release, Track, Version};
 //! use deploy_k8s::manifest::{DeploymentOptions, ManifestSet, ServiceOptions, deployment, service};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let image = ImageRef::parse("registry.example.com/shop/checkout:1.4.2")?;
-//! let spec = AppSpec::new(Name::new("checkout")?, Name::new("shop")?, image.clone())
+//! let spec = AppSpec::new(Namespace::new("shop")?, Name::new("checkout")?, image.clone())
 //!     .port(Port::tcp("http", 8080)?)
 //!     .replicas(3);
 //! let release = Release::new(Version::new("1.4.2")?, image);
@@ -45,23 +45,23 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use deploy_core::engine::{RolloutEngine, RolloutRequest};
-//! use deploy_core::model::{AppSpec, ImageRef, Name, Release, Version};
+//! use deploy_core::model::{AppSpec, ImageRef, Name, Namespace, Release, Version};
 //! use deploy_core::strategy::{BlueGreen, PlanInput, Strategy};
 //! use deploy_k8s::router::ServiceSelectorRouter;
 //! use deploy_k8s::state::{KubeHistoryStore, KubeStateStore};
-//! use deploy_k8s::{Cluster, KubePlatform};
+//! use deploy_k8s::{Cluster, KubePlatform, PlatformOptions};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let cluster = Cluster::new(kube::Client::try_default().await?);
 //! let engine = RolloutEngine::builder(
-//!     Arc::new(KubePlatform::new(cluster.clone())),
+//!     Arc::new(KubePlatform::new(cluster.clone(), PlatformOptions::default())),
 //!     Arc::new(KubeStateStore::new(cluster.clone())),
-//!     Arc::new(KubeHistoryStore::new(cluster.clone(), "deploy-rs")),
+//!     Arc::new(KubeHistoryStore::new(cluster.clone(), Namespace::new("deploy-rs")?)),
 //! )
 //! .router(Arc::new(ServiceSelectorRouter::new(cluster)))
 //! .build();
 //! let image = ImageRef::parse("registry.example.com/shop/checkout:1.4.3")?;
-//! let spec = AppSpec::new(Name::new("checkout")?, Name::new("shop")?, image.clone());
+//! let spec = AppSpec::new(Namespace::new("shop")?, Name::new("checkout")?, image.clone());
 //! let plan = BlueGreen::default().plan(&PlanInput::new(spec.replicas));
 //! let report = engine.run(RolloutRequest::new(spec, Release::new(Version::new("1.4.3")?, image), plan)).await?;
 //! println!("{}: {}", report.record.id, report.status);

@@ -205,9 +205,9 @@ impl PlatformOptions {
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// use deploy_k8s::{Cluster, KubePlatform};
+/// use deploy_k8s::{Cluster, KubePlatform, PlatformOptions};
 /// let client = kube::Client::try_default().await?;
-/// let platform = KubePlatform::new(Cluster::new(client));
+/// let platform = KubePlatform::new(Cluster::new(client), PlatformOptions::default());
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -217,16 +217,11 @@ pub struct KubePlatform {
 }
 
 impl KubePlatform {
-    /// A platform on `cluster` with default options.
-    pub fn new(cluster: Cluster) -> Self {
-        Self { cluster, options: PlatformOptions::default() }
-    }
-
-    /// Sets the options.
-    #[must_use]
-    pub fn with_options(mut self, options: PlatformOptions) -> Self {
-        self.options = options;
-        self
+    /// A platform on `cluster` with `options`, fixed for its lifetime
+    /// (`PlatformOptions::default()` for the defaults), as
+    /// `DockerPlatform::new(docker, PlatformConfig)` in deploy-docker.
+    pub fn new(cluster: Cluster, options: PlatformOptions) -> Self {
+        Self { cluster, options }
     }
 
     fn deployments(&self, app: &AppId) -> Api<Deployment> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deploy_core::error::ErrorKind;
 use deploy_core::history::{HistoryError, HistoryQuery, HistoryStore};
-use deploy_core::model::{AppId, DeploymentId, DeploymentRecord};
+use deploy_core::model::{AppId, DeploymentId, DeploymentRecord, Namespace};
 use deploy_core::state::{
     LeaseToken, LockLease, LockRequest, Revision, RolloutState, StateError, StateStore, Versioned,
 };
@@ -334,17 +334,18 @@ fn lease_of(app: &AppId, lease: &Lease) -> Option<LockLease> {
 #[derive(Debug, Clone)]
 pub struct KubeHistoryStore {
     cluster: Cluster,
-    namespace: String,
+    namespace: Namespace,
 }
 
 impl KubeHistoryStore {
-    /// Keeps records in `namespace`.
-    pub fn new(cluster: Cluster, namespace: impl Into<String>) -> Self {
-        Self { cluster, namespace: namespace.into() }
+    /// Keeps records in `namespace` (typed, so a validated namespace is all it
+    /// can be given).
+    pub fn new(cluster: Cluster, namespace: Namespace) -> Self {
+        Self { cluster, namespace }
     }
 
     fn api(&self) -> Api<ConfigMap> {
-        Api::namespaced(self.cluster.client().clone(), &self.namespace)
+        Api::namespaced(self.cluster.client().clone(), self.namespace.as_str())
     }
 }
 
@@ -368,7 +369,7 @@ impl HistoryStore for KubeHistoryStore {
         let text = serde_json::to_string(record)
             .map_err(|e| HistoryError::backend("encode deployment record", ErrorKind::InvalidInput, e))?;
         let mut cm = crate::manifest::config_map(
-            &self.namespace,
+            self.namespace.as_str(),
             &record_name(&record.id),
             BTreeMap::from([(RECORD_KEY.to_owned(), text)]),
         );
@@ -603,7 +604,7 @@ mod tests {
                 .query("labelSelector", "deploy-rs.io/record=true,app.kubernetes.io/name=web")
                 .ok(list("ConfigMapList", "v1", "9", vec![cm(&newer), cm(&older)])),
         ]);
-        let store = KubeHistoryStore::new(Cluster::new(client), "deploy-rs");
+        let store = KubeHistoryStore::new(Cluster::new(client), Namespace::new("deploy-rs").unwrap());
         within(store.record(&newer)).await.unwrap();
         let listed = within(store.list(&HistoryQuery::default().app(fixtures::app_id()).limit(5))).await.unwrap();
         assert_eq!(listed, vec![older, newer]);

@@ -24,3 +24,21 @@ pub mod secure_config;
 /// deploy-core, whose traits (`SecretManager`, `VulnerabilityScanner`) this crate
 /// implements, re-exported so that users need not pin their own copy.
 pub use deploy_core;
+
+/// bollard, whose `Docker` handle [`runtime::RuntimeMonitor::new`] takes,
+/// re-exported so that users need not pin their own copy.
+#[cfg(feature = "docker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "docker")))]
+pub use bollard;
+
+/// kube, whose `Client` the Kubernetes secret manager takes, re-exported so that
+/// users need not pin their own copy.
+#[cfg(feature = "kubernetes")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
+pub use kube;
+
+/// k8s-openapi, the Kubernetes API types under kube, at the one API version the
+/// workspace selects.
+#[cfg(feature = "kubernetes")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
+pub use k8s_openapi;

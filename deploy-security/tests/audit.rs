@@ -2,7 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails loudly on any error")]
 
 use deploy_core::model::{
-    AppSpec, ContainerSecurityContext, Environment, EnvironmentProfile, ImageRef, Name, PodSecurityContext, Probe,
+    AppSpec, ContainerSecurityContext, Environment, EnvironmentProfile, ImageRef, Name, Namespace, PodSecurityContext,
+    Probe,
 };
 use deploy_core::scan::Severity;
 use deploy_core::scan::{Finding, worst_severity};
@@ -83,8 +84,8 @@ fn malformed_manifests_name_the_path_and_other_kinds_are_refused() {
 #[test]
 fn the_production_profile_passes_the_seed_pod_security_rules() {
     let spec = AppSpec::new(
+        Namespace::new("shop").unwrap(),
         Name::new("checkout").unwrap(),
-        Name::new("shop").unwrap(),
         ImageRef::parse("registry.local:5000/shop/checkout:1.4.2").unwrap(),
     )
     .readiness(Probe::http("/ready", 8080))

@@ -1,7 +1,7 @@
 //! What the two Kubernetes examples share: their command line, the demo
 //! application, and the connection to the cluster.
 
-use deploy_core::model::{AppSpec, ImageRef, Name, Port, Release, Version};
+use deploy_core::model::{AppSpec, ImageRef, Name, Namespace, Port, Release, Version};
 use deploy_k8s::Cluster;
 
 use crate::Error;
@@ -71,7 +71,7 @@ impl Args {
     ///
     /// A namespace that is not an RFC 1123 label, or a bad `DEPLOY_RS_EXAMPLE_IMAGE`.
     pub fn spec(&self) -> Result<AppSpec, Error> {
-        Ok(AppSpec::new(Name::new("web")?, Name::new(&self.namespace)?, image()?)
+        Ok(AppSpec::new(Namespace::new(&self.namespace)?, Name::new("web")?, image()?)
             .port(Port::tcp("http", 8080)?)
             .replicas(4))
     }
@@ -101,7 +101,7 @@ fn image() -> Result<ImageRef, Error> {
 ///
 /// No kubeconfig and not in a cluster, with a message that says how to get one.
 pub async fn connect() -> Result<Cluster, Error> {
-    let client = kube::Client::try_default().await.map_err(|e| {
+    let client = deploy_k8s::kube::Client::try_default().await.map_err(|e| {
         format!(
             "this example needs a Kubernetes cluster ({e}); point KUBECONFIG at one \
              (kind or k3d work, see docs/kubernetes.md), or run it with --dry-run"

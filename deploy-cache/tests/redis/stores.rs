@@ -2,14 +2,14 @@
 //! against a real redis-server, through two connections (two "hosts").
 
 use deploy_cache::store::{RedisHistoryStore, RedisStateStore};
-use deploy_core::model::{AppId, Name};
+use deploy_core::model::{AppId, Name, Namespace};
 use deploy_core::state::{LockRequest, StateStore};
 use deploy_core::testkit::conformance;
 
 use crate::support::RedisServer;
 
 fn app(name: &str) -> AppId {
-    AppId::new(Name::new("shop").unwrap(), Name::new(name).unwrap())
+    AppId::new(Namespace::new("shop").unwrap(), Name::new(name).unwrap())
 }
 
 #[tokio::test]

@@ -97,7 +97,7 @@ pub fn recompute(evidence: &Evidence) -> Option<Verdict> {
 /// ```
 /// use deploy_core::analysis::replay;
 /// # use deploy_core::model::*;
-/// # let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+/// # let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap());
 /// # let to = Release::new(Version::new("2.0.0").unwrap(), ImageRef::parse("web:2.0.0").unwrap());
 /// let record = DeploymentRecord::new(app, Environment::Staging, None, to, deploy_core::model::StrategyKind::Canary);
 /// let report = replay(&record);

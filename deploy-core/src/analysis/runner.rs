@@ -52,7 +52,7 @@ struct Tally {
 /// use std::sync::Arc;
 /// use deploy_core::analysis::*;
 /// use deploy_core::metrics::{MetricQuery, MetricValue, MetricsError, MetricsProvider};
-/// use deploy_core::model::{AppId, Name, Track, Version};
+/// use deploy_core::model::{AppId, Name, Namespace, Track, Version};
 ///
 /// struct Constant(f64);
 /// #[deploy_core::async_trait]
@@ -65,7 +65,7 @@ struct Tally {
 ///     .metric(MetricCheck::new("error-rate", "q", JudgeSpec::max(0.01)))
 ///     .count(3)
 ///     .failure_limit(1);
-/// let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+/// let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap());
 /// let target = AnalysisTarget::new(app, Track::Canary, Track::Stable, Version::new("2.0.0").unwrap());
 /// let runner = AnalysisRunner::new(spec, target, Some(Arc::new(Constant(0.05))), &JudgeRegistry::new(), &[]).unwrap();
 /// let report = runner.run(|_| {}).await;
@@ -388,7 +388,7 @@ mod tests {
     use crate::analysis::{JudgeSpec, MetricCheck};
     use crate::error::ErrorKind;
     use crate::metrics::{MetricValue, MetricsError};
-    use crate::model::{HumanDuration, Name};
+    use crate::model::{HumanDuration, Name, Namespace};
 
     /// Answers from a script, one entry per call; records when each call came.
     struct Scripted {
@@ -408,7 +408,7 @@ mod tests {
 
     fn runner(spec: AnalysisSpec, values: Vec<Result<MetricValue, ErrorKind>>) -> (AnalysisRunner, Arc<Scripted>) {
         let provider = Arc::new(Scripted { values: Mutex::new(values), calls: Mutex::new(Vec::new()) });
-        let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+        let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap());
         let target = AnalysisTarget::new(app, Track::Canary, Track::Stable, Version::new("2").unwrap());
         let metrics: Arc<dyn MetricsProvider> = provider.clone();
         (AnalysisRunner::new(spec, target, Some(metrics), &JudgeRegistry::new(), &[]).unwrap(), provider)
@@ -525,7 +525,7 @@ mod tests {
         let s = AnalysisSpec::new("a")
             .metric(MetricCheck::new("m", "q", JudgeSpec::custom("mann-whitney", serde_json::Value::Null)))
             .health_check("http");
-        let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+        let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap());
         let target = AnalysisTarget::new(app, Track::Canary, Track::Stable, Version::new("2").unwrap());
         let err = AnalysisRunner::new(s, target, None, &JudgeRegistry::new(), &[]).err().unwrap();
         assert_eq!(err.len(), 3, "{err}");

@@ -230,11 +230,11 @@ impl fmt::Display for DecisionKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CauseKind, Name};
+    use crate::model::{CauseKind, Name, Namespace};
 
     #[test]
     fn decisions_say_what_was_decided_in_the_sentence_the_record_keeps() {
-        let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+        let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap());
         let cases = [
             (
                 DecisionKind::ControlRequest { request: ControlRequest::Promote { step: 1 }, acted: false },

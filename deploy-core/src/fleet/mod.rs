@@ -37,14 +37,14 @@
 //! use std::sync::Arc;
 //! use deploy_core::engine::RolloutEngine;
 //! use deploy_core::fleet::{FleetDriver, FleetPlan, FleetStatus, FleetTarget, WavePolicy, WaveSize};
-//! use deploy_core::model::{AppId, Name, Track};
+//! use deploy_core::model::{AppId, Name, Namespace, Track};
 //! use deploy_core::strategy::{Canary, PlanInput, Strategy};
 //! use deploy_core::testkit::{self, TestKit};
 //!
 //! let (spec, v1, v2) = testkit::sample_app(2);
 //! let plan = Canary::default().plan(&PlanInput::new(spec.replicas));
 //! let kits: Vec<TestKit> = (0..3).map(|_| TestKit::new()).collect();
-//! let fleet = AppId::new(Name::new("fleets").unwrap(), Name::new("checkout").unwrap());
+//! let fleet = AppId::new(Namespace::new("fleets").unwrap(), Name::new("checkout").unwrap());
 //! let mut builder = FleetPlan::builder(fleet, v2.clone())
 //!     .from(v1.clone())
 //!     .waves(WavePolicy::Progressive(vec![WaveSize::Count(1), WaveSize::Rest]));

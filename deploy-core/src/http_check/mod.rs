@@ -7,7 +7,7 @@
 //! use std::time::Duration;
 //! use deploy_core::health::{HealthCheck, HealthTarget};
 //! use deploy_core::http_check::{HttpCheckConfig, HttpHealthCheck};
-//! use deploy_core::model::{AppId, Name, Track, Version};
+//! use deploy_core::model::{AppId, Name, Namespace, Track, Version};
 //!
 //! let check = HttpHealthCheck::new(
 //!     "http GET /healthz",
@@ -17,7 +17,7 @@
 //!         .attempts(5)
 //!         .deadline(Duration::from_secs(30)),
 //! )?;
-//! let app = AppId::new(Name::new("shop").unwrap(), Name::new("checkout").unwrap());
+//! let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("checkout").unwrap());
 //! let outcome = check.check(&HealthTarget::new(app, Track::Canary, Version::new("2.0.0").unwrap())).await?;
 //! println!("{} after {} attempts: {}", outcome.healthy, outcome.attempts, outcome.detail);
 //! # Ok(()) }
@@ -508,10 +508,10 @@ impl HealthCheck for HttpHealthCheck {
 mod tests {
     use super::*;
     use crate::http_client::fixtures::{Reply, ScriptedServer, closed_port};
-    use crate::model::{AppId, Name, Track, Version};
+    use crate::model::{AppId, Name, Namespace, Track, Version};
 
     fn target(track: Track) -> HealthTarget {
-        let app = AppId::new(Name::new("shop").unwrap(), Name::new("checkout").unwrap());
+        let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("checkout").unwrap());
         HealthTarget::new(app, track, Version::new("2.0.0").unwrap())
     }
 

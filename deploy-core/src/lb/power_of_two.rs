@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use arc_swap::ArcSwap;
-use rand::Rng;
+use rand::RngExt;
 
 use super::{Backend, LbError, into_shared};
 

@@ -285,7 +285,7 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     use super::*;
-    use crate::model::{AppId, Name, Track};
+    use crate::model::{AppId, Name, Namespace, Track};
 
     /// A provider that answers after `delay` with the number of calls made so far,
     /// and fails while `failing` is set.
@@ -318,7 +318,7 @@ mod tests {
     }
 
     fn query(app: &str, text: &str) -> MetricQuery {
-        let app = AppId::new(Name::new("shop").unwrap(), Name::new(app).unwrap());
+        let app = AppId::new(Namespace::new("shop").unwrap(), Name::new(app).unwrap());
         MetricQuery::new("m", text, app, Track::Canary, Duration::from_secs(60))
     }
 

@@ -54,8 +54,8 @@ impl MetricQuery {
     /// ```
     /// use std::time::Duration;
     /// use deploy_core::metrics::MetricQuery;
-    /// use deploy_core::model::{AppId, Name, Track};
-    /// let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+    /// use deploy_core::model::{AppId, Name, Namespace, Track};
+    /// let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap());
     /// let q = MetricQuery::new("rps", r#"rate(x{app="{{app}}",track="{{track}}"}[{{interval}}])"#, app, Track::Canary, Duration::from_secs(60));
     /// assert_eq!(q.render(), r#"rate(x{app="web",track="canary"}[60s])"#);
     /// ```

@@ -7,31 +7,33 @@ use serde::{Deserialize, Serialize};
 
 use super::workload::{one, validate_env_name};
 use super::{
-    Autoscaling, ContainerSecurityContext, EnvVar, HumanDuration, ImageRef, Name, PodSecurityContext, Port, Probe,
-    Resources, RollingUpdateParams, ValidationError, ValidationErrors,
+    Autoscaling, ContainerSecurityContext, EnvVar, HumanDuration, ImageRef, Name, Namespace, PodSecurityContext, Port,
+    Probe, Resources, RollingUpdateParams, ValidationError, ValidationErrors,
 };
 
 /// The identity of an application: its namespace and its name.
 ///
 /// Backends key everything (workloads, locks, progress, history) by this pair.
+/// The namespace has its own type, so the two cannot be swapped by mistake; the
+/// serialized form is `{"namespace": "shop", "name": "checkout"}`.
 ///
 /// ```
-/// use deploy_core::model::{AppId, Name};
-/// let id = AppId::new(Name::new("shop").unwrap(), Name::new("checkout").unwrap());
+/// use deploy_core::model::{AppId, Name, Namespace};
+/// let id = AppId::new(Namespace::new("shop").unwrap(), Name::new("checkout").unwrap());
 /// assert_eq!(id.to_string(), "shop/checkout");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct AppId {
     /// The namespace the application lives in.
-    pub namespace: Name,
+    pub namespace: Namespace,
     /// The application's name.
     pub name: Name,
 }
 
 impl AppId {
     /// An application identity from its namespace and name.
-    pub fn new(namespace: Name, name: Name) -> Self {
+    pub fn new(namespace: Namespace, name: Name) -> Self {
         Self { namespace, name }
     }
 }
@@ -49,10 +51,10 @@ impl fmt::Display for AppId {
 /// problem at once.
 ///
 /// ```
-/// use deploy_core::model::{AppSpec, ImageRef, Name, Port, Probe};
+/// use deploy_core::model::{AppSpec, ImageRef, Name, Namespace, Port, Probe};
 /// let spec = AppSpec::new(
+///     Namespace::new("shop").unwrap(),
 ///     Name::new("checkout").unwrap(),
-///     Name::new("shop").unwrap(),
 ///     ImageRef::parse("registry.local:5000/shop/checkout:1.4.2").unwrap(),
 /// )
 /// .replicas(3)
@@ -67,7 +69,7 @@ pub struct AppSpec {
     /// The application's name.
     pub name: Name,
     /// The namespace it runs in.
-    pub namespace: Name,
+    pub namespace: Namespace,
     /// The image of the current release.
     pub image: ImageRef,
     /// Desired replicas when not autoscaled.
@@ -116,8 +118,10 @@ pub struct AppSpec {
 }
 
 impl AppSpec {
-    /// A spec with one replica and no ports, probes or limits: add them with the setters.
-    pub fn new(name: Name, namespace: Name, image: ImageRef) -> Self {
+    /// A spec with one replica and no ports, probes or limits: add them with the
+    /// setters. Namespace first, then name, as in [`AppId::new`] and in the
+    /// `namespace/name` the id prints.
+    pub fn new(namespace: Namespace, name: Name, image: ImageRef) -> Self {
         Self {
             name,
             namespace,
@@ -298,7 +302,11 @@ mod tests {
     use crate::model::{IntOrPercent, Percent, ResourceList};
 
     fn spec() -> AppSpec {
-        AppSpec::new(Name::new("web").unwrap(), Name::new("default").unwrap(), ImageRef::parse("nginx:1.27").unwrap())
+        AppSpec::new(
+            Namespace::new("default").unwrap(),
+            Name::new("web").unwrap(),
+            ImageRef::parse("nginx:1.27").unwrap(),
+        )
     }
 
     #[test]
@@ -348,6 +356,17 @@ mod tests {
         let bad = r#"{"name":"Web","namespace":"prod","image":"nginx"}"#;
         let err = serde_json::from_str::<AppSpec>(bad).unwrap_err().to_string();
         assert!(err.contains("Web"), "{err}");
+    }
+
+    #[test]
+    fn app_ids_keep_their_stored_form() {
+        // The form every store has written so far: a plain string per field.
+        let stored = r#"{"namespace":"shop","name":"checkout"}"#;
+        let id: AppId = serde_json::from_str(stored).unwrap();
+        assert_eq!(id, AppId::new(Namespace::new("shop").unwrap(), Name::new("checkout").unwrap()));
+        assert_eq!(serde_json::to_string(&id).unwrap(), stored);
+        let err = serde_json::from_str::<AppId>(r#"{"namespace":"Shop","name":"checkout"}"#).unwrap_err();
+        assert!(err.to_string().contains("invalid namespace \"Shop\""), "{err}");
     }
 
     #[test]

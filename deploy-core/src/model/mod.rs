@@ -27,7 +27,7 @@ pub use app::{AppId, AppSpec};
 pub use cause::{CauseKind, FailureCause};
 pub use duration::HumanDuration;
 pub use image::{Digest, ImageRef};
-pub use name::Name;
+pub use name::{Name, Namespace};
 pub use percent::Percent;
 pub use profile::{Environment, EnvironmentProfile, RecoveryTargets};
 pub use quantity::Quantity;

@@ -1,4 +1,4 @@
-//! Kubernetes-style object names (RFC 1123 DNS labels).
+//! Kubernetes-style object names and namespaces (RFC 1123 DNS labels).
 
 use std::fmt;
 use std::str::FromStr;
@@ -145,11 +145,156 @@ impl From<Name> for String {
     }
 }
 
+/// A namespace: where an application, its workloads, its stores and its locks
+/// live (a Kubernetes namespace; a name prefix on a Docker host).
+///
+/// Its own type, not a [`Name`], so that an argument list taking both cannot be
+/// swapped without the compiler noticing: [`AppId::new`](super::AppId::new)
+/// takes `(Namespace, Name)`. The rule is the one Kubernetes applies to
+/// namespaces, an RFC 1123 DNS label, the same as [`Name`]'s; so conversions
+/// between the two in either direction cannot fail. Serialized as a plain string,
+/// validated when deserialized.
+///
+/// ```
+/// use deploy_core::model::{Name, Namespace};
+///
+/// let ns: Namespace = "shop".parse().unwrap();
+/// assert_eq!(ns.as_str(), "shop");
+/// assert_eq!(serde_json::to_string(&ns).unwrap(), "\"shop\"");
+///
+/// let err = Namespace::new("Shop").unwrap_err();
+/// assert_eq!(err.field, "namespace");
+/// assert!(serde_json::from_str::<Namespace>("\"-shop\"").is_err());
+///
+/// // The same rule as a name: either converts into the other.
+/// assert_eq!(Namespace::from(Name::new("shop").unwrap()), ns);
+/// assert_eq!(Name::from(ns).as_str(), "shop");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Namespace(String);
+
+impl Namespace {
+    /// Validates `value` as a namespace (an RFC 1123 label); errors name the
+    /// field `"namespace"`. Surrounding whitespace is an error, not trimmed.
+    pub fn new(value: impl Into<String>) -> Result<Self, ValidationError> {
+        let value = value.into();
+        match check(&value) {
+            Ok(()) => Ok(Self(value)),
+            Err(reason) => Err(ValidationError::new("namespace", value, reason)),
+        }
+    }
+
+    /// The namespace as a string slice, e.g. for a resource path.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Gives back the owned string without copying.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Namespace {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl AsRef<str> for Namespace {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Namespace {
+    type Error = ValidationError;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl TryFrom<&str> for Namespace {
+    type Error = ValidationError;
+
+    fn try_from(value: &str) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<Namespace> for String {
+    fn from(namespace: Namespace) -> Self {
+        namespace.0
+    }
+}
+
+/// A name is a valid namespace: both are RFC 1123 labels.
+impl From<Name> for Namespace {
+    fn from(name: Name) -> Self {
+        Self(name.0)
+    }
+}
+
+/// A namespace is a valid name (e.g. for an object named after its namespace):
+/// both are RFC 1123 labels.
+impl From<Namespace> for Name {
+    fn from(namespace: Namespace) -> Self {
+        Name(namespace.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::validation::assert_names_field_and_value;
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn namespaces_follow_the_name_rule_and_say_namespace() {
+        let ns = Namespace::new("shop").unwrap();
+        assert_eq!(ns.to_string(), "shop");
+        assert_eq!("shop".parse::<Namespace>().unwrap(), ns);
+        assert_eq!(Namespace::try_from(String::from("shop")).unwrap(), ns);
+        assert_eq!(ns.as_ref(), "shop");
+        assert_eq!(String::from(ns.clone()), "shop");
+        let err = Namespace::new("Prod").unwrap_err();
+        assert_eq!(err.to_string(), "invalid namespace \"Prod\": must be lowercase (found 'P' at position 1)");
+        for bad in ["", "-a", "a-", "a.b", "a_b", " a"] {
+            assert_eq!(Namespace::new(bad).is_ok(), Name::new(bad).is_ok(), "{bad:?}");
+            assert!(Namespace::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(Namespace::new("a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn namespaces_serialize_as_strings_and_validate() {
+        let ns: Namespace = serde_json::from_str("\"prod\"").unwrap();
+        assert_eq!(serde_json::to_string(&ns).unwrap(), "\"prod\"");
+        let err = serde_json::from_str::<Namespace>("\"Prod\"").unwrap_err();
+        assert!(err.to_string().contains("must be lowercase"), "{err}");
+    }
+
+    proptest! {
+        #[test]
+        fn namespace_and_name_accept_the_same_strings(s in "[a-zA-Z0-9._-]{0,70}") {
+            prop_assert_eq!(Namespace::new(s.clone()).is_ok(), Name::new(s.clone()).is_ok());
+            if let Ok(ns) = Namespace::new(s.clone()) {
+                let name = Name::from(ns.clone());
+                prop_assert_eq!(name.as_str(), s.as_str());
+                prop_assert_eq!(Namespace::from(Name::from(ns.clone())), ns);
+            }
+        }
+    }
 
     #[test]
     fn valid_names() {

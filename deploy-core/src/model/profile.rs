@@ -203,8 +203,8 @@ impl EnvironmentProfile {
     /// security contexts replace the spec's.
     ///
     /// ```
-    /// use deploy_core::model::{AppSpec, Environment, EnvironmentProfile, ImageRef, Name};
-    /// let spec = AppSpec::new(Name::new("api").unwrap(), Name::new("prod").unwrap(), ImageRef::parse("api:1").unwrap());
+    /// use deploy_core::model::{AppSpec, Environment, EnvironmentProfile, ImageRef, Name, Namespace};
+    /// let spec = AppSpec::new(Namespace::new("prod").unwrap(), Name::new("api").unwrap(), ImageRef::parse("api:1").unwrap());
     /// let spec = EnvironmentProfile::preset(Environment::Production).apply_to(spec);
     /// assert_eq!(spec.replicas, 3);
     /// assert_eq!(spec.pod_security.run_as_user, Some(1000));
@@ -288,8 +288,8 @@ mod tests {
             assert_eq!(p.container_security.allow_privilege_escalation, Some(false), "{env}");
             assert_eq!(p.container_security.read_only_root_filesystem, Some(true), "{env}");
             let spec = p.apply_to(AppSpec::new(
+                super::super::Namespace::new("b").unwrap(),
                 super::super::Name::new("a").unwrap(),
-                super::super::Name::new("b").unwrap(),
                 super::super::ImageRef::parse("a:1").unwrap(),
             ));
             spec.validate().unwrap();

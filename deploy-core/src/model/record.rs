@@ -218,7 +218,7 @@ impl LogLine {
 ///
 /// ```
 /// use deploy_core::model::*;
-/// let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+/// let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap());
 /// let to = Release::new(Version::new("2.0.0").unwrap(), ImageRef::parse("web:2.0.0").unwrap());
 /// let mut record = DeploymentRecord::new(app, Environment::Staging, None, to, StrategyKind::Canary);
 /// assert_eq!(record.status, DeploymentStatus::Pending);
@@ -441,10 +441,10 @@ impl DeploymentRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ImageRef, Name, Version};
+    use crate::model::{ImageRef, Name, Namespace, Version};
 
     fn record() -> DeploymentRecord {
-        let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+        let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap());
         let to = Release::new(Version::new("2.0.0").unwrap(), ImageRef::parse("web:2.0.0").unwrap());
         DeploymentRecord::new(app, Environment::Production, None, to, StrategyKind::Canary)
     }

@@ -32,7 +32,7 @@ pub struct PipelineId(String);
 impl PipelineId {
     /// A fresh id.
     pub fn generate() -> Self {
-        Self(format!("pl-{:011x}-{:016x}", Timestamp::now().as_millisecond(), rand::random::<u64>()))
+        Self(format!("pl-{:011x}-{:016x}", Timestamp::now().as_millisecond(), crate::random::u64()))
     }
 
     /// The id as a string.

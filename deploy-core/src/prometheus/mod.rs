@@ -6,7 +6,7 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use deploy_core::metrics::{MetricQuery, MetricsProvider};
-//! use deploy_core::model::{AppId, Name, Track};
+//! use deploy_core::model::{AppId, Name, Namespace, Track};
 //! use deploy_core::prometheus::{PrometheusAuth, PrometheusConfig, PrometheusProvider};
 //!
 //! let prometheus = PrometheusProvider::new(
@@ -14,7 +14,7 @@
 //!         .auth(PrometheusAuth::bearer("token-from-a-secret"))
 //!         .timeout(Duration::from_secs(10)),
 //! )?;
-//! let app = AppId::new(Name::new("shop")?, Name::new("checkout")?);
+//! let app = AppId::new(Namespace::new("shop")?, Name::new("checkout")?);
 //! let query = MetricQuery::new(
 //!     "error-rate",
 //!     r#"sum(rate(http_requests_total{app="{{app}}",track="{{track}}",status=~"5.."}[{{interval}}]))"#,
@@ -384,10 +384,10 @@ mod tests {
     use super::*;
     use crate::error::Classify;
     use crate::http_client::fixtures::{Reply, ScriptedServer, closed_port};
-    use crate::model::{AppId, Name, Track};
+    use crate::model::{AppId, Name, Namespace, Track};
 
     fn query(template: &str) -> MetricQuery {
-        let app = AppId::new(Name::new("shop").unwrap(), Name::new("checkout").unwrap());
+        let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("checkout").unwrap());
         MetricQuery::new("m", template, app, Track::Canary, Duration::from_secs(30))
     }
 

@@ -139,10 +139,10 @@ mod tests {
 
     use super::*;
     use crate::metrics::MetricQuery;
-    use crate::model::{AppId, Name, Track};
+    use crate::model::{AppId, Name, Namespace, Track};
 
     fn render(template: &str) -> String {
-        let app = AppId::new(Name::new("shop").unwrap(), Name::new("checkout").unwrap());
+        let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("checkout").unwrap());
         MetricQuery::new("m", template, app, Track::Canary, Duration::from_secs(60)).render()
     }
 

@@ -73,7 +73,7 @@ pub use state::{SavedState, StateMethod, TestStateStore};
 use crate::error::ErrorKind;
 use crate::history::HistoryStore;
 use crate::metrics::MetricsProvider;
-use crate::model::{AppId, AppSpec, ImageRef, Name, Release, Track, TrafficSplit, Version};
+use crate::model::{AppId, AppSpec, ImageRef, Name, Namespace, Release, Track, TrafficSplit, Version};
 use crate::platform::{Platform, TrackState};
 use crate::state::StateStore;
 use crate::traffic::{HeaderRoute, Mirror, RouterCapabilities, TrafficRouter};
@@ -625,7 +625,8 @@ pub fn sample_app(replicas: u32) -> (AppSpec, Release, Release) {
     let image = |s: &str| ImageRef::parse(s).unwrap_or_else(|_| unreachable!("literal images are valid"));
     let version = |s: &str| Version::new(s).unwrap_or_else(|_| unreachable!("literal versions are valid"));
     let spec =
-        AppSpec::new(name("checkout"), name("shop"), image("registry.local/shop/checkout:1.0.0")).replicas(replicas);
+        AppSpec::new(Namespace::from(name("shop")), name("checkout"), image("registry.local/shop/checkout:1.0.0"))
+            .replicas(replicas);
     let v1 = Release::new(version("1.0.0"), image("registry.local/shop/checkout:1.0.0"));
     let v2 = Release::new(version("2.0.0"), image("registry.local/shop/checkout:2.0.0"));
     (spec, v1, v2)

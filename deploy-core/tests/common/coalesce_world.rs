@@ -12,7 +12,9 @@ use deploy_core::engine::{EngineConfig, RolloutEngine, RolloutRequest};
 use deploy_core::metrics::{
     CoalesceConfig, CoalescingMetrics, MetricQuery, MetricValue, MetricsError, MetricsProvider,
 };
-use deploy_core::model::{AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Percent, Release, Track, Version};
+use deploy_core::model::{
+    AppSpec, DeploymentStatus, HumanDuration, ImageRef, Name, Namespace, Percent, Release, Track, Version,
+};
 use deploy_core::prometheus::{PrometheusConfig, PrometheusProvider};
 use deploy_core::strategy::{Canary, PlanInput, Strategy};
 use deploy_core::testkit::TestKit;
@@ -56,7 +58,7 @@ pub async fn prometheus() -> (PrometheusServer, Arc<dyn MetricsProvider>) {
     let provider: Arc<dyn MetricsProvider> = Arc::new(
         PrometheusProvider::new(PrometheusConfig::new(server.url.clone()).timeout(Duration::from_secs(10))).unwrap(),
     );
-    let app = deploy_core::model::AppId::new(Name::new("shop").unwrap(), Name::new("probe").unwrap());
+    let app = deploy_core::model::AppId::new(Namespace::new("shop").unwrap(), Name::new("probe").unwrap());
     let start = Instant::now();
     loop {
         let mut ready = true;
@@ -152,8 +154,8 @@ pub async fn run(n: usize, provider: Arc<dyn MetricsProvider>, coalesce: Option<
     let wall = Instant::now();
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
-        let spec =
-            AppSpec::new(Name::new(format!("app-{i}")).unwrap(), Name::new("shop").unwrap(), image(i, "1")).replicas(2);
+        let spec = AppSpec::new(Namespace::new("shop").unwrap(), Name::new(format!("app-{i}")).unwrap(), image(i, "1"))
+            .replicas(2);
         let v1 = Release::new(Version::new("1.0.0").unwrap(), image(i, "1"));
         let v2 = Release::new(Version::new("2.0.0").unwrap(), image(i, "2"));
         kit.seed(&spec, plan.old_track, &v1);

@@ -1,10 +1,10 @@
 use super::container_spec::{limits, revision};
 use super::hooks::bounded_tail;
 use super::*;
-use deploy_core::model::{EnvVar, ImageRef, Name, Probe};
+use deploy_core::model::{EnvVar, ImageRef, Name, Namespace, Probe};
 
 fn spec() -> AppSpec {
-    AppSpec::new(Name::new("web").unwrap(), Name::new("shop").unwrap(), ImageRef::parse("shop/web:1").unwrap())
+    AppSpec::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap(), ImageRef::parse("shop/web:1").unwrap())
 }
 
 fn release(v: &str) -> Release {

@@ -5,7 +5,7 @@ use std::io::Read;
 
 use base64::Engine as _;
 use deploy_core::model::{
-    AppId, DeploymentId, DeploymentRecord, DeploymentStatus, Environment, ImageRef, Name, Release, Version,
+    AppId, DeploymentId, DeploymentRecord, DeploymentStatus, Environment, ImageRef, Name, Namespace, Release, Version,
 };
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
@@ -301,7 +301,9 @@ pub fn records_from_revisions(
             reason,
         };
         let name = |value: &str, what: &str| Name::new(value).map_err(|e| unmappable(format!("{what}: {e}")));
-        let app = AppId::new(name(&revision.namespace, "namespace")?, name(&revision.name, "release name")?);
+        let namespace =
+            Namespace::new(revision.namespace.as_str()).map_err(|e| unmappable(format!("namespace: {e}")))?;
+        let app = AppId::new(namespace, name(&revision.name, "release name")?);
         let metadata = &revision.chart.metadata;
         let version_text = metadata.app_version.clone().unwrap_or_else(|| metadata.version.clone());
         let version = Version::new(version_text).map_err(|e| unmappable(format!("version: {e}")))?;

@@ -27,11 +27,11 @@ pub fn hook_job(app: &AppId, hook: &HookSpec, name: &str) -> Job {
 ///
 /// ```
 /// use deploy_core::hook::HookSpec;
-/// use deploy_core::model::{AppId, ImageRef, Name};
+/// use deploy_core::model::{AppId, ImageRef, Name, Namespace};
 /// use deploy_k8s::manifest::hook::hook_job_with_volumes;
 /// use deploy_k8s::manifest::{PodVolume, VolumeSource};
 ///
-/// let app = AppId::new(Name::new("shop").unwrap(), Name::new("db").unwrap());
+/// let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("db").unwrap());
 /// let hook = HookSpec::new(Name::new("pg-dump").unwrap(), ImageRef::parse("postgres:16").unwrap())
 ///     .command(["sh", "-c", "pg_dump -Fc -f /backups/db-$(date +%s).dump"]);
 /// let claim = PodVolume::new("backups", VolumeSource::PersistentVolumeClaim("db-backups".into()), "/backups");

@@ -10,7 +10,7 @@ const PODS: &str = "/api/v1/namespaces/shop/pods";
 const CANARY_PODS: &str = "app.kubernetes.io/name=web,deploy-rs.io/track=canary";
 
 fn platform(client: kube::Client) -> KubePlatform {
-    KubePlatform::new(Cluster::new(client))
+    KubePlatform::new(Cluster::new(client), PlatformOptions::default())
 }
 
 fn canary(generation: i64, observed: i64, counts: (i64, i64, i64, i64)) -> serde_json::Value {
@@ -59,7 +59,7 @@ async fn persistent_conflicts_and_server_errors_come_back_typed() {
         Expect::get(&format!("{DEPLOYMENTS}/web-canary")).status(404, "NotFound", "not found"),
         Expect::patch(&format!("{DEPLOYMENTS}/web-canary")).status(409, "Conflict", "modified").repeat(),
     ]);
-    let p = platform(client).with_options(PlatformOptions::default().conflict_retries(2));
+    let p = KubePlatform::new(Cluster::new(client), PlatformOptions::default().conflict_retries(2));
     let err = within(p.apply(&fixtures::spec(), Track::Canary, &fixtures::release("1.4.2"), 2)).await.unwrap_err();
     assert!(err.is_conflict(), "{err}");
     drop(p);
@@ -112,7 +112,7 @@ async fn a_deployment_without_the_ownership_label_is_neither_taken_over_nor_dele
         Expect::get(&format!("{DEPLOYMENTS}/web-canary")).ok(canary(2, 2, (3, 3, 3, 3))),
         Expect::patch(&format!("{DEPLOYMENTS}/web-canary")).ok(canary(3, 2, (3, 3, 3, 3))),
     ]);
-    let p = platform(client).with_options(PlatformOptions::default().adopt_unowned(true));
+    let p = KubePlatform::new(Cluster::new(client), PlatformOptions::default().adopt_unowned(true));
     within(p.apply(&fixtures::spec(), Track::Canary, &fixtures::release("1.4.2"), 2)).await.unwrap();
     drop(p);
     mock.finish().await;

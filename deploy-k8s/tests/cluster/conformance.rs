@@ -12,6 +12,6 @@ async fn kubernetes_stores_pass_the_conformance_suite() {
     let a = KubeStateStore::new(s.cluster.clone());
     let b = KubeStateStore::new(deploy_k8s::cluster::Cluster::new(client_as("conformance-second-driver").await));
     conformance::state_store(&a, &b, &s.app()).await;
-    conformance::history_store(&KubeHistoryStore::new(s.cluster.clone(), s.namespace.clone()), &s.app()).await;
+    conformance::history_store(&KubeHistoryStore::new(s.cluster.clone(), s.ns()), &s.app()).await;
     s.cleanup().await;
 }

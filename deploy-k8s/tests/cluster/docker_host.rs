@@ -57,7 +57,10 @@ impl DockerHost {
             .poll_interval(Duration::from_millis(100));
         let platform = Arc::new(DockerPlatform::new(docker.clone(), config));
         let label: BTreeMap<String, String> = [(TEST_LABEL.to_owned(), id.clone())].into_iter().collect();
-        let router = Arc::new(NetworkAliasRouter::new(docker.clone(), &serving).network_labels(label));
+        let router = Arc::new(
+            NetworkAliasRouter::new(docker.clone(), deploy_docker::NetworkName::new(serving.clone()).unwrap())
+                .network_labels(label),
+        );
         Self { docker, id, platform, router }
     }
 

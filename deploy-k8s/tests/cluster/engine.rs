@@ -18,11 +18,11 @@ use deploy_core::platform::Platform;
 use deploy_core::strategy::{BlueGreen, Canary, FlaggerAnalysis, PlanInput, RollingUpdate, Strategy};
 use deploy_core::testkit::TestKit;
 use deploy_core::traffic::TrafficRouter;
-use deploy_k8s::KubePlatform;
 use deploy_k8s::labels;
 use deploy_k8s::manifest::{ServiceOptions, service};
 use deploy_k8s::router::{GatewayRouter, IstioRouter, NginxCanaryRouter, ReplicaRatioRouter, ServiceSelectorRouter};
 use deploy_k8s::state::{KubeHistoryStore, KubeStateStore, lock_name, state_name};
+use deploy_k8s::{KubePlatform, PlatformOptions};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
@@ -172,7 +172,7 @@ impl World {
         }
         let spec = s.spec().replicas(replicas);
         let old = old_track(strat);
-        let platform = KubePlatform::new(s.cluster.clone());
+        let platform = KubePlatform::new(s.cluster.clone(), PlatformOptions::default());
         platform.apply(&spec, old, &support::release(OLD), replicas).await.expect("deploy the old release");
         platform.wait_ready(&s.app(), old, Duration::from_secs(60)).await.expect("the old release gets ready");
         let main =
@@ -196,7 +196,7 @@ impl World {
             }
             _ => {}
         }
-        let history = KubeHistoryStore::new(s.cluster.clone(), s.namespace.clone());
+        let history = KubeHistoryStore::new(s.cluster.clone(), s.ns());
         Self { plan: plan(strat), kit: TestKit::new(), history, s, strat, route, replicas }
     }
 
@@ -234,9 +234,9 @@ impl World {
     pub fn builder_on(&self, c: deploy_k8s::Cluster, config: EngineConfig) -> RolloutEngineBuilder {
         let c_router = c.clone();
         let mut builder = RolloutEngine::builder(
-            Arc::new(KubePlatform::new(c.clone())),
+            Arc::new(KubePlatform::new(c.clone(), PlatformOptions::default())),
             Arc::new(KubeStateStore::new(c.clone())),
-            Arc::new(KubeHistoryStore::new(c, self.s.namespace.clone())),
+            Arc::new(KubeHistoryStore::new(c, self.s.ns())),
         )
         .metrics(self.kit.metrics())
         .config(config);

@@ -19,10 +19,10 @@ use deploy_core::model::{AppSpec, DeploymentStatus, Environment, EnvironmentProf
 use deploy_core::platform::Platform;
 use deploy_core::state::{LockRequest, StateStore};
 use deploy_core::testkit::TestHealthCheck;
-use deploy_k8s::KubePlatform;
 use deploy_k8s::failover::ExternalNameSwitch;
 use deploy_k8s::manifest::{ServiceOptions, service};
 use deploy_k8s::state::{KubeHistoryStore, KubeStateStore};
+use deploy_k8s::{KubePlatform, PlatformOptions};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::Api;
@@ -49,7 +49,7 @@ async fn a_failover_and_a_fail_back_between_two_regions() {
     for region in [&east, &west] {
         region.cluster.apply(&service(&spec_in(region), &ServiceOptions::default())).await.expect("the app's Service");
     }
-    let primary = KubePlatform::new(east.cluster.clone());
+    let primary = KubePlatform::new(east.cluster.clone(), PlatformOptions::default());
     primary.apply(&spec_in(&east), Track::Stable, &release, 2).await.unwrap();
     primary.wait_ready(&east.app(), Track::Stable, Duration::from_secs(60)).await.unwrap();
     let sites_map =
@@ -59,7 +59,11 @@ async fn a_failover_and_a_fail_back_between_two_regions() {
     switch.switch_to("east").await.unwrap();
     let sites = [
         Site { name: "east".into(), platform: Arc::new(primary), spec: spec_in(&east) },
-        Site { name: "west".into(), platform: Arc::new(KubePlatform::new(west.cluster.clone())), spec: spec_in(&west) },
+        Site {
+            name: "west".into(),
+            platform: Arc::new(KubePlatform::new(west.cluster.clone(), PlatformOptions::default())),
+            spec: spec_in(&west),
+        },
     ];
     let driver = FailoverDriver::new(sites, switch.clone())
         .health_check(Arc::new(TestHealthCheck::new("smoke")))
@@ -113,7 +117,7 @@ async fn a_failover_and_a_fail_back_through_the_engine_are_recorded_on_the_serve
     for region in [&east, &west] {
         region.cluster.apply(&service(&spec_in(region), &ServiceOptions::default())).await.expect("the app's Service");
     }
-    let primary = KubePlatform::new(east.cluster.clone());
+    let primary = KubePlatform::new(east.cluster.clone(), PlatformOptions::default());
     primary.apply(&spec_in(&east), Track::Stable, &release, 2).await.unwrap();
     primary.wait_ready(&east.app(), Track::Stable, Duration::from_secs(60)).await.unwrap();
     let sites_map =
@@ -123,7 +127,11 @@ async fn a_failover_and_a_fail_back_through_the_engine_are_recorded_on_the_serve
     switch.switch_to("east").await.unwrap();
     let sites = [
         Site { name: "east".into(), platform: Arc::new(primary), spec: spec_in(&east) },
-        Site { name: "west".into(), platform: Arc::new(KubePlatform::new(west.cluster.clone())), spec: spec_in(&west) },
+        Site {
+            name: "west".into(),
+            platform: Arc::new(KubePlatform::new(west.cluster.clone(), PlatformOptions::default())),
+            spec: spec_in(&west),
+        },
     ];
     let driver = Arc::new(
         FailoverDriver::new(sites, switch.clone())
@@ -132,9 +140,9 @@ async fn a_failover_and_a_fail_back_through_the_engine_are_recorded_on_the_serve
     );
     let state = Arc::new(KubeStateStore::new(front.cluster.clone()));
     let engine = RolloutEngine::builder(
-        Arc::new(KubePlatform::new(east.cluster.clone())),
+        Arc::new(KubePlatform::new(east.cluster.clone(), PlatformOptions::default())),
         state.clone(),
-        Arc::new(KubeHistoryStore::new(front.cluster.clone(), front.namespace.clone())),
+        Arc::new(KubeHistoryStore::new(front.cluster.clone(), front.ns())),
     )
     .config(EngineConfig::default().holder("dr-engine").lock_ttl(Duration::from_secs(15)))
     .build();
@@ -175,7 +183,7 @@ async fn a_failover_and_a_fail_back_through_the_engine_are_recorded_on_the_serve
     assert_eq!(replicas(&west).await.0, 2, "west is kept warm");
 
     // The records, read back from the server by a store of their own.
-    let history = KubeHistoryStore::new(front.cluster.clone(), front.namespace.clone());
+    let history = KubeHistoryStore::new(front.cluster.clone(), front.ns());
     let records = history.list(&HistoryQuery::default().app(front.app())).await.unwrap();
     assert_eq!(records.len(), 2, "{records:?}");
     for (id, kind) in [

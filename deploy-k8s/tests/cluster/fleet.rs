@@ -15,14 +15,14 @@ use std::time::Duration;
 
 use deploy_core::engine::RolloutEngine;
 use deploy_core::fleet::{FleetDriver, FleetPlan, FleetStatus, FleetTarget, Gate, RollbackPolicy, WavePolicy};
-use deploy_core::model::{AppId, AppSpec, HumanDuration, ImageRef, Name, Probe, Release, Track};
+use deploy_core::model::{AppId, AppSpec, HumanDuration, ImageRef, Name, Namespace, Probe, Release, Track};
 use deploy_core::platform::Platform;
 use deploy_core::store::file::{FileHistoryStore, FileStateStore};
 use deploy_core::strategy::{PlanInput, RollingUpdate, Strategy};
 use deploy_core::testkit::TestKit;
 use deploy_core::traffic::TrafficRouter;
-use deploy_k8s::KubePlatform;
 use deploy_k8s::state::{KubeHistoryStore, KubeStateStore};
+use deploy_k8s::{KubePlatform, PlatformOptions};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 
@@ -76,7 +76,7 @@ impl Host {
     fn spec(&self, release: &Release) -> AppSpec {
         let mut probe = Probe::http("/health", 8080).period(HumanDuration::new(Duration::from_millis(500)));
         probe.failure_threshold = 2;
-        AppSpec::new(self.app.name.clone(), self.app.namespace.clone(), release.image.clone())
+        AppSpec::new(self.app.namespace.clone(), self.app.name.clone(), release.image.clone())
             .readiness(probe)
             .replicas(2)
     }
@@ -107,7 +107,7 @@ impl Host {
 }
 
 fn fleet(targets: &[Target], host: &Host, journal: &Scratch, version: &str, from: &str) -> FleetPlan {
-    let fleet_id = AppId::new(Name::new(&journal.namespace).unwrap(), Name::new("web-fleet").unwrap());
+    let fleet_id = AppId::new(Namespace::new(&journal.namespace).unwrap(), Name::new("web-fleet").unwrap());
     let release = host.host.release(version);
     let mut builder = FleetPlan::builder(fleet_id, release.clone())
         .from(host.host.release(from))
@@ -122,9 +122,9 @@ fn fleet(targets: &[Target], host: &Host, journal: &Scratch, version: &str, from
     for (t, name) in targets.iter().zip(["east", "central", "west"]) {
         let c = t.s.cluster.clone();
         let engine = RolloutEngine::builder(
-            Arc::new(KubePlatform::new(c.clone())),
+            Arc::new(KubePlatform::new(c.clone(), PlatformOptions::default())),
             Arc::new(KubeStateStore::new(c.clone())),
-            Arc::new(KubeHistoryStore::new(c, t.s.namespace.clone())),
+            Arc::new(KubeHistoryStore::new(c, t.s.ns())),
         )
         .metrics(t.kit.metrics())
         .config(engine_config(&format!("fleet-{name}")))
@@ -144,7 +144,7 @@ async fn one_release_in_three_waves_across_three_api_servers_and_a_docker_host()
     for release in &releases {
         docker.build(release).await;
     }
-    let app = AppId::new(Name::new(&docker.id).unwrap(), Name::new("web").unwrap());
+    let app = AppId::new(Namespace::new(&docker.id).unwrap(), Name::new("web").unwrap());
     let host = Host { host: docker, app, stores: tempfile::tempdir().unwrap(), kit: TestKit::new() };
     host.kit.metric_values().set("error-rate", Track::Stable, 0.001);
     // Release 1 serves on the Docker host.
@@ -156,7 +156,7 @@ async fn one_release_in_three_waves_across_three_api_servers_and_a_docker_host()
 
     let mut targets = Vec::new();
     for s in clusters().await {
-        let platform = KubePlatform::new(s.cluster.clone());
+        let platform = KubePlatform::new(s.cluster.clone(), PlatformOptions::default());
         platform.apply(&s.spec().replicas(2), Track::Stable, &releases[0], 2).await.unwrap();
         platform.wait_ready(&s.app(), Track::Stable, Duration::from_secs(60)).await.unwrap();
         let kit = TestKit::new();

@@ -8,11 +8,11 @@ use deploy_core::model::{Percent, Release, Track, TrafficSplit, Version};
 use deploy_core::platform::{Platform, PlatformError, TrackState};
 use deploy_core::state::{LockRequest, StateError, StateStore};
 use deploy_core::traffic::TrafficRouter;
-use deploy_k8s::KubePlatform;
 use deploy_k8s::labels;
 use deploy_k8s::manifest::{ServiceOptions, service};
 use deploy_k8s::router::{ReplicaRatioRouter, ServiceSelectorRouter};
 use deploy_k8s::state::{KubeStateStore, lock_name};
+use deploy_k8s::{KubePlatform, PlatformOptions};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::Api;
@@ -25,7 +25,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 #[tokio::test]
 async fn rolling_update_in_place() {
     let s = Scratch::new("rolling-in-place").await;
-    let platform = KubePlatform::new(s.cluster.clone());
+    let platform = KubePlatform::new(s.cluster.clone(), PlatformOptions::default());
     platform.apply(&s.spec(), Track::Stable, &support::release("1"), 2).await.unwrap();
     platform.wait_ready(&s.app(), Track::Stable, DEADLINE).await.unwrap();
     platform.apply(&s.spec(), Track::Stable, &support::release("2"), 2).await.unwrap();
@@ -42,7 +42,7 @@ async fn rolling_update_in_place() {
 #[tokio::test]
 async fn blue_green_with_service_selector() {
     let s = Scratch::new("bluegreen-selector").await;
-    let platform = KubePlatform::new(s.cluster.clone());
+    let platform = KubePlatform::new(s.cluster.clone(), PlatformOptions::default());
     s.cluster.apply(&service(&s.spec(), &ServiceOptions::default().track(Track::Blue))).await.unwrap();
     platform.apply(&s.spec(), Track::Blue, &support::release("1"), 1).await.unwrap();
     platform.wait_ready(&s.app(), Track::Blue, DEADLINE).await.unwrap();
@@ -61,7 +61,7 @@ async fn blue_green_with_service_selector() {
 #[tokio::test]
 async fn canary_by_replica_ratio() {
     let s = Scratch::new("canary-ratio").await;
-    let platform = KubePlatform::new(s.cluster.clone());
+    let platform = KubePlatform::new(s.cluster.clone(), PlatformOptions::default());
     s.cluster.apply(&service(&s.spec(), &ServiceOptions::default())).await.unwrap();
     platform.apply(&s.spec(), Track::Stable, &support::release("1"), 4).await.unwrap();
     platform.apply(&s.spec(), Track::Canary, &support::release("2"), 0).await.unwrap();
@@ -77,7 +77,7 @@ async fn canary_by_replica_ratio() {
 
 async fn doomed(test: &str, release: Release, reason: &str) {
     let s = Scratch::new(test).await;
-    let platform = KubePlatform::new(s.cluster.clone());
+    let platform = KubePlatform::new(s.cluster.clone(), PlatformOptions::default());
     platform.apply(&s.spec(), Track::Canary, &release, 1).await.unwrap();
     let started = tokio::time::Instant::now();
     let err = platform.wait_ready(&s.app(), Track::Canary, DEADLINE).await.unwrap_err();
@@ -100,7 +100,7 @@ async fn crash_loop_is_doomed_before_the_deadline() {
 #[tokio::test]
 async fn never_ready_runs_out_the_deadline() {
     let s = Scratch::new("never-ready").await;
-    let platform = KubePlatform::new(s.cluster.clone());
+    let platform = KubePlatform::new(s.cluster.clone(), PlatformOptions::default());
     platform.apply(&s.spec(), Track::Canary, &support::never_ready_release("2"), 1).await.unwrap();
     let err = platform.wait_ready(&s.app(), Track::Canary, Duration::from_secs(4)).await.unwrap_err();
     assert!(matches!(err, PlatformError::Timeout { .. }), "{err}");
@@ -111,7 +111,7 @@ async fn never_ready_runs_out_the_deadline() {
 async fn a_watch_cut_mid_wait_is_re_established() {
     let s = Scratch::new("watch-cut").await;
     let proxy = CuttableProxy::start().await;
-    let platform = KubePlatform::new(deploy_k8s::Cluster::new(proxy.client.clone()));
+    let platform = KubePlatform::new(deploy_k8s::Cluster::new(proxy.client.clone()), PlatformOptions::default());
     let node = s.node.as_ref().expect("this test needs the node stand-in (a cluster without nodes)");
     node.hold();
     platform.apply(&s.spec(), Track::Stable, &support::release("1"), 2).await.unwrap();
@@ -181,7 +181,7 @@ async fn a_lease_is_taken_over_only_as_the_record_observed() {
 #[tokio::test]
 async fn a_release_with_a_version_label_reads_back() {
     let s = Scratch::new("status").await;
-    let platform = KubePlatform::new(s.cluster.clone());
+    let platform = KubePlatform::new(s.cluster.clone(), PlatformOptions::default());
     let release = Release::new(Version::new("1.4.2").unwrap(), support::release("1.4.2").image);
     platform.apply(&s.spec(), Track::Stable, &release, 1).await.unwrap();
     platform.wait_ready(&s.app(), Track::Stable, DEADLINE).await.unwrap();

@@ -8,8 +8,8 @@ use deploy_core::check::CheckOutcome;
 use deploy_core::model::{Digest, ImageRef, ResourceList, Track};
 use deploy_core::platform::Platform;
 use deploy_core::registry::{ImageRegistry, PushEvent, RegistryError};
-use deploy_k8s::KubePlatform;
 use deploy_k8s::preflight::{PreflightRequest, preflight};
+use deploy_k8s::{KubePlatform, PlatformOptions};
 use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::ResourceQuota;
 use kube::api::{Api, PostParams};
@@ -37,7 +37,7 @@ impl ImageRegistry for Present {
 async fn a_pod_count_quota_is_read_as_the_controller_counts_it() {
     let s = Scratch::new("preflight-quota").await;
     // Two pods already run.
-    let platform = KubePlatform::new(s.cluster.clone());
+    let platform = KubePlatform::new(s.cluster.clone(), PlatformOptions::default());
     platform.apply(&s.spec(), Track::Stable, &support::release("1"), 2).await.unwrap();
     platform.wait_ready(&s.app(), Track::Stable, Duration::from_secs(60)).await.unwrap();
     let quotas: Api<ResourceQuota> = s.api();

@@ -41,9 +41,9 @@ fn state_through(
 ) -> deploy_core::engine::RolloutEngine {
     let c = w.s.cluster.clone();
     deploy_core::engine::RolloutEngine::builder(
-        std::sync::Arc::new(deploy_k8s::KubePlatform::new(c.clone())),
+        std::sync::Arc::new(deploy_k8s::KubePlatform::new(c.clone(), deploy_k8s::PlatformOptions::default())),
         std::sync::Arc::new(KubeStateStore::new(Cluster::new(proxy.client.clone()))),
-        std::sync::Arc::new(deploy_k8s::state::KubeHistoryStore::new(c.clone(), w.s.namespace.clone())),
+        std::sync::Arc::new(deploy_k8s::state::KubeHistoryStore::new(c.clone(), w.s.ns())),
     )
     .router(std::sync::Arc::new(deploy_k8s::router::IstioRouter::new(c)))
     .metrics(w.kit.metrics())

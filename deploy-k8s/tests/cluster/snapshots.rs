@@ -37,8 +37,7 @@ fn platform(s: &Scratch) -> KubePlatform {
         .volume(PodVolume::new("config", VolumeSource::ConfigMap("app-config".into()), "/etc/app"))
         .volume(PodVolume::new("ca", VolumeSource::ConfigMap("shared-ca".into()), "/etc/ca"))
         .env_from(EnvFrom::Secret("app-secret".into()));
-    KubePlatform::new(s.cluster.clone())
-        .with_options(PlatformOptions::default().deployment(deployment).config_snapshots(true))
+    KubePlatform::new(s.cluster.clone(), PlatformOptions::default().deployment(deployment).config_snapshots(true))
 }
 
 /// The hash of what the pods of `track` mount: the data of the ConfigMap and the
@@ -122,7 +121,7 @@ async fn a_rollback_restores_the_configuration_the_old_release_ran_with() {
     let engine = RolloutEngine::builder(
         Arc::new(platform(&s)),
         Arc::new(KubeStateStore::new(s.cluster.clone())),
-        Arc::new(KubeHistoryStore::new(s.cluster.clone(), s.namespace.clone())),
+        Arc::new(KubeHistoryStore::new(s.cluster.clone(), s.ns())),
     )
     .metrics(kit.metrics())
     .config(engine_config("snapshots"))
@@ -214,7 +213,7 @@ async fn a_snapshot_run_traces_and_prints_no_secret_value_key_or_token() {
     let engine = RolloutEngine::builder(
         Arc::new(platform(&s)),
         Arc::new(KubeStateStore::new(s.cluster.clone())),
-        Arc::new(KubeHistoryStore::new(s.cluster.clone(), s.namespace.clone())),
+        Arc::new(KubeHistoryStore::new(s.cluster.clone(), s.ns())),
     )
     .metrics(kit.metrics())
     .config(engine_config("snapshot-traces"))

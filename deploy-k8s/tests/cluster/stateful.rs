@@ -55,7 +55,7 @@ impl Stateful {
         let options = PlatformOptions::default()
             .stateful_set(s.app(), StatefulSetOptions::default().volume_claim(claim))
             .hook_volume("db-backup", backups);
-        let history = KubeHistoryStore::new(s.cluster.clone(), s.namespace.clone());
+        let history = KubeHistoryStore::new(s.cluster.clone(), s.ns());
         let w = Self { s, options, kit: TestKit::new(), history };
         let platform = w.platform();
         platform
@@ -74,7 +74,7 @@ impl Stateful {
     }
 
     fn platform(&self) -> KubePlatform {
-        KubePlatform::new(self.s.cluster.clone()).with_options(self.options.clone())
+        KubePlatform::new(self.s.cluster.clone(), self.options.clone())
     }
 
     fn engine(&self) -> RolloutEngine {
@@ -82,7 +82,7 @@ impl Stateful {
         RolloutEngine::builder(
             Arc::new(self.platform()),
             Arc::new(KubeStateStore::new(c.clone())),
-            Arc::new(KubeHistoryStore::new(c, self.s.namespace.clone())),
+            Arc::new(KubeHistoryStore::new(c, self.s.ns())),
         )
         .metrics(self.kit.metrics())
         .config(engine_config("stateful-test"))

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deploy_core::model::{AppId, AppSpec, ImageRef, Name, Port, Release, Version};
+use deploy_core::model::{AppId, AppSpec, ImageRef, Name, Namespace, Port, Release, Version};
 use deploy_k8s::Cluster;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::Namespace as KubeNamespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::Value;
@@ -144,9 +144,14 @@ impl Scratch {
 
     /// The app every test rolls out: `web`, one HTTP port, 4 replicas.
     pub fn spec(&self) -> AppSpec {
-        AppSpec::new(Name::new("web").expect("name"), Name::new(&self.namespace).expect("namespace"), image("1"))
+        AppSpec::new(self.ns(), Name::new("web").expect("name"), image("1"))
             .port(Port::tcp("http", 8080).expect("port"))
             .replicas(4)
+    }
+
+    /// The test's namespace, typed.
+    pub fn ns(&self) -> Namespace {
+        Namespace::new(self.namespace.clone()).unwrap_or_else(|e| panic!("test namespace: {e}"))
     }
 
     /// The app's id.
@@ -165,7 +170,7 @@ impl Scratch {
 
     /// Deletes the namespace (the namespace controller removes what is in it).
     pub async fn cleanup(self) {
-        let api: Api<Namespace> = Api::all(self.cluster.client().clone());
+        let api: Api<KubeNamespace> = Api::all(self.cluster.client().clone());
         let _ = api.delete(&self.namespace, &DeleteParams::background()).await;
     }
 }

@@ -8,7 +8,7 @@ use deploy_core::error::Classify;
 use deploy_core::model::{Autoscaling, Percent, Track};
 use deploy_core::platform::Platform;
 use deploy_k8s::discovery::compatible;
-use deploy_k8s::{Cluster, KubePlatform, labels};
+use deploy_k8s::{Cluster, KubePlatform, PlatformOptions, labels};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -34,7 +34,7 @@ async fn hpa(s: &Scratch, name: &str) -> Option<serde_json::Value> {
 async fn each_track_gets_its_hpa_and_keeps_the_replicas_it_chose() {
     let s = Scratch::new("hpa-track").await;
     let spec = s.spec().autoscaling(Autoscaling::cpu(2, 8, Percent::new(70).unwrap()));
-    let platform = KubePlatform::new(s.cluster.clone());
+    let platform = KubePlatform::new(s.cluster.clone(), PlatformOptions::default());
     platform.apply(&spec, Track::Stable, &support::release("1"), 2).await.unwrap();
     platform.wait_ready(&s.app(), Track::Stable, DEADLINE).await.unwrap();
     let stable = hpa(&s, "web-stable").await.expect("the stable track's HPA");
@@ -80,7 +80,7 @@ async fn each_track_gets_its_hpa_and_keeps_the_replicas_it_chose() {
 async fn applies_as_the_clusters_field_manager() {
     let s = Scratch::new("field-manager").await;
     let cluster = Cluster::new(s.cluster.client().clone()).field_manager("team-ci");
-    let platform = KubePlatform::new(cluster);
+    let platform = KubePlatform::new(cluster, PlatformOptions::default());
     platform.apply(&s.spec(), Track::Stable, &support::release("1"), 1).await.unwrap();
     let d = deployment(&s, "stable").await.unwrap();
     let managers: Vec<String> =
@@ -103,7 +103,7 @@ async fn a_users_deployment_of_the_same_name_is_left_alone() {
     }))
     .unwrap();
     let created = deployments.create(&PostParams::default(), &theirs).await.unwrap();
-    let platform = KubePlatform::new(s.cluster.clone());
+    let platform = KubePlatform::new(s.cluster.clone(), PlatformOptions::default());
     let err = platform.apply(&s.spec(), Track::Stable, &support::release("1"), 2).await.unwrap_err();
     assert!(err.is_conflict() && err.to_string().contains("not managed by deploy-rs"), "{err}");
     let err = platform.remove(&s.app(), Track::Stable).await.unwrap_err();
@@ -196,7 +196,7 @@ async fn a_deployment_with_every_pod_template_field_is_applied_and_rolled() {
             dns_policy: Some("Default".into()),
             ..PodSpec::default()
         });
-    let platform = KubePlatform::new(s.cluster.clone()).with_options(PlatformOptions::default().deployment(options));
+    let platform = KubePlatform::new(s.cluster.clone(), PlatformOptions::default().deployment(options));
     for version in ["1", "2"] {
         platform.apply(&s.spec(), Track::Stable, &support::release(version), 2).await.unwrap();
         platform.wait_ready(&s.app(), Track::Stable, DEADLINE).await.unwrap();

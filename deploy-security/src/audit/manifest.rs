@@ -14,9 +14,9 @@ use deploy_core::scan::Finding;
 /// account token cannot be expressed in an `AppSpec`, so those rules do not apply.
 ///
 /// ```
-/// use deploy_core::model::{AppSpec, ContainerSecurityContext, ImageRef, Name, PodSecurityContext};
+/// use deploy_core::model::{AppSpec, ContainerSecurityContext, ImageRef, Name, Namespace, PodSecurityContext};
 /// use deploy_security::audit::audit_app_spec;
-/// let spec = AppSpec::new(Name::new("checkout").unwrap(), Name::new("shop").unwrap(),
+/// let spec = AppSpec::new(Namespace::new("shop").unwrap(), Name::new("checkout").unwrap(),
 ///     ImageRef::parse("shop/checkout:1.4.2").unwrap());
 /// let ids: Vec<String> = audit_app_spec(&spec).into_iter().map(|f| f.id).collect();
 /// assert!(ids.contains(&"run-as-non-root".to_owned()));

@@ -32,8 +32,8 @@ impl crate::metrics::MetricsProvider for LongSeries {
 
 #[tokio::test]
 async fn long_series_are_capped_and_judged_off_the_async_thread() {
-    use crate::model::{AppId, Name, Track};
-    let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+    use crate::model::{AppId, Name, Namespace, Track};
+    let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap());
     let query = |track| {
         crate::metrics::MetricQuery::new("latency", "q", app.clone(), track, std::time::Duration::from_secs(60))
     };

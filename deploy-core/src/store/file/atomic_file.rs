@@ -18,7 +18,7 @@ pub fn replace(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent directory"))?;
     let name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?;
     DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    let nonce = rand::random::<u64>();
+    let nonce = crate::random::u64();
     let tmp = dir.join(format!(".{}.tmp-{}-{nonce:016x}", name.to_string_lossy(), std::process::id()));
     let result = write_synced(&tmp, contents).and_then(|()| fs::rename(&tmp, path)).and_then(|()| sync_dir(dir));
     if result.is_err() {

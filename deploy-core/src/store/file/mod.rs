@@ -29,11 +29,11 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use deploy_core::state::{LockRequest, StateStore};
 //! use deploy_core::store::file::FileStateStore;
-//! use deploy_core::model::{AppId, Name};
+//! use deploy_core::model::{AppId, Name, Namespace};
 //!
 //! let dir = std::env::temp_dir().join(format!("deploy-rs-doc-{}", std::process::id()));
 //! let store = FileStateStore::new(&dir);
-//! let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+//! let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap());
 //! let lease = store.acquire_lock(&app, &LockRequest::new("host-a", std::time::Duration::from_secs(30))).await.unwrap();
 //! // A second process (here: a second handle) is refused while the lease is stored.
 //! let other = FileStateStore::new(&dir);
@@ -100,7 +100,7 @@ fn io_kind(e: &io::Error) -> ErrorKind {
 /// A fresh revision: 128 random bits, so a document deleted and written again
 /// never reuses a revision a stale reader still holds.
 fn fresh_revision() -> String {
-    format!("{:032x}", rand::random::<u128>())
+    format!("{:032x}", crate::random::u128())
 }
 
 #[cfg(all(test, feature = "testkit"))]

@@ -78,7 +78,7 @@ async fn what_a_stateful_set_cannot_do_is_refused_before_anything_is_written() {
         Expect::get(SET).ok(serde_json::to_value(set(3, 3, 0, false)).unwrap()),
     ]);
     let options = PlatformOptions::default().stateful_set(fixtures::app_id(), StatefulSetOptions::default());
-    let p = KubePlatform::new(Cluster::new(client)).with_options(options);
+    let p = KubePlatform::new(Cluster::new(client), options);
     let (spec, release) = (fixtures::spec(), fixtures::release("1.4.2"));
     let err = within(p.apply(&spec, Track::Blue, &release, 4)).await.unwrap_err();
     assert!(
@@ -162,7 +162,7 @@ async fn a_rollback_puts_the_template_back_under_the_partition_unblocks_then_res
         ),
     ]);
     let options = PlatformOptions::default().stateful_set(fixtures::app_id(), StatefulSetOptions::default());
-    let p = KubePlatform::new(Cluster::new(client)).with_options(options);
+    let p = KubePlatform::new(Cluster::new(client), options);
     within(p.apply(&fixtures::spec(), Track::Stable, &fixtures::release("1"), 4)).await.expect("the rollback");
     drop(p);
     let seen = mock.finish().await;

@@ -6,34 +6,17 @@
 #![allow(clippy::unwrap_used, reason = "test fixtures fail loudly")]
 #![cfg(feature = "testkit")]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use deploy_core::dr::{FailoverDriver, FailoverError, FailoverPlan, FailoverStep, Site, TrafficSwitch};
-use deploy_core::error::BoxError;
 use deploy_core::model::{Environment, EnvironmentProfile, Track};
-use deploy_core::testkit::{HealthScript, TestHealthCheck, TestKit, sample_app};
-
-#[derive(Default)]
-struct Dns(Mutex<Option<String>>);
-
-#[async_trait]
-impl TrafficSwitch for Dns {
-    async fn switch_to(&self, site: &str) -> Result<(), BoxError> {
-        *self.0.lock().unwrap() = Some(site.to_owned());
-        Ok(())
-    }
-
-    async fn current(&self) -> Result<Option<String>, BoxError> {
-        Ok(self.0.lock().unwrap().clone())
-    }
-}
+use deploy_core::testkit::{HealthScript, TestHealthCheck, TestKit, TestTrafficSwitch, sample_app};
 
 struct World {
     primary: TestKit,
     standby: TestKit,
-    dns: Arc<Dns>,
+    dns: Arc<TestTrafficSwitch>,
     health: Arc<TestHealthCheck>,
     driver: FailoverDriver,
 }
@@ -42,7 +25,7 @@ fn world() -> World {
     let (spec, v1, _) = sample_app(3);
     let (primary, standby) = (TestKit::new(), TestKit::new());
     primary.seed(&spec, Track::Stable, &v1);
-    let dns = Arc::new(Dns(Mutex::new(Some("eu".to_owned()))));
+    let dns = Arc::new(TestTrafficSwitch::pointing_at("eu"));
     let health = Arc::new(TestHealthCheck::new("smoke"));
     let sites = [
         Site { name: "eu".into(), platform: primary.platform(), spec: spec.clone() },
@@ -119,7 +102,7 @@ async fn a_verification_with_no_health_check_is_refused() {
         Site { name: "eu".into(), platform: primary.platform(), spec: spec.clone() },
         Site { name: "us".into(), platform: standby.platform(), spec },
     ];
-    let driver = FailoverDriver::new(sites, Arc::new(Dns::default()));
+    let driver = FailoverDriver::new(sites, Arc::new(TestTrafficSwitch::default()));
     let err = driver.run(&FailoverPlan::failover("eu", "us", 3, false), &v1, None).await.unwrap_err();
     assert!(err.to_string().contains("step 3 verifies us with no health check to run"), "{err}");
 }

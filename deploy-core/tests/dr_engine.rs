@@ -13,7 +13,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deploy_core::dr::{FailoverDriver, FailoverPlan, Site, TrafficSwitch};
 use deploy_core::engine::{EngineConfig, FailoverRequest, RolloutEngine, RolloutError, RolloutEvent, RolloutRequest};
-use deploy_core::error::BoxError;
 use deploy_core::history::HistoryQuery;
 use deploy_core::model::CauseKind;
 use deploy_core::model::{
@@ -22,27 +21,12 @@ use deploy_core::model::{
 use deploy_core::notify::{Notification, NotificationKind, Notifier, NotifyError};
 use deploy_core::plan::{PauseKind, Step};
 use deploy_core::strategy::{Canary, PlanInput, Strategy};
-use deploy_core::testkit::{HealthScript, StateMethod, TestHealthCheck, TestKit, sample_app};
-
-#[derive(Default)]
-struct Dns(Mutex<Option<String>>);
-
-#[async_trait]
-impl TrafficSwitch for Dns {
-    async fn switch_to(&self, site: &str) -> Result<(), BoxError> {
-        *self.0.lock().unwrap() = Some(site.to_owned());
-        Ok(())
-    }
-
-    async fn current(&self) -> Result<Option<String>, BoxError> {
-        Ok(self.0.lock().unwrap().clone())
-    }
-}
+use deploy_core::testkit::{HealthScript, StateMethod, TestHealthCheck, TestKit, TestTrafficSwitch, sample_app};
 
 struct World {
     primary: TestKit,
     standby: TestKit,
-    dns: Arc<Dns>,
+    dns: Arc<TestTrafficSwitch>,
     health: Arc<TestHealthCheck>,
     driver: Arc<FailoverDriver>,
     engine: RolloutEngine,
@@ -55,7 +39,7 @@ fn world(lock_ttl: Duration) -> World {
     let (spec, v1, v2) = sample_app(3);
     let (primary, standby) = (TestKit::new(), TestKit::new());
     primary.seed(&spec, Track::Stable, &v1);
-    let dns = Arc::new(Dns(Mutex::new(Some("eu".to_owned()))));
+    let dns = Arc::new(TestTrafficSwitch::pointing_at("eu"));
     let health = Arc::new(TestHealthCheck::new("smoke"));
     let sites = [
         Site { name: "eu".into(), platform: primary.platform(), spec: spec.clone() },

@@ -53,6 +53,7 @@ mod metrics;
 mod platform;
 mod router;
 mod state;
+mod switch;
 pub mod trace;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -69,6 +70,7 @@ pub use metrics::{MetricScript, TestMetrics};
 pub use platform::TestPlatform;
 pub use router::TestRouter;
 pub use state::{SavedState, StateMethod, TestStateStore};
+pub use switch::TestTrafficSwitch;
 
 use crate::error::ErrorKind;
 use crate::history::HistoryStore;

@@ -15,7 +15,9 @@ use std::time::Duration;
 use deploy_core::dr::{FailoverDriver, FailoverPlan, Site, TrafficSwitch};
 use deploy_core::engine::{EngineConfig, FailoverRequest, RolloutEngine, RolloutError};
 use deploy_core::history::{HistoryQuery, HistoryStore};
-use deploy_core::model::{AppSpec, DeploymentStatus, Environment, EnvironmentProfile, RecordKind, StepOutcome, Track};
+use deploy_core::model::{
+    AppSpec, DeploymentStatus, Environment, EnvironmentProfile, RecordKind, Release, StepOutcome, Track,
+};
 use deploy_core::platform::Platform;
 use deploy_core::state::{LockRequest, StateStore};
 use deploy_core::testkit::TestHealthCheck;
@@ -41,16 +43,19 @@ async fn replicas(s: &Scratch) -> (i32, i32, String) {
     (d.spec.replicas.unwrap_or(0), d.status.and_then(|st| st.ready_replicas).unwrap_or(0), image)
 }
 
-#[tokio::test]
-async fn a_failover_and_a_fail_back_between_two_regions() {
-    let (front, east, west) =
-        (Scratch::new("dr-front").await, Scratch::new("dr-east").await, Scratch::new("dr-west").await);
-    let release = support::release("1");
-    for region in [&east, &west] {
+/// The app's Service in both regions, release `release` serving in `east`, and the
+/// front `ExternalName` Service pointed at east: the sites a failover moves between.
+async fn east_serving(
+    front: &Scratch,
+    east: &Scratch,
+    west: &Scratch,
+    release: &Release,
+) -> (Arc<ExternalNameSwitch>, [Site; 2]) {
+    for region in [east, west] {
         region.cluster.apply(&service(&spec_in(region), &ServiceOptions::default())).await.expect("the app's Service");
     }
     let primary = KubePlatform::new(east.cluster.clone(), PlatformOptions::default());
-    primary.apply(&spec_in(&east), Track::Stable, &release, 2).await.unwrap();
+    primary.apply(&spec_in(east), Track::Stable, release, 2).await.unwrap();
     primary.wait_ready(&east.app(), Track::Stable, Duration::from_secs(60)).await.unwrap();
     let sites_map =
         BTreeMap::from([("east".to_owned(), east.namespace.clone()), ("west".to_owned(), west.namespace.clone())]);
@@ -58,13 +63,22 @@ async fn a_failover_and_a_fail_back_between_two_regions() {
         Arc::new(ExternalNameSwitch::new(front.cluster.clone(), front.namespace.clone(), "web", "web", sites_map));
     switch.switch_to("east").await.unwrap();
     let sites = [
-        Site { name: "east".into(), platform: Arc::new(primary), spec: spec_in(&east) },
+        Site { name: "east".into(), platform: Arc::new(primary), spec: spec_in(east) },
         Site {
             name: "west".into(),
             platform: Arc::new(KubePlatform::new(west.cluster.clone(), PlatformOptions::default())),
-            spec: spec_in(&west),
+            spec: spec_in(west),
         },
     ];
+    (switch, sites)
+}
+
+#[tokio::test]
+async fn a_failover_and_a_fail_back_between_two_regions() {
+    let (front, east, west) =
+        (Scratch::new("dr-front").await, Scratch::new("dr-east").await, Scratch::new("dr-west").await);
+    let release = support::release("1");
+    let (switch, sites) = east_serving(&front, &east, &west, &release).await;
     let driver = FailoverDriver::new(sites, switch.clone())
         .health_check(Arc::new(TestHealthCheck::new("smoke")))
         .readiness_deadline(Duration::from_secs(60));
@@ -114,25 +128,7 @@ async fn a_failover_and_a_fail_back_through_the_engine_are_recorded_on_the_serve
     let (front, east, west) =
         (Scratch::new("dr-eng-front").await, Scratch::new("dr-eng-east").await, Scratch::new("dr-eng-west").await);
     let release = support::release("1");
-    for region in [&east, &west] {
-        region.cluster.apply(&service(&spec_in(region), &ServiceOptions::default())).await.expect("the app's Service");
-    }
-    let primary = KubePlatform::new(east.cluster.clone(), PlatformOptions::default());
-    primary.apply(&spec_in(&east), Track::Stable, &release, 2).await.unwrap();
-    primary.wait_ready(&east.app(), Track::Stable, Duration::from_secs(60)).await.unwrap();
-    let sites_map =
-        BTreeMap::from([("east".to_owned(), east.namespace.clone()), ("west".to_owned(), west.namespace.clone())]);
-    let switch =
-        Arc::new(ExternalNameSwitch::new(front.cluster.clone(), front.namespace.clone(), "web", "web", sites_map));
-    switch.switch_to("east").await.unwrap();
-    let sites = [
-        Site { name: "east".into(), platform: Arc::new(primary), spec: spec_in(&east) },
-        Site {
-            name: "west".into(),
-            platform: Arc::new(KubePlatform::new(west.cluster.clone(), PlatformOptions::default())),
-            spec: spec_in(&west),
-        },
-    ];
+    let (switch, sites) = east_serving(&front, &east, &west, &release).await;
     let driver = Arc::new(
         FailoverDriver::new(sites, switch.clone())
             .health_check(Arc::new(TestHealthCheck::new("smoke")))

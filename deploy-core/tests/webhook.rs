@@ -1,5 +1,4 @@
 //! The webhook notifier against a real HTTP server on loopback.
-#![cfg(feature = "http")]
 #![expect(clippy::unwrap_used, reason = "the test server's helpers panic on any I/O failure, failing the test")]
 
 use std::io::{BufRead, BufReader, Read, Write};

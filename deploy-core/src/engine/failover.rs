@@ -45,14 +45,14 @@ pub enum FailoverDirection {
 /// # use std::sync::Arc;
 /// # use deploy_core::dr::{FailoverDriver, FailoverPlan, TrafficSwitch};
 /// # use deploy_core::engine::{FailoverDirection, FailoverRequest};
-/// # use deploy_core::model::{AppId, Environment, EnvironmentProfile, ImageRef, Name, Release, Version};
+/// # use deploy_core::model::{AppId, Environment, EnvironmentProfile, ImageRef, Name, Namespace, Release, Version};
 /// # struct Dns;
 /// # #[async_trait::async_trait]
 /// # impl TrafficSwitch for Dns {
 /// #     async fn switch_to(&self, _: &str) -> Result<(), deploy_core::error::BoxError> { Ok(()) }
 /// #     async fn current(&self) -> Result<Option<String>, deploy_core::error::BoxError> { Ok(None) }
 /// # }
-/// let app = AppId::new(Name::new("shop").unwrap(), Name::new("web").unwrap());
+/// let app = AppId::new(Namespace::new("shop").unwrap(), Name::new("web").unwrap());
 /// let release = Release::new(Version::new("1.0.0").unwrap(), ImageRef::parse("web:1.0.0").unwrap());
 /// // The driver holds the sites (their platforms and specs), the switch and the checks.
 /// let driver = Arc::new(FailoverDriver::new([], Arc::new(Dns)));

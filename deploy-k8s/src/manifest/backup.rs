@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use deploy_core::model::Namespace;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
     Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, SecretKeySelector,
@@ -44,11 +45,11 @@ impl PgDumpOptions {
     /// `postgres` with the password in Secret `{database}-db` key `password`, into
     /// claim `{database}-backups`, with `postgres:16`, keeping 7 days. Change any of
     /// it with the setters.
-    pub fn new(namespace: impl Into<String>, host: impl Into<String>, database: impl Into<String>) -> Self {
+    pub fn new(namespace: Namespace, host: impl Into<String>, database: impl Into<String>) -> Self {
         let database = database.into();
         Self {
             name: format!("{database}-backup"),
-            namespace: namespace.into(),
+            namespace: namespace.into_string(),
             schedule: "0 2 * * *".to_owned(),
             image: "postgres:16".to_owned(),
             host: host.into(),

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use deploy_core::model::Namespace;
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
@@ -25,8 +26,8 @@ pub struct EgressTo {
 
 impl EgressTo {
     /// Egress to `namespace` on `ports`.
-    pub fn new(namespace: impl Into<String>, ports: Vec<u16>) -> Self {
-        Self { namespace: namespace.into(), ports }
+    pub fn new(namespace: Namespace, ports: Vec<u16>) -> Self {
+        Self { namespace: namespace.into_string(), ports }
     }
 }
 
@@ -149,7 +150,7 @@ mod tests {
             "deny-cross-namespace",
             &NetworkPolicyOptions::default()
                 .ingress_namespace("ingress-nginx")
-                .egress(EgressTo::new("databases", vec![5432])),
+                .egress(EgressTo::new(Namespace::new("databases").unwrap(), vec![5432])),
         );
         let spec = np.spec.unwrap();
         assert_eq!(spec.pod_selector, Some(LabelSelector::default()), "every pod of the namespace");

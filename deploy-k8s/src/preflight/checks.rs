@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use deploy_core::check::{Check, CheckOutcome};
-use deploy_core::model::{Quantity, ResourceList};
+use deploy_core::model::{Namespace, Quantity, ResourceList};
 use k8s_openapi::api::core::v1::{Node, Pod, ResourceQuota};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KubeQuantity;
 use kube::api::{Api, ListParams};
@@ -44,8 +44,8 @@ pub struct NamespaceCheck {
 
 impl NamespaceCheck {
     /// Checks that `namespace` exists in `cluster`.
-    pub fn new(cluster: Cluster, namespace: impl Into<String>) -> Self {
-        Self { cluster, namespace: namespace.into() }
+    pub fn new(cluster: Cluster, namespace: Namespace) -> Self {
+        Self { cluster, namespace: namespace.into_string() }
     }
 }
 
@@ -161,7 +161,7 @@ fn show_count(milli: i128) -> String {
 }
 
 async fn quota_check(cluster: &Cluster, request: &PreflightRequest) -> CheckOutcome {
-    let api: Api<ResourceQuota> = Api::namespaced(cluster.client().clone(), &request.namespace);
+    let api: Api<ResourceQuota> = Api::namespaced(cluster.client().clone(), request.namespace.as_str());
     let quotas = match api.list(&ListParams::default()).await {
         Ok(list) => list.items,
         Err(e) => return CheckOutcome::failed(format!("quotas could not be read: {e}")),

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use deploy_core::check::{Check, CheckOutcome, ImageExistsCheck};
 use deploy_core::checklist::{Checklist, Phase};
 use deploy_core::engine::{Preflight, PreflightInput};
-use deploy_core::model::{ImageRef, ResourceList};
+use deploy_core::model::{ImageRef, Namespace, ResourceList};
 use deploy_core::plan::{Step, resolve_rolling};
 use deploy_core::registry::ImageRegistry;
 use tracing::instrument;
@@ -38,7 +38,7 @@ pub use checks::{ApiServerCheck, CapacityCheck, NamespaceCheck, QuotaCheck};
 #[non_exhaustive]
 pub struct PreflightRequest {
     /// The target namespace.
-    pub namespace: String,
+    pub namespace: Namespace,
     /// The image to run.
     pub image: ImageRef,
     /// Requests of one pod.
@@ -56,8 +56,8 @@ pub struct PreflightRequest {
 impl PreflightRequest {
     /// A request for `pods` pods of `image`, each requesting `pod_requests`, in one
     /// new Deployment.
-    pub fn new(namespace: impl Into<String>, image: ImageRef, pod_requests: ResourceList, pods: u32) -> Self {
-        Self { namespace: namespace.into(), image, pod_requests, pod_limits: None, pods, new_deployments: 1 }
+    pub fn new(namespace: Namespace, image: ImageRef, pod_requests: ResourceList, pods: u32) -> Self {
+        Self { namespace, image, pod_requests, pod_limits: None, pods, new_deployments: 1 }
     }
 
     /// Sets the limits of one pod.
@@ -246,7 +246,7 @@ impl KubePreflight {
             }
         }
         let mut request = PreflightRequest::new(
-            spec.namespace.as_str(),
+            spec.namespace.clone(),
             input.release.image.clone(),
             spec.resources.requests.clone(),
             spec.replicas.saturating_add(new_pods),

@@ -46,7 +46,7 @@ fn node(name: &str, cpu: &str, memory: &str, unschedulable: bool) -> serde_json:
 
 fn request(pods: u32) -> PreflightRequest {
     PreflightRequest::new(
-        "shop",
+        Namespace::new("shop").unwrap(),
         ImageRef::parse("registry.example.com/shop/web:1.4.2").unwrap(),
         ResourceList::new("250m", "256Mi").unwrap(),
         pods,

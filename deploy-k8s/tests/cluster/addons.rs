@@ -63,7 +63,7 @@ async fn built_in_kinds_validate_strictly_and_apply() {
         )),
     );
     let cron = pg_dump_cron_job(
-        &PgDumpOptions::new(&s.namespace, "web-headless", "shop")
+        &PgDumpOptions::new(s.ns(), "web-headless", "shop")
             .image("registry.deploy-rs.test/postgres:16")
             .credentials("backup", "web-db", "password"),
     );

@@ -54,12 +54,12 @@ async fn a_pod_count_quota_is_read_as_the_controller_counts_it() {
     })
     .await;
     let image = support::release("2").image;
-    let request = PreflightRequest::new(&s.namespace, image.clone(), ResourceList::default(), 3);
+    let request = PreflightRequest::new(s.ns(), image.clone(), ResourceList::default(), 3);
     let report = preflight(&s.cluster, &Present, &request).await;
     let CheckOutcome::Failed(why) = &report.check("quota").unwrap().outcome else { panic!("{report}") };
     assert_eq!(why, "small: pods needs 3 but 2 is free", "{report}");
     let report =
-        preflight(&s.cluster, &Present, &PreflightRequest::new(&s.namespace, image, ResourceList::default(), 2)).await;
+        preflight(&s.cluster, &Present, &PreflightRequest::new(s.ns(), image, ResourceList::default(), 2)).await;
     assert!(report.check("quota").unwrap().passed(), "{report}");
     assert!(report.check("namespace").unwrap().passed() && report.check("api-server").unwrap().passed(), "{report}");
     s.cleanup().await;

@@ -112,7 +112,7 @@ impl StateStore for KubeStateStore {
         let text = serde_json::to_string(state)
             .map_err(|e| StateError::backend("encode rollout state", ErrorKind::InvalidInput, e))?;
         let mut cm = crate::manifest::config_map(
-            app.namespace.as_str(),
+            &app.namespace,
             &state_name(app),
             BTreeMap::from([(STATE_KEY.to_owned(), text)]),
         );
@@ -369,7 +369,7 @@ impl HistoryStore for KubeHistoryStore {
         let text = serde_json::to_string(record)
             .map_err(|e| HistoryError::backend("encode deployment record", ErrorKind::InvalidInput, e))?;
         let mut cm = crate::manifest::config_map(
-            self.namespace.as_str(),
+            &self.namespace,
             &record_name(&record.id),
             BTreeMap::from([(RECORD_KEY.to_owned(), text)]),
         );

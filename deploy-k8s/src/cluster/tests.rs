@@ -92,7 +92,11 @@ async fn namespaces_are_applied_and_read() {
 
 #[tokio::test]
 async fn config_maps_and_secrets_create_merge_and_read() {
-    let cm = crate::manifest::config_map("shop", "web", BTreeMap::from([("LOG_LEVEL".into(), "info".into())]));
+    let cm = crate::manifest::config_map(
+        &"shop".parse().unwrap(),
+        "web",
+        BTreeMap::from([("LOG_LEVEL".into(), "info".into())]),
+    );
     let (client, mock) = start(vec![
         Expect::post("/api/v1/namespaces/shop/configmaps")
             .body(|b| assert_eq!(b["data"]["LOG_LEVEL"], "info"))

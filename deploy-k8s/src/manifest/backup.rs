@@ -1,6 +1,7 @@
 //! Backups: a PostgreSQL `pg_dump` CronJob and a Velero `Schedule`
 //! (`velero.io/v1`, typed from the upstream CRD).
 
+use deploy_core::model::Namespace as ModelNamespace;
 use std::collections::BTreeMap;
 
 use deploy_core::model::Namespace;
@@ -216,7 +217,7 @@ pub struct BackupTemplate {
 /// A Velero Schedule `name` in Velero's namespace `velero_namespace` that backs up
 /// `namespaces` (with volume snapshots) on `cron`, keeping each backup `ttl_hours`.
 pub fn velero_schedule(
-    velero_namespace: &str,
+    velero_namespace: &ModelNamespace,
     name: &str,
     cron: &str,
     namespaces: Vec<String>,

@@ -1,6 +1,7 @@
 //! Namespaces, ConfigMaps and Secrets, and the checksums that restart pods when the
 //! configuration they read changes.
 
+use deploy_core::model::Namespace as ModelNamespace;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -25,11 +26,11 @@ pub fn namespace(name: &str, labels: BTreeMap<String, String>) -> Namespace {
 }
 
 /// A ConfigMap of string data.
-pub fn config_map(namespace: &str, name: &str, data: BTreeMap<String, String>) -> ConfigMap {
+pub fn config_map(namespace: &ModelNamespace, name: &str, data: BTreeMap<String, String>) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
-            namespace: Some(namespace.to_owned()),
+            namespace: Some(namespace.as_str().to_owned()),
             ..ObjectMeta::default()
         },
         data: Some(data),
@@ -39,11 +40,11 @@ pub fn config_map(namespace: &str, name: &str, data: BTreeMap<String, String>) -
 
 /// An `Opaque` Secret. The values travel base64-encoded in `data`, as the API
 /// stores them; `Debug` of the result shows them, so never log it.
-pub fn secret(namespace: &str, name: &str, data: BTreeMap<String, Vec<u8>>) -> Secret {
+pub fn secret(namespace: &ModelNamespace, name: &str, data: BTreeMap<String, Vec<u8>>) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
-            namespace: Some(namespace.to_owned()),
+            namespace: Some(namespace.as_str().to_owned()),
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".to_owned()),
@@ -172,10 +173,10 @@ mod tests {
 
     #[test]
     fn checksum_changes_with_content_only() {
-        let a = config_map("shop", "web", data(&[("LOG_LEVEL", "info"), ("PORT", "8080")]));
-        let same = config_map("other", "renamed", data(&[("PORT", "8080"), ("LOG_LEVEL", "info")]));
-        let changed = config_map("shop", "web", data(&[("LOG_LEVEL", "debug"), ("PORT", "8080")]));
-        let shifted = config_map("shop", "web", data(&[("LOG_LEVE", "Linfo"), ("PORT", "8080")]));
+        let a = config_map(&"shop".parse().unwrap(), "web", data(&[("LOG_LEVEL", "info"), ("PORT", "8080")]));
+        let same = config_map(&"other".parse().unwrap(), "renamed", data(&[("PORT", "8080"), ("LOG_LEVEL", "info")]));
+        let changed = config_map(&"shop".parse().unwrap(), "web", data(&[("LOG_LEVEL", "debug"), ("PORT", "8080")]));
+        let shifted = config_map(&"shop".parse().unwrap(), "web", data(&[("LOG_LEVE", "Linfo"), ("PORT", "8080")]));
         assert_eq!(config_map_checksum(&a), config_map_checksum(&same));
         assert_ne!(config_map_checksum(&a), config_map_checksum(&changed));
         assert_ne!(config_map_checksum(&a), config_map_checksum(&shifted));
@@ -188,8 +189,8 @@ mod tests {
 
     #[test]
     fn secret_checksum_covers_data_and_string_data_alike() {
-        let s = secret("shop", "db", BTreeMap::from([("password".to_owned(), b"hunter2".to_vec())]));
-        let mut as_string = secret("shop", "db", BTreeMap::new());
+        let s = secret(&"shop".parse().unwrap(), "db", BTreeMap::from([("password".to_owned(), b"hunter2".to_vec())]));
+        let mut as_string = secret(&"shop".parse().unwrap(), "db", BTreeMap::new());
         as_string.string_data = Some(data(&[("password", "hunter2")]));
         assert_eq!(secret_checksum(&s, &key(1)), secret_checksum(&as_string, &key(1)));
         assert!(!secret_checksum(&s, &key(1)).contains("hunter2"));
@@ -198,7 +199,7 @@ mod tests {
 
     #[test]
     fn secret_checksum_is_keyed_so_a_guess_cannot_be_checked_without_the_key() {
-        let s = secret("shop", "db", BTreeMap::from([("password".to_owned(), b"hunter2".to_vec())]));
+        let s = secret(&"shop".parse().unwrap(), "db", BTreeMap::from([("password".to_owned(), b"hunter2".to_vec())]));
         let annotation = secret_checksum(&s, &key(1));
         assert_eq!(annotation.len(), 64);
         // What someone reading the Deployment could compute from a guessed value:
@@ -207,14 +208,16 @@ mod tests {
         feed(&mut unsalted, b"d", "password", b"hunter2");
         assert_ne!(annotation, hex(&unsalted.finalize()));
         assert_ne!(annotation, secret_checksum(&s, &key(2)));
-        let changed = secret("shop", "db", BTreeMap::from([("password".to_owned(), b"hunter3".to_vec())]));
+        let changed =
+            secret(&"shop".parse().unwrap(), "db", BTreeMap::from([("password".to_owned(), b"hunter3".to_vec())]));
         assert_ne!(annotation, secret_checksum(&changed, &key(1)));
         assert_eq!(ChecksumKey::new(vec![0; 31]).unwrap_err(), ChecksumKeyError { min: 32, got: 31 });
     }
 
     #[test]
     fn the_revision_checksum_uses_uid_and_resource_version_only() {
-        let mut s = secret("shop", "db", BTreeMap::from([("password".to_owned(), b"hunter2".to_vec())]));
+        let mut s =
+            secret(&"shop".parse().unwrap(), "db", BTreeMap::from([("password".to_owned(), b"hunter2".to_vec())]));
         assert_eq!(secret_revision_checksum(&s), None, "not read back from the cluster");
         s.metadata.uid = Some("6c1b1d4e-0000-4000-8000-000000000001".to_owned());
         s.metadata.resource_version = Some("4711".to_owned());

@@ -27,13 +27,13 @@ macro_rules! custom_kind {
 
         impl $kind {
             /// An object named `name` in `namespace`.
-            pub fn new(namespace: &str, name: &str, spec: $spec) -> Self {
+            pub fn new(namespace: &deploy_core::model::Namespace, name: &str, spec: $spec) -> Self {
                 Self {
                     api_version: concat!($group, "/", $version).to_owned(),
                     kind: $kind_name.to_owned(),
                     metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
                         name: Some(name.to_owned()),
-                        namespace: Some(namespace.to_owned()),
+                        namespace: Some(namespace.as_str().to_owned()),
                         ..Default::default()
                     },
                     spec,

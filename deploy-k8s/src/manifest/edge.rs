@@ -2,6 +2,7 @@
 //! `Telemetry`, a Gateway API `Gateway`, and the ingress-nginx controller's
 //! `nginx-configuration` ConfigMap. The custom kinds are typed from the upstream CRDs.
 
+use deploy_core::model::Namespace as ModelNamespace;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -27,7 +28,7 @@ impl IstioGateway {
     /// An Istio Gateway `name` in `namespace` on the ingress gateway pods
     /// (`istio: ingressgateway`), serving `hosts` on HTTP 80 (redirected to HTTPS) and
     /// HTTPS 443 with the certificate of Secret `tls_secret`.
-    pub fn https(namespace: &str, name: &str, hosts: Vec<String>, tls_secret: &str) -> Self {
+    pub fn https(namespace: &ModelNamespace, name: &str, hosts: Vec<String>, tls_secret: &str) -> Self {
         Self::new(
             namespace,
             name,
@@ -151,7 +152,7 @@ pub struct TelemetryAccessLogging {
 /// Mesh-wide Telemetry `mesh-default` in `root_namespace` (usually `istio-system`):
 /// traces `sampling_percent` % of requests through `tracing_provider` and writes
 /// Envoy access logs.
-pub fn mesh_telemetry(root_namespace: &str, tracing_provider: &str, sampling_percent: f64) -> Telemetry {
+pub fn mesh_telemetry(root_namespace: &ModelNamespace, tracing_provider: &str, sampling_percent: f64) -> Telemetry {
     Telemetry::new(
         root_namespace,
         "mesh-default",
@@ -243,7 +244,7 @@ pub struct RouteNamespaces {
 /// A Gateway API Gateway `name` of class `class` serving `hostname` on HTTPS 443
 /// with the certificate of Secret `tls_secret`, and HTTP 80, accepting routes
 /// from every namespace.
-pub fn https_gateway(namespace: &str, name: &str, class: &str, hostname: &str, tls_secret: &str) -> Gateway {
+pub fn https_gateway(namespace: &ModelNamespace, name: &str, class: &str, hostname: &str, tls_secret: &str) -> Gateway {
     let all = || Some(AllowedRoutes { namespaces: RouteNamespaces { from: "All".to_owned() } });
     Gateway::new(
         namespace,
@@ -315,7 +316,7 @@ impl Default for NginxSettings {
 
 /// The ingress-nginx controller's ConfigMap (named `nginx-configuration`, as its
 /// `--configmap` flag is set in the seeds' manifests) in `namespace`.
-pub fn nginx_configuration(namespace: &str, settings: &NginxSettings) -> ConfigMap {
+pub fn nginx_configuration(namespace: &ModelNamespace, settings: &NginxSettings) -> ConfigMap {
     let data = BTreeMap::from([
         ("keep-alive-requests".to_owned(), settings.keep_alive_requests.to_string()),
         ("upstream-keepalive-connections".to_owned(), settings.upstream_keepalive_connections.to_string()),
@@ -329,7 +330,7 @@ pub fn nginx_configuration(namespace: &str, settings: &NginxSettings) -> ConfigM
     ConfigMap {
         metadata: ObjectMeta {
             name: Some("nginx-configuration".to_owned()),
-            namespace: Some(namespace.to_owned()),
+            namespace: Some(namespace.as_str().to_owned()),
             labels: Some(BTreeMap::from([("app.kubernetes.io/name".to_owned(), "ingress-nginx".to_owned())])),
             ..ObjectMeta::default()
         },

@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn http_route_serialises_as_the_gateway_api_expects() {
         let route = HTTPRoute::new(
-            "shop",
+            &"shop".parse().unwrap(),
             "web",
             HttpRouteSpec {
                 parent_refs: vec![ParentReference {

@@ -1,6 +1,7 @@
 //! An Argo CD `Application` (`argoproj.io/v1alpha1`, typed from the upstream CRD),
 //! for teams that ship the manifests of this crate through Git.
 
+use deploy_core::model::Namespace as ModelNamespace;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::custom::custom_kind;
@@ -80,12 +81,12 @@ pub struct AutomatedSync {
 /// cluster, syncing automatically without pruning (deletions stay a person's
 /// decision) and creating the namespace.
 pub fn argo_application(
-    argocd_namespace: &str,
+    argocd_namespace: &ModelNamespace,
     name: &str,
     repo_url: &str,
     revision: &str,
     path: &str,
-    namespace: &str,
+    namespace: &ModelNamespace,
 ) -> Application {
     Application::new(
         argocd_namespace,
@@ -99,7 +100,7 @@ pub fn argo_application(
             },
             destination: ApplicationDestination {
                 server: "https://kubernetes.default.svc".to_owned(),
-                namespace: namespace.to_owned(),
+                namespace: namespace.as_str().to_owned(),
             },
             sync_policy: Some(SyncPolicy {
                 automated: Some(AutomatedSync { prune: false, self_heal: true }),

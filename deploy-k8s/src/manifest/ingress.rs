@@ -1,5 +1,6 @@
 //! Ingress with TLS, path rules and annotations.
 
+use deploy_core::model::Namespace as ModelNamespace;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::{
@@ -78,7 +79,7 @@ impl IngressOptions {
 }
 
 /// Builds an Ingress named `name` in `namespace`.
-pub fn ingress(namespace: &str, name: &str, options: &IngressOptions) -> Ingress {
+pub fn ingress(namespace: &ModelNamespace, name: &str, options: &IngressOptions) -> Ingress {
     let rules = options
         .rules
         .iter()
@@ -110,7 +111,7 @@ pub fn ingress(namespace: &str, name: &str, options: &IngressOptions) -> Ingress
     Ingress {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
-            namespace: Some(namespace.to_owned()),
+            namespace: Some(namespace.as_str().to_owned()),
             labels: non_empty(options.labels.clone()),
             annotations: non_empty(options.annotations.clone()),
             ..ObjectMeta::default()
@@ -139,7 +140,7 @@ mod tests {
             )
             .tls(vec!["shop.example.com".into()], "shop-tls")
             .annotation("cert-manager.io/cluster-issuer", "letsencrypt");
-        let ing = ingress("shop", "web", &options);
+        let ing = ingress(&"shop".parse().unwrap(), "web", &options);
         assert_eq!(ing.metadata.annotations.as_ref().unwrap()["cert-manager.io/cluster-issuer"], "letsencrypt");
         let spec = ing.spec.unwrap();
         assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));

@@ -4,6 +4,7 @@
 //! Only the fields deploy-rs sets or reads are modelled; unknown fields of objects
 //! read from a cluster are ignored on deserialisation.
 
+use deploy_core::model::Namespace as ModelNamespace;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -502,7 +503,7 @@ pub fn virtual_service(app: &AppId, options: &VirtualServiceOptions) -> VirtualS
         retries: options.retries.clone(),
     });
     VirtualService::new(
-        app.namespace.as_str(),
+        &app.namespace,
         app.name.as_str(),
         VirtualServiceSpec { hosts: vec![host], gateways: options.gateways.clone(), http },
     )
@@ -516,7 +517,7 @@ pub fn destination_rule(app: &AppId, tracks: &[Track], policy: Option<TrafficPol
         .map(|t| Subset { name: t.as_str().to_owned(), labels: labels::track_selector(app, *t) })
         .collect();
     DestinationRule::new(
-        app.namespace.as_str(),
+        &app.namespace,
         app.name.as_str(),
         DestinationRuleSpec { host: app.name.to_string(), traffic_policy: policy, subsets },
     )
@@ -524,7 +525,7 @@ pub fn destination_rule(app: &AppId, tracks: &[Track], policy: Option<TrafficPol
 
 /// Builds a PeerAuthentication for the whole namespace with `mode`
 /// (`STRICT`, `PERMISSIVE`, `DISABLE`).
-pub fn peer_authentication(namespace: &str, name: &str, mode: &str) -> PeerAuthentication {
+pub fn peer_authentication(namespace: &ModelNamespace, name: &str, mode: &str) -> PeerAuthentication {
     PeerAuthentication::new(
         namespace,
         name,
@@ -541,7 +542,7 @@ pub fn authorization_policy(
     paths: Vec<String>,
 ) -> AuthorizationPolicy {
     AuthorizationPolicy::new(
-        app.namespace.as_str(),
+        &app.namespace,
         app.name.as_str(),
         AuthorizationPolicySpec {
             selector: Some(WorkloadSelector { match_labels: labels::app_selector(app) }),
@@ -621,7 +622,7 @@ mod tests {
 
     #[test]
     fn security_kinds_carry_mode_selector_and_rules() {
-        let pa = peer_authentication("shop", "default", "STRICT");
+        let pa = peer_authentication(&"shop".parse().unwrap(), "default", "STRICT");
         assert_eq!(pa.spec.mtls.as_ref().unwrap().mode, "STRICT");
         assert_eq!(pa.api_version, "security.istio.io/v1");
         let ap = authorization_policy(

@@ -1,6 +1,7 @@
 //! NetworkPolicy: deny traffic from other namespaces, allow the ingress
 //! controller's namespace, and allow egress only where it is named.
 
+use deploy_core::model::Namespace as ModelNamespace;
 use std::collections::BTreeMap;
 
 use deploy_core::model::Namespace;
@@ -94,7 +95,7 @@ fn port(protocol: &str, number: u16) -> NetworkPolicyPort {
 
 /// Builds the policy `name` in `namespace`: ingress only from the same namespace
 /// and the ingress controller's; egress, when any is listed, only there (plus DNS).
-pub fn network_policy(namespace: &str, name: &str, options: &NetworkPolicyOptions) -> NetworkPolicy {
+pub fn network_policy(namespace: &ModelNamespace, name: &str, options: &NetworkPolicyOptions) -> NetworkPolicy {
     let mut from =
         vec![NetworkPolicyPeer { pod_selector: Some(LabelSelector::default()), ..NetworkPolicyPeer::default() }];
     if let Some(ns) = &options.ingress_namespace {
@@ -124,7 +125,7 @@ pub fn network_policy(namespace: &str, name: &str, options: &NetworkPolicyOption
     NetworkPolicy {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
-            namespace: Some(namespace.to_owned()),
+            namespace: Some(namespace.as_str().to_owned()),
             ..ObjectMeta::default()
         },
         spec: Some(NetworkPolicySpec {
@@ -146,7 +147,7 @@ mod tests {
     #[test]
     fn denies_other_namespaces_but_the_ingress_controller() {
         let np = network_policy(
-            "shop",
+            &"shop".parse().unwrap(),
             "deny-cross-namespace",
             &NetworkPolicyOptions::default()
                 .ingress_namespace("ingress-nginx")
@@ -176,7 +177,7 @@ mod tests {
 
     #[test]
     fn no_egress_rules_leaves_egress_open() {
-        let np = network_policy("shop", "p", &NetworkPolicyOptions::default());
+        let np = network_policy(&"shop".parse().unwrap(), "p", &NetworkPolicyOptions::default());
         let spec = np.spec.unwrap();
         assert_eq!(spec.policy_types.unwrap(), vec!["Ingress".to_owned()]);
         assert!(spec.egress.is_none());

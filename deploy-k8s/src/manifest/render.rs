@@ -91,22 +91,28 @@ mod tests {
         let mut set = ManifestSet::new();
         set.push(&namespace("shop", BTreeMap::from([("environment".into(), "production".into())]))).unwrap();
         set.push(&crd::tests::rollout_crd()).unwrap();
-        set.push(&config_map("shop", "web", BTreeMap::from([("LOG_LEVEL".into(), "info".into())]))).unwrap();
-        set.push(&secret("shop", "db", BTreeMap::from([("password".into(), b"s3cr\xff".to_vec())]))).unwrap();
+        set.push(&config_map(&"shop".parse().unwrap(), "web", BTreeMap::from([("LOG_LEVEL".into(), "info".into())])))
+            .unwrap();
+        set.push(&secret(&"shop".parse().unwrap(), "db", BTreeMap::from([("password".into(), b"s3cr\xff".to_vec())])))
+            .unwrap();
         set.push(&deployment(&spec, &DeploymentOptions::default().release(fixtures::release("1.4.2")))).unwrap();
         set.push(&service(&spec, &ServiceOptions::default())).unwrap();
         set.push(&horizontal_pod_autoscaler(&spec, &HpaOptions::default()).unwrap()).unwrap();
         set.push(&pod_disruption_budget(&spec, &DisruptionBudget::default())).unwrap();
         set.push(&ingress(
-            "shop",
+            &"shop".parse().unwrap(),
             "web",
             &IngressOptions::default()
                 .host("shop.example.com", vec![IngressPath::prefix("/", "web", 80)])
                 .tls(vec!["shop.example.com".into()], "tls"),
         ))
         .unwrap();
-        set.push(&network_policy("shop", "deny", &NetworkPolicyOptions::default().ingress_namespace("ingress-nginx")))
-            .unwrap();
+        set.push(&network_policy(
+            &"shop".parse().unwrap(),
+            "deny",
+            &NetworkPolicyOptions::default().ingress_namespace("ingress-nginx"),
+        ))
+        .unwrap();
         set.push(&virtual_service(
             &app,
             &VirtualServiceOptions::default()
@@ -115,7 +121,7 @@ mod tests {
         ))
         .unwrap();
         set.push(&destination_rule(&app, &[Track::Stable, Track::Canary], None)).unwrap();
-        set.push(&peer_authentication("shop", "default", "STRICT")).unwrap();
+        set.push(&peer_authentication(&"shop".parse().unwrap(), "default", "STRICT")).unwrap();
         set.push(&authorization_policy(&app, vec!["p".into()], vec!["GET".into()], vec!["/".into()])).unwrap();
         set
     }
@@ -138,7 +144,7 @@ mod tests {
         assert_eq!(back::<CustomResourceDefinition>(docs[1]), crd::tests::rollout_crd());
         assert_eq!(
             back::<ConfigMap>(docs[2]),
-            config_map("shop", "web", BTreeMap::from([("LOG_LEVEL".into(), "info".into())]))
+            config_map(&"shop".parse().unwrap(), "web", BTreeMap::from([("LOG_LEVEL".into(), "info".into())]))
         );
         let s: Secret = back(docs[3]);
         assert_eq!(s.data.unwrap()["password"].0, b"s3cr\xff".to_vec(), "binary survives base64");
@@ -156,12 +162,19 @@ mod tests {
         assert_eq!(ing.spec.unwrap().tls.unwrap()[0].secret_name.as_deref(), Some("tls"));
         assert_eq!(
             back::<NetworkPolicy>(docs[9]),
-            network_policy("shop", "deny", &NetworkPolicyOptions::default().ingress_namespace("ingress-nginx"))
+            network_policy(
+                &"shop".parse().unwrap(),
+                "deny",
+                &NetworkPolicyOptions::default().ingress_namespace("ingress-nginx")
+            )
         );
         let vs: VirtualService = back(docs[10]);
         assert_eq!(vs.spec.http[0].matches[0].headers["x-canary"], StringMatch::regex("^(yes|1)$"));
         assert_eq!(back::<DestinationRule>(docs[11]), destination_rule(&app, &[Track::Stable, Track::Canary], None));
-        assert_eq!(back::<PeerAuthentication>(docs[12]), peer_authentication("shop", "default", "STRICT"));
+        assert_eq!(
+            back::<PeerAuthentication>(docs[12]),
+            peer_authentication(&"shop".parse().unwrap(), "default", "STRICT")
+        );
         let ap: AuthorizationPolicy = back(docs[13]);
         assert_eq!(ap.spec.rules[0].to[0].operation.methods, vec!["GET".to_owned()]);
         assert!(docs[4].contains("kind: Deployment") && docs[4].contains("apiVersion: apps/v1"));

@@ -124,7 +124,7 @@ pub fn vertical_pod_autoscaler(spec: &AppSpec, deployment: &str, mode: VpaMode) 
         out
     };
     let mut vpa = VerticalPodAutoscaler::new(
-        app.namespace.as_str(),
+        &app.namespace,
         deployment,
         VpaSpec {
             target_ref: TargetRef { api_version: "apps/v1".into(), kind: "Deployment".into(), name: deployment.into() },
@@ -212,7 +212,7 @@ pub fn scaled_object(spec: &AppSpec, deployment: &str, triggers: Vec<ScaledObjec
     let (min, max) =
         spec.autoscaling.as_ref().map_or((spec.replicas, spec.replicas), |a| (a.min_replicas, a.max_replicas));
     let mut object = ScaledObject::new(
-        app.namespace.as_str(),
+        &app.namespace,
         deployment,
         ScaledObjectSpec {
             scale_target_ref: ScaleTargetRef { name: deployment.to_owned() },

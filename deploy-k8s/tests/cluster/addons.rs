@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use deploy_core::model::{Autoscaling, Environment, EnvironmentProfile, Percent, Quantity, ResourceList};
+use deploy_core::model::{Autoscaling, Environment, EnvironmentProfile, Namespace, Percent, Quantity, ResourceList};
 use deploy_k8s::manifest::backup::{PgDumpOptions, pg_dump_cron_job, velero_schedule};
 use deploy_k8s::manifest::edge::{IstioGateway, NginxSettings, https_gateway, mesh_telemetry, nginx_configuration};
 use deploy_k8s::manifest::gitops::argo_application;
@@ -75,7 +75,7 @@ async fn built_in_kinds_validate_strictly_and_apply() {
     set.push(&stateful).unwrap();
     set.push(&headless_service(&db)).unwrap();
     set.push(&cron).unwrap();
-    set.push(&nginx_configuration(&s.namespace, &NginxSettings::default())).unwrap();
+    set.push(&nginx_configuration(&s.ns(), &NginxSettings::default())).unwrap();
     let autoscaler = cluster_autoscaler(
         &ClusterAutoscalerOptions::new("registry.k8s.io/autoscaling/cluster-autoscaler:v1.33.0", "clusterapi")
             .node_group(3, 10, "workers"),
@@ -89,7 +89,7 @@ async fn built_in_kinds_validate_strictly_and_apply() {
     s.cluster.apply(&stateful).await.unwrap();
     s.cluster.apply(&headless_service(&db)).await.unwrap();
     s.cluster.apply(&cron).await.unwrap();
-    s.cluster.apply(&nginx_configuration(&s.namespace, &NginxSettings::default())).await.unwrap();
+    s.cluster.apply(&nginx_configuration(&s.ns(), &NginxSettings::default())).await.unwrap();
     let mut autoscaler = autoscaler;
     autoscaler.metadata.namespace = Some(s.namespace.clone());
     s.cluster.apply(&autoscaler).await.unwrap();
@@ -143,17 +143,17 @@ async fn custom_kinds_render_and_survive_the_upstream_crds() {
         "web-stable",
         vec![ScaledObjectTrigger::prometheus("http://prometheus:9090", "sum(rate(http_requests_total[1m]))", 100.0)],
     );
-    let istio_gateway = IstioGateway::https(&s.namespace, "web", vec!["web.example.com".into()], "web-tls");
-    let telemetry = mesh_telemetry(&s.namespace, "otel", 2.5);
-    let gateway = https_gateway(&s.namespace, "public", "istio", "web.example.com", "web-tls");
-    let schedule = velero_schedule(&s.namespace, "shop-daily", "0 3 * * *", vec!["shop".into()], 720);
+    let istio_gateway = IstioGateway::https(&s.ns(), "web", vec!["web.example.com".into()], "web-tls");
+    let telemetry = mesh_telemetry(&s.ns(), "otel", 2.5);
+    let gateway = https_gateway(&s.ns(), "public", "istio", "web.example.com", "web-tls");
+    let schedule = velero_schedule(&s.ns(), "shop-daily", "0 3 * * *", vec!["shop".into()], 720);
     let application = argo_application(
-        &s.namespace,
+        &s.ns(),
         "web",
         "https://git.example.com/shop/deploy.git",
         "main",
         "web/production",
-        "shop",
+        &Namespace::new("shop").unwrap(),
     );
     let mut set = ManifestSet::new();
     set.push(&vpa).unwrap().push(&keda).unwrap().push(&istio_gateway).unwrap().push(&telemetry).unwrap();

@@ -45,7 +45,7 @@ use deploy_docker::containers::Containers;
 use deploy_docker::endpoints::{DockerEndpoints, NginxDrain};
 use deploy_docker::nginx::{NginxConfig, NginxRouter};
 use deploy_docker::platform::PlatformConfig;
-use deploy_docker::{DockerImageBuilder, DockerPlatform};
+use deploy_docker::{DockerImageBuilder, DockerPlatform, NetworkName};
 use deploy_examples::Error;
 use deploy_examples::print_rollout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -215,7 +215,7 @@ async fn run() -> Result<(), Error> {
     let (nginx, port) = start_nginx(&nginx_dir)?;
     cleanup.nginx_conf = Some(nginx.main_config.clone());
 
-    let mut config = PlatformConfig::default().network(format!("{}-net", cleanup.id));
+    let mut config = PlatformConfig::default().network(NetworkName::new(format!("{}-net", cleanup.id))?);
     for (key, value) in cleanup.labels() {
         config = config.label(key, value);
     }

@@ -27,7 +27,7 @@
 //! use deploy_docker::{DockerPlatform, NetworkAliasRouter, NetworkName};
 //!
 //! let docker = deploy_docker::connect::connect(&Default::default()).await?;
-//! let config = PlatformConfig::default().network("shop").serving_network("shop-edge");
+//! let config = PlatformConfig::default().network(NetworkName::new("shop")?).serving_network(NetworkName::new("shop-edge")?);
 //! let platform: Arc<dyn Platform> = Arc::new(DockerPlatform::new(docker.clone(), config));
 //! let router: Arc<dyn TrafficRouter> = Arc::new(NetworkAliasRouter::new(docker, NetworkName::new("shop-edge")?));
 //! # let _ = (platform, router); Ok(()) }

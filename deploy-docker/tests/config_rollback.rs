@@ -24,6 +24,7 @@ use deploy_core::platform::Platform;
 use deploy_core::secret::{PutOptions, Secret, SecretBytes, SecretError, SecretManager};
 use deploy_core::strategy::{PlanInput, RollingUpdate, Strategy};
 use deploy_core::testkit::TestKit;
+use deploy_docker::NetworkName;
 use deploy_docker::config_files::{ConfigSnapshots, ReleaseConfig, volume_name};
 use deploy_docker::containers::Containers;
 use deploy_docker::labels;
@@ -53,7 +54,7 @@ impl World {
     fn config(&self) -> PlatformConfig {
         let (key, value) = self.cleanup.label();
         PlatformConfig::default()
-            .network(format!("{}-net", self.cleanup.id))
+            .network(NetworkName::new(format!("{}-net", self.cleanup.id)).unwrap())
             .label(key, value)
             .poll_interval(Duration::from_millis(100))
     }

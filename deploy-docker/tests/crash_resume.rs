@@ -57,8 +57,8 @@ async fn world(id: &str) -> World {
     let (key, value) = cleanup.label();
     let serving = format!("{id}-edge");
     let config = PlatformConfig::default()
-        .network(format!("{id}-net"))
-        .serving_network(&serving)
+        .network(NetworkName::new(format!("{id}-net")).unwrap())
+        .serving_network(NetworkName::new(&serving).unwrap())
         .label(key, value)
         .poll_interval(Duration::from_millis(100));
     let platform = Arc::new(DockerPlatform::new(docker.clone(), config));

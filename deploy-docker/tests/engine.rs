@@ -47,8 +47,8 @@ async fn world(prefix: &str) -> World {
     let serving = format!("{}-edge", cleanup.id);
     let (key, value) = cleanup.label();
     let config = PlatformConfig::default()
-        .network(format!("{}-net", cleanup.id))
-        .serving_network(&serving)
+        .network(NetworkName::new(format!("{}-net", cleanup.id)).unwrap())
+        .serving_network(NetworkName::new(&serving).unwrap())
         .label(key, value)
         .poll_interval(Duration::from_millis(100));
     let platform = Arc::new(DockerPlatform::new(docker.clone(), config));

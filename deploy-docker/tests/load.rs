@@ -25,6 +25,7 @@ use deploy_core::platform::Platform;
 use deploy_core::strategy::{BlueGreen, Canary, PlanInput, RollingUpdate, Strategy};
 use deploy_core::testkit::TestKit;
 use deploy_core::traffic::TrafficRouter;
+use deploy_docker::NetworkName;
 use deploy_docker::endpoints::{DockerEndpoints, NginxDrain};
 use deploy_docker::nginx::NginxRouter;
 use deploy_docker::platform::{DockerPlatform, PlatformConfig};
@@ -142,7 +143,7 @@ pub(crate) async fn world(prefix: &str) -> World {
     build_busybox(&docker, &cleanup, &images[2], "3.0.0-bad", false).await;
     let (key, value) = cleanup.label();
     let config = PlatformConfig::default()
-        .network(format!("{}-net", cleanup.id))
+        .network(NetworkName::new(format!("{}-net", cleanup.id)).unwrap())
         .label(key, value)
         .poll_interval(Duration::from_millis(100));
     let nginx = Nginx::start();

@@ -17,6 +17,7 @@ use deploy_core::model::{
     Version,
 };
 use deploy_core::platform::{Platform, TrackState};
+use deploy_docker::NetworkName;
 use deploy_docker::containers::Containers;
 use deploy_docker::events::{ContainerEvents, DockerEvents, EventStream};
 use deploy_docker::labels;
@@ -45,7 +46,7 @@ impl World {
     fn config(&self) -> PlatformConfig {
         let (key, value) = self.cleanup.label();
         PlatformConfig::default()
-            .network(format!("{}-net", self.cleanup.id))
+            .network(NetworkName::new(format!("{}-net", self.cleanup.id)).unwrap())
             .label(key, value)
             .poll_interval(Duration::from_millis(100))
     }

@@ -65,8 +65,8 @@ impl World {
     fn config(&self) -> PlatformConfig {
         let (key, value) = self.cleanup.label();
         PlatformConfig::default()
-            .network(&self.network)
-            .serving_network(&self.serving)
+            .network(NetworkName::new(&self.network).unwrap())
+            .serving_network(NetworkName::new(&self.serving).unwrap())
             .label(key, value)
             .poll_interval(Duration::from_millis(100))
     }

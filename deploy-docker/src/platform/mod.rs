@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::NetworkName;
 use bollard::Docker;
 use deploy_core::error::{Classify, ErrorKind};
 use deploy_core::hook::HookSpec;
@@ -125,15 +126,15 @@ impl Default for PlatformConfig {
 impl PlatformConfig {
     /// Sets the network.
     #[must_use]
-    pub fn network(mut self, network: impl Into<String>) -> Self {
-        self.network = network.into();
+    pub fn network(mut self, network: NetworkName) -> Self {
+        self.network = network.as_str().to_owned();
         self
     }
 
     /// Sets the serving network.
     #[must_use]
-    pub fn serving_network(mut self, network: impl Into<String>) -> Self {
-        self.serving_network = Some(network.into());
+    pub fn serving_network(mut self, network: NetworkName) -> Self {
+        self.serving_network = Some(network.as_str().to_owned());
         self
     }
 
@@ -236,9 +237,13 @@ impl PlatformConfig {
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use deploy_docker::NetworkName;
 /// use deploy_docker::platform::{DockerPlatform, PlatformConfig};
 /// let docker = deploy_docker::connect::connect(&Default::default()).await?;
-/// let platform = DockerPlatform::new(docker, PlatformConfig::default().network("shop").serving_network("shop-edge"));
+/// let platform = DockerPlatform::new(
+///     docker,
+///     PlatformConfig::default().network(NetworkName::new("shop")?).serving_network(NetworkName::new("shop-edge")?),
+/// );
 /// # let _ = platform; Ok(()) }
 /// ```
 #[derive(Debug)]

@@ -50,7 +50,7 @@ fn log_tails_are_bounded() {
 #[tokio::test]
 async fn probes_become_health_checks_and_secrets_are_refused() {
     let docker = Docker::connect_with_http("tcp://127.0.0.1:1", 1, bollard::API_DEFAULT_VERSION).unwrap();
-    let platform = DockerPlatform::new(docker, PlatformConfig::default().network("n"));
+    let platform = DockerPlatform::new(docker, PlatformConfig::default().network(NetworkName::new("n").unwrap()));
     let probe = Probe::http("/health", 8080).period(std::time::Duration::from_secs(2).into());
     let check = platform.health_check(&probe);
     assert_eq!(check.test.join(" "), "CMD wget -q -O /dev/null http://127.0.0.1:8080/health");

@@ -13,6 +13,7 @@ use deploy_core::build::{BuildRequest, ImageBuilder};
 use deploy_core::model::{AppId, ImageRef, Release, Track, TrafficSplit};
 use deploy_core::traffic::TrafficRouter;
 use deploy_docker::DockerImageBuilder;
+use deploy_docker::NetworkName;
 use deploy_docker::bollard::Docker;
 use deploy_docker::bollard::query_parameters::{
     ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -51,8 +52,8 @@ impl DockerHost {
         let id = format!("{prefix}-{}-{nanos:08x}", std::process::id());
         let serving = format!("{id}-edge");
         let config = PlatformConfig::default()
-            .network(format!("{id}-net"))
-            .serving_network(&serving)
+            .network(NetworkName::new(format!("{id}-net")).unwrap())
+            .serving_network(NetworkName::new(&serving).unwrap())
             .label(TEST_LABEL, &id)
             .poll_interval(Duration::from_millis(100));
         let platform = Arc::new(DockerPlatform::new(docker.clone(), config));
